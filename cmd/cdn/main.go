@@ -1,0 +1,107 @@
+// Command cdn is the one binary of the CDN: every part is a subcommand.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/selfcdn/cdn/internal/logging"
+)
+
+// command is one subcommand: it parses its own flags and runs until ctx
+// ends or it fails.
+type command struct {
+	name, usage string
+	run         func(ctx context.Context, args []string, stderr io.Writer) error
+}
+
+var commands = []command{
+	{"edge", "run a caching edge (standalone, from a config file or --origin)", runEdge},
+	{"origin", "run the reference static-site origin", runOrigin},
+	{"up", "run origin and edges on this machine, for a first try", runUp},
+}
+
+// exitUsage marks errors that are the caller's (bad flags, bad config):
+// exit code 2, like flag's own.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		usage(stderr)
+		return 2
+	}
+	for _, c := range commands {
+		if c.name != args[0] {
+			continue
+		}
+		err := c.run(ctx, args[1:], stderr)
+		switch {
+		case err == nil, errors.Is(err, flag.ErrHelp):
+			return 0
+		case errors.As(err, new(usageError)):
+			fmt.Fprintf(stderr, "cdn %s: %v\n", c.name, err)
+			return 2
+		default:
+			fmt.Fprintf(stderr, "cdn %s: %v\n", c.name, err)
+			return 1
+		}
+	}
+	fmt.Fprintf(stderr, "cdn: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintln(w, "usage: cdn <command> [flags]\n\ncommands:")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.usage)
+	}
+	fmt.Fprintln(w, "\nrun 'cdn <command> -h' for its flags")
+}
+
+// logFlags are the logging flags every subcommand takes.
+type logFlags struct{ level, format string }
+
+func (l *logFlags) register(fs *flag.FlagSet, format string) {
+	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&l.format, "log-format", format, "log format: json or text")
+}
+
+func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
+	log, err := logging.New(w, l.level, l.format)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return log, nil
+}
+
+// parse parses args into fs, turning flag errors into usage errors.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
+	}
+	return nil
+}

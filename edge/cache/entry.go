@@ -1,0 +1,83 @@
+// Package cache is the edge's object store. Entries are immutable once
+// stored: a refresh stores a new Entry under the same key, so a reader that
+// holds one may use it without locks while it is replaced or evicted.
+//
+// This store is the memory tier (ristretto, bounded by bytes); the
+// disk tier slots in under the same Get/Put/Delete.
+package cache
+
+import (
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/selfcdn/cdn/edge/freshness"
+)
+
+// Entry is one stored response, or one of two markers: a Vary index (the
+// request headers a URL's responses vary on) or a hit-for-miss note (the
+// URL's last answer could not be shared, so do not make clients queue for it).
+type Entry struct {
+	// Status is the response status code.
+	Status int
+	// Header is the response header as sent to clients: hop-by-hop fields
+	// removed and Via added at store time. Never modified after Put.
+	Header http.Header
+	// Body is the complete response body.
+	Body []byte
+	// Meta judges the entry's freshness.
+	Meta freshness.Meta
+	// LastModified is the parsed Last-Modified, zero when absent.
+	LastModified time.Time
+	// Vary holds the canonical request header names the response varies
+	// on; on a Vary index it is the whole point of the entry.
+	Vary []string
+	// VaryIndex marks an entry that only names Vary; its variants live
+	// under cachekey.Variant keys.
+	VaryIndex bool
+	// Variants counts the variants stored under a Vary index, to bound
+	// them; shared by every copy of the index.
+	Variants *Counter
+	// HitForMiss marks a URL whose last response was not shareable.
+	HitForMiss bool
+	// Tags are the Surrogate-Key / Cache-Tag values, for purges to come.
+	Tags []string
+}
+
+// NewEntry builds an entry for a response, preparing at store time the
+// header values every hit would otherwise compute.
+func NewEntry(status int, h http.Header, body []byte, m freshness.Meta, vary []string) *Entry {
+	e := &Entry{Status: status, Header: h, Body: body, Meta: m, Vary: vary}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
+	if lm, err := http.ParseTime(h.Get("Last-Modified")); err == nil {
+		e.LastModified = lm
+	}
+	return e
+}
+
+// cost is what the entry counts against the memory budget: body, header
+// bytes, and a fixed overhead for the structs and the index.
+func (e *Entry) cost(key string) int64 {
+	n := int64(len(e.Body) + len(key) + 256)
+	for k, vs := range e.Header {
+		n += int64(len(k))
+		for _, v := range vs {
+			n += int64(len(v) + 16)
+		}
+	}
+	return n
+}
+
+// expiry is how long the entry is worth keeping: past its lifetime and
+// stale windows an entry without validators can never be used again.
+func (e *Entry) expiry() time.Duration {
+	if e.VaryIndex || e.Header.Get("Etag") != "" || !e.LastModified.IsZero() {
+		return 0 // keep while space allows; it can be revalidated
+	}
+	keep := e.Meta.Lifetime + max(e.Meta.StaleWhileRevalidate, e.Meta.StaleIfError) - e.Meta.InitialAge
+	return max(keep, time.Second)
+}
+
+// Counter is a counter shared by the copies of an entry.
+type Counter = atomic.Int64

@@ -1,0 +1,237 @@
+// Package cachekey turns a request URL into the key its response is cached
+// under: scheme, host and a normalized path and query, so that spellings of
+// one URL that an origin cannot tell apart share one cache entry, while
+// anything that could change the answer keeps its own.
+package cachekey
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// QueryMode says what part of the query string goes into the key.
+type QueryMode string
+
+const (
+	// QuerySorted keeps every parameter, sorted, so ?a=1&b=2 and ?b=2&a=1
+	// share an entry. The default.
+	QuerySorted QueryMode = "sorted"
+	// QueryOrdered keeps parameters in the order the client sent them.
+	QueryOrdered QueryMode = "ordered"
+	// QueryIgnore drops the query string from the key entirely.
+	QueryIgnore QueryMode = "ignore"
+)
+
+// Rules is a site's cache-key configuration. The zero value keeps the whole
+// query, sorted.
+type Rules struct {
+	// Query is sorted (default), ordered or ignore.
+	Query QueryMode `yaml:"query"`
+	// IgnoreParams are parameter names left out of the key (tracking tags
+	// such as utm_source); a trailing * matches a prefix ("utm_*").
+	IgnoreParams []string `yaml:"ignore_params"`
+	// AllowParams, when set, are the only parameter names kept.
+	AllowParams []string `yaml:"allow_params"`
+}
+
+// Validate reports rules that cannot work.
+func (r Rules) Validate() error {
+	switch r.Query {
+	case "", QuerySorted, QueryOrdered, QueryIgnore:
+	default:
+		return fmt.Errorf("query must be sorted, ordered or ignore, got %q", r.Query)
+	}
+	return nil
+}
+
+// New returns the cache key for a request to scheme://host/path?query.
+// host may carry a port; the scheme's default port is dropped.
+func New(scheme, host, path, rawQuery string, r Rules) string {
+	host = Host(scheme, host)
+	path = Path(path)
+	q := Query(rawQuery, r)
+	var b strings.Builder
+	b.Grow(len(scheme) + 3 + len(host) + len(path) + 1 + len(q))
+	b.WriteString(scheme)
+	b.WriteString("://")
+	b.WriteString(host)
+	b.WriteString(path)
+	if q != "" {
+		b.WriteByte('?')
+		b.WriteString(q)
+	}
+	return b.String()
+}
+
+// Host lower-cases host, drops a trailing dot and the scheme's default port.
+func Host(scheme, host string) string {
+	if p, ok := strings.CutSuffix(host, ":80"); ok && scheme == "http" {
+		host = p
+	} else if p, ok := strings.CutSuffix(host, ":443"); ok && scheme == "https" {
+		host = p
+	}
+	host = strings.TrimSuffix(host, ".")
+	for i := 0; i < len(host); i++ {
+		if c := host[i]; 'A' <= c && c <= 'Z' {
+			return strings.ToLower(host)
+		}
+	}
+	return host
+}
+
+// Path normalizes an escaped URL path (RFC 3986 §6.2.2): percent-encodings
+// of unreserved characters are decoded, other encodings upper-cased, dot
+// segments removed, and an empty path becomes "/". Paths that need none of
+// this are returned as they are, without allocating.
+func Path(p string) string {
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	if !needsWork(p) {
+		return p
+	}
+	return removeDots(normalizeEscapes(p))
+}
+
+func needsWork(p string) bool {
+	for i := 0; i < len(p); i++ {
+		switch p[i] {
+		case '%':
+			return true
+		case '.':
+			// A dot starts a segment "." or ".." only right after a slash.
+			if p[i-1] == '/' && (i+1 == len(p) || p[i+1] == '/' || p[i+1] == '.') {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// normalizeEscapes decodes %XX of unreserved characters, upper-cases the
+// hex of the rest, and escapes a stray '%' that starts no valid escape.
+func normalizeEscapes(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c != '%' {
+			b.WriteByte(c)
+			continue
+		}
+		if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
+			b.WriteString("%25")
+			continue
+		}
+		v := unhex(s[i+1])<<4 | unhex(s[i+2])
+		if unreserved(v) {
+			b.WriteByte(v)
+		} else {
+			b.WriteByte('%')
+			b.WriteByte(upperHex[v>>4])
+			b.WriteByte(upperHex[v&15])
+		}
+		i += 2
+	}
+	return b.String()
+}
+
+// removeDots applies RFC 3986 §5.2.4 to an absolute path, keeping a
+// trailing slash; ".." never climbs above the root.
+func removeDots(p string) string {
+	segs := strings.Split(p[1:], "/")
+	out := make([]string, 0, len(segs))
+	for i, s := range segs {
+		last := i == len(segs)-1
+		switch s {
+		case ".":
+			if last {
+				out = append(out, "")
+			}
+		case "..":
+			if len(out) > 0 {
+				out = out[:len(out)-1]
+			}
+			if last {
+				out = append(out, "")
+			}
+		default:
+			out = append(out, s)
+		}
+	}
+	return "/" + strings.Join(out, "/")
+}
+
+// Query returns the key's query string under r.
+func Query(raw string, r Rules) string {
+	if raw == "" || r.Query == QueryIgnore {
+		return ""
+	}
+	if r.Query != QueryOrdered && len(r.IgnoreParams) == 0 && len(r.AllowParams) == 0 &&
+		!strings.ContainsAny(raw, "&%;+") {
+		return raw // one parameter, nothing to sort or decode
+	}
+	params := strings.Split(raw, "&")
+	kept := params[:0]
+	for _, p := range params {
+		if p == "" {
+			continue
+		}
+		p = normalizeEscapes(p)
+		name, _, _ := strings.Cut(p, "=")
+		if !r.keep(name) {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	if r.Query != QueryOrdered {
+		slices.Sort(kept)
+	}
+	return strings.Join(kept, "&")
+}
+
+func (r Rules) keep(name string) bool {
+	if len(r.AllowParams) > 0 && !matchAny(r.AllowParams, name) {
+		return false
+	}
+	return !matchAny(r.IgnoreParams, name)
+}
+
+func matchAny(patterns []string, name string) bool {
+	for _, p := range patterns {
+		if prefix, ok := strings.CutSuffix(p, "*"); ok {
+			if strings.HasPrefix(name, prefix) {
+				return true
+			}
+		} else if p == name {
+			return true
+		}
+	}
+	return false
+}
+
+const upperHex = "0123456789ABCDEF"
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	default:
+		return c - 'a' + 10
+	}
+}
+
+func unreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
+}

@@ -1,0 +1,182 @@
+package edge
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/selfcdn/cdn/edge/cachekey"
+	"github.com/selfcdn/cdn/internal/config"
+	"github.com/selfcdn/cdn/origin"
+)
+
+// Config is the edge's configuration file (`cdn edge --config edge.yaml`).
+type Config struct {
+	// Name identifies this edge in Via, Cache-Status and logs. Default "edge".
+	Name string `yaml:"name"`
+	// Region is the edge's region, for operators and later for GeoDNS.
+	Region string `yaml:"region"`
+	// Listen is the address for HTTP/1.1 and h2c. Default ":8080".
+	Listen string `yaml:"listen"`
+	// AdminListen serves /metrics, /healthz and /readyz. Default "127.0.0.1:9090".
+	AdminListen string `yaml:"admin_listen"`
+	// Cache sizes the cache.
+	Cache CacheConfig `yaml:"cache"`
+	// Origin tunes the connections to every origin.
+	Origin origin.Config `yaml:"origin"`
+	// Sites maps hostnames to origins. At least one is required.
+	Sites []SiteConfig `yaml:"sites"`
+	// AccessLog logs every request as JSON at info level. Default true.
+	AccessLog bool `yaml:"access_log"`
+	// MaxHeaderBytes bounds a request's header; more gets 431. Default 64KiB.
+	MaxHeaderBytes config.Size `yaml:"max_header_bytes"`
+	// MaxBodyBytes bounds a request body passed to the origin; more gets
+	// 413. Default 64MiB.
+	MaxBodyBytes config.Size `yaml:"max_body_bytes"`
+	// ReadHeaderTimeout bounds reading a request header. Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// IdleTimeout closes idle client connections. Default 120s.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// ShutdownTimeout bounds the graceful drain on stop. Default 10s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// CacheConfig sizes the cache.
+type CacheConfig struct {
+	// Memory bounds the memory tier. Default 256MiB.
+	Memory config.Size `yaml:"memory"`
+	// MaxObject is the largest body cached in memory; larger ones stream
+	// through a temporary file. Default 16MiB.
+	MaxObject config.Size `yaml:"max_object"`
+	// Dir holds temporary files of large responses in flight (and the disk
+	// tier, when there is one). Default: the system temp dir.
+	Dir string `yaml:"dir"`
+	// MaxVariants bounds the Vary variants kept per URL. Default 32.
+	MaxVariants int `yaml:"max_variants"`
+	// HitForMissTTL is how long a URL whose response could not be shared
+	// skips request coalescing. Default 30s.
+	HitForMissTTL time.Duration `yaml:"hit_for_miss_ttl"`
+}
+
+// SiteConfig is one site: the hostnames it answers and its origin.
+type SiteConfig struct {
+	// Name identifies the site in metrics and logs.
+	Name string `yaml:"name"`
+	// Hosts are the hostnames served: exact ("www.example.com"), a
+	// wildcard for one label ("*.example.com"), or "*" for any host.
+	Hosts []string `yaml:"hosts"`
+	// Origin is the origin's base URL (http or https).
+	Origin string `yaml:"origin"`
+	// OriginHost is the Host header sent to the origin. Default: the host
+	// of Origin; "client" forwards the client's Host.
+	OriginHost string `yaml:"origin_host"`
+	// TTL overrides the origin's freshness.
+	TTL TTLConfig `yaml:"ttl"`
+	// CacheKey says which parts of the URL make the cache key.
+	CacheKey cachekey.Rules `yaml:"cache_key"`
+}
+
+// TTLConfig is a site's freshness overrides; zero fields mean "none".
+type TTLConfig struct {
+	// Default applies when the origin gives no lifetime.
+	Default time.Duration `yaml:"default"`
+	// Min raises shorter lifetimes (not no-cache).
+	Min time.Duration `yaml:"min"`
+	// Max caps longer lifetimes.
+	Max time.Duration `yaml:"max"`
+}
+
+// DefaultConfig returns the defaults every field documents.
+func DefaultConfig() Config {
+	return Config{
+		Name:        "edge",
+		Listen:      ":8080",
+		AdminListen: "127.0.0.1:9090",
+		Cache: CacheConfig{
+			Memory:        256 << 20,
+			MaxObject:     16 << 20,
+			MaxVariants:   32,
+			HitForMissTTL: 30 * time.Second,
+		},
+		AccessLog:         true,
+		MaxHeaderBytes:    64 << 10,
+		MaxBodyBytes:      64 << 20,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ShutdownTimeout:   10 * time.Second,
+	}
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(c.Name != "" && !strings.ContainsAny(c.Name, " ,;\"\r\n"), "name must be a non-empty token, got %q", c.Name)
+	check(c.Listen != "", "listen must be set")
+	check(c.Cache.Memory > 0, "cache.memory must be > 0, got %d", c.Cache.Memory)
+	check(c.Cache.MaxObject > 0, "cache.max_object must be > 0, got %d", c.Cache.MaxObject)
+	check(c.Cache.MaxVariants > 0, "cache.max_variants must be > 0, got %d", c.Cache.MaxVariants)
+	check(c.Cache.HitForMissTTL >= 0, "cache.hit_for_miss_ttl must be >= 0, got %s", c.Cache.HitForMissTTL)
+	check(c.MaxHeaderBytes > 0, "max_header_bytes must be > 0, got %d", c.MaxHeaderBytes)
+	check(c.MaxBodyBytes > 0, "max_body_bytes must be > 0, got %d", c.MaxBodyBytes)
+	check(c.ReadHeaderTimeout > 0, "read_header_timeout must be > 0, got %s", c.ReadHeaderTimeout)
+	check(c.IdleTimeout > 0, "idle_timeout must be > 0, got %s", c.IdleTimeout)
+	check(c.ShutdownTimeout > 0, "shutdown_timeout must be > 0, got %s", c.ShutdownTimeout)
+	if err := c.Origin.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("origin: %w", err))
+	}
+	check(len(c.Sites) > 0, "sites: at least one site is required")
+	names := map[string]bool{}
+	hosts := map[string]string{}
+	for i, s := range c.Sites {
+		if err := s.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("sites[%d] (%s): %w", i, s.Name, err))
+		}
+		check(!names[s.Name], "sites[%d]: name %q used twice", i, s.Name)
+		names[s.Name] = true
+		for _, h := range s.Hosts {
+			h = strings.ToLower(h)
+			if prev, ok := hosts[h]; ok {
+				errs = append(errs, fmt.Errorf("sites[%d] (%s): host %q already belongs to site %q", i, s.Name, h, prev))
+			}
+			hosts[h] = s.Name
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s SiteConfig) validate() error {
+	var errs []error
+	if s.Name == "" {
+		errs = append(errs, errors.New("name must be set"))
+	}
+	if len(s.Hosts) == 0 {
+		errs = append(errs, errors.New("hosts: at least one host is required"))
+	}
+	for _, h := range s.Hosts {
+		if h == "" || strings.ContainsAny(h, " /:") || strings.Contains(h[min(1, len(h)):], "*") {
+			errs = append(errs, fmt.Errorf("hosts: %q is not a hostname, *.domain or *", h))
+		}
+	}
+	if u, err := url.Parse(s.Origin); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		errs = append(errs, fmt.Errorf("origin must be an http(s) URL, got %q", s.Origin))
+	} else if u.RawQuery != "" || u.Fragment != "" {
+		errs = append(errs, fmt.Errorf("origin must not have a query or fragment, got %q", s.Origin))
+	}
+	if s.TTL.Default < 0 || s.TTL.Min < 0 || s.TTL.Max < 0 {
+		errs = append(errs, errors.New("ttl: durations must be >= 0"))
+	}
+	if s.TTL.Max > 0 && s.TTL.Min > s.TTL.Max {
+		errs = append(errs, fmt.Errorf("ttl: min %s is above max %s", s.TTL.Min, s.TTL.Max))
+	}
+	if err := s.CacheKey.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("cache_key: %w", err))
+	}
+	return errors.Join(errs...)
+}

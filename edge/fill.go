@@ -1,0 +1,248 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/selfcdn/cdn/edge/cache"
+	"github.com/selfcdn/cdn/edge/cachekey"
+	"github.com/selfcdn/cdn/edge/fill"
+	"github.com/selfcdn/cdn/edge/freshness"
+)
+
+// fillJob is one origin fetch that fills the cache. Everything it needs
+// from the client's request is copied out before the handler returns.
+type fillJob struct {
+	site      *site
+	base, key string
+	out       *http.Request // the request to the origin
+	stored    *cache.Entry  // the entry being revalidated, if any
+	fl        *fill.Flight
+	solo      bool
+	cancel    context.CancelFunc
+}
+
+// startFill builds the origin request for r and runs the fetch in the
+// background, under the server's lifetime rather than the client's: one
+// client hanging up must not fail everyone waiting on the same fetch.
+func (h *Handler) startFill(r *http.Request, s *site, base, key string, stored *cache.Entry, fl *fill.Flight, solo bool) {
+	ctx, cancel := context.WithCancel(h.bgCtx)
+	hdr := h.originHeader(r)
+	for _, k := range validators {
+		delete(hdr, k)
+	}
+	if stored != nil {
+		if etag := stored.Header.Get("Etag"); etag != "" {
+			hdr.Set("If-None-Match", etag)
+		}
+		if lm := stored.Header.Get("Last-Modified"); lm != "" {
+			hdr.Set("If-Modified-Since", lm)
+		}
+	}
+	// HEAD misses fetch the whole object: the next GET will want it.
+	out, err := http.NewRequestWithContext(ctx, http.MethodGet, s.originPrefix+r.URL.RequestURI(), nil)
+	if err != nil {
+		cancel()
+		fl.Fail(err)
+		return
+	}
+	out.Header = hdr
+	out.Host = s.originHost
+	if out.Host == "" {
+		out.Host = r.Host
+	}
+	j := &fillJob{site: s, base: base, key: key, out: out, stored: stored, fl: fl, solo: solo, cancel: cancel}
+	h.bg.Go(func() { h.runFill(j) })
+}
+
+// runFill fetches from the origin, publishes the head to the flight's
+// waiters, streams the body into the flight, and stores the result.
+func (h *Handler) runFill(j *fillJob) {
+	defer j.cancel()
+	defer j.fl.Body.Release()
+	if !j.solo {
+		defer h.group.Done(j.key, j.fl) // runs before Release
+	}
+	sent := h.now()
+	res, err := h.fetcher.Do(j.out)
+	h.metrics.fetchDur.Observe(h.now().Sub(sent).Seconds())
+	if err != nil {
+		h.metrics.fetches.WithLabelValues(j.site.name, "error").Inc()
+		if h.staleIfError(j) {
+			return
+		}
+		h.log.LogAttrs(j.out.Context(), slog.LevelWarn, "origin fetch failed",
+			slog.String("site", j.site.name), slog.String("key", j.key), slog.Any("err", err))
+		j.fl.Fail(err)
+		return
+	}
+	defer res.Body.Close()
+	h.metrics.fetches.WithLabelValues(j.site.name, statusClasses[statusClass(res.StatusCode)]).Inc()
+	got := h.now()
+
+	if res.StatusCode == http.StatusNotModified && j.stored != nil {
+		h.revalidated(j, res, sent, got)
+		return
+	}
+	if res.StatusCode >= 500 && h.staleIfError(j) {
+		return
+	}
+	hdr := h.clientHeader(res.Header)
+	vary, star := cachekey.ParseVary(hdr)
+	d := freshness.Evaluate(j.out.Header, res.StatusCode, hdr, sent, got, j.site.policy)
+	head := fill.Head{Status: res.StatusCode, Header: hdr, Shareable: d.Store && !star, Decision: d, Vary: vary}
+	if len(vary) > 0 {
+		head.VariantKey = cachekey.Variant(j.base, vary, j.out.Header)
+	}
+	j.fl.Publish(head)
+	if !head.Shareable {
+		h.markHitForMiss(j, d.Reason)
+		// Let new requests bypass this flight at once instead of queueing
+		// behind a body they could not share.
+		h.group.Done(j.key, j.fl)
+	}
+	j.fl.Body.Grow(res.ContentLength)
+	if err := h.copyBody(j, res.Body, head.Shareable); err != nil {
+		j.fl.Body.Finish(err)
+		h.log.LogAttrs(j.out.Context(), slog.LevelWarn, "origin body failed",
+			slog.String("site", j.site.name), slog.String("key", j.key), slog.Any("err", err))
+		return
+	}
+	j.fl.Body.Finish(nil)
+	if head.Shareable {
+		h.store(j, head, d.Meta)
+	}
+}
+
+// copyBody streams the origin body into the flight. An unshareable body
+// nobody reads any more is abandoned rather than downloaded for no one.
+func (h *Handler) copyBody(j *fillJob, body io.Reader, shareable bool) error {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := body.Read(buf)
+		if n > 0 {
+			if _, werr := j.fl.Body.Write(buf[:n]); werr != nil {
+				return werr
+			}
+		}
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !shareable && j.fl.Body.Readers() == 0 {
+			return errors.New("abandoned: no reader left for an unshareable response")
+		}
+	}
+}
+
+// store puts a complete, shareable response into the cache: under its
+// variant key with a Vary index at the base key, or under the base key.
+func (h *Handler) store(j *fillJob, head fill.Head, m freshness.Meta) {
+	body, err := j.fl.Body.Bytes()
+	if err != nil {
+		return // too large for memory: streamed through, not kept
+	}
+	hdr := head.Header.Clone()
+	e := cache.NewEntry(head.Status, hdr, body, m, head.Vary)
+	e.Tags = surrogateKeys(hdr)
+	if len(head.Vary) == 0 {
+		h.mem.Put(j.base, e)
+		return
+	}
+	idx, ok := h.mem.Get(j.base)
+	if !ok || !idx.VaryIndex || !equalNames(idx.Vary, head.Vary) {
+		idx = &cache.Entry{VaryIndex: true, Vary: head.Vary, Variants: new(cache.Counter)}
+		h.mem.Put(j.base, idx)
+	}
+	if idx.Variants.Add(1) > int64(h.maxVariants) {
+		return // bounded: a header with endless values must not flood memory
+	}
+	h.mem.Put(head.VariantKey, e)
+}
+
+// revalidated handles a 304 to our conditional request: the stored entry,
+// with the 304's header fields, is fresh again.
+func (h *Handler) revalidated(j *fillJob, res *http.Response, sent, got time.Time) {
+	hdr := mergeNotModified(j.stored.Header, h.clientHeader(res.Header))
+	d := freshness.Evaluate(j.out.Header, j.stored.Status, hdr, sent, got, j.site.policy)
+	e := j.stored
+	if d.Store {
+		e = cache.NewEntry(j.stored.Status, hdr, j.stored.Body, d.Meta, j.stored.Vary)
+		e.Tags = surrogateKeys(hdr)
+		h.mem.Put(j.key, e)
+	}
+	h.publishEntry(j, e, fill.Head{Revalidated: true})
+}
+
+// staleIfError answers the flight with the stored entry when the origin
+// failed and RFC 5861 stale-if-error allows it.
+func (h *Handler) staleIfError(j *fillJob) bool {
+	if j.stored == nil || !freshness.StaleIfError(j.stored.Meta, h.now()) {
+		return false
+	}
+	h.log.LogAttrs(j.out.Context(), slog.LevelWarn, "serving stale for origin error",
+		slog.String("site", j.site.name), slog.String("key", j.key))
+	h.publishEntry(j, j.stored, fill.Head{})
+	return true
+}
+
+// publishEntry answers a flight from a stored entry.
+func (h *Handler) publishEntry(j *fillJob, e *cache.Entry, head fill.Head) {
+	head.Status, head.Header, head.Shareable, head.FromCache = e.Status, e.Header, true, true
+	head.Vary = e.Vary
+	if len(e.Vary) > 0 {
+		head.VariantKey = j.key
+	}
+	head.Decision.Meta = e.Meta
+	j.fl.Publish(head)
+	j.fl.Body.Write(e.Body)
+	j.fl.Body.Finish(nil)
+}
+
+// markHitForMiss remembers for a while that the URL's answer cannot be
+// shared, so later requests go straight to the origin instead of queueing
+// behind one another. Reasons that come from the request, not the
+// response, say nothing about the URL.
+func (h *Handler) markHitForMiss(j *fillJob, reason string) {
+	if j.solo || h.hitForMissTTL <= 0 || reason == "request no-store" || reason == "authorization" {
+		return
+	}
+	h.mem.PutMarker(j.base, &cache.Entry{HitForMiss: true}, h.hitForMissTTL)
+}
+
+func equalNames(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// ageValues holds the Age header values of the first hour, so a hit does
+// not format a number.
+var ageValues = func() [3600][]string {
+	var a [3600][]string
+	for i := range a {
+		a[i] = []string{strconv.Itoa(i)}
+	}
+	return a
+}()
+
+func ageHeader(d time.Duration) []string {
+	s := int64(d / time.Second)
+	if s < int64(len(ageValues)) {
+		return ageValues[max(s, 0)]
+	}
+	return []string{strconv.FormatInt(s, 10)}
+}

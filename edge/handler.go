@@ -1,0 +1,165 @@
+package edge
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/selfcdn/cdn/edge/cache"
+	"github.com/selfcdn/cdn/edge/cachekey"
+	"github.com/selfcdn/cdn/edge/fill"
+	"github.com/selfcdn/cdn/edge/freshness"
+	"github.com/selfcdn/cdn/edge/routing"
+	"github.com/selfcdn/cdn/origin"
+)
+
+// Handler is the edge's request path, the same for every protocol: route by
+// Host, build the cache key, look the key up, and answer from the cache,
+// from a shared origin fetch, or by passing the request through.
+type Handler struct {
+	name          string
+	via           string
+	routes        atomic.Pointer[routing.Table[site]]
+	mem           *cache.Memory
+	group         *fill.Group
+	fetcher       *origin.Fetcher
+	maxBody       int64
+	maxVariants   int
+	hitForMissTTL time.Duration
+	accessLog     bool
+	log           *slog.Logger
+	metrics       *metrics
+	now           func() time.Time
+
+	// bgCtx scopes fetches that outlive their request; bg waits for them.
+	bgCtx context.Context
+	bg    sync.WaitGroup
+
+	// Cache-Status values prepared once (RFC 9211).
+	statusHit, statusStale, statusMiss, statusMissStored, statusCollapsed []string
+	statusRevalidated, statusStaleError, statusPass, statusMethod         []string
+}
+
+// outcome is what a request step reports for metrics and the access log.
+type outcome struct {
+	status int
+	result result
+	bytes  int64
+	// abort asks ServeHTTP to cut the connection: the body broke after the
+	// status was sent, and a clean end would pass a short body as whole.
+	abort bool
+}
+
+// ServeHTTP answers one request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := h.now()
+	s := h.routes.Load().Lookup(r.Host)
+	var out outcome
+	switch {
+	case s == nil:
+		out = h.fail(w, r, errUnknownHost)
+	case r.Method == http.MethodGet || r.Method == http.MethodHead:
+		out = h.serveCacheable(w, r, s, start)
+	default:
+		out = h.pass(w, r, s)
+	}
+	h.observe(r, s, out, start)
+	if out.abort {
+		panic(http.ErrAbortHandler)
+	}
+}
+
+// serveCacheable answers a GET or HEAD: from the cache when it can, else
+// through a coalesced fill.
+func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, s *site, now time.Time) outcome {
+	var reqCC freshness.Directives
+	if len(r.Header["Cache-Control"]) > 0 {
+		reqCC = freshness.ParseHeader(r.Header, "Cache-Control")
+	}
+	base := cachekey.New(scheme(r), r.Host, r.URL.EscapedPath(), r.URL.RawQuery, s.keyRules)
+	e, key := h.lookup(base, r)
+	solo := len(r.Header["Authorization"]) > 0
+	if e != nil && e.HitForMiss {
+		e, solo = nil, true
+	}
+	if e != nil {
+		switch freshness.Check(e.Meta, reqCC, now) {
+		case freshness.Fresh:
+			return h.serveEntry(w, r, e, h.statusHit, resultHit, now)
+		case freshness.StaleRevalidate:
+			h.refresh(r, s, base, key, e)
+			return h.serveEntry(w, r, e, h.statusStale, resultStale, now)
+		}
+	}
+	if reqCC.Is(freshness.OnlyIfCached) {
+		return h.fail(w, r, errNotCached)
+	}
+	return h.fetch(w, r, s, base, key, e, solo)
+}
+
+// lookup finds the entry for base, following a Vary index to the variant
+// r selects. It returns the key the response lives (or would live) under.
+func (h *Handler) lookup(base string, r *http.Request) (*cache.Entry, string) {
+	e, ok := h.mem.Get(base)
+	if !ok {
+		return nil, base
+	}
+	if !e.VaryIndex {
+		return e, base
+	}
+	key := cachekey.Variant(base, e.Vary, r.Header)
+	if v, ok := h.mem.Get(key); ok {
+		return v, key
+	}
+	return nil, key
+}
+
+// fetch answers from an origin fetch shared with every request for the
+// same key. A waiter that cannot use the shared answer (not shareable, or
+// a different Vary variant) tries again on its own.
+func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, s *site, base, key string, stored *cache.Entry, solo bool) outcome {
+	for {
+		var fl *fill.Flight
+		leader := true
+		if solo {
+			fl = h.group.Solo()
+		} else {
+			fl, leader = h.group.Join(key)
+		}
+		if leader {
+			h.startFill(r, s, base, key, stored, fl, solo)
+		} else {
+			h.metrics.coalesced.Inc()
+		}
+		head, err := fl.Wait(r.Context())
+		if err != nil {
+			fl.Body.Release()
+			return h.fail(w, r, err)
+		}
+		if !leader && !head.Shareable {
+			fl.Body.Release()
+			solo = true
+			continue
+		}
+		if !leader && len(head.Vary) > 0 && cachekey.Variant(base, head.Vary, r.Header) != head.VariantKey {
+			// The shared response is another variant; fetch ours.
+			fl.Body.Release()
+			key = cachekey.Variant(base, head.Vary, r.Header)
+			continue
+		}
+		return h.serveFlight(w, r, fl, head, leader)
+	}
+}
+
+// refresh revalidates e in the background (stale-while-revalidate), unless
+// a fetch for the key already runs.
+func (h *Handler) refresh(r *http.Request, s *site, base, key string, e *cache.Entry) {
+	fl, leader := h.group.Join(key)
+	fl.Body.Release() // nobody here reads it
+	if leader {
+		h.startFill(r, s, base, key, e, fl, false)
+	}
+}

@@ -1,0 +1,114 @@
+package edge
+
+import (
+	"net"
+	"net/http"
+	"net/textproto"
+	"strings"
+)
+
+// hopByHop are the connection-level fields a proxy never forwards
+// (RFC 9110 §7.6.1), plus the proxy credentials meant for us.
+var hopByHop = []string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer",
+	"Transfer-Encoding", "Upgrade", "Proxy-Authenticate", "Proxy-Authorization",
+}
+
+// removeHopByHop deletes hop-by-hop fields from h, including those the
+// Connection header names.
+func removeHopByHop(h http.Header) {
+	for _, v := range h["Connection"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = strings.TrimSpace(f); f != "" {
+				h.Del(textproto.CanonicalMIMEHeaderKey(f))
+			}
+		}
+	}
+	for _, k := range hopByHop {
+		delete(h, k)
+	}
+}
+
+// validators are the request fields that make a request conditional or
+// partial; a fill drops the client's and sends its own.
+var validators = []string{"If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", "Range"}
+
+// hasValidators reports whether r is conditional or asks for a range.
+func hasValidators(h http.Header) bool {
+	for _, k := range validators {
+		if len(h[k]) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// originHeader returns the header for a request to the origin on behalf of
+// r: hop-by-hop fields dropped, Via and X-Forwarded-* added.
+func (h *Handler) originHeader(r *http.Request) http.Header {
+	out := r.Header.Clone()
+	if out == nil {
+		out = http.Header{}
+	}
+	removeHopByHop(out)
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if prior := out["X-Forwarded-For"]; len(prior) > 0 {
+			ip = strings.Join(prior, ", ") + ", " + ip
+		}
+		out["X-Forwarded-For"] = []string{ip}
+	}
+	out["X-Forwarded-Proto"] = []string{scheme(r)}
+	out["X-Forwarded-Host"] = []string{r.Host}
+	out["Via"] = append(out["Via"], h.via)
+	return out
+}
+
+// clientHeader turns an origin response header into the one sent to
+// clients and stored: hop-by-hop fields dropped, Via added.
+func (h *Handler) clientHeader(res http.Header) http.Header {
+	out := res.Clone()
+	removeHopByHop(out)
+	delete(out, "Age") // recomputed on every answer from cache
+	out["Via"] = append(out["Via"], h.via)
+	return out
+}
+
+// mergeNotModified applies a 304's header to a stored header (RFC 9111
+// §3.2 and §4.3.4): every field the 304 carries replaces the stored one,
+// except those that describe the stored body.
+func mergeNotModified(stored, fresh http.Header) http.Header {
+	out := stored.Clone()
+	for k, v := range fresh {
+		switch k {
+		case "Content-Length", "Content-Encoding", "Content-Range", "Transfer-Encoding", "Via":
+			continue
+		}
+		out[k] = v
+	}
+	delete(out, "Age")
+	return out
+}
+
+func scheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	return "http"
+}
+
+// surrogateKeys returns the tags an origin gave a response in
+// Surrogate-Key (space-separated) or Cache-Tag (comma-separated).
+func surrogateKeys(h http.Header) []string {
+	var tags []string
+	for _, v := range h["Surrogate-Key"] {
+		tags = append(tags, strings.Fields(v)...)
+	}
+	for _, v := range h["Cache-Tag"] {
+		for t := range strings.SplitSeq(v, ",") {
+			if t = strings.TrimSpace(t); t != "" {
+				tags = append(tags, t)
+			}
+		}
+	}
+	return tags
+}

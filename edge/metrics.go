@@ -1,0 +1,90 @@
+package edge
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
+)
+
+// result is how a request was answered, the "cache" label of the metrics
+// and access log.
+type result uint8
+
+const (
+	resultHit         result = iota // served fresh from cache
+	resultStale                     // served stale (while revalidating, or for an origin error)
+	resultRevalidated               // stored entry confirmed by a 304
+	resultMiss                      // fetched from the origin
+	resultPass                      // not cacheable: passed to the origin
+	resultError                     // answered with an error status
+	numResults
+)
+
+var resultNames = [numResults]string{"hit", "stale", "revalidated", "miss", "pass", "error"}
+
+func (r result) String() string { return resultNames[r] }
+
+var statusClasses = [6]string{"1xx", "2xx", "3xx", "4xx", "5xx", "other"}
+
+// metrics are the edge's request-path counters. Per-site children are
+// resolved once per site, so a request pays for no label lookups.
+type metrics struct {
+	requests  *prometheus.CounterVec
+	bytes     *prometheus.CounterVec
+	duration  *prometheus.HistogramVec
+	fetches   *prometheus.CounterVec
+	fetchDur  prometheus.Histogram
+	coalesced prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cdn_edge_requests_total", Help: "Requests answered, by site, cache result and status class.",
+		}, []string{"site", "cache", "code"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cdn_edge_response_bytes_total", Help: "Response body bytes sent to clients.",
+		}, []string{"site", "cache"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "cdn_edge_request_duration_seconds", Help: "Time to answer a request, by cache result.",
+			Buckets: cdnmetrics.LatencyBuckets,
+		}, []string{"cache"}),
+		fetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cdn_edge_origin_fetches_total", Help: "Requests sent to origins, by outcome (status class or error).",
+		}, []string{"site", "result"}),
+		fetchDur: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "cdn_edge_origin_fetch_duration_seconds", Help: "Time to an origin's response header.",
+			Buckets: cdnmetrics.LatencyBuckets,
+		}),
+		coalesced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cdn_edge_coalesced_requests_total", Help: "Requests that joined another request's origin fetch.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.bytes, m.duration, m.fetches, m.fetchDur, m.coalesced)
+	}
+	return m
+}
+
+// siteMetrics are one site's counters, resolved up front.
+type siteMetrics struct {
+	requests [numResults][len(statusClasses)]prometheus.Counter
+	bytes    [numResults]prometheus.Counter
+}
+
+func (m *metrics) forSite(name string) *siteMetrics {
+	sm := &siteMetrics{}
+	for r := range numResults {
+		for c, class := range statusClasses {
+			sm.requests[r][c] = m.requests.WithLabelValues(name, r.String(), class)
+		}
+		sm.bytes[r] = m.bytes.WithLabelValues(name, r.String())
+	}
+	return sm
+}
+
+func statusClass(code int) int {
+	if code < 100 || code > 599 {
+		return 5
+	}
+	return code/100 - 1
+}

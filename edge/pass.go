@@ -1,0 +1,88 @@
+package edge
+
+import (
+	"io"
+	"net/http"
+
+	"github.com/selfcdn/cdn/edge/cachekey"
+)
+
+// pass sends a request the cache cannot answer (an unsafe or unknown
+// method) to the origin and streams the answer back. A successful unsafe
+// request invalidates the cached URL (RFC 9111 §4.4).
+func (h *Handler) pass(w http.ResponseWriter, r *http.Request, s *site) outcome {
+	var body io.ReadCloser = http.NoBody
+	if r.ContentLength != 0 {
+		body = http.MaxBytesReader(w, r.Body, h.maxBody)
+	}
+	out, err := http.NewRequestWithContext(r.Context(), r.Method, s.originPrefix+r.URL.RequestURI(), body)
+	if err != nil {
+		return h.fail(w, r, err)
+	}
+	out.ContentLength = r.ContentLength
+	out.Header = h.originHeader(r)
+	out.Host = s.originHost
+	if out.Host == "" {
+		out.Host = r.Host
+	}
+	res, err := h.fetcher.Do(out)
+	if err != nil {
+		h.metrics.fetches.WithLabelValues(s.name, "error").Inc()
+		return h.fail(w, r, err)
+	}
+	defer res.Body.Close()
+	h.metrics.fetches.WithLabelValues(s.name, statusClasses[statusClass(res.StatusCode)]).Inc()
+	if unsafeMethod(r.Method) && res.StatusCode < 400 {
+		h.invalidate(r, s, res.Header)
+	}
+	hdr := w.Header()
+	for k, v := range h.clientHeader(res.Header) {
+		hdr[k] = v
+	}
+	hdr["Cache-Status"] = h.statusMethod
+	w.WriteHeader(res.StatusCode)
+	n, err := io.Copy(flushWriter{w}, res.Body)
+	o := outcome{status: res.StatusCode, result: resultPass, bytes: n}
+	if err != nil && r.Context().Err() == nil {
+		o.abort = true
+	}
+	return o
+}
+
+// invalidate drops the request URL and the same-host Location and
+// Content-Location of the response from the cache.
+func (h *Handler) invalidate(r *http.Request, s *site, res http.Header) {
+	sch := scheme(r)
+	h.mem.Delete(cachekey.New(sch, r.Host, r.URL.EscapedPath(), r.URL.RawQuery, s.keyRules))
+	for _, name := range []string{"Location", "Content-Location"} {
+		v := res.Get(name)
+		if v == "" {
+			continue
+		}
+		u, err := r.URL.Parse(v)
+		if err != nil || (u.Host != "" && u.Host != r.Host) {
+			continue
+		}
+		h.mem.Delete(cachekey.New(sch, r.Host, u.EscapedPath(), u.RawQuery, s.keyRules))
+	}
+}
+
+func unsafeMethod(m string) bool {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return false
+	}
+	return true
+}
+
+// flushWriter flushes after every write, so a streamed pass-through
+// response (server-sent events, long polls) reaches the client at once.
+type flushWriter struct{ w http.ResponseWriter }
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if err == nil {
+		err = http.NewResponseController(f.w).Flush()
+	}
+	return n, err
+}

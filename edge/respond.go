@@ -1,0 +1,165 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/selfcdn/cdn/edge/cache"
+	"github.com/selfcdn/cdn/edge/fill"
+	"github.com/selfcdn/cdn/origin"
+)
+
+var (
+	errUnknownHost = errors.New("no site for this host")
+	errNotCached   = errors.New("only-if-cached and not in cache")
+)
+
+// serveEntry answers from a stored entry. The header values were prepared
+// at store time; only Age and Cache-Status are per request.
+func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *cache.Entry, status []string, res result, now time.Time) outcome {
+	hdr := w.Header()
+	for k, v := range e.Header {
+		hdr[k] = v
+	}
+	hdr["Age"] = ageHeader(e.Meta.Age(now))
+	hdr["Cache-Status"] = status
+	if e.Status == http.StatusOK && hasValidators(r.Header) {
+		return h.serveContent(w, r, e, res)
+	}
+	w.WriteHeader(e.Status)
+	if r.Method == http.MethodHead {
+		return outcome{status: e.Status, result: res}
+	}
+	n, _ := w.Write(e.Body)
+	return outcome{status: e.Status, result: res, bytes: int64(n)}
+}
+
+// serveContent answers conditional and range requests from a stored 200,
+// with net/http's RFC 9110 §13 precondition and §14 range handling.
+func (h *Handler) serveContent(w http.ResponseWriter, r *http.Request, e *cache.Entry, res result) outcome {
+	hdr := w.Header()
+	if _, ok := hdr["Content-Type"]; !ok {
+		hdr["Content-Type"] = nil // the origin sent none; do not sniff one
+	}
+	cw := &countingWriter{ResponseWriter: w, status: http.StatusOK}
+	http.ServeContent(cw, r, "", e.LastModified, bytes.NewReader(e.Body))
+	return outcome{status: cw.status, result: res, bytes: cw.n}
+}
+
+// serveFlight answers from a fill in progress: the head at once, then the
+// body as it arrives.
+func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, fl *fill.Flight, head fill.Head, leader bool) outcome {
+	defer fl.Body.Release()
+	hdr := w.Header()
+	for k, v := range head.Header {
+		hdr[k] = v
+	}
+	res := resultMiss
+	switch {
+	case head.Revalidated:
+		res = resultRevalidated
+		hdr["Cache-Status"] = h.statusRevalidated
+	case head.FromCache:
+		res = resultStale
+		hdr["Cache-Status"] = h.statusStaleError
+	case !head.Shareable:
+		res = resultPass
+		hdr["Cache-Status"] = h.statusPass
+	case !leader:
+		hdr["Cache-Status"] = h.statusCollapsed
+	default:
+		hdr["Cache-Status"] = h.statusMissStored
+	}
+	if head.FromCache {
+		hdr["Age"] = ageHeader(head.Decision.Meta.Age(h.now()))
+	}
+	w.WriteHeader(head.Status)
+	if r.Method == http.MethodHead {
+		return outcome{status: head.Status, result: res}
+	}
+	flush := func() { http.NewResponseController(w).Flush() }
+	n, err := fl.Body.WriteTo(r.Context(), w, flush)
+	out := outcome{status: head.Status, result: res, bytes: n}
+	if err != nil && r.Context().Err() == nil {
+		// The origin broke mid-body. Cut the client off so it cannot take
+		// the short body for the whole one.
+		out.abort = true
+	}
+	return out
+}
+
+// fail is the one place an error becomes a status.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) outcome {
+	var status int
+	var detail string
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.Is(err, errUnknownHost):
+		status, detail = http.StatusMisdirectedRequest, "unknown-host"
+	case errors.Is(err, errNotCached):
+		status, detail = http.StatusGatewayTimeout, "only-if-cached"
+	case errors.As(err, &tooBig):
+		status, detail = http.StatusRequestEntityTooLarge, "body-too-large"
+	case errors.Is(err, origin.ErrTimeout):
+		status, detail = http.StatusGatewayTimeout, "origin-timeout"
+	case r.Context().Err() != nil && errors.Is(err, context.Canceled):
+		// The client left; nobody reads what we would write.
+		return outcome{status: 499, result: resultError}
+	default:
+		status, detail = http.StatusBadGateway, "origin-error"
+	}
+	hdr := w.Header()
+	hdr["Cache-Status"] = []string{h.name + `; fwd=miss; detail="` + detail + `"`}
+	hdr["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	hdr["Cache-Control"] = []string{"no-store"}
+	w.WriteHeader(status)
+	n, _ := w.Write([]byte(http.StatusText(status) + ": " + detail + "\n"))
+	return outcome{status: status, result: resultError, bytes: int64(n)}
+}
+
+// observe records a finished request in the metrics and the access log.
+func (h *Handler) observe(r *http.Request, s *site, out outcome, start time.Time) {
+	dur := h.now().Sub(start)
+	if s != nil {
+		s.metrics.requests[out.result][statusClass(out.status)].Inc()
+		s.metrics.bytes[out.result].Add(float64(out.bytes))
+	}
+	h.metrics.duration.WithLabelValues(out.result.String()).Observe(dur.Seconds())
+	if !h.accessLog {
+		return
+	}
+	siteName := ""
+	if s != nil {
+		siteName = s.name
+	}
+	h.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		slog.String("site", siteName), slog.String("method", r.Method), slog.String("host", r.Host),
+		slog.String("path", r.URL.Path), slog.String("proto", r.Proto), slog.Int("status", out.status),
+		slog.String("cache", out.result.String()), slog.Int64("bytes", out.bytes),
+		slog.String("remote", r.RemoteAddr), slog.Duration("dur", dur))
+}
+
+// countingWriter records the status and body bytes of a response written
+// by someone else (http.ServeContent).
+type countingWriter struct {
+	http.ResponseWriter
+	status int
+	n      int64
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	c.status = code
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.ResponseWriter.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }

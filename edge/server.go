@@ -1,0 +1,214 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/selfcdn/cdn/edge/cache"
+	"github.com/selfcdn/cdn/edge/fill"
+	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
+	"github.com/selfcdn/cdn/origin"
+)
+
+// Deps are what the caller owns and the edge uses.
+type Deps struct {
+	// Logger receives lifecycle events and the access log. Nil discards.
+	Logger *slog.Logger
+	// Registry receives the edge's metrics and is served on /metrics. Nil
+	// uses a fresh registry.
+	Registry *prometheus.Registry
+	// Now is the clock. Nil uses time.Now.
+	Now func() time.Time
+}
+
+// Server is a standalone edge: the request path on its listener, metrics
+// and health on the admin listener.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	handler *Handler
+	mem     *cache.Memory
+	fetcher *origin.Fetcher
+	ready   atomic.Bool
+}
+
+// New builds an edge from cfg. It opens no sockets.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := deps.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	reg := deps.Registry
+	if reg == nil {
+		reg = cdnmetrics.NewRegistry()
+	}
+	now := deps.Now
+	if now == nil {
+		now = time.Now
+	}
+	mem, err := cache.NewMemory(cache.Config{MemoryBytes: int64(cfg.Cache.Memory), MaxObjectBytes: int64(cfg.Cache.MaxObject)}, reg)
+	if err != nil {
+		return nil, err
+	}
+	dir := cfg.Cache.Dir
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			mem.Close()
+			return nil, fmt.Errorf("create cache dir: %w", err)
+		}
+	}
+	m := newMetrics(reg)
+	routes, err := buildRoutes(cfg.Sites, m)
+	if err != nil {
+		mem.Close()
+		return nil, err
+	}
+	maxObj := int64(cfg.Cache.MaxObject)
+	h := &Handler{
+		name:          cfg.Name,
+		via:           "1.1 " + cfg.Name,
+		mem:           mem,
+		group:         fill.NewGroup(func() *fill.Body { return fill.NewBody(maxObj, dir) }),
+		fetcher:       origin.NewFetcher(cfg.Origin),
+		maxBody:       int64(cfg.MaxBodyBytes),
+		maxVariants:   cfg.Cache.MaxVariants,
+		hitForMissTTL: cfg.Cache.HitForMissTTL,
+		accessLog:     cfg.AccessLog,
+		log:           log,
+		metrics:       m,
+		now:           now,
+		bgCtx:         context.Background(),
+	}
+	h.routes.Store(routes)
+	h.prepareStatus()
+	return &Server{cfg: cfg, log: log, reg: reg, handler: h, mem: mem, fetcher: h.fetcher}, nil
+}
+
+// prepareStatus builds the Cache-Status values (RFC 9211) once.
+func (h *Handler) prepareStatus() {
+	v := func(params string) []string { return []string{h.name + "; " + params} }
+	h.statusHit = v("hit")
+	h.statusStale = v(`hit; detail="stale-while-revalidate"`)
+	h.statusStaleError = v(`hit; fwd=stale; detail="stale-if-error"`)
+	h.statusMiss = v("fwd=uri-miss")
+	h.statusMissStored = v("fwd=uri-miss; stored")
+	h.statusCollapsed = v("fwd=uri-miss; collapsed")
+	h.statusRevalidated = v("fwd=stale; fwd-status=304; stored")
+	h.statusPass = v(`fwd=uri-miss; detail="not-storable"`)
+	h.statusMethod = v("fwd=method")
+}
+
+// Handler returns the request path, for tests and embedding.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Run listens on the configured addresses and serves until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	var admin net.Listener
+	if s.cfg.AdminListen != "" {
+		if admin, err = net.Listen("tcp", s.cfg.AdminListen); err != nil {
+			ln.Close()
+			return fmt.Errorf("admin listen: %w", err)
+		}
+	}
+	return s.Serve(ctx, ln, admin)
+}
+
+// Serve serves HTTP/1.1 and h2c on ln and the admin endpoints on admin
+// (which may be nil) until ctx ends, then drains connections within
+// ShutdownTimeout, cancels fetches still running and waits for them.
+func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
+	bgCtx, cancelBG := context.WithCancel(context.WithoutCancel(ctx))
+	s.handler.bgCtx = bgCtx
+	defer s.close(cancelBG)
+
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	srv := &http.Server{
+		Handler:           s.handler,
+		Protocols:         &protocols,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    int(s.cfg.MaxHeaderBytes),
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 250, MaxReadFrameSize: 1 << 20},
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	servers := []*http.Server{srv}
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(ln) }()
+	if admin != nil {
+		asrv := &http.Server{Handler: s.adminMux(), ReadHeaderTimeout: 10 * time.Second}
+		servers = append(servers, asrv)
+		go func() { errc <- asrv.Serve(admin) }()
+	}
+	s.ready.Store(true)
+	s.log.Info("edge listening", "addr", ln.Addr().String(), "name", s.cfg.Name, "region", s.cfg.Region)
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.ready.Store(false)
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	for _, srv := range servers {
+		if serr := srv.Shutdown(shutCtx); serr != nil {
+			srv.Close()
+		}
+	}
+	// Drain the remaining Serve results so no goroutine is left behind.
+	for range len(servers) - boolInt(err != nil) {
+		if e := <-errc; !errors.Is(e, http.ErrServerClosed) && err == nil {
+			err = e
+		}
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (s *Server) close(cancelBG context.CancelFunc) {
+	cancelBG()
+	s.handler.bg.Wait()
+	s.mem.Close()
+	s.fetcher.Close()
+}
+
+func (s *Server) adminMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", cdnmetrics.Handler(s.reg))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	return mux
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,55 @@
+package edge
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/selfcdn/cdn/edge/cachekey"
+	"github.com/selfcdn/cdn/edge/freshness"
+	"github.com/selfcdn/cdn/edge/routing"
+)
+
+// site is a configured site as the request path needs it.
+type site struct {
+	name string
+	// originPrefix is the origin's base URL without a trailing slash,
+	// ready to prepend to a request URI.
+	originPrefix string
+	// originHost is the Host header for the origin; empty forwards the
+	// client's Host.
+	originHost string
+	policy     freshness.Policy
+	keyRules   cachekey.Rules
+	metrics    *siteMetrics
+}
+
+// buildRoutes turns the configured sites into a routing table.
+func buildRoutes(sites []SiteConfig, m *metrics) (*routing.Table[site], error) {
+	var routes []routing.Route[site]
+	for _, sc := range sites {
+		u, err := url.Parse(sc.Origin)
+		if err != nil {
+			return nil, fmt.Errorf("site %s: origin: %w", sc.Name, err)
+		}
+		s := &site{
+			name:         sc.Name,
+			originPrefix: strings.TrimSuffix(u.String(), "/"),
+			originHost:   u.Host,
+			policy:       freshness.Policy{DefaultTTL: sc.TTL.Default, MinTTL: sc.TTL.Min, MaxTTL: sc.TTL.Max},
+			keyRules:     sc.CacheKey,
+			metrics:      m.forSite(sc.Name),
+		}
+		switch sc.OriginHost {
+		case "":
+		case "client":
+			s.originHost = ""
+		default:
+			s.originHost = sc.OriginHost
+		}
+		for _, h := range sc.Hosts {
+			routes = append(routes, routing.Route[site]{Host: h, Site: s})
+		}
+	}
+	return routing.New(routes), nil
+}
