@@ -94,7 +94,7 @@ func (h *Handler) runFill(j *fillJob) {
 	}
 	hdr := h.clientHeader(res.Header)
 	vary, star := cachekey.ParseVary(hdr)
-	d := freshness.Evaluate(j.out.Header, res.StatusCode, hdr, sent, got, j.site.policy)
+	d := freshness.Evaluate(j.out.Header, res.StatusCode, res.Header, sent, got, j.site.policy)
 	head := fill.Head{Status: res.StatusCode, Header: hdr, Shareable: d.Store && !star, Decision: d, Vary: vary}
 	if len(vary) > 0 {
 		head.VariantKey = cachekey.Variant(j.base, vary, j.out.Header)
@@ -171,7 +171,13 @@ func (h *Handler) store(j *fillJob, head fill.Head, m freshness.Meta) {
 // with the 304's header fields, is fresh again.
 func (h *Handler) revalidated(j *fillJob, res *http.Response, sent, got time.Time) {
 	hdr := mergeNotModified(j.stored.Header, h.clientHeader(res.Header))
-	d := freshness.Evaluate(j.out.Header, j.stored.Status, hdr, sent, got, j.site.policy)
+	judged := hdr
+	if age, ok := res.Header["Age"]; ok {
+		// The 304's Age dates the validation; clientHeader dropped it.
+		judged = hdr.Clone()
+		judged["Age"] = age
+	}
+	d := freshness.Evaluate(j.out.Header, j.stored.Status, judged, sent, got, j.site.policy)
 	e := j.stored
 	if d.Store {
 		e = cache.NewEntry(j.stored.Status, hdr, j.stored.Body, d.Meta, j.stored.Vary)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/selfcdn/cdn/edge/cache"
@@ -45,6 +46,10 @@ func (h *Handler) serveContent(w http.ResponseWriter, r *http.Request, e *cache.
 	if _, ok := hdr["Content-Type"]; !ok {
 		hdr["Content-Type"] = nil // the origin sent none; do not sniff one
 	}
+	if rg := r.Header.Get("Range"); rg != "" && !strings.HasPrefix(rg, "bytes=") {
+		// RFC 9110 §14.2: a range unit we do not know is ignored, not refused.
+		r.Header.Del("Range")
+	}
 	cw := &countingWriter{ResponseWriter: w, status: http.StatusOK}
 	http.ServeContent(cw, r, "", e.LastModified, bytes.NewReader(e.Body))
 	return outcome{status: cw.status, result: res, bytes: cw.n}
@@ -54,6 +59,13 @@ func (h *Handler) serveContent(w http.ResponseWriter, r *http.Request, e *cache.
 // body as it arrives.
 func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, fl *fill.Flight, head fill.Head, leader bool) outcome {
 	defer fl.Body.Release()
+	if r.Method != http.MethodHead {
+		// Hold the status until the body starts, so an origin that breaks
+		// before its first byte still gets the client a clear 502 or 504.
+		if err := fl.Body.WaitStart(r.Context()); err != nil {
+			return h.fail(w, r, err)
+		}
+	}
 	hdr := w.Header()
 	for k, v := range head.Header {
 		hdr[k] = v

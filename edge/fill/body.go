@@ -149,6 +149,28 @@ func (b *Body) Readers() int {
 	return b.refs - 1
 }
 
+// WaitStart blocks until the first byte arrived or the body ended, and
+// returns the fetch's error if it ended broken before any byte: the caller
+// can still answer with an error status instead of a cut-off body.
+func (b *Body) WaitStart(ctx context.Context) error {
+	for {
+		b.mu.Lock()
+		size, done, err, wake := b.size, b.done, b.err, b.wake
+		b.mu.Unlock()
+		switch {
+		case size > 0:
+			return nil
+		case done:
+			return err
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // WriteTo copies the whole body to w as it arrives, calling flush before
 // each wait for more bytes so a slow origin still streams. It returns
 // early with ctx's error, or with the fetch's error if the body broke.

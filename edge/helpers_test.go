@@ -1,0 +1,170 @@
+package edge
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// clock is a test clock that starts at the real time (origins stamp real
+// Date headers) and moves only when told.
+type clock struct {
+	mu sync.Mutex // protects t
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: time.Now()} }
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+// testEdge is an edge serving on a loopback port in front of an origin.
+type testEdge struct {
+	URL   string
+	Clock *clock
+	Reg   *prometheus.Registry
+}
+
+// startEdge runs an edge with one catch-all site for originURL, on clk
+// (nil: a new clock), with mutate applied to its config, until the test ends.
+func startEdge(t *testing.T, originURL string, clk *clock, mutate func(*Config)) *testEdge {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Name = "test-edge"
+	cfg.AccessLog = false
+	cfg.Cache.Memory = 64 << 20
+	cfg.Cache.MaxObject = 1 << 20
+	cfg.Cache.Dir = t.TempDir()
+	cfg.Sites = []SiteConfig{{Name: "site", Hosts: []string{"*"}, Origin: originURL}}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	if clk == nil {
+		clk = newClock()
+	}
+	reg := prometheus.NewRegistry()
+	srv, err := New(cfg, Deps{Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})), Registry: reg, Now: clk.Now})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	ctx, cancel := contextWithCancel(t)
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln, nil) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve returned %v", err)
+		}
+	})
+	return &testEdge{URL: "http://" + ln.Addr().String(), Clock: clk, Reg: reg}
+}
+
+// countingOrigin is an httptest origin that counts the requests it gets.
+type countingOrigin struct {
+	*httptest.Server
+	hits atomic.Int64
+	mu   sync.Mutex // protects last
+	last *http.Request
+}
+
+func newOrigin(t *testing.T, h http.HandlerFunc) *countingOrigin {
+	t.Helper()
+	o := &countingOrigin{}
+	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		o.hits.Add(1)
+		o.mu.Lock()
+		o.last = r.Clone(r.Context())
+		o.mu.Unlock()
+		h(w, r)
+	}))
+	t.Cleanup(o.Close)
+	return o
+}
+
+func (o *countingOrigin) lastRequest() *http.Request {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.last
+}
+
+// get sends a request to the edge and returns the response with its body
+// read.
+func get(t *testing.T, method, url string, hdr http.Header) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, url, nil)
+	if err != nil {
+		t.Fatalf("NewRequest: %v", err)
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("read body of %s %s: %v", method, url, err)
+	}
+	return res, string(b)
+}
+
+// cacheResult reduces a Cache-Status value to what the tests assert.
+func cacheResult(cs string) string {
+	switch {
+	case strings.Contains(cs, "stale-while-revalidate"):
+		return "stale"
+	case strings.Contains(cs, "stale-if-error"):
+		return "stale-error"
+	case strings.Contains(cs, "; hit"):
+		return "hit"
+	case strings.Contains(cs, "fwd-status=304"):
+		return "revalidated"
+	case strings.Contains(cs, "not-storable"):
+		return "pass"
+	case strings.Contains(cs, "fwd=method"):
+		return "method"
+	case strings.Contains(cs, "collapsed"):
+		return "collapsed"
+	case strings.Contains(cs, "stored"):
+		return "miss"
+	case cs == "":
+		return "none"
+	}
+	return "other: " + cs
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
