@@ -2,6 +2,7 @@ package edge
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -179,9 +180,7 @@ func TestCachingRules(t *testing.T) {
 				}
 				// The origin's clock agrees with the edge's.
 				w.Header().Set("Date", clk.Now().UTC().Format(http.TimeFormat))
-				for k, v := range tt.header {
-					w.Header()[k] = v
-				}
+				maps.Copy(w.Header(), tt.header)
 				if tt.etag {
 					w.Header().Set("ETag", `"same"`)
 					if r.Header.Get("If-None-Match") == `"same"` {

@@ -3,6 +3,7 @@ package edge
 import (
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -117,9 +118,7 @@ func get(t *testing.T, method, url string, hdr http.Header) (*http.Response, str
 	if err != nil {
 		t.Fatalf("NewRequest: %v", err)
 	}
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
+	maps.Copy(req.Header, hdr)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"io"
+	"maps"
 	"net/http"
 
 	"github.com/selfcdn/cdn/edge/cachekey"
@@ -36,9 +37,7 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, s *site) outcome 
 		h.invalidate(r, s, res.Header)
 	}
 	hdr := w.Header()
-	for k, v := range h.clientHeader(res.Header) {
-		hdr[k] = v
-	}
+	maps.Copy(hdr, h.clientHeader(res.Header))
 	hdr["Cache-Status"] = h.statusMethod
 	w.WriteHeader(res.StatusCode)
 	n, err := io.Copy(flushWriter{w}, res.Body)

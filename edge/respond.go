@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net/http"
 	"strings"
 	"time"
@@ -23,9 +24,7 @@ var (
 // at store time; only Age and Cache-Status are per request.
 func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *cache.Entry, status []string, res result, now time.Time) outcome {
 	hdr := w.Header()
-	for k, v := range e.Header {
-		hdr[k] = v
-	}
+	maps.Copy(hdr, e.Header)
 	hdr["Age"] = ageHeader(e.Meta.Age(now))
 	hdr["Cache-Status"] = status
 	if e.Status == http.StatusOK && hasValidators(r.Header) {
@@ -67,9 +66,7 @@ func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, fl *fill.F
 		}
 	}
 	hdr := w.Header()
-	for k, v := range head.Header {
-		hdr[k] = v
-	}
+	maps.Copy(hdr, head.Header)
 	res := resultMiss
 	switch {
 	case head.Revalidated:

@@ -61,7 +61,7 @@ func FuzzNew(f *testing.F) {
 		if again := Path(p); again != p {
 			t.Fatalf("Path not idempotent: %q -> %q -> %q", path, p, again)
 		}
-		for _, seg := range strings.Split(p, "/") {
+		for seg := range strings.SplitSeq(p, "/") {
 			if seg == ".." || seg == "." {
 				t.Fatalf("Path(%q) = %q keeps a dot segment", path, p)
 			}

@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 )
 
-//go:embed site
+//go:embed all:site
 var files embed.FS
 
 // Install writes the demo site into dir unless dir already has files, so an

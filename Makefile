@@ -1,0 +1,41 @@
+GO    ?= go
+BIN   := bin/cdn
+# Core packages run with the race detector.
+RACE  := ./edge/... ./origin/... ./internal/...
+FUZZ  := ./edge/cachekey:FuzzNew ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath
+DATA  ?= .data
+
+.PHONY: help build run test test-race test-e2e fuzz bench bench-go bench-peers lint
+help: ## list targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n",$$1,$$2}'
+
+build: ## build bin/cdn
+	$(GO) build -o $(BIN) ./cmd/cdn
+
+run: build ## the whole CDN on this machine: origin + three edges (see up.json in DATA)
+	$(BIN) up --data $(DATA)
+
+test: lint test-race test-e2e ## lint, unit tests with -race, end-to-end tests; under 10 min on 2 cores
+
+test-race: ## unit and integration tests, race detector on
+	$(GO) test -race -timeout 8m $(RACE)
+	$(GO) test -timeout 5m ./cmd/... ./configs/...
+
+test-e2e: ## real cdn processes on loopback
+	$(GO) test -timeout 5m ./e2e/...
+
+fuzz: ## each fuzz target for 20s
+	@for f in $(FUZZ); do $(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime 20s $${f%:*} || exit 1; done
+
+bench: bench-go bench-peers ## Go benchmarks, then the load test beside nginx and Varnish
+
+bench-go: ## hot-path benchmarks (benchstat-ready)
+	$(GO) test -run '^$$' -bench . -benchmem -count 6 ./edge/... | tee bench.txt
+
+bench-peers: build ## wrk/h2load: cache hits through the edge beside nginx proxy_cache and Varnish
+	scripts/bench-peers.sh
+
+lint: ## gofmt, vet, modernizers
+	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	@test -z "$$($(GO) fix -diff ./... 2>&1)" || { $(GO) fix -diff ./...; exit 1; }

@@ -1,0 +1,21 @@
+package configs
+
+import (
+	"testing"
+
+	"github.com/selfcdn/cdn/edge"
+	"github.com/selfcdn/cdn/internal/config"
+	"github.com/selfcdn/cdn/origin/static"
+)
+
+// TestExamplesLoad keeps the example files in step with the Config structs.
+func TestExamplesLoad(t *testing.T) {
+	ecfg := edge.DefaultConfig()
+	if err := config.Load("standalone/edge.yaml", &ecfg); err != nil {
+		t.Errorf("standalone/edge.yaml: %v", err)
+	}
+	ocfg := static.DefaultConfig()
+	if err := config.Load("standalone/origin.yaml", &ocfg); err != nil {
+		t.Errorf("standalone/origin.yaml: %v", err)
+	}
+}

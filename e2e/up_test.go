@@ -1,0 +1,163 @@
+package e2e
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+type upInfo struct {
+	Origin string `json:"origin"`
+	Site   struct {
+		Name  string   `json:"name"`
+		Hosts []string `json:"hosts"`
+	} `json:"site"`
+	Edges []struct {
+		Name, Region, HTTP, Admin string
+	} `json:"edges"`
+}
+
+func fetch(t *testing.T, url, host string) (*http.Response, string) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), "GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("read %s: %v", url, err)
+	}
+	return res, string(b)
+}
+
+// TestUp starts `cdn up` as a newcomer would, reads up.json, and checks
+// that every edge serves the demo site through the cache.
+func TestUp(t *testing.T) {
+	data := t.TempDir()
+	p := start(t, "up", "--data", data, "--origin-listen", "127.0.0.1:0", "--edge-port", "0", "--admin-port", "0")
+	upPath := filepath.Join(data, "up.json")
+	var info upInfo
+	waitFor(t, "up.json", func() bool {
+		b, err := os.ReadFile(upPath)
+		return err == nil && json.Unmarshal(b, &info) == nil
+	})
+	if info.Origin == "" || info.Site.Name == "" || len(info.Site.Hosts) == 0 || len(info.Edges) < 2 {
+		t.Fatalf("up.json incomplete: %+v", info)
+	}
+	host := info.Site.Hosts[0]
+	for _, e := range info.Edges {
+		if e.Name == "" || e.Region == "" || !strings.HasPrefix(e.HTTP, "http://") || !strings.HasPrefix(e.Admin, "http://") {
+			t.Errorf("up.json edge incomplete: %+v", e)
+			continue
+		}
+		waitFor(t, e.Name+" ready", func() bool {
+			res, err := http.Get(e.Admin + "/readyz")
+			if err != nil {
+				return false
+			}
+			res.Body.Close()
+			return res.StatusCode == 200
+		})
+		res, body := fetch(t, e.HTTP+"/", host)
+		if res.StatusCode != 200 || !strings.Contains(body, "It works") {
+			t.Errorf("%s first GET /: %d %q", e.Name, res.StatusCode, body)
+		}
+		if cs := res.Header.Get("Cache-Status"); !strings.Contains(cs, "fwd=uri-miss") {
+			t.Errorf("%s first GET /: Cache-Status %q, want a miss", e.Name, cs)
+		}
+		res, _ = fetch(t, e.HTTP+"/", host)
+		if cs := res.Header.Get("Cache-Status"); cs != e.Name+"; hit" {
+			t.Errorf("%s second GET /: Cache-Status %q, want %q", e.Name, cs, e.Name+"; hit")
+		}
+		if sk := res.Header.Get("Surrogate-Key"); sk != "pages" {
+			t.Errorf("%s: Surrogate-Key %q from the demo rules, want \"pages\"", e.Name, sk)
+		}
+		_, metrics := fetch(t, e.Admin+"/metrics", "")
+		if !strings.Contains(metrics, `cdn_edge_requests_total{cache="hit",code="2xx",site="demo"} 1`) {
+			t.Errorf("%s /metrics lacks the hit:\n%s", e.Name, grep(metrics, "cdn_edge_requests_total"))
+		}
+	}
+	p.stop(t)
+}
+
+// TestEdgeAndOriginProcesses runs `cdn origin` and `cdn edge --origin` as
+// two processes, the first-try path of the README.
+func TestEdgeAndOriginProcesses(t *testing.T) {
+	site := t.TempDir()
+	os.WriteFile(filepath.Join(site, "hello.txt"), []byte("hello, edge\n"), 0o644)
+	os.WriteFile(filepath.Join(site, "_headers"), []byte("/*\n  Cache-Control: public, max-age=300\n"), 0o644)
+	origin := start(t, "origin", "--dir", site, "--listen", "127.0.0.77:18701")
+	edge := start(t, "edge", "--origin", "http://127.0.0.77:18701", "--listen", "127.0.0.77:18702", "--admin", "127.0.0.77:18703", "--cache-dir", t.TempDir(), "--memory", "32MiB")
+	waitFor(t, "edge ready", func() bool {
+		res, err := http.Get("http://127.0.0.77:18703/readyz")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == 200
+	})
+	for i, want := range []string{"fwd=uri-miss", "hit"} {
+		res, body := fetch(t, "http://127.0.0.77:18702/hello.txt", "any.host")
+		if body != "hello, edge\n" || !strings.Contains(res.Header.Get("Cache-Status"), want) {
+			t.Errorf("request %d: %q, Cache-Status %q; want the file and %s", i, body, res.Header.Get("Cache-Status"), want)
+		}
+	}
+	edge.stop(t)
+	origin.stop(t)
+}
+
+func TestConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "edge.yaml")
+	os.WriteFile(bad, []byte("listen: \":0\"\ncache:\n  memory: 0\nsites:\n  - name: s\n    hosts: [\"a.test\"]\n    origin: ftp://x\n"), 0o644)
+	typo := filepath.Join(dir, "typo.yaml")
+	os.WriteFile(typo, []byte("fetch_timout: 3s\n"), 0o644)
+	tests := []struct {
+		name     string
+		args     []string
+		wantCode int
+		wantMsgs []string
+	}{
+		{name: "no args", args: []string{"edge"}, wantCode: 2, wantMsgs: []string{"--config FILE or --origin URL"}},
+		{name: "invalid fields named", args: []string{"edge", "--config", bad}, wantCode: 2, wantMsgs: []string{"cache.memory must be > 0", "origin must be an http(s) URL"}},
+		{name: "unknown key", args: []string{"edge", "--config", typo}, wantCode: 2, wantMsgs: []string{"field fetch_timout not found"}},
+		{name: "missing file", args: []string{"edge", "--config", filepath.Join(dir, "nope.yaml")}, wantCode: 2, wantMsgs: []string{"no such file"}},
+		{name: "bad size flag", args: []string{"edge", "--origin", "http://x", "--memory", "lots"}, wantCode: 2, wantMsgs: []string{"parse size"}},
+		{name: "unknown command", args: []string{"frobnicate"}, wantCode: 2, wantMsgs: []string{"unknown command"}},
+		{name: "check-config ok", args: []string{"edge", "--origin", "http://127.0.0.1:1", "--check-config"}, wantCode: 0, wantMsgs: []string{"configuration ok"}},
+		{name: "origin without dir", args: []string{"origin"}, wantCode: 2, wantMsgs: []string{"dir is required"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, out := run(t, tt.args...)
+			if code != tt.wantCode {
+				t.Errorf("cdn %v exit %d, want %d; output:\n%s", tt.args, code, tt.wantCode, out)
+			}
+			for _, m := range tt.wantMsgs {
+				if !strings.Contains(out, m) {
+					t.Errorf("cdn %v output lacks %q:\n%s", tt.args, m, out)
+				}
+			}
+		})
+	}
+}
+
+func grep(s, sub string) string {
+	var out []string
+	for l := range strings.SplitSeq(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
