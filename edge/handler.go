@@ -66,7 +66,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		out = h.pass(w, r, s)
 	}
-	h.observe(r, s, out, start)
+	h.observe(httpInfo{r}, s, out, start)
 	if out.abort {
 		panic(http.ErrAbortHandler)
 	}
@@ -80,7 +80,7 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, s *site
 		reqCC = freshness.ParseHeader(r.Header, "Cache-Control")
 	}
 	base := cachekey.New(scheme(r), r.Host, r.URL.EscapedPath(), r.URL.RawQuery, s.keyRules)
-	e, key := h.lookup(base, r)
+	e, key := h.find(base, r.Header)
 	solo := len(r.Header["Authorization"]) > 0
 	if e != nil && e.HitForMiss {
 		e, solo = nil, true
@@ -100,9 +100,10 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, s *site
 	return h.fetch(w, r, s, base, key, e, solo)
 }
 
-// lookup finds the entry for base, following a Vary index to the variant
-// r selects. It returns the key the response lives (or would live) under.
-func (h *Handler) lookup(base string, r *http.Request) (*cache.Entry, string) {
+// find looks up the entry for base, following a Vary index to the variant
+// the request header selects: the one lookup of every protocol front. It
+// returns the key the response lives (or would live) under.
+func (h *Handler) find(base string, hdr cachekey.Header) (*cache.Entry, string) {
 	e, ok := h.mem.Get(base)
 	if !ok {
 		return nil, base
@@ -110,7 +111,7 @@ func (h *Handler) lookup(base string, r *http.Request) (*cache.Entry, string) {
 	if !e.VaryIndex {
 		return e, base
 	}
-	key := cachekey.Variant(base, e.Vary, r.Header)
+	key := cachekey.Variant(base, e.Vary, hdr)
 	if v, ok := h.mem.Get(key); ok {
 		return v, key
 	}

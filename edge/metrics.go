@@ -34,6 +34,7 @@ type metrics struct {
 	fetches   *prometheus.CounterVec
 	fetchDur  prometheus.Histogram
 	coalesced prometheus.Counter
+	durations [numResults]prometheus.Observer // duration children, resolved once
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -58,6 +59,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		coalesced: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cdn_edge_coalesced_requests_total", Help: "Requests that joined another request's origin fetch.",
 		}),
+	}
+	for r := range numResults {
+		m.durations[r] = m.duration.WithLabelValues(r.String())
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.bytes, m.duration, m.fetches, m.fetchDur, m.coalesced)

@@ -125,19 +125,37 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) outcom
 	hdr["Cache-Status"] = []string{h.name + `; fwd=miss; detail="` + detail + `"`}
 	hdr["Content-Type"] = []string{"text/plain; charset=utf-8"}
 	hdr["Cache-Control"] = []string{"no-store"}
+	hdr["Date"] = []string{h.now().UTC().Format(http.TimeFormat)}
 	w.WriteHeader(status)
 	n, _ := w.Write([]byte(http.StatusText(status) + ": " + detail + "\n"))
 	return outcome{status: status, result: resultError, bytes: int64(n)}
 }
 
+// requestInfo is what the access log says about a request.
+type requestInfo struct {
+	method, host, path, proto, remote string
+	ctx                               context.Context
+}
+
+// describer yields a requestInfo only when the access log wants one, so the
+// HTTP/1.1 front copies no strings for a log that is off.
+type describer interface{ describe() requestInfo }
+
+type httpInfo struct{ r *http.Request }
+
+func (i httpInfo) describe() requestInfo {
+	r := i.r
+	return requestInfo{method: r.Method, host: r.Host, path: r.URL.Path, proto: r.Proto, remote: r.RemoteAddr, ctx: r.Context()}
+}
+
 // observe records a finished request in the metrics and the access log.
-func (h *Handler) observe(r *http.Request, s *site, out outcome, start time.Time) {
+func (h *Handler) observe(d describer, s *site, out outcome, start time.Time) {
 	dur := h.now().Sub(start)
 	if s != nil {
 		s.metrics.requests[out.result][statusClass(out.status)].Inc()
 		s.metrics.bytes[out.result].Add(float64(out.bytes))
 	}
-	h.metrics.duration.WithLabelValues(out.result.String()).Observe(dur.Seconds())
+	h.metrics.durations[out.result].Observe(dur.Seconds())
 	if !h.accessLog {
 		return
 	}
@@ -145,11 +163,12 @@ func (h *Handler) observe(r *http.Request, s *site, out outcome, start time.Time
 	if s != nil {
 		siteName = s.name
 	}
-	h.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
-		slog.String("site", siteName), slog.String("method", r.Method), slog.String("host", r.Host),
-		slog.String("path", r.URL.Path), slog.String("proto", r.Proto), slog.Int("status", out.status),
+	r := d.describe()
+	h.log.LogAttrs(r.ctx, slog.LevelInfo, "request",
+		slog.String("site", siteName), slog.String("method", r.method), slog.String("host", r.host),
+		slog.String("path", r.path), slog.String("proto", r.proto), slog.Int("status", out.status),
 		slog.String("cache", out.result.String()), slog.Int64("bytes", out.bytes),
-		slog.String("remote", r.RemoteAddr), slog.Duration("dur", dur))
+		slog.String("remote", r.remote), slog.Duration("dur", dur))
 }
 
 // countingWriter records the status and body bytes of a response written

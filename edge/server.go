@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"github.com/selfcdn/cdn/edge/fill"
 	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
 	"github.com/selfcdn/cdn/origin"
+	"github.com/valyala/fasthttp"
 )
 
 // Deps are what the caller owns and the edge uses.
@@ -129,7 +132,7 @@ func (s *Server) Run(ctx context.Context) error {
 	return s.Serve(ctx, ln, admin)
 }
 
-// Serve serves HTTP/1.1 and h2c on ln and the admin endpoints on admin
+// Serve serves HTTP/1.1 (fasthttp) and h2c (net/http) on ln and the admin endpoints on admin
 // (which may be nil) until ctx ends, then drains connections within
 // ShutdownTimeout, cancels fetches still running and waits for them.
 func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
@@ -137,6 +140,8 @@ func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 	s.handler.bgCtx = bgCtx
 	defer s.close(cancelBG)
 
+	// HTTP/1.1 on fasthttp, h2c on net/http, one port (see front_h1.go).
+	mux := newProtoMux(ln, s.cfg.ReadHeaderTimeout)
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
@@ -149,9 +154,31 @@ func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 250, MaxReadFrameSize: 1 << 20},
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	fsrv := &fasthttp.Server{
+		Handler:               s.handler.serveH1,
+		NoDefaultServerHeader: true,
+		// fasthttp always writes its own Date (it ignores ours), as nginx
+		// does for proxied responses; h2c sends the stored origin Date.
+		NoDefaultContentType: true,
+		ReadBufferSize:       int(s.cfg.MaxHeaderBytes),
+		MaxRequestBodySize:   int(s.cfg.MaxBodyBytes),
+		ReadTimeout:          s.cfg.ReadHeaderTimeout + time.Minute,
+		IdleTimeout:          s.cfg.IdleTimeout,
+		CloseOnShutdown:      true,
+		ErrorHandler:         s.handler.h1Error,
+		Logger:               slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
 	servers := []*http.Server{srv}
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(ln) }()
+	errc := make(chan error, 3)
+	mux.run()
+	go func() { errc <- srv.Serve(mux.h2) }()
+	go func() {
+		if err := fsrv.Serve(mux.h1); err != nil && !errors.Is(err, net.ErrClosed) {
+			errc <- err
+			return
+		}
+		errc <- http.ErrServerClosed
+	}()
 	if admin != nil {
 		asrv := &http.Server{Handler: s.adminMux(), ReadHeaderTimeout: 10 * time.Second}
 		servers = append(servers, asrv)
@@ -168,18 +195,25 @@ func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 	s.ready.Store(false)
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
+	ln.Close()
+	var wg sync.WaitGroup
+	wg.Go(func() { fsrv.ShutdownWithContext(shutCtx) })
 	for _, srv := range servers {
-		if serr := srv.Shutdown(shutCtx); serr != nil {
-			srv.Close()
-		}
+		wg.Go(func() {
+			if serr := srv.Shutdown(shutCtx); serr != nil {
+				srv.Close()
+			}
+		})
 	}
+	wg.Wait()
+	mux.close() // whatever did not drain in time
 	// Drain the remaining Serve results so no goroutine is left behind.
-	for range len(servers) - boolInt(err != nil) {
-		if e := <-errc; !errors.Is(e, http.ErrServerClosed) && err == nil {
+	for range len(servers) + 1 - boolInt(err != nil) {
+		if e := <-errc; !errors.Is(e, http.ErrServerClosed) && !errors.Is(e, net.ErrClosed) && err == nil {
 			err = e
 		}
 	}
-	if errors.Is(err, http.ErrServerClosed) {
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 		err = nil
 	}
 	return err
@@ -195,6 +229,9 @@ func (s *Server) close(cancelBG context.CancelFunc) {
 func (s *Server) adminMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", cdnmetrics.Handler(s.reg))
+	// Profiles for the operator; the admin listener is loopback by default.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
 		if !s.ready.Load() {

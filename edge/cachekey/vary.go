@@ -28,12 +28,17 @@ func ParseVary(h http.Header) (names []string, star bool) {
 	return slices.Compact(names), star
 }
 
+// Header gives the values of a request header field; http.Header has it.
+type Header interface {
+	Values(name string) []string
+}
+
 // Variant returns the key of the response variant that a request with
 // header h selects under base, given the Vary names of the stored response.
 // Values are normalized so that requests an origin cannot tell apart share
 // a variant: case and spacing of list members, order of Accept-Encoding
 // codings, and q-values of codings that are accepted at all.
-func Variant(base string, names []string, h http.Header) string {
+func Variant(base string, names []string, h Header) string {
 	var b strings.Builder
 	b.WriteString(base)
 	for _, n := range names {
@@ -41,9 +46,9 @@ func Variant(base string, names []string, h http.Header) string {
 		b.WriteString(n)
 		b.WriteByte('=')
 		if n == "Accept-Encoding" {
-			b.WriteString(normalizeCodings(h[n]))
+			b.WriteString(normalizeCodings(h.Values(n)))
 		} else {
-			b.WriteString(normalizeList(h[n]))
+			b.WriteString(normalizeList(h.Values(n)))
 		}
 	}
 	return b.String()

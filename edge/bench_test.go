@@ -1,0 +1,94 @@
+package edge
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// discardWriter is the cheapest ResponseWriter: what a benchmark of the
+// request path should measure is the path, not a recorder.
+type discardWriter struct{ h http.Header }
+
+func (d *discardWriter) Header() http.Header         { return d.h }
+func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (d *discardWriter) WriteHeader(int)             {}
+
+func BenchmarkServeHit(b *testing.B) {
+	for _, size := range []int{1 << 10, 64 << 10, 1 << 20} {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			body := make([]byte, size)
+			o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Cache-Control", "max-age=3600")
+				w.Header().Set("Content-Type", "application/octet-stream")
+				w.Header().Set("ETag", `"x"`)
+				w.Write(body)
+			}))
+			defer o.Close()
+			cfg := DefaultConfig()
+			cfg.AccessLog = false
+			cfg.Cache.MaxObject = 4 << 20
+			cfg.Sites = []SiteConfig{{Name: "s", Hosts: []string{"*"}, Origin: o.URL}}
+			srv, err := New(cfg, Deps{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			h := srv.Handler()
+			req := httptest.NewRequest("GET", "http://example.com/obj.bin", nil)
+			w := &discardWriter{h: http.Header{}}
+			h.ServeHTTP(w, req) // fill
+			srv.handler.bg.Wait()
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				w.h = make(http.Header, 8) // net/http hands every response a fresh map
+				h.ServeHTTP(w, req)
+			}
+			if cs := w.h.Get("Cache-Status"); cs != "edge; hit" {
+				b.Fatalf("Cache-Status %q, want a hit", cs)
+			}
+		})
+	}
+}
+
+// BenchmarkServeH1Hit measures the HTTP/1.1 front's hit path: fasthttp's
+// request context in, the stored entry's header and body out.
+func BenchmarkServeH1Hit(b *testing.B) {
+	for _, size := range []int{1 << 10, 64 << 10, 1 << 20} {
+		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
+			body := make([]byte, size)
+			o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Cache-Control", "max-age=3600")
+				w.Header().Set("Content-Type", "application/octet-stream")
+				w.Write(body)
+			}))
+			defer o.Close()
+			cfg := DefaultConfig()
+			cfg.AccessLog = false
+			cfg.Cache.MaxObject = 4 << 20
+			cfg.Sites = []SiteConfig{{Name: "s", Hosts: []string{"*"}, Origin: o.URL}}
+			srv, err := New(cfg, Deps{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			srv.handler.ServeHTTP(&discardWriter{h: http.Header{}}, httptest.NewRequest("GET", "http://example.com/obj.bin", nil))
+			srv.handler.bg.Wait()
+			var req fasthttp.Request
+			req.SetRequestURI("http://example.com/obj.bin")
+			var ctx fasthttp.RequestCtx
+			ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, nil)
+			b.ReportAllocs()
+			b.SetBytes(int64(size))
+			for b.Loop() {
+				ctx.Response.Reset()
+				if !srv.handler.serveH1Hit(&ctx) {
+					b.Fatal("not served as a hit")
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,275 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+	"unsafe"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/selfcdn/cdn/edge/cachekey"
+	"github.com/selfcdn/cdn/edge/freshness"
+)
+
+// The HTTP/1.1 front. HTTP/1.1 is served by fasthttp, which answers a
+// small cached object with far less work per request than net/http; h2c
+// (and later h2 and h3) stay on net/http. The cache path is the same for
+// both: a plain fresh hit is found by the same lookup (h.find) and
+// answered from the same entry, and every other request (misses, stale,
+// ranges, conditionals, passes) runs the one net/http Handler through
+// bridge, with its body streamed, never buffered whole.
+
+// serveH1 answers one HTTP/1.1 request.
+func (h *Handler) serveH1(ctx *fasthttp.RequestCtx) {
+	if h.serveH1Hit(ctx) {
+		return
+	}
+	h.bridge(ctx)
+}
+
+// plainHitBlockers are request fields that need the full request path
+// (validation, ranges, conditionals, authorization).
+var plainHitBlockers = []string{"Cache-Control", "Pragma", "Authorization", "Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range"}
+
+// serveH1Hit answers a GET or HEAD that a fresh stored entry answers
+// as is, and reports whether it did.
+func (h *Handler) serveH1Hit(ctx *fasthttp.RequestCtx) bool {
+	if !ctx.IsGet() && !ctx.IsHead() {
+		return false
+	}
+	rh := &ctx.Request.Header
+	for _, k := range plainHitBlockers {
+		if rh.Peek(k) != nil {
+			return false
+		}
+	}
+	now := h.now()
+	host := b2s(ctx.Host())
+	s := h.routes.Load().Lookup(host)
+	if s == nil {
+		return false
+	}
+	uri := ctx.URI()
+	base := cachekey.New("http", host, b2s(uri.PathOriginal()), b2s(uri.QueryString()), s.keyRules)
+	e, _ := h.find(base, fastHeader{rh})
+	if e == nil || e.HitForMiss || freshness.Check(e.Meta, freshness.Directives{}, now) != freshness.Fresh {
+		return false
+	}
+	res := &ctx.Response
+	res.SetStatusCode(e.Status)
+	for k, vs := range e.Header {
+		if k == "Content-Length" {
+			continue // fasthttp frames the body itself
+		}
+		for _, v := range vs {
+			res.Header.Add(k, v)
+		}
+	}
+	res.Header.Set("Age", ageHeader(e.Meta.Age(now))[0])
+	res.Header.Set("Cache-Status", h.statusHit[0])
+	res.SetBodyRaw(e.Body) // entries are immutable: no copy
+	out := outcome{status: e.Status, result: resultHit}
+	if !ctx.IsHead() {
+		out.bytes = int64(len(e.Body))
+	}
+	h.observe(fastInfo{ctx}, s, out, now)
+	return true
+}
+
+// fastHeader reads request header values from fasthttp for Vary.
+type fastHeader struct{ h *fasthttp.RequestHeader }
+
+func (f fastHeader) Values(name string) []string {
+	var vs []string
+	for _, v := range f.h.PeekAll(name) {
+		vs = append(vs, string(v))
+	}
+	return vs
+}
+
+// bridge runs the net/http Handler for a fasthttp request. The handler runs
+// in its own goroutine; its header is sent as soon as it is written, and
+// its body flows through a pipe that fasthttp drains to the client, so a
+// large miss streams with the same backpressure as on net/http.
+func (h *Handler) bridge(ctx *fasthttp.RequestCtx) {
+	r, err := h1Request(ctx, h.bgCtx)
+	if err != nil {
+		ctx.Error("bad request: "+err.Error(), fasthttp.StatusBadRequest)
+		return
+	}
+	pr, pw := io.Pipe()
+	w := &bridgeWriter{header: make(http.Header), pw: pw, head: make(chan int, 1)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			rec := recover()
+			if rec != nil && rec != http.ErrAbortHandler {
+				h.log.Error("handler panic", "err", fmt.Sprint(rec))
+			}
+			if rec != nil {
+				w.sendHead(http.StatusBadGateway)
+				pw.CloseWithError(errors.New("response aborted"))
+				return
+			}
+			w.sendHead(http.StatusOK)
+			pw.Close()
+		}()
+		h.ServeHTTP(w, r)
+	}()
+	status := <-w.head
+	ctx.SetStatusCode(status)
+	size := int64(-1)
+	for k, vs := range w.snapshot {
+		if k == "Content-Length" {
+			if n, err := strconv.ParseInt(vs[0], 10, 64); err == nil {
+				size = n
+			}
+			continue
+		}
+		for _, v := range vs {
+			ctx.Response.Header.Add(k, v)
+		}
+	}
+	if ctx.IsHead() || status == http.StatusNotModified || status == http.StatusNoContent || status < 200 {
+		// No body goes out: let the handler finish without one.
+		pr.CloseWithError(errNoBody)
+		<-done
+		if size >= 0 {
+			ctx.Response.Header.SetContentLength(int(size))
+		}
+		ctx.Response.SkipBody = true
+		return
+	}
+	ctx.Response.SetBodyStream(&pipeBody{pr: pr, done: done}, int(size))
+}
+
+var errNoBody = errors.New("response has no body")
+
+// h1Error answers a request fasthttp could not read, with the statuses
+// net/http would use.
+func (h *Handler) h1Error(ctx *fasthttp.RequestCtx, err error) {
+	status, detail := fasthttp.StatusBadRequest, "bad-request"
+	var small *fasthttp.ErrSmallBuffer
+	var ne net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status, detail = fasthttp.StatusRequestEntityTooLarge, "body-too-large"
+	case errors.As(err, &small):
+		status, detail = fasthttp.StatusRequestHeaderFieldsTooLarge, "header-too-large"
+	case errors.As(err, &ne) && ne.Timeout():
+		status, detail = fasthttp.StatusRequestTimeout, "request-timeout"
+	}
+	ctx.Response.Header.Set("Cache-Status", h.name+`; detail="`+detail+`"`)
+	ctx.Error(fasthttp.StatusMessage(status)+"\n", status)
+}
+
+// pipeBody is the response body fasthttp reads; closing it (fasthttp does
+// when the response is written or the client is gone) unblocks the handler
+// and waits for it to finish.
+type pipeBody struct {
+	pr   *io.PipeReader
+	done chan struct{}
+}
+
+func (p *pipeBody) Read(b []byte) (int, error) { return p.pr.Read(b) }
+
+func (p *pipeBody) Close() error {
+	p.pr.CloseWithError(errNoBody)
+	<-p.done
+	return nil
+}
+
+// bridgeWriter is the http.ResponseWriter the bridged handler writes to.
+type bridgeWriter struct {
+	header   http.Header
+	snapshot http.Header // the header as of WriteHeader
+	pw       *io.PipeWriter
+	once     sync.Once
+	head     chan int
+}
+
+func (w *bridgeWriter) Header() http.Header { return w.header }
+
+func (w *bridgeWriter) WriteHeader(code int) {
+	if code < 200 && code != http.StatusSwitchingProtocols {
+		return // 1xx informational responses are not relayed
+	}
+	w.sendHead(code)
+}
+
+func (w *bridgeWriter) sendHead(code int) {
+	w.once.Do(func() {
+		w.snapshot = w.header.Clone()
+		w.head <- code
+	})
+}
+
+func (w *bridgeWriter) Write(p []byte) (int, error) {
+	w.sendHead(http.StatusOK)
+	return w.pw.Write(p)
+}
+
+// Flush has nothing to do: the pipe hands every write to fasthttp at once.
+func (w *bridgeWriter) Flush() {}
+
+// h1Request builds the net/http request for a fasthttp one. Every string is
+// copied: fasthttp reuses its buffers for the connection's next request,
+// while a fill started by this one may still run.
+func h1Request(ctx *fasthttp.RequestCtx, base context.Context) (*http.Request, error) {
+	uri := string(ctx.RequestURI())
+	u, err := url.ParseRequestURI(uri)
+	if err != nil {
+		return nil, err
+	}
+	r := &http.Request{
+		Method:     string(ctx.Method()),
+		URL:        u,
+		Proto:      "HTTP/1.1",
+		ProtoMajor: 1,
+		ProtoMinor: 1,
+		Header:     make(http.Header),
+		Host:       string(ctx.Host()),
+		RemoteAddr: ctx.RemoteAddr().String(),
+		RequestURI: uri,
+	}
+	if !ctx.Request.Header.IsHTTP11() {
+		r.Proto, r.ProtoMinor = "HTTP/1.0", 0
+	}
+	for k, v := range ctx.Request.Header.All() {
+		r.Header.Add(string(k), string(v))
+	}
+	delete(r.Header, "Host") // net/http keeps it in r.Host only
+	body := ctx.PostBody()
+	r.ContentLength = int64(len(body))
+	r.Body = http.NoBody
+	if len(body) > 0 {
+		r.Body = io.NopCloser(bytes.NewReader(bytes.Clone(body)))
+	}
+	// fasthttp does not report a client hanging up before the response;
+	// fetches and reads are bounded by the origin timeouts instead.
+	return r.WithContext(base), nil
+}
+
+// fastInfo describes a fasthttp request for the access log.
+type fastInfo struct{ ctx *fasthttp.RequestCtx }
+
+func (f fastInfo) describe() requestInfo {
+	return requestInfo{
+		method: string(f.ctx.Method()), host: string(f.ctx.Host()), path: string(f.ctx.Path()),
+		proto: string(f.ctx.Request.Header.Protocol()), remote: f.ctx.RemoteAddr().String(), ctx: f.ctx,
+	}
+}
+
+// b2s views b as a string without copying. Only for lookups that do not
+// keep the string past the request.
+func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+

@@ -1,0 +1,165 @@
+package edge
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// h2Preface starts every HTTP/2 connection with prior knowledge (RFC 9113
+// §3.4); its first four bytes tell it from any HTTP/1.x request line.
+var h2Preface = []byte("PRI ")
+
+// protoMux splits one plain listener between the HTTP/1.1 front and the
+// h2c server by the first bytes each connection sends.
+type protoMux struct {
+	ln          net.Listener
+	peekTimeout time.Duration
+	h1, h2      *chanListener
+
+	mu    sync.Mutex // protects conns
+	conns map[net.Conn]struct{}
+	wg    sync.WaitGroup // the accept loop and the sniffing goroutines
+}
+
+func newProtoMux(ln net.Listener, peekTimeout time.Duration) *protoMux {
+	return &protoMux{
+		ln:          ln,
+		peekTimeout: peekTimeout,
+		h1:          newChanListener(ln.Addr()),
+		h2:          newChanListener(ln.Addr()),
+		conns:       make(map[net.Conn]struct{}),
+	}
+}
+
+// run accepts until the listener is closed.
+func (m *protoMux) run() {
+	m.wg.Go(func() {
+		for {
+			c, err := m.ln.Accept()
+			if err != nil {
+				var ne net.Error
+				if errors.As(err, &ne) && ne.Timeout() {
+					time.Sleep(5 * time.Millisecond) // out of descriptors: back off
+					continue
+				}
+				m.h1.Close()
+				m.h2.Close()
+				return
+			}
+			m.wg.Go(func() { m.sniff(c) })
+		}
+	})
+}
+
+// sniff reads the first bytes (within the header timeout, so a silent
+// client cannot hold a goroutine forever) and hands the connection on.
+func (m *protoMux) sniff(c net.Conn) {
+	c.SetReadDeadline(time.Now().Add(m.peekTimeout))
+	var first [4]byte
+	n, err := io.ReadFull(c, first[:])
+	c.SetReadDeadline(time.Time{})
+	if err != nil && n == 0 {
+		c.Close()
+		return
+	}
+	tc := &trackedConn{Conn: c, mux: m, pre: first[:n]}
+	m.mu.Lock()
+	m.conns[tc] = struct{}{}
+	m.mu.Unlock()
+	to := m.h1
+	if bytes.Equal(first[:n], h2Preface) {
+		to = m.h2
+	}
+	if !to.deliver(tc) {
+		tc.Close()
+	}
+}
+
+// close stops accepting and, after the servers drained what they could,
+// closes the connections still open.
+func (m *protoMux) close() {
+	m.ln.Close()
+	m.mu.Lock()
+	for c := range m.conns {
+		c.(*trackedConn).Conn.Close()
+	}
+	m.mu.Unlock()
+	m.wg.Wait()
+}
+
+// trackedConn replays the sniffed bytes and leaves the mux's set on Close.
+type trackedConn struct {
+	net.Conn
+	mux  *protoMux
+	pre  []byte
+	once sync.Once
+}
+
+func (c *trackedConn) Read(p []byte) (int, error) {
+	if len(c.pre) > 0 {
+		n := copy(p, c.pre)
+		c.pre = c.pre[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// ReadFrom hands large response bodies to the socket's own ReadFrom, so
+// fasthttp streams them as they arrive instead of holding the tail of each
+// burst in its write buffer.
+func (c *trackedConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
+
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		c.mux.mu.Lock()
+		delete(c.mux.conns, c)
+		c.mux.mu.Unlock()
+	})
+	return c.Conn.Close()
+}
+
+// chanListener is a net.Listener fed connections by the mux.
+type chanListener struct {
+	addr   net.Addr
+	conns  chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func newChanListener(addr net.Addr) *chanListener {
+	return &chanListener{addr: addr, conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+func (l *chanListener) deliver(c net.Conn) bool {
+	select {
+	case l.conns <- c:
+		return true
+	case <-l.closed:
+		return false
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.conns:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return l.addr }
