@@ -272,4 +272,3 @@ func (f fastInfo) describe() requestInfo {
 // b2s views b as a string without copying. Only for lookups that do not
 // keep the string past the request.
 func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
-
