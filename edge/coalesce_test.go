@@ -10,25 +10,13 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // waitJoined waits until n requests joined another request's fetch.
 func waitJoined(t *testing.T, e *testEdge, n int) {
 	t.Helper()
 	eventually(t, fmt.Sprintf("%d coalesced requests", n), func() bool {
-		v, err := testutil.GatherAndCount(e.Reg, "cdn_edge_coalesced_requests_total")
-		if err != nil || v == 0 {
-			return false
-		}
-		mfs, _ := e.Reg.Gather()
-		for _, mf := range mfs {
-			if mf.GetName() == "cdn_edge_coalesced_requests_total" {
-				return int(mf.GetMetric()[0].GetCounter().GetValue()) >= n
-			}
-		}
-		return false
+		return metricValue(t, e, "cdn_edge_coalesced_requests_total") >= float64(n)
 	})
 }
 

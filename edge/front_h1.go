@@ -37,7 +37,7 @@ func (h *Handler) serveH1(ctx *fasthttp.RequestCtx) {
 
 // plainHitBlockers are request fields that need the full request path
 // (validation, ranges, conditionals, authorization).
-var plainHitBlockers = []string{"Cache-Control", "Pragma", "Authorization", "Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range"}
+var plainHitBlockers = []string{"Cache-Control", "Authorization", "Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range"}
 
 // serveH1Hit answers a GET or HEAD that a fresh stored entry answers
 // as is, and reports whether it did.

@@ -122,7 +122,12 @@ func (h *Handler) find(base string, hdr cachekey.Header) (*cache.Entry, string) 
 // same key. A waiter that cannot use the shared answer (not shareable, or
 // a different Vary variant) tries again on its own.
 func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, s *site, base, key string, stored *cache.Entry, solo bool) outcome {
-	for {
+	for attempt := 0; ; attempt++ {
+		if attempt >= 2 {
+			// An origin whose Vary keeps changing must not keep a client
+			// hopping between flights.
+			solo = true
+		}
 		var fl *fill.Flight
 		leader := true
 		if solo {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/selfcdn/cdn/edge/cache"
 	"github.com/selfcdn/cdn/edge/fill"
+	"github.com/selfcdn/cdn/internal/httpstats"
 	"github.com/selfcdn/cdn/origin"
 )
 
@@ -49,9 +50,9 @@ func (h *Handler) serveContent(w http.ResponseWriter, r *http.Request, e *cache.
 		// RFC 9110 §14.2: a range unit we do not know is ignored, not refused.
 		r.Header.Del("Range")
 	}
-	cw := &countingWriter{ResponseWriter: w, status: http.StatusOK}
+	cw := &httpstats.Writer{ResponseWriter: w}
 	http.ServeContent(cw, r, "", e.LastModified, bytes.NewReader(e.Body))
-	return outcome{status: cw.status, result: res, bytes: cw.n}
+	return outcome{status: cw.Status, result: res, bytes: cw.Bytes}
 }
 
 // serveFlight answers from a fill in progress: the head at once, then the
@@ -170,24 +171,3 @@ func (h *Handler) observe(d describer, s *site, out outcome, start time.Time) {
 		slog.String("cache", out.result.String()), slog.Int64("bytes", out.bytes),
 		slog.String("remote", r.remote), slog.Duration("dur", dur))
 }
-
-// countingWriter records the status and body bytes of a response written
-// by someone else (http.ServeContent).
-type countingWriter struct {
-	http.ResponseWriter
-	status int
-	n      int64
-}
-
-func (c *countingWriter) WriteHeader(code int) {
-	c.status = code
-	c.ResponseWriter.WriteHeader(code)
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.ResponseWriter.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
-func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }

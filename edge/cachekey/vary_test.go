@@ -3,6 +3,7 @@ package cachekey
 import (
 	"net/http"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -49,4 +50,25 @@ func TestVariant(t *testing.T) {
 			}
 		})
 	}
+}
+
+func FuzzVariant(f *testing.F) {
+	f.Add("Accept-Encoding, Accept-Language", "gzip;q=0.5, br", "en-US,  fr;q=0")
+	f.Add("*", "", "")
+	f.Add("x-a,,X-A", "identity;q=0, *;q=0", "\x00,")
+	f.Fuzz(func(t *testing.T, vary, ae, al string) {
+		names, _ := ParseVary(http.Header{"Vary": {vary}})
+		if !slices.IsSorted(names) || len(slices.Compact(slices.Clone(names))) != len(names) {
+			t.Fatalf("ParseVary(%q) = %q, not sorted and unique", vary, names)
+		}
+		h := http.Header{"Accept-Encoding": {ae}, "Accept-Language": {al}}
+		k := Variant("base", names, h)
+		if !strings.HasPrefix(k, "base") {
+			t.Fatalf("Variant(%q) = %q, lost its base", names, k)
+		}
+		// The same request always selects the same variant.
+		if again := Variant("base", names, h.Clone()); again != k {
+			t.Fatalf("Variant not deterministic: %q then %q", k, again)
+		}
+	})
 }

@@ -177,6 +177,7 @@ func (b *Body) WaitStart(ctx context.Context) error {
 // The caller must hold a reference.
 func (b *Body) WriteTo(ctx context.Context, w io.Writer, flush func()) (int64, error) {
 	var off int64
+	var buf []byte // for spooled bytes, allocated once per reader
 	for {
 		b.mu.Lock()
 		size, done, err, wake, mem, file := b.size, b.done, b.err, b.wake, b.mem, b.file
@@ -185,7 +186,10 @@ func (b *Body) WriteTo(ctx context.Context, w io.Writer, flush func()) (int64, e
 			var n int64
 			var werr error
 			if file != nil {
-				n, werr = io.Copy(w, io.NewSectionReader(file, off, size-off))
+				if buf == nil {
+					buf = make([]byte, 64<<10)
+				}
+				n, werr = io.CopyBuffer(w, io.NewSectionReader(file, off, size-off), buf)
 			} else {
 				var m int
 				m, werr = w.Write(mem[off:size])

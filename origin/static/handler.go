@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/selfcdn/cdn/internal/httpstats"
 )
 
 // notFoundPage is the site's custom 404 body, served with status 404.
@@ -22,13 +24,13 @@ const notFoundPage = "404.html"
 // through its index.html, conditional and range requests per RFC 9110.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	cw := &countingWriter{ResponseWriter: w}
+	cw := &httpstats.Writer{ResponseWriter: w}
 	s.serve(cw, r)
-	status := cw.status
+	status := cw.Status
 	if status == 0 {
 		status = http.StatusOK // nothing written: net/http sends an empty 200
 	}
-	s.metrics.observe(status, cw.bytes)
+	s.metrics.observe(status, cw.Bytes)
 	s.log.LogAttrs(r.Context(), slog.LevelDebug, "request",
 		slog.String("path", r.URL.Path), slog.Int("status", status), slog.Duration("dur", time.Since(start)))
 }
@@ -184,41 +186,3 @@ func redirect(w http.ResponseWriter, r *http.Request, target string) {
 	// protocol-relative "//host" redirect.
 	http.Redirect(w, r, target, http.StatusMovedPermanently)
 }
-
-// countingWriter records the status and body bytes of a response.
-type countingWriter struct {
-	http.ResponseWriter
-	status int
-	bytes  int64
-}
-
-// WriteHeader records the status before passing it on.
-func (w *countingWriter) WriteHeader(code int) {
-	if w.status == 0 && code >= 200 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-// Write counts body bytes.
-func (w *countingWriter) Write(p []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(p)
-	w.bytes += int64(n)
-	return n, err
-}
-
-// ReadFrom keeps the underlying writer's sendfile path for io.Copy.
-func (w *countingWriter) ReadFrom(src io.Reader) (int64, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := io.Copy(w.ResponseWriter, src)
-	w.bytes += n
-	return n, err
-}
-
-// Unwrap lets http.ResponseController reach the underlying writer.
-func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

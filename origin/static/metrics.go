@@ -4,6 +4,8 @@ import (
 	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/selfcdn/cdn/internal/httpstats"
 )
 
 // metrics are the origin's Prometheus collectors.
@@ -40,20 +42,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 // observe counts one finished response.
 func (m *metrics) observe(status int, bytes int64) {
-	m.requests.WithLabelValues(statusClass(status)).Inc()
+	m.requests.WithLabelValues(httpstats.Class(status)).Inc()
 	m.responseBytes.Add(float64(bytes))
-}
-
-// statusClass maps a status code to its bounded label value.
-func statusClass(status int) string {
-	switch {
-	case status < 300:
-		return "2xx" // 1xx are not final responses; treat odd codes as success
-	case status < 400:
-		return "3xx"
-	case status < 500:
-		return "4xx"
-	default:
-		return "5xx"
-	}
 }
