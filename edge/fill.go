@@ -25,6 +25,9 @@ type fillJob struct {
 	fl        *fill.Flight
 	solo      bool
 	cancel    context.CancelFunc
+	// clientHeader is the client's request header, for the Vary selector:
+	// out.Header has the edge's own X-Forwarded-* and Via.
+	clientHeader http.Header
 }
 
 // startFill builds the origin request for r and runs the fetch in the
@@ -48,7 +51,7 @@ func (h *Handler) startFill(r *http.Request, s *site, base, key string, stored *
 	out, err := http.NewRequestWithContext(ctx, http.MethodGet, s.originPrefix+r.URL.RequestURI(), nil)
 	if err != nil {
 		cancel()
-		fl.Fail(err)
+		h.abandon(key, fl, solo, err)
 		return
 	}
 	out.Header = hdr
@@ -56,8 +59,20 @@ func (h *Handler) startFill(r *http.Request, s *site, base, key string, stored *
 	if out.Host == "" {
 		out.Host = r.Host
 	}
-	j := &fillJob{site: s, base: base, key: key, out: out, stored: stored, fl: fl, solo: solo, cancel: cancel}
-	h.bg.Go(func() { h.runFill(j) })
+	j := &fillJob{site: s, base: base, key: key, out: out, stored: stored, fl: fl, solo: solo, cancel: cancel, clientHeader: r.Header.Clone()}
+	if !h.goBackground(func() { h.runFill(j) }) {
+		cancel()
+		h.abandon(key, fl, solo, errShuttingDown)
+	}
+}
+
+// abandon ends a flight whose fetch never started.
+func (h *Handler) abandon(key string, fl *fill.Flight, solo bool, err error) {
+	fl.Fail(err)
+	if !solo {
+		h.group.Done(key, fl)
+	}
+	fl.Body.Release() // the writer's reference
 }
 
 // runFill fetches from the origin, publishes the head to the flight's
@@ -65,9 +80,9 @@ func (h *Handler) startFill(r *http.Request, s *site, base, key string, stored *
 func (h *Handler) runFill(j *fillJob) {
 	defer j.cancel()
 	defer j.fl.Body.Release()
-	if !j.solo {
-		defer h.group.Done(j.key, j.fl) // runs before Release
-	}
+	// Every ending below leaves the group (done) before it tells the
+	// waiters: a client that got its answer and asks again at once must
+	// start a new fetch or find the stored entry, never the old flight.
 	sent := h.now()
 	res, err := h.fetcher.Do(j.out)
 	h.metrics.fetchDur.Observe(h.now().Sub(sent).Seconds())
@@ -78,6 +93,7 @@ func (h *Handler) runFill(j *fillJob) {
 		}
 		h.log.LogAttrs(j.out.Context(), slog.LevelWarn, "origin fetch failed",
 			slog.String("site", j.site.name), slog.String("key", j.key), slog.Any("err", err))
+		h.done(j)
 		j.fl.Fail(err)
 		return
 	}
@@ -97,25 +113,37 @@ func (h *Handler) runFill(j *fillJob) {
 	d := freshness.Evaluate(j.out.Header, res.StatusCode, res.Header, sent, got, j.site.policy)
 	head := fill.Head{Status: res.StatusCode, Header: hdr, Shareable: d.Store && !star, Decision: d, Vary: vary}
 	if len(vary) > 0 {
-		head.VariantKey = cachekey.Variant(j.base, vary, j.out.Header)
+		head.VariantKey = cachekey.Variant("", vary, j.clientHeader)
+	}
+	if age, ok := res.Header["Age"]; ok && !head.Shareable {
+		hdr["Age"] = age // passed on as is; a stored response gets it recomputed
 	}
 	j.fl.Publish(head)
 	if !head.Shareable {
-		h.markHitForMiss(j, d.Reason)
+		h.markHitForMiss(j, res.StatusCode, d.Reason)
 		// Let new requests bypass this flight at once instead of queueing
 		// behind a body they could not share.
-		h.group.Done(j.key, j.fl)
+		h.done(j)
 	}
 	j.fl.Body.Grow(res.ContentLength)
 	if err := h.copyBody(j, res.Body, head.Shareable); err != nil {
+		h.done(j)
 		j.fl.Body.Finish(err)
 		h.log.LogAttrs(j.out.Context(), slog.LevelWarn, "origin body failed",
 			slog.String("site", j.site.name), slog.String("key", j.key), slog.Any("err", err))
 		return
 	}
-	j.fl.Body.Finish(nil)
 	if head.Shareable {
 		h.store(j, head, d.Meta)
+	}
+	h.done(j)
+	j.fl.Body.Finish(nil)
+}
+
+// done takes the job's flight out of the group.
+func (h *Handler) done(j *fillJob) {
+	if !j.solo {
+		h.group.Done(j.key, j.fl)
 	}
 }
 
@@ -136,8 +164,9 @@ func (h *Handler) copyBody(j *fillJob, body io.Reader, shareable bool) error {
 		if err != nil {
 			return err
 		}
-		if !shareable && j.fl.Body.Readers() == 0 {
-			return errors.New("abandoned: no reader left for an unshareable response")
+		// Nobody reads it and it will not be stored: stop downloading.
+		if (!shareable || j.fl.Body.Spilled()) && j.fl.Body.Readers() == 0 {
+			return errors.New("abandoned: no reader left and nothing to store")
 		}
 	}
 }
@@ -158,13 +187,14 @@ func (h *Handler) store(j *fillJob, head fill.Head, m freshness.Meta) {
 	}
 	idx, ok := h.mem.Get(j.base)
 	if !ok || !idx.VaryIndex || !equalNames(idx.Vary, head.Vary) {
-		idx = &cache.Entry{VaryIndex: true, Vary: head.Vary, Variants: new(cache.Counter)}
+		idx = &cache.Entry{VaryIndex: true, Vary: head.Vary, Variants: new(cache.Counter), Gen: h.gen.Add(1)}
 		h.mem.Put(j.base, idx)
 	}
-	if idx.Variants.Add(1) > int64(h.maxVariants) {
+	key := cache.VariantKey(j.base, idx, head.VariantKey)
+	if _, refill := h.mem.Get(key); !refill && idx.Variants.Add(1) > int64(h.maxVariants) {
 		return // bounded: a header with endless values must not flood memory
 	}
-	h.mem.Put(head.VariantKey, e)
+	h.mem.Put(key, e)
 }
 
 // revalidated handles a 304 to our conditional request: the stored entry,
@@ -204,11 +234,12 @@ func (h *Handler) publishEntry(j *fillJob, e *cache.Entry, head fill.Head) {
 	head.Status, head.Header, head.Shareable, head.FromCache = e.Status, e.Header, true, true
 	head.Vary = e.Vary
 	if len(e.Vary) > 0 {
-		head.VariantKey = j.key
+		head.VariantKey = cachekey.Variant("", e.Vary, j.clientHeader)
 	}
 	head.Decision.Meta = e.Meta
 	j.fl.Publish(head)
 	j.fl.Body.Write(e.Body)
+	h.done(j)
 	j.fl.Body.Finish(nil)
 }
 
@@ -216,8 +247,10 @@ func (h *Handler) publishEntry(j *fillJob, e *cache.Entry, head fill.Head) {
 // shared, so later requests go straight to the origin instead of queueing
 // behind one another. Reasons that come from the request, not the
 // response, say nothing about the URL.
-func (h *Handler) markHitForMiss(j *fillJob, reason string) {
-	if j.solo || h.hitForMissTTL <= 0 || reason == "request no-store" || reason == "authorization" {
+// An origin failing (5xx) is not a property of the URL either, and during
+// an outage coalescing matters most.
+func (h *Handler) markHitForMiss(j *fillJob, status int, reason string) {
+	if j.solo || h.hitForMissTTL <= 0 || status >= 500 || reason == "request no-store" || reason == "authorization" {
 		return
 	}
 	h.mem.PutMarker(j.base, &cache.Entry{HitForMiss: true}, h.hitForMissTTL)

@@ -100,15 +100,22 @@ func (f fastHeader) Values(name string) []string {
 // its body flows through a pipe that fasthttp drains to the client, so a
 // large miss streams with the same backpressure as on net/http.
 func (h *Handler) bridge(ctx *fasthttp.RequestCtx) {
-	r, err := h1Request(ctx, h.bgCtx)
+	// fasthttp cannot tell us the client left; the request's context ends
+	// when fasthttp closes the body (response written, or connection gone)
+	// or when the edge shuts down.
+	reqCtx, cancel := context.WithCancel(h.bgCtx)
+	r, err := h1Request(ctx, reqCtx)
 	if err != nil {
+		cancel()
 		ctx.Error("bad request: "+err.Error(), fasthttp.StatusBadRequest)
 		return
 	}
 	pr, pw := io.Pipe()
+	// Unblocks a handler stuck writing to a client that is gone.
+	stop := context.AfterFunc(reqCtx, func() { pr.CloseWithError(context.Cause(reqCtx)) })
 	w := &bridgeWriter{header: make(http.Header), pw: pw, head: make(chan int, 1)}
 	done := make(chan struct{})
-	go func() {
+	serve := func() {
 		defer close(done)
 		defer func() {
 			rec := recover()
@@ -124,7 +131,16 @@ func (h *Handler) bridge(ctx *fasthttp.RequestCtx) {
 			pw.Close()
 		}()
 		h.ServeHTTP(w, r)
-	}()
+	}
+	release := func() {
+		stop()
+		cancel()
+	}
+	if !h.goBackground(serve) {
+		release()
+		h.h1Error(ctx, errShuttingDown)
+		return
+	}
 	status := <-w.head
 	ctx.SetStatusCode(status)
 	size := int64(-1)
@@ -143,13 +159,14 @@ func (h *Handler) bridge(ctx *fasthttp.RequestCtx) {
 		// No body goes out: let the handler finish without one.
 		pr.CloseWithError(errNoBody)
 		<-done
+		release()
 		if size >= 0 {
 			ctx.Response.Header.SetContentLength(int(size))
 		}
 		ctx.Response.SkipBody = true
 		return
 	}
-	ctx.Response.SetBodyStream(&pipeBody{pr: pr, done: done}, int(size))
+	ctx.Response.SetBodyStream(&pipeBody{pr: pr, done: done, release: release}, int(size))
 }
 
 var errNoBody = errors.New("response has no body")
@@ -167,6 +184,8 @@ func (h *Handler) h1Error(ctx *fasthttp.RequestCtx, err error) {
 		status, detail = fasthttp.StatusRequestHeaderFieldsTooLarge, "header-too-large"
 	case errors.As(err, &ne) && ne.Timeout():
 		status, detail = fasthttp.StatusRequestTimeout, "request-timeout"
+	case errors.Is(err, errShuttingDown):
+		status, detail = fasthttp.StatusServiceUnavailable, "shutting-down"
 	}
 	ctx.Response.Header.Set("Cache-Status", h.name+`; detail="`+detail+`"`)
 	ctx.Error(fasthttp.StatusMessage(status)+"\n", status)
@@ -176,8 +195,9 @@ func (h *Handler) h1Error(ctx *fasthttp.RequestCtx, err error) {
 // when the response is written or the client is gone) unblocks the handler
 // and waits for it to finish.
 type pipeBody struct {
-	pr   *io.PipeReader
-	done chan struct{}
+	pr      *io.PipeReader
+	done    chan struct{}
+	release func() // ends the request's context
 }
 
 func (p *pipeBody) Read(b []byte) (int, error) { return p.pr.Read(b) }
@@ -185,6 +205,7 @@ func (p *pipeBody) Read(b []byte) (int, error) { return p.pr.Read(b) }
 func (p *pipeBody) Close() error {
 	p.pr.CloseWithError(errNoBody)
 	<-p.done
+	p.release()
 	return nil
 }
 

@@ -34,9 +34,13 @@ type Handler struct {
 	metrics       *metrics
 	now           func() time.Time
 
-	// bgCtx scopes fetches that outlive their request; bg waits for them.
-	bgCtx context.Context
-	bg    sync.WaitGroup
+	// bgCtx scopes fetches that outlive their request; bg waits for them
+	// and for the HTTP/1.1 bridge's handler goroutines.
+	bgCtx  context.Context
+	bgMu   sync.Mutex // protects closed, and orders bg.Add before bg.Wait
+	closed bool
+	bg     sync.WaitGroup
+	gen    atomic.Uint64 // Vary index generations
 
 	// Cache-Status values prepared once (RFC 9211).
 	statusHit, statusStale, statusMiss, statusMissStored, statusCollapsed []string
@@ -111,7 +115,7 @@ func (h *Handler) find(base string, hdr cachekey.Header) (*cache.Entry, string) 
 	if !e.VaryIndex {
 		return e, base
 	}
-	key := cachekey.Variant(base, e.Vary, hdr)
+	key := cache.VariantKey(base, e, cachekey.Variant("", e.Vary, hdr))
 	if v, ok := h.mem.Get(key); ok {
 		return v, key
 	}
@@ -150,10 +154,11 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, s *site, base, k
 			solo = true
 			continue
 		}
-		if !leader && len(head.Vary) > 0 && cachekey.Variant(base, head.Vary, r.Header) != head.VariantKey {
-			// The shared response is another variant; fetch ours.
+		if sel := cachekey.Variant("", head.Vary, r.Header); !leader && len(head.Vary) > 0 && sel != head.VariantKey {
+			// The shared response is another variant; fetch ours, and do
+			// not validate it with the other variant's validators.
 			fl.Body.Release()
-			key = cachekey.Variant(base, head.Vary, r.Header)
+			key, stored = base+sel, nil
 			continue
 		}
 		return h.serveFlight(w, r, fl, head, leader)
@@ -168,4 +173,24 @@ func (h *Handler) refresh(r *http.Request, s *site, base, key string, e *cache.E
 	if leader {
 		h.startFill(r, s, base, key, e, fl, false)
 	}
+}
+
+// goBackground runs f as a background task of the handler, unless the
+// handler is shutting down; it reports whether f was started.
+func (h *Handler) goBackground(f func()) bool {
+	h.bgMu.Lock()
+	defer h.bgMu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.bg.Go(f)
+	return true
+}
+
+// closeBackground stops new background tasks and waits for the running ones.
+func (h *Handler) closeBackground() {
+	h.bgMu.Lock()
+	h.closed = true
+	h.bgMu.Unlock()
+	h.bg.Wait()
 }

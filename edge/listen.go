@@ -41,9 +41,10 @@ func (m *protoMux) run() {
 		for {
 			c, err := m.ln.Accept()
 			if err != nil {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					time.Sleep(5 * time.Millisecond) // out of descriptors: back off
+				if !errors.Is(err, net.ErrClosed) {
+					// Out of descriptors, or a connection reset while
+					// queued: back off and keep serving.
+					time.Sleep(5 * time.Millisecond)
 					continue
 				}
 				m.h1.Close()

@@ -242,3 +242,77 @@ func TestPassStreamsRequestBody(t *testing.T) {
 		t.Errorf("oversize POST: status %d, want 413", res.StatusCode)
 	}
 }
+
+func TestVaryEdgeCases(t *testing.T) {
+	clk := newClock()
+	var vary string
+	var o *countingOrigin
+	o = newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Date", clk.Now().UTC().Format(http.TimeFormat))
+		w.Header().Set("Cache-Control", "max-age=10")
+		w.Header().Set("Vary", vary)
+		w.Header().Set("ETag", `"same"`)
+		fmt.Fprintf(w, "v%d %s", o.hits.Load(), r.Header.Get("Accept-Language"))
+	})
+	e := startEdge(t, o.URL, clk, func(c *Config) { c.Cache.MaxVariants = 2 })
+	lang := func(l string) http.Header { return http.Header{"Accept-Language": {l}} }
+	result := func(path string, h http.Header) (string, string) {
+		res, body := get(t, "GET", e.URL+path, h)
+		return cacheResult(res.Header.Get("Cache-Status")), body
+	}
+
+	t.Run("unsafe method orphans every variant", func(t *testing.T) {
+		vary = "Accept-Language"
+		result("/inv", lang("en"))
+		result("/inv", lang("fr"))
+		if got, _ := result("/inv", lang("fr")); got != "hit" {
+			t.Fatalf("fr before POST: %s, want hit", got)
+		}
+		get(t, "POST", e.URL+"/inv", nil)
+		result("/inv", lang("en")) // builds a new Vary index
+		if got, body := result("/inv", lang("fr")); got != "miss" {
+			t.Errorf("fr after POST: %s %q, want a miss, not the variant stored before", got, body)
+		}
+	})
+	t.Run("refetching one variant does not use up the bound", func(t *testing.T) {
+		vary = "Accept-Language"
+		for range 5 {
+			result("/refetch", lang("en"))
+			clk.Advance(20 * time.Second) // stale: the next GET refetches
+		}
+		result("/refetch", lang("en"))
+		if got, _ := result("/refetch", lang("en")); got != "hit" {
+			t.Errorf("after 5 refetches of one variant: %s, want hit", got)
+		}
+	})
+	t.Run("vary on a header the edge sets itself", func(t *testing.T) {
+		vary = "Via"
+		result("/via", nil)
+		if got, _ := result("/via", nil); got != "hit" {
+			t.Errorf("second request: %s, want hit (the variant is the client's, not the edge's own Via)", got)
+		}
+	})
+}
+
+func TestPreconditionFailedFromCache(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("ETag", `"a"`)
+		io.WriteString(w, "content")
+	})
+	e := startEdge(t, o.URL, nil, nil)
+	get(t, "GET", e.URL+"/p", nil)
+	for _, c := range []*http.Client{http.DefaultClient, h2cClient(t)} {
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", e.URL+"/p", nil)
+		req.Header.Set("If-Match", `"b"`)
+		res, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("If-Match request: %v", err)
+		}
+		b, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusPreconditionFailed || err != nil {
+			t.Errorf("HTTP/%d If-Match mismatch: %d, body %q, %v; want 412 and a clean end", res.ProtoMajor, res.StatusCode, b, err)
+		}
+	}
+}

@@ -17,8 +17,9 @@ import (
 )
 
 var (
-	errUnknownHost = errors.New("no site for this host")
-	errNotCached   = errors.New("only-if-cached and not in cache")
+	errUnknownHost  = errors.New("no site for this host")
+	errNotCached    = errors.New("only-if-cached and not in cache")
+	errShuttingDown = errors.New("edge shutting down")
 )
 
 // serveEntry answers from a stored entry. The header values were prepared
@@ -46,6 +47,9 @@ func (h *Handler) serveContent(w http.ResponseWriter, r *http.Request, e *cache.
 	if _, ok := hdr["Content-Type"]; !ok {
 		hdr["Content-Type"] = nil // the origin sent none; do not sniff one
 	}
+	// ServeContent sets the length of what it sends; a 412 or 304 sends
+	// nothing, and a stale stored length would promise a body.
+	delete(hdr, "Content-Length")
 	if rg := r.Header.Get("Range"); rg != "" && !strings.HasPrefix(rg, "bytes=") {
 		// RFC 9110 §14.2: a range unit we do not know is ignored, not refused.
 		r.Header.Del("Range")
@@ -84,7 +88,8 @@ func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, fl *fill.F
 	default:
 		hdr["Cache-Status"] = h.statusMissStored
 	}
-	if head.FromCache {
+	if head.FromCache || (head.Shareable && head.Decision.Meta.InitialAge >= time.Second) {
+		// From cache, or fresh from an origin that is itself a cache.
 		hdr["Age"] = ageHeader(head.Decision.Meta.Age(h.now()))
 	}
 	w.WriteHeader(head.Status)
@@ -116,6 +121,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) outcom
 		status, detail = http.StatusRequestEntityTooLarge, "body-too-large"
 	case errors.Is(err, origin.ErrTimeout):
 		status, detail = http.StatusGatewayTimeout, "origin-timeout"
+	case errors.Is(err, errShuttingDown):
+		status, detail = http.StatusServiceUnavailable, "shutting-down"
 	case r.Context().Err() != nil && errors.Is(err, context.Canceled):
 		// The client left; nobody reads what we would write.
 		return outcome{status: 499, result: resultError}

@@ -221,7 +221,7 @@ func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 
 func (s *Server) close(cancelBG context.CancelFunc) {
 	cancelBG()
-	s.handler.bg.Wait()
+	s.handler.closeBackground()
 	s.mem.Close()
 	s.fetcher.Close()
 }

@@ -143,7 +143,9 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// idleBody cancels the request when no Read returns within timeout.
+// idleBody cancels the request when one Read waits longer than timeout.
+// The clock runs only inside Read: time the caller spends writing to a slow
+// client is not the origin's fault.
 type idleBody struct {
 	rc      io.ReadCloser
 	timer   *time.Timer
@@ -160,11 +162,14 @@ func newIdleBody(rc io.ReadCloser, timeout time.Duration, cancel context.CancelF
 		b.once.Do(func() { close(b.expired) })
 		cancel()
 	})
+	b.timer.Stop()
 	return b
 }
 
 func (b *idleBody) Read(p []byte) (int, error) {
+	b.timer.Reset(b.timeout)
 	n, err := b.rc.Read(p)
+	b.timer.Stop()
 	if err != nil && err != io.EOF {
 		select {
 		case <-b.expired:
@@ -172,9 +177,7 @@ func (b *idleBody) Read(p []byte) (int, error) {
 		default:
 			err = &Error{URL: b.url, Err: err}
 		}
-		return n, err
 	}
-	b.timer.Reset(b.timeout)
 	return n, err
 }
 

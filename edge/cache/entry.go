@@ -39,6 +39,9 @@ type Entry struct {
 	// Variants counts the variants stored under a Vary index, to bound
 	// them; shared by every copy of the index.
 	Variants *Counter
+	// Gen names a Vary index's generation; its variants' keys include it,
+	// so deleting the index (an invalidation) orphans every variant at once.
+	Gen uint64
 	// HitForMiss marks a URL whose last response was not shareable.
 	HitForMiss bool
 	// Tags are the Surrogate-Key / Cache-Tag values, for purges to come.
@@ -81,3 +84,9 @@ func (e *Entry) expiry() time.Duration {
 
 // Counter is a counter shared by the copies of an entry.
 type Counter = atomic.Int64
+
+// VariantKey is the key of the variant that selector (cachekey.Variant with
+// an empty base) names under the Vary index idx stored at base.
+func VariantKey(base string, idx *Entry, selector string) string {
+	return base + "\x00g" + strconv.FormatUint(idx.Gen, 10) + selector
+}

@@ -45,23 +45,39 @@ func Variant(base string, names []string, h Header) string {
 		b.WriteString("\x00")
 		b.WriteString(n)
 		b.WriteByte('=')
-		if n == "Accept-Encoding" {
-			b.WriteString(normalizeCodings(h.Values(n)))
-		} else {
-			b.WriteString(normalizeList(h.Values(n)))
+		vs := h.Values(n)
+		switch {
+		case len(vs) == 0:
+			b.WriteByte(absent) // RFC 9111 §4.1: absent is not the same as empty
+		case n == "Accept-Encoding":
+			b.WriteString(normalizeCodings(vs))
+		default:
+			b.WriteString(normalizeList(vs, caseInsensitive[n]))
 		}
 	}
 	return b.String()
 }
 
+// absent stands for a header the request did not send; it cannot occur in
+// a field value.
+const absent = '\x01'
+
+// caseInsensitive lists request fields whose values compare without case,
+// so their spellings may share a variant; any other field (Cookie, a
+// custom header) keeps its case.
+var caseInsensitive = map[string]bool{"Accept": true, "Accept-Language": true, "Accept-Charset": true}
+
 // normalizeList joins the values of a header as a list with members
-// trimmed and lower-cased, keeping their order (it may matter).
-func normalizeList(vs []string) string {
+// trimmed, keeping their order (it may matter).
+func normalizeList(vs []string, foldCase bool) string {
 	var parts []string
 	for _, v := range vs {
 		for f := range strings.SplitSeq(v, ",") {
 			if f = strings.Join(strings.Fields(f), " "); f != "" {
-				parts = append(parts, strings.ToLower(f))
+				if foldCase {
+					f = strings.ToLower(f)
+				}
+				parts = append(parts, f)
 			}
 		}
 	}

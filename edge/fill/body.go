@@ -43,7 +43,7 @@ func (b *Body) Grow(n int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.file == nil && n > 0 && n <= b.memLimit && int64(cap(b.mem)) < n {
-		b.mem = make([]byte, len(b.mem), n)
+		b.mem = append(make([]byte, 0, n), b.mem...)
 	}
 }
 
@@ -109,13 +109,13 @@ func (b *Body) Finish(err error) {
 	b.notify()
 }
 
-// Bytes returns the complete in-memory body.
+// Bytes returns the in-memory body as written so far: the whole body once
+// the writer's last Write returned, which the writer may use before it
+// calls Finish.
 func (b *Body) Bytes() ([]byte, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	switch {
-	case !b.done:
-		return nil, errors.New("fill: body not finished")
 	case b.err != nil:
 		return nil, b.err
 	case b.file != nil:
@@ -140,6 +140,14 @@ func (b *Body) Release() {
 		b.file.Close()
 		b.file = nil
 	}
+}
+
+// Spilled reports whether the body outgrew memory (and so will not be
+// stored in the memory tier).
+func (b *Body) Spilled() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.file != nil
 }
 
 // Readers reports whether anyone besides the writer still holds the body.
