@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -40,9 +41,7 @@ func TestProtocolsShareOneCache(t *testing.T) {
 	do := func(t *testing.T, proto, path string, hdr http.Header) (*http.Response, string) {
 		t.Helper()
 		req, _ := http.NewRequestWithContext(t.Context(), "GET", e.URL+path, nil)
-		for k, v := range hdr {
-			req.Header[k] = v
-		}
+		maps.Copy(req.Header, hdr)
 		res, err := clients[proto].Do(req)
 		if err != nil {
 			t.Fatalf("%s GET %s: %v", proto, path, err)
