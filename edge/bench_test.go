@@ -18,30 +18,36 @@ func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (d *discardWriter) WriteHeader(int)             {}
 
+// benchEdge returns an edge whose cache holds http://example.com/obj.bin,
+// a size-byte object.
+func benchEdge(b *testing.B, size int) *Server {
+	body := make([]byte, size)
+	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=3600")
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("ETag", `"x"`)
+		w.Write(body)
+	}))
+	b.Cleanup(o.Close)
+	cfg := DefaultConfig()
+	cfg.AccessLog = false
+	cfg.Cache.MaxObject = 4 << 20
+	cfg.Sites = []SiteConfig{{Name: "s", Hosts: []string{"*"}, Origin: o.URL}}
+	srv, err := New(cfg, Deps{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv.handler.ServeHTTP(&discardWriter{h: http.Header{}}, httptest.NewRequest("GET", "http://example.com/obj.bin", nil))
+	srv.handler.bg.Wait()
+	return srv
+}
+
 func BenchmarkServeHit(b *testing.B) {
 	for _, size := range []int{1 << 10, 64 << 10, 1 << 20} {
 		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
-			body := make([]byte, size)
-			o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Cache-Control", "max-age=3600")
-				w.Header().Set("Content-Type", "application/octet-stream")
-				w.Header().Set("ETag", `"x"`)
-				w.Write(body)
-			}))
-			defer o.Close()
-			cfg := DefaultConfig()
-			cfg.AccessLog = false
-			cfg.Cache.MaxObject = 4 << 20
-			cfg.Sites = []SiteConfig{{Name: "s", Hosts: []string{"*"}, Origin: o.URL}}
-			srv, err := New(cfg, Deps{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			h := srv.Handler()
+			h := benchEdge(b, size).Handler()
 			req := httptest.NewRequest("GET", "http://example.com/obj.bin", nil)
 			w := &discardWriter{h: http.Header{}}
-			h.ServeHTTP(w, req) // fill
-			srv.handler.bg.Wait()
 			b.ReportAllocs()
 			b.SetBytes(int64(size))
 			for b.Loop() {
@@ -60,23 +66,7 @@ func BenchmarkServeHit(b *testing.B) {
 func BenchmarkServeH1Hit(b *testing.B) {
 	for _, size := range []int{1 << 10, 64 << 10, 1 << 20} {
 		b.Run(fmt.Sprintf("%dKiB", size>>10), func(b *testing.B) {
-			body := make([]byte, size)
-			o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Cache-Control", "max-age=3600")
-				w.Header().Set("Content-Type", "application/octet-stream")
-				w.Write(body)
-			}))
-			defer o.Close()
-			cfg := DefaultConfig()
-			cfg.AccessLog = false
-			cfg.Cache.MaxObject = 4 << 20
-			cfg.Sites = []SiteConfig{{Name: "s", Hosts: []string{"*"}, Origin: o.URL}}
-			srv, err := New(cfg, Deps{})
-			if err != nil {
-				b.Fatal(err)
-			}
-			srv.handler.ServeHTTP(&discardWriter{h: http.Header{}}, httptest.NewRequest("GET", "http://example.com/obj.bin", nil))
-			srv.handler.bg.Wait()
+			srv := benchEdge(b, size)
 			var req fasthttp.Request
 			req.SetRequestURI("http://example.com/obj.bin")
 			var ctx fasthttp.RequestCtx

@@ -66,15 +66,8 @@ func runEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	if set["access-log"] || cfgPath == "" {
 		cfg.AccessLog = accessLog
 	}
-	if err := cfg.Validate(); err != nil {
-		return usageError{fmt.Errorf("check config: %w", err)}
-	}
-	if check {
-		fmt.Fprintln(stderr, "configuration ok")
-		return nil
-	}
-	log, err := lf.logger(stderr)
-	if err != nil {
+	log, err := checked(cfg, check, lf, stderr)
+	if log == nil {
 		return err
 	}
 	srv, err := edge.New(cfg, edge.Deps{Logger: log.With("component", "edge", "edge", cfg.Name)})

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/selfcdn/cdn/internal/config"
 	"github.com/selfcdn/cdn/internal/logging"
 )
 
@@ -104,4 +105,18 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
 	}
 	return nil
+}
+
+// checked validates cfg and, unless --check-config only asked for that,
+// builds the logger. A nil logger means stop and return err (nil when the
+// check passed).
+func checked(cfg config.Validator, checkOnly bool, lf logFlags, stderr io.Writer) (*slog.Logger, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, usageError{fmt.Errorf("check config: %w", err)}
+	}
+	if checkOnly {
+		fmt.Fprintln(stderr, "configuration ok")
+		return nil, nil
+	}
+	return lf.logger(stderr)
 }

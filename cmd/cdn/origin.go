@@ -43,15 +43,8 @@ func runOrigin(ctx context.Context, args []string, stderr io.Writer) error {
 	if rules != "" {
 		cfg.RulesFile = rules
 	}
-	if err := cfg.Validate(); err != nil {
-		return usageError{fmt.Errorf("check config: %w", err)}
-	}
-	if check {
-		fmt.Fprintln(stderr, "configuration ok")
-		return nil
-	}
-	log, err := lf.logger(stderr)
-	if err != nil {
+	log, err := checked(cfg, check, lf, stderr)
+	if log == nil {
 		return err
 	}
 	srv, err := static.New(cfg, static.Deps{Logger: log, Metrics: metrics.NewRegistry()})
