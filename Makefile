@@ -2,7 +2,7 @@ GO    ?= go
 BIN   := bin/cdn
 # Core packages run with the race detector.
 RACE  := ./edge/... ./origin/... ./internal/...
-FUZZ  := ./edge/cachekey:FuzzNew ./edge/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath
+FUZZ  := ./edge:FuzzServeH1 ./edge/cachekey:FuzzNew ./edge/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath
 DATA  ?= .data
 
 .PHONY: help build run test test-race test-e2e fuzz bench bench-go bench-peers lint

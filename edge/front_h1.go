@@ -107,7 +107,7 @@ func (h *Handler) bridge(ctx *fasthttp.RequestCtx) {
 	r, err := h1Request(ctx, reqCtx)
 	if err != nil {
 		cancel()
-		ctx.Error("bad request: "+err.Error(), fasthttp.StatusBadRequest)
+		h.h1Error(ctx, err) // a request target net/http cannot parse: 400
 		return
 	}
 	pr, pw := io.Pipe()
@@ -187,8 +187,8 @@ func (h *Handler) h1Error(ctx *fasthttp.RequestCtx, err error) {
 	case errors.Is(err, errShuttingDown):
 		status, detail = fasthttp.StatusServiceUnavailable, "shutting-down"
 	}
+	ctx.Error(fasthttp.StatusMessage(status)+"\n", status) // resets the header: set ours after
 	ctx.Response.Header.Set("Cache-Status", h.name+`; detail="`+detail+`"`)
-	ctx.Error(fasthttp.StatusMessage(status)+"\n", status)
 }
 
 // pipeBody is the response body fasthttp reads; closing it (fasthttp does
