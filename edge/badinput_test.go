@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 func TestBrokenOrigins(t *testing.T) {
@@ -145,6 +147,10 @@ func TestMalformedRequests(t *testing.T) {
 // TestNoGoroutineLeak runs misses, hits, passes and broken fetches, then
 // checks that stopping the edge leaves no goroutine behind.
 func TestNoGoroutineLeak(t *testing.T) {
+	// fasthttp keeps one process-wide goroutine for its Date header; start
+	// it before counting.
+	var warm fasthttp.Response
+	warm.Header.AppendBytes(nil)
 	before := runtime.NumGoroutine()
 	t.Run("traffic", func(t *testing.T) {
 		o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
@@ -178,5 +184,31 @@ func TestNoGoroutineLeak(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before {
 		buf := make([]byte, 1<<20)
 		t.Errorf("%d goroutines after the edge stopped, %d before:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+}
+
+// TestClientThatStopsReading checks that a client which asks for a large
+// object and never reads is cut off after write_timeout, over both
+// protocols' listener, instead of holding a connection and a body forever.
+func TestClientThatStopsReading(t *testing.T) {
+	const size = 64 << 20
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=60")
+		w.Header().Set("Content-Length", fmt.Sprint(size))
+		w.Write(make([]byte, size))
+	})
+	e := startEdge(t, o.URL, nil, func(c *Config) { c.WriteTimeout = 200 * time.Millisecond })
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+	io.WriteString(conn, "GET /huge HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(2 * time.Second) // read nothing; the edge's writes stall
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := io.Copy(io.Discard, conn)
+	if n >= size {
+		t.Errorf("read %d bytes (%v) after stalling; want the edge to have cut the connection", n, err)
 	}
 }

@@ -39,6 +39,10 @@ type Config struct {
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	// IdleTimeout closes idle client connections. Default 120s.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// WriteTimeout closes a client connection on which one write makes no
+	// progress for this long (a client that stopped reading). It bounds
+	// each write, not a whole response. Default 60s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// ShutdownTimeout bounds the graceful drain on stop. Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 }
@@ -105,6 +109,7 @@ func DefaultConfig() Config {
 		MaxBodyBytes:      64 << 20,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		WriteTimeout:      60 * time.Second,
 		ShutdownTimeout:   10 * time.Second,
 	}
 }
@@ -127,6 +132,7 @@ func (c Config) Validate() error {
 	check(c.MaxBodyBytes > 0, "max_body_bytes must be > 0, got %d", c.MaxBodyBytes)
 	check(c.ReadHeaderTimeout > 0, "read_header_timeout must be > 0, got %s", c.ReadHeaderTimeout)
 	check(c.IdleTimeout > 0, "idle_timeout must be > 0, got %s", c.IdleTimeout)
+	check(c.WriteTimeout > 0, "write_timeout must be > 0, got %s", c.WriteTimeout)
 	check(c.ShutdownTimeout > 0, "shutdown_timeout must be > 0, got %s", c.ShutdownTimeout)
 	if err := c.Origin.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("origin: %w", err))

@@ -16,19 +16,21 @@ var h2Preface = []byte("PRI ")
 // protoMux splits one plain listener between the HTTP/1.1 front and the
 // h2c server by the first bytes each connection sends.
 type protoMux struct {
-	ln          net.Listener
-	peekTimeout time.Duration
-	h1, h2      *chanListener
+	ln           net.Listener
+	peekTimeout  time.Duration
+	writeTimeout time.Duration
+	h1, h2       *chanListener
 
 	mu    sync.Mutex // protects conns
 	conns map[net.Conn]struct{}
 	wg    sync.WaitGroup // the accept loop and the sniffing goroutines
 }
 
-func newProtoMux(ln net.Listener, peekTimeout time.Duration) *protoMux {
+func newProtoMux(ln net.Listener, peekTimeout, writeTimeout time.Duration) *protoMux {
 	return &protoMux{
-		ln:          ln,
-		peekTimeout: peekTimeout,
+		ln:           ln,
+		peekTimeout:  peekTimeout,
+		writeTimeout: writeTimeout,
 		h1:          newChanListener(ln.Addr()),
 		h2:          newChanListener(ln.Addr()),
 		conns:       make(map[net.Conn]struct{}),
@@ -92,12 +94,22 @@ func (m *protoMux) close() {
 	m.wg.Wait()
 }
 
-// trackedConn replays the sniffed bytes and leaves the mux's set on Close.
+// trackedConn replays the sniffed bytes, gives every write its own
+// deadline (a client that stops reading is cut off after writeTimeout
+// without progress, however large the response), and leaves the mux's set
+// on Close.
 type trackedConn struct {
 	net.Conn
 	mux  *protoMux
 	pre  []byte
 	once sync.Once
+}
+
+func (c *trackedConn) Write(p []byte) (int, error) {
+	if c.mux.writeTimeout > 0 {
+		c.Conn.SetWriteDeadline(time.Now().Add(c.mux.writeTimeout))
+	}
+	return c.Conn.Write(p)
 }
 
 func (c *trackedConn) Read(p []byte) (int, error) {
@@ -109,14 +121,12 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 	return c.Conn.Read(p)
 }
 
-// ReadFrom hands large response bodies to the socket's own ReadFrom, so
-// fasthttp streams them as they arrive instead of holding the tail of each
-// burst in its write buffer.
+// ReadFrom writes large response bodies straight to the socket as they
+// arrive, so fasthttp does not hold the tail of each burst in its write
+// buffer; each write gets its deadline.
 func (c *trackedConn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+	buf := make([]byte, 64<<10)
+	return io.CopyBuffer(struct{ io.Writer }{c}, r, buf)
 }
 
 func (c *trackedConn) Close() error {

@@ -141,7 +141,7 @@ func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 	defer s.close(cancelBG)
 
 	// HTTP/1.1 on fasthttp, h2c on net/http, one port (see front_h1.go).
-	mux := newProtoMux(ln, s.cfg.ReadHeaderTimeout)
+	mux := newProtoMux(ln, s.cfg.ReadHeaderTimeout, s.cfg.WriteTimeout)
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
@@ -165,8 +165,11 @@ func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 		ReadTimeout:          s.cfg.ReadHeaderTimeout + time.Minute,
 		IdleTimeout:          s.cfg.IdleTimeout,
 		CloseOnShutdown:      true,
-		ErrorHandler:         s.handler.h1Error,
-		Logger:               slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// Idle workers (and, after a stop, the pool\'s cleaner) go away
+		// within this long.
+		MaxIdleWorkerDuration: 2 * time.Second,
+		ErrorHandler:          s.handler.h1Error,
+		Logger:                slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	servers := []*http.Server{srv}
 	errc := make(chan error, 3)
