@@ -31,9 +31,9 @@ func newProtoMux(ln net.Listener, peekTimeout, writeTimeout time.Duration) *prot
 		ln:           ln,
 		peekTimeout:  peekTimeout,
 		writeTimeout: writeTimeout,
-		h1:          newChanListener(ln.Addr()),
-		h2:          newChanListener(ln.Addr()),
-		conns:       make(map[net.Conn]struct{}),
+		h1:           newChanListener(ln.Addr()),
+		h2:           newChanListener(ln.Addr()),
+		conns:        make(map[net.Conn]struct{}),
 	}
 }
 
