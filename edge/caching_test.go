@@ -140,7 +140,9 @@ func TestCachingRules(t *testing.T) {
 		},
 		{
 			name: "head miss fills for get", header: http.Header{"Cache-Control": {"max-age=60"}},
-			steps: []step{{method: http.MethodHead, wantCache: "miss", wantHits: 1}, {wantCache: "hit", wantBody: "v1", wantHits: 1}},
+			// The HEAD's answer ends with its header, maybe before the fill
+			// does: the GET is a hit or joins the fill, never a second fetch.
+			steps: []step{{method: http.MethodHead, wantCache: "miss", wantHits: 1}, {wantBody: "v1", wantHits: 1}},
 		},
 		{
 			name: "site default ttl", header: http.Header{},
