@@ -35,7 +35,10 @@ bench-go: ## hot-path benchmarks (benchstat-ready)
 bench-peers: build ## wrk/h2load: cache hits through the edge beside nginx proxy_cache and Varnish
 	scripts/bench-peers.sh
 
-lint: ## gofmt, vet, modernizers
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+lint: ## gofmt, vet, staticcheck, modernizers
 	@test -z "$$(gofmt -l .)" || { gofmt -l .; exit 1; }
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 	@test -z "$$($(GO) fix -diff ./... 2>&1)" || { $(GO) fix -diff ./...; exit 1; }
