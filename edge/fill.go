@@ -28,6 +28,8 @@ type fillJob struct {
 	// clientHeader is the client's request header, for the Vary selector:
 	// out.Header has the edge's own X-Forwarded-* and Via.
 	clientHeader http.Header
+	// inval is the invalidation count when the fill started.
+	inval uint64
 }
 
 // startFill builds the origin request for r and runs the fetch in the
@@ -59,7 +61,8 @@ func (h *Handler) startFill(r *http.Request, s *site, base, key string, stored *
 	if out.Host == "" {
 		out.Host = r.Host
 	}
-	j := &fillJob{site: s, base: base, key: key, out: out, stored: stored, fl: fl, solo: solo, cancel: cancel, clientHeader: r.Header.Clone()}
+	j := &fillJob{site: s, base: base, key: key, out: out, stored: stored, fl: fl, solo: solo, cancel: cancel,
+		clientHeader: r.Header.Clone(), inval: h.inval.Load()}
 	if !h.goBackground(func() { h.runFill(j) }) {
 		cancel()
 		h.abandon(key, fl, solo, errShuttingDown)
@@ -178,16 +181,21 @@ func (h *Handler) store(j *fillJob, head fill.Head, m freshness.Meta) {
 	if err != nil {
 		return // too large for memory: streamed through, not kept
 	}
+	if h.invalidatedSince(j) {
+		return // fetched before an unsafe request changed the URL
+	}
 	hdr := head.Header.Clone()
 	e := cache.NewEntry(head.Status, hdr, body, m, head.Vary)
 	e.Tags = surrogateKeys(hdr)
+	inval := h.lastInvalidation(j.base)
 	if len(head.Vary) == 0 {
+		e.Invalidated = inval
 		h.mem.Put(j.base, e)
 		return
 	}
 	idx, ok := h.mem.Get(j.base)
 	if !ok || !idx.VaryIndex || !equalNames(idx.Vary, head.Vary) {
-		idx = &cache.Entry{VaryIndex: true, Vary: head.Vary, Variants: new(cache.Counter), Gen: h.gen.Add(1)}
+		idx = &cache.Entry{VaryIndex: true, Vary: head.Vary, Variants: new(cache.Counter), Gen: h.gen.Add(1), Invalidated: inval}
 		h.mem.Put(j.base, idx)
 	}
 	key := cache.VariantKey(j.base, idx, head.VariantKey)
@@ -209,7 +217,7 @@ func (h *Handler) revalidated(j *fillJob, res *http.Response, sent, got time.Tim
 	}
 	d := freshness.Evaluate(j.out.Header, j.stored.Status, judged, sent, got, j.site.policy)
 	e := j.stored
-	if d.Store {
+	if d.Store && !h.invalidatedSince(j) {
 		e = cache.NewEntry(j.stored.Status, hdr, j.stored.Body, d.Meta, j.stored.Vary)
 		e.Tags = surrogateKeys(hdr)
 		h.mem.Put(j.key, e)
@@ -253,7 +261,7 @@ func (h *Handler) markHitForMiss(j *fillJob, status int, reason string) {
 	if j.solo || h.hitForMissTTL <= 0 || status >= 500 || reason == "request no-store" || reason == "authorization" {
 		return
 	}
-	h.mem.PutMarker(j.base, &cache.Entry{HitForMiss: true}, h.hitForMissTTL)
+	h.mem.PutMarker(j.base, &cache.Entry{HitForMiss: true, Invalidated: h.lastInvalidation(j.base)}, h.hitForMissTTL)
 }
 
 func equalNames(a, b []string) bool {
@@ -284,4 +292,20 @@ func ageHeader(d time.Duration) []string {
 		return ageValues[max(s, 0)]
 	}
 	return []string{strconv.FormatInt(s, 10)}
+}
+
+// invalidatedSince reports whether the job's URL was invalidated after the
+// job started (RFC 9111 §4.4): storing its response would bring back what
+// the unsafe request changed.
+func (h *Handler) invalidatedSince(j *fillJob) bool {
+	return h.lastInvalidation(j.base) > j.inval
+}
+
+// lastInvalidation is the number of the latest invalidation the entry at
+// base remembers, 0 if none.
+func (h *Handler) lastInvalidation(base string) uint64 {
+	if e, ok := h.mem.Get(base); ok {
+		return e.Invalidated
+	}
+	return 0
 }

@@ -41,6 +41,7 @@ type Handler struct {
 	closed bool
 	bg     sync.WaitGroup
 	gen    atomic.Uint64 // Vary index generations
+	inval  atomic.Uint64 // invalidations so far; see cache.Entry.Invalidated
 
 	// Cache-Status values prepared once (RFC 9211).
 	statusHit, statusStale, statusMiss, statusMissStored, statusCollapsed []string
@@ -109,7 +110,7 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, s *site
 // returns the key the response lives (or would live) under.
 func (h *Handler) find(base string, hdr cachekey.Header) (*cache.Entry, string) {
 	e, ok := h.mem.Get(base)
-	if !ok {
+	if !ok || e.Tombstone {
 		return nil, base
 	}
 	if !e.VaryIndex {

@@ -4,7 +4,9 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"time"
 
+	"github.com/selfcdn/cdn/edge/cache"
 	"github.com/selfcdn/cdn/edge/cachekey"
 )
 
@@ -52,7 +54,7 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, s *site) outcome 
 // Content-Location of the response from the cache.
 func (h *Handler) invalidate(r *http.Request, s *site, res http.Header) {
 	sch := scheme(r)
-	h.mem.Delete(cachekey.New(sch, r.Host, r.URL.EscapedPath(), r.URL.RawQuery, s.keyRules))
+	h.tombstone(cachekey.New(sch, r.Host, r.URL.EscapedPath(), r.URL.RawQuery, s.keyRules))
 	for _, name := range []string{"Location", "Content-Location"} {
 		v := res.Get(name)
 		if v == "" {
@@ -62,8 +64,18 @@ func (h *Handler) invalidate(r *http.Request, s *site, res http.Header) {
 		if err != nil || (u.Host != "" && u.Host != r.Host) {
 			continue
 		}
-		h.mem.Delete(cachekey.New(sch, r.Host, u.EscapedPath(), u.RawQuery, s.keyRules))
+		h.tombstone(cachekey.New(sch, r.Host, u.EscapedPath(), u.RawQuery, s.keyRules))
 	}
+}
+
+// tombstoneTTL is how long an invalidation is remembered against fills
+// that were already running; longer than any fill of a cacheable object.
+const tombstoneTTL = 10 * time.Minute
+
+// tombstone replaces the entry (or Vary index, orphaning its variants) at
+// base with a marker, so a fill that started before now does not store.
+func (h *Handler) tombstone(base string) {
+	h.mem.PutMarker(base, &cache.Entry{Tombstone: true, Invalidated: h.inval.Add(1)}, tombstoneTTL)
 }
 
 func unsafeMethod(m string) bool {

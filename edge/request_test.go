@@ -316,3 +316,41 @@ func TestPreconditionFailedFromCache(t *testing.T) {
 		}
 	}
 }
+
+// TestFillDoesNotResurrectInvalidated checks RFC 9111 §4.4 against a fill
+// in flight: a GET whose fetch began before a POST changed the resource
+// must not store the old body after the POST invalidated the URL.
+func TestFillDoesNotResurrectInvalidated(t *testing.T) {
+	release := make(chan struct{})
+	var o *countingOrigin
+	o = newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		n := o.hits.Load()
+		w.Header().Set("Cache-Control", "max-age=600")
+		if r.Method == http.MethodPost {
+			io.WriteString(w, "updated")
+			return
+		}
+		if n == 1 {
+			<-release // the first GET's fetch is in flight across the POST
+		}
+		fmt.Fprintf(w, "v%d", n)
+	})
+	e := startEdge(t, o.URL, nil, nil)
+	first := make(chan string)
+	go func() {
+		_, body := get(t, "GET", e.URL+"/doc", nil)
+		first <- body
+	}()
+	eventually(t, "the first fetch", func() bool { return o.hits.Load() == 1 })
+	if res, _ := get(t, "POST", e.URL+"/doc", nil); res.StatusCode != 200 {
+		t.Fatalf("POST: %d", res.StatusCode)
+	}
+	close(release)
+	if body := <-first; body != "v1" {
+		t.Fatalf("first GET = %q, want v1", body)
+	}
+	res, body := get(t, "GET", e.URL+"/doc", nil)
+	if got := cacheResult(res.Header.Get("Cache-Status")); got != "miss" || body == "v1" {
+		t.Errorf("GET after the POST: %s %q; want a fresh fetch, not the body fetched before the POST", got, body)
+	}
+}

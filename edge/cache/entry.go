@@ -44,6 +44,12 @@ type Entry struct {
 	Gen uint64
 	// HitForMiss marks a URL whose last response was not shareable.
 	HitForMiss bool
+	// Tombstone marks a URL invalidated by an unsafe request.
+	Tombstone bool
+	// Invalidated is the number of the URL's latest invalidation (kept by
+	// the entries that replace a tombstone): a fill that started before it
+	// must not store what it fetched.
+	Invalidated uint64
 	// Tags are the Surrogate-Key / Cache-Tag values, for purges to come.
 	Tags []string
 }
