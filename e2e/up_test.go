@@ -98,6 +98,14 @@ func TestEdgeAndOriginProcesses(t *testing.T) {
 	os.WriteFile(filepath.Join(site, "_headers"), []byte("/*\n  Cache-Control: public, max-age=300\n"), 0o644)
 	origin := start(t, "origin", "--dir", site, "--listen", "127.0.0.77:18701")
 	edge := start(t, "edge", "--origin", "http://127.0.0.77:18701", "--listen", "127.0.0.77:18702", "--admin", "127.0.0.77:18703", "--cache-dir", t.TempDir(), "--memory", "32MiB")
+	waitFor(t, "origin serving", func() bool {
+		res, err := http.Get("http://127.0.0.77:18701/hello.txt")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == 200
+	})
 	waitFor(t, "edge ready", func() bool {
 		res, err := http.Get("http://127.0.0.77:18703/readyz")
 		if err != nil {
