@@ -227,6 +227,7 @@ func (s *Server) close(cancelBG context.CancelFunc) {
 	s.handler.closeBackground()
 	s.mem.Close()
 	s.fetcher.Close()
+	s.log.Info("edge stopped", "name", s.cfg.Name)
 }
 
 func (s *Server) adminMux() *http.ServeMux {
