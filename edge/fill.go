@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 
@@ -194,7 +195,7 @@ func (h *Handler) store(j *fillJob, head fill.Head, m freshness.Meta) {
 		return
 	}
 	idx, ok := h.mem.Get(j.base)
-	if !ok || !idx.VaryIndex || !equalNames(idx.Vary, head.Vary) {
+	if !ok || !idx.VaryIndex || !slices.Equal(idx.Vary, head.Vary) {
 		idx = &cache.Entry{VaryIndex: true, Vary: head.Vary, Variants: new(cache.Counter), Gen: h.gen.Add(1), Invalidated: inval}
 		h.mem.Put(j.base, idx)
 	}
@@ -262,18 +263,6 @@ func (h *Handler) markHitForMiss(j *fillJob, status int, reason string) {
 		return
 	}
 	h.mem.PutMarker(j.base, &cache.Entry{HitForMiss: true, Invalidated: h.lastInvalidation(j.base)}, h.hitForMissTTL)
-}
-
-func equalNames(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // ageValues holds the Age header values of the first hour, so a hit does

@@ -44,8 +44,8 @@ type Handler struct {
 	inval  atomic.Uint64 // invalidations so far; see cache.Entry.Invalidated
 
 	// Cache-Status values prepared once (RFC 9211).
-	statusHit, statusStale, statusMiss, statusMissStored, statusCollapsed []string
-	statusRevalidated, statusStaleError, statusPass, statusMethod         []string
+	statusHit, statusStale, statusMissStored, statusCollapsed     []string
+	statusRevalidated, statusStaleError, statusPass, statusMethod []string
 }
 
 // outcome is what a request step reports for metrics and the access log.

@@ -105,7 +105,6 @@ func (h *Handler) prepareStatus() {
 	h.statusHit = v("hit")
 	h.statusStale = v(`hit; detail="stale-while-revalidate"`)
 	h.statusStaleError = v(`hit; fwd=stale; detail="stale-if-error"`)
-	h.statusMiss = v("fwd=uri-miss")
 	h.statusMissStored = v("fwd=uri-miss; stored")
 	h.statusCollapsed = v("fwd=uri-miss; collapsed")
 	h.statusRevalidated = v("fwd=stale; fwd-status=304; stored")

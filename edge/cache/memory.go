@@ -49,9 +49,6 @@ func NewMemory(cfg Config, reg prometheus.Registerer) (*Memory, error) {
 // Get returns the entry under key.
 func (m *Memory) Get(key string) (*Entry, bool) { return m.c.Get(key) }
 
-// Fits reports whether a body of n bytes may be stored in memory.
-func (m *Memory) Fits(n int64) bool { return n <= m.maxObj }
-
 // Put stores e under key and waits until it is visible to Get, so a fill
 // that ends with Put leaves no window in which the next request misses.
 // It reports false when the entry was too big or admission dropped it.

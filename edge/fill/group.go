@@ -113,10 +113,3 @@ func (g *Group) Done(key string, f *Flight) {
 		delete(g.flights, key)
 	}
 }
-
-// Len is the number of flights in progress.
-func (g *Group) Len() int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return len(g.flights)
-}
