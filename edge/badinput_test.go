@@ -187,9 +187,10 @@ func TestNoGoroutineLeak(t *testing.T) {
 	}
 }
 
-// TestClientThatStopsReading checks that a client which asks for a large
-// object and never reads is cut off after write_timeout, over both
-// protocols' listener, instead of holding a connection and a body forever.
+// TestClientThatStopsReading checks that an HTTP/1.1 client which asks for
+// a large object and never reads is cut off after write_timeout instead of
+// holding a connection and a body forever. (The deadline is set per write
+// on every connection of the listener, h2c included.)
 func TestClientThatStopsReading(t *testing.T) {
 	const size = 64 << 20
 	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
@@ -207,6 +208,10 @@ func TestClientThatStopsReading(t *testing.T) {
 	io.WriteString(conn, "GET /huge HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(2 * time.Second) // read nothing; the edge's writes stall
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var head [12]byte
+	if _, err := io.ReadFull(conn, head[:]); err != nil || string(head[:]) != "HTTP/1.1 200" {
+		t.Fatalf("response starts %q, %v; want the object's 200 before the stall", head, err)
+	}
 	n, err := io.Copy(io.Discard, conn)
 	if n >= size {
 		t.Errorf("read %d bytes (%v) after stalling; want the edge to have cut the connection", n, err)

@@ -133,8 +133,10 @@ func (h *Handler) runFill(j *fillJob) {
 	if err := h.copyBody(j, res.Body, head.Shareable); err != nil {
 		h.done(j)
 		j.fl.Body.Finish(err)
-		h.log.LogAttrs(j.out.Context(), slog.LevelWarn, "origin body failed",
-			slog.String("site", j.site.name), slog.String("key", j.key), slog.Any("err", err))
+		if !errors.Is(err, errAbandoned) {
+			h.log.LogAttrs(j.out.Context(), slog.LevelWarn, "origin body failed",
+				slog.String("site", j.site.name), slog.String("key", j.key), slog.Any("err", err))
+		}
 		return
 	}
 	if head.Shareable {
@@ -150,6 +152,9 @@ func (h *Handler) done(j *fillJob) {
 		h.group.Done(j.key, j.fl)
 	}
 }
+
+// errAbandoned ends a download nobody reads and nothing will store.
+var errAbandoned = errors.New("abandoned: no reader left and nothing to store")
 
 // copyBody streams the origin body into the flight. An unshareable body
 // nobody reads any more is abandoned rather than downloaded for no one.
@@ -170,7 +175,7 @@ func (h *Handler) copyBody(j *fillJob, body io.Reader, shareable bool) error {
 		}
 		// Nobody reads it and it will not be stored: stop downloading.
 		if (!shareable || j.fl.Body.Spilled()) && j.fl.Body.Readers() == 0 {
-			return errors.New("abandoned: no reader left and nothing to store")
+			return errAbandoned
 		}
 	}
 }
@@ -221,6 +226,7 @@ func (h *Handler) revalidated(j *fillJob, res *http.Response, sent, got time.Tim
 	if d.Store && !h.invalidatedSince(j) {
 		e = cache.NewEntry(j.stored.Status, hdr, j.stored.Body, d.Meta, j.stored.Vary)
 		e.Tags = surrogateKeys(hdr)
+		e.Invalidated = j.stored.Invalidated
 		h.mem.Put(j.key, e)
 	}
 	h.publishEntry(j, e, fill.Head{Revalidated: true})
@@ -260,6 +266,11 @@ func (h *Handler) publishEntry(j *fillJob, e *cache.Entry, head fill.Head) {
 // an outage coalescing matters most.
 func (h *Handler) markHitForMiss(j *fillJob, status int, reason string) {
 	if j.solo || h.hitForMissTTL <= 0 || status >= 500 || reason == "request no-store" || reason == "authorization" {
+		return
+	}
+	if e, ok := h.mem.Get(j.base); ok && e.VaryIndex {
+		// One variant that cannot be shared (a Set-Cookie for one
+		// language) must not evict every variant of the URL.
 		return
 	}
 	h.mem.PutMarker(j.base, &cache.Entry{HitForMiss: true, Invalidated: h.lastInvalidation(j.base)}, h.hitForMissTTL)

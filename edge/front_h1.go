@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -58,7 +59,11 @@ func (h *Handler) serveH1Hit(ctx *fasthttp.RequestCtx) bool {
 		return false
 	}
 	uri := ctx.URI()
-	base := cachekey.New("http", host, b2s(uri.PathOriginal()), b2s(uri.QueryString()), s.keyRules)
+	path := uri.PathOriginal()
+	if !plainPath(path) {
+		return false // let net/http's escaping (or its 400) decide the key
+	}
+	base := cachekey.New("http", host, b2s(path), b2s(uri.QueryString()), s.keyRules)
 	e, _ := h.find(base, fastHeader{rh})
 	if e == nil || e.HitForMiss || freshness.Check(e.Meta, freshness.Directives{}, now) != freshness.Fresh {
 		return false
@@ -100,9 +105,9 @@ func (f fastHeader) Values(name string) []string {
 // its body flows through a pipe that fasthttp drains to the client, so a
 // large miss streams with the same backpressure as on net/http.
 func (h *Handler) bridge(ctx *fasthttp.RequestCtx) {
-	// fasthttp cannot tell us the client left; the request's context ends
-	// when fasthttp closes the body (response written, or connection gone)
-	// or when the edge shuts down.
+	// fasthttp cannot tell us the client left. The request's context ends
+	// once the response is done with, or when the edge shuts down; a write
+	// to a client that is gone fails when fasthttp closes the body.
 	reqCtx, cancel := context.WithCancel(h.bgCtx)
 	r, err := h1Request(ctx, reqCtx)
 	if err != nil {
@@ -111,7 +116,7 @@ func (h *Handler) bridge(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	pr, pw := io.Pipe()
-	// Unblocks a handler stuck writing to a client that is gone.
+	// At shutdown, unblocks a handler stuck writing into the pipe.
 	stop := context.AfterFunc(reqCtx, func() { pr.CloseWithError(context.Cause(reqCtx)) })
 	w := &bridgeWriter{header: make(http.Header), pw: pw, head: make(chan int, 1)}
 	done := make(chan struct{})
@@ -293,3 +298,25 @@ func (f fastInfo) describe() requestInfo {
 // b2s views b as a string without copying. Only for lookups that do not
 // keep the string past the request.
 func b2s(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
+
+// plainPath reports whether p is already in the form net/http's
+// URL.EscapedPath gives it: only characters a path may carry unescaped and
+// well-formed %XX escapes. For such paths both fronts build the same key.
+func plainPath(p []byte) bool {
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-._~/!$&'()*+,;=:@", c) >= 0:
+		case c == '%' && i+2 < len(p) && isHexDigit(p[i+1]) && isHexDigit(p[i+2]):
+			i += 2
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func isHexDigit(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}

@@ -27,6 +27,7 @@ type Handler struct {
 	group         *fill.Group
 	fetcher       *origin.Fetcher
 	maxBody       int64
+	maxObject     int64 // bodies larger than this are streamed, not stored
 	maxVariants   int
 	hitForMissTTL time.Duration
 	accessLog     bool
@@ -44,8 +45,8 @@ type Handler struct {
 	inval  atomic.Uint64 // invalidations so far; see cache.Entry.Invalidated
 
 	// Cache-Status values prepared once (RFC 9211).
-	statusHit, statusStale, statusMissStored, statusCollapsed     []string
-	statusRevalidated, statusStaleError, statusPass, statusMethod []string
+	statusHit, statusStale, statusMiss, statusMissStored, statusCollapsed []string
+	statusRevalidated, statusStaleError, statusPass, statusMethod         []string
 }
 
 // outcome is what a request step reports for metrics and the access log.

@@ -150,6 +150,10 @@ func cacheResult(cs string) string {
 		return "collapsed"
 	case strings.Contains(cs, "stored"):
 		return "miss"
+	case strings.HasSuffix(cs, "; fwd=uri-miss"):
+		return "miss-unstored"
+	case strings.Contains(cs, "fwd=miss; detail="):
+		return "error"
 	case cs == "":
 		return "none"
 	}
@@ -185,4 +189,19 @@ func metricValue(t *testing.T, e *testEdge, name string) float64 {
 		}
 	}
 	return sum
+}
+
+// getBody fetches url and returns its body, or the error as text; unlike
+// get it is safe in a goroutine (no t.Fatal).
+func getBody(url string) string {
+	res, err := http.Get(url)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	return string(b)
 }

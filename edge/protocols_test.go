@@ -6,6 +6,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 )
@@ -94,5 +95,22 @@ func TestProtocolsShareOneCache(t *testing.T) {
 	}
 	if o.hits.Load() != 4 { // /o0, /o1, and /big twice (too large to keep)
 		t.Errorf("origin requests = %d, want 4", o.hits.Load())
+	}
+}
+
+// TestPlainPathMatchesNetHTTP checks that the HTTP/1.1 fast path takes only
+// paths net/http escapes to themselves, so both fronts build one key.
+func TestPlainPathMatchesNetHTTP(t *testing.T) {
+	for _, p := range []string{"/", "/a/b.css", "/a%2Fb", "/%7euser", "/x;v=1", "/a(1)!*'", "/a b", "/a{b}", "/a%zz", "/a%", "/é", "/a|b", "/a^b", `/a"b`} {
+		u, err := url.ParseRequestURI(p)
+		same := err == nil && u.EscapedPath() == p
+		if got := plainPath([]byte(p)); got && !same {
+			t.Errorf("plainPath(%q) = true, but net/http makes it %q (err %v)", p, u.EscapedPath(), err)
+		}
+	}
+	for _, p := range []string{"/", "/a/b.css", "/a%2Fb", "/x;v=1"} {
+		if !plainPath([]byte(p)) {
+			t.Errorf("plainPath(%q) = false, want the fast path for it", p)
+		}
 	}
 }

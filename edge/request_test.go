@@ -336,11 +336,8 @@ func TestFillDoesNotResurrectInvalidated(t *testing.T) {
 		fmt.Fprintf(w, "v%d", n)
 	})
 	e := startEdge(t, o.URL, nil, nil)
-	first := make(chan string)
-	go func() {
-		_, body := get(t, "GET", e.URL+"/doc", nil)
-		first <- body
-	}()
+	first := make(chan string, 1)
+	go func() { first <- getBody(e.URL + "/doc") }()
 	eventually(t, "the first fetch", func() bool { return o.hits.Load() == 1 })
 	if res, _ := get(t, "POST", e.URL+"/doc", nil); res.StatusCode != 200 {
 		t.Fatalf("POST: %d", res.StatusCode)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -85,6 +86,8 @@ func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, fl *fill.F
 		hdr["Cache-Status"] = h.statusPass
 	case !leader:
 		hdr["Cache-Status"] = h.statusCollapsed
+	case contentLength(head.Header) > h.maxObject:
+		hdr["Cache-Status"] = h.statusMiss // too large to keep
 	default:
 		hdr["Cache-Status"] = h.statusMissStored
 	}
@@ -177,4 +180,13 @@ func (h *Handler) observe(d describer, s *site, out outcome, start time.Time) {
 		slog.String("path", r.path), slog.String("proto", r.proto), slog.Int("status", out.status),
 		slog.String("cache", out.result.String()), slog.Int64("bytes", out.bytes),
 		slog.String("remote", r.remote), slog.Duration("dur", dur))
+}
+
+// contentLength is the declared body length, or -1.
+func contentLength(h http.Header) int64 {
+	n, err := strconv.ParseInt(h.Get("Content-Length"), 10, 64)
+	if err != nil {
+		return -1
+	}
+	return n
 }

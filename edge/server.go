@@ -86,6 +86,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		group:         fill.NewGroup(func() *fill.Body { return fill.NewBody(maxObj, dir) }),
 		fetcher:       origin.NewFetcher(cfg.Origin),
 		maxBody:       int64(cfg.MaxBodyBytes),
+		maxObject:     maxObj,
 		maxVariants:   cfg.Cache.MaxVariants,
 		hitForMissTTL: cfg.Cache.HitForMissTTL,
 		accessLog:     cfg.AccessLog,
@@ -105,6 +106,7 @@ func (h *Handler) prepareStatus() {
 	h.statusHit = v("hit")
 	h.statusStale = v(`hit; detail="stale-while-revalidate"`)
 	h.statusStaleError = v(`hit; fwd=stale; detail="stale-if-error"`)
+	h.statusMiss = v("fwd=uri-miss")
 	h.statusMissStored = v("fwd=uri-miss; stored")
 	h.statusCollapsed = v("fwd=uri-miss; collapsed")
 	h.statusRevalidated = v("fwd=stale; fwd-status=304; stored")
@@ -164,7 +166,7 @@ func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 		ReadTimeout:          s.cfg.ReadHeaderTimeout + time.Minute,
 		IdleTimeout:          s.cfg.IdleTimeout,
 		CloseOnShutdown:      true,
-		// Idle workers (and, after a stop, the pool\'s cleaner) go away
+		// Idle workers (and, after a stop, the pool's cleaner) go away
 		// within this long.
 		MaxIdleWorkerDuration: 2 * time.Second,
 		ErrorHandler:          s.handler.h1Error,

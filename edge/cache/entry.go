@@ -2,8 +2,8 @@
 // stored: a refresh stores a new Entry under the same key, so a reader that
 // holds one may use it without locks while it is replaced or evicted.
 //
-// This store is the memory tier (ristretto, bounded by bytes); the
-// disk tier slots in under the same Get/Put/Delete.
+// The store is the memory tier (ristretto, bounded by bytes) for now; the
+// disk tier is to slot in under the same Get/Put.
 package cache
 
 import (

@@ -53,7 +53,7 @@ func (m Meta) TTL(now time.Time) time.Duration { return m.Lifetime - m.Age(now) 
 type Decision struct {
 	// Store is whether a shared cache may keep the response.
 	Store bool
-	// Reason says why not, for logs and the Cache-Status detail.
+	// Reason says why not, for logs and hit-for-miss decisions.
 	Reason string
 	// Meta is set whenever Store is true.
 	Meta Meta
