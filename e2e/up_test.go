@@ -60,14 +60,7 @@ func TestUp(t *testing.T) {
 			t.Errorf("up.json edge incomplete: %+v", e)
 			continue
 		}
-		waitFor(t, e.Name+" ready", func() bool {
-			res, err := http.Get(e.Admin + "/readyz")
-			if err != nil {
-				return false
-			}
-			res.Body.Close()
-			return res.StatusCode == 200
-		})
+		waitOK(t, e.Admin+"/readyz")
 		res, body := fetch(t, e.HTTP+"/", host)
 		if res.StatusCode != 200 || !strings.Contains(body, "It works") {
 			t.Errorf("%s first GET /: %d %q", e.Name, res.StatusCode, body)
@@ -98,22 +91,8 @@ func TestEdgeAndOriginProcesses(t *testing.T) {
 	os.WriteFile(filepath.Join(site, "_headers"), []byte("/*\n  Cache-Control: public, max-age=300\n"), 0o644)
 	origin := start(t, "origin", "--dir", site, "--listen", "127.0.0.77:18701")
 	edge := start(t, "edge", "--origin", "http://127.0.0.77:18701", "--listen", "127.0.0.77:18702", "--admin", "127.0.0.77:18703", "--cache-dir", t.TempDir(), "--memory", "32MiB")
-	waitFor(t, "origin serving", func() bool {
-		res, err := http.Get("http://127.0.0.77:18701/hello.txt")
-		if err != nil {
-			return false
-		}
-		res.Body.Close()
-		return res.StatusCode == 200
-	})
-	waitFor(t, "edge ready", func() bool {
-		res, err := http.Get("http://127.0.0.77:18703/readyz")
-		if err != nil {
-			return false
-		}
-		res.Body.Close()
-		return res.StatusCode == 200
-	})
+	waitOK(t, "http://127.0.0.77:18701/hello.txt") // the origin serves
+	waitOK(t, "http://127.0.0.77:18703/readyz")    // the edge is ready
 	for i, want := range []string{"fwd=uri-miss", "hit"} {
 		res, body := fetch(t, "http://127.0.0.77:18702/hello.txt", "any.host")
 		if body != "hello, edge\n" || !strings.Contains(res.Header.Get("Cache-Status"), want) {

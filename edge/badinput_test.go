@@ -206,7 +206,9 @@ func TestClientThatStopsReading(t *testing.T) {
 	defer conn.Close()
 	conn.(*net.TCPConn).SetReadBuffer(64 << 10)
 	io.WriteString(conn, "GET /huge HTTP/1.1\r\nHost: x\r\n\r\n")
-	time.Sleep(2 * time.Second) // read nothing; the edge's writes stall
+	// A sleep, not a wait: the behaviour under test is a client that reads
+	// nothing for longer than write_timeout while the edge's writes stall.
+	time.Sleep(2 * time.Second)
 	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 	var head [12]byte
 	if _, err := io.ReadFull(conn, head[:]); err != nil || string(head[:]) != "HTTP/1.1 200" {

@@ -192,7 +192,6 @@ func (h *Handler) store(j *fillJob, head fill.Head, m freshness.Meta) {
 	}
 	hdr := head.Header.Clone()
 	e := cache.NewEntry(head.Status, hdr, body, m, head.Vary)
-	e.Tags = surrogateKeys(hdr)
 	inval := h.lastInvalidation(j.base)
 	if len(head.Vary) == 0 {
 		e.Invalidated = inval
@@ -225,7 +224,6 @@ func (h *Handler) revalidated(j *fillJob, res *http.Response, sent, got time.Tim
 	e := j.stored
 	if d.Store && !h.invalidatedSince(j) {
 		e = cache.NewEntry(j.stored.Status, hdr, j.stored.Body, d.Meta, j.stored.Vary)
-		e.Tags = surrogateKeys(hdr)
 		e.Invalidated = j.stored.Invalidated
 		h.mem.Put(j.key, e)
 	}

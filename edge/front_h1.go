@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"unsafe"
@@ -148,13 +147,10 @@ func (h *Handler) bridge(ctx *fasthttp.RequestCtx) {
 	}
 	status := <-w.head
 	ctx.SetStatusCode(status)
-	size := int64(-1)
+	size := contentLength(w.snapshot)
 	for k, vs := range w.snapshot {
 		if k == "Content-Length" {
-			if n, err := strconv.ParseInt(vs[0], 10, 64); err == nil {
-				size = n
-			}
-			continue
+			continue // fasthttp writes it from size
 		}
 		for _, v := range vs {
 			ctx.Response.Header.Add(k, v)

@@ -95,20 +95,3 @@ func scheme(r *http.Request) string {
 	}
 	return "http"
 }
-
-// surrogateKeys returns the tags an origin gave a response in
-// Surrogate-Key (space-separated) or Cache-Tag (comma-separated).
-func surrogateKeys(h http.Header) []string {
-	var tags []string
-	for _, v := range h["Surrogate-Key"] {
-		tags = append(tags, strings.Fields(v)...)
-	}
-	for _, v := range h["Cache-Tag"] {
-		for t := range strings.SplitSeq(v, ",") {
-			if t = strings.TrimSpace(t); t != "" {
-				tags = append(tags, t)
-			}
-		}
-	}
-	return tags
-}

@@ -110,16 +110,22 @@ func (o *countingOrigin) lastRequest() *http.Request {
 	return o.last
 }
 
-// get sends a request to the edge and returns the response with its body
-// read.
+// get sends a request to the edge over HTTP/1.1 and returns the response
+// with its body read.
 func get(t *testing.T, method, url string, hdr http.Header) (*http.Response, string) {
+	t.Helper()
+	return getWith(t, http.DefaultClient, method, url, hdr)
+}
+
+// getWith is get through a given client (h2cClient for HTTP/2).
+func getWith(t *testing.T, c *http.Client, method, url string, hdr http.Header) (*http.Response, string) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, url, nil)
 	if err != nil {
 		t.Fatalf("NewRequest: %v", err)
 	}
 	maps.Copy(req.Header, hdr)
-	res, err := http.DefaultClient.Do(req)
+	res, err := c.Do(req)
 	if err != nil {
 		t.Fatalf("%s %s: %v", method, url, err)
 	}

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -41,22 +40,12 @@ func TestProtocolsShareOneCache(t *testing.T) {
 	clients := map[string]*http.Client{"h1": http.DefaultClient, "h2c": h2cClient(t)}
 	do := func(t *testing.T, proto, path string, hdr http.Header) (*http.Response, string) {
 		t.Helper()
-		req, _ := http.NewRequestWithContext(t.Context(), "GET", e.URL+path, nil)
-		maps.Copy(req.Header, hdr)
-		res, err := clients[proto].Do(req)
-		if err != nil {
-			t.Fatalf("%s GET %s: %v", proto, path, err)
-		}
-		defer res.Body.Close()
-		b, err := io.ReadAll(res.Body)
-		if err != nil {
-			t.Fatalf("%s GET %s body: %v", proto, path, err)
-		}
+		res, body := getWith(t, clients[proto], "GET", e.URL+path, hdr)
 		wantMajor := map[string]int{"h1": 1, "h2c": 2}[proto]
 		if res.ProtoMajor != wantMajor {
 			t.Errorf("%s GET %s answered over HTTP/%d", proto, path, res.ProtoMajor)
 		}
-		return res, string(b)
+		return res, body
 	}
 	tests := []struct {
 		name, fillWith, readWith string

@@ -50,8 +50,6 @@ type Entry struct {
 	// the entries that replace a tombstone): a fill that started before it
 	// must not store what it fetched.
 	Invalidated uint64
-	// Tags are the Surrogate-Key / Cache-Tag values, for purges to come.
-	Tags []string
 }
 
 // NewEntry builds an entry for a response, preparing at store time the
