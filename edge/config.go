@@ -54,9 +54,17 @@ type CacheConfig struct {
 	// MaxObject is the largest body cached in memory; larger ones stream
 	// through a temporary file. Default 16MiB.
 	MaxObject config.Size `yaml:"max_object"`
-	// Dir holds temporary files of large responses in flight (and the disk
-	// tier, when there is one). Default: the system temp dir.
+	// Dir holds the disk tier and temporary files of large responses in
+	// flight. Empty: no disk tier, temporary files in the system temp dir.
 	Dir string `yaml:"dir"`
+	// Disk bounds the disk tier's bytes under Dir; 0 turns the tier off.
+	// Objects evicted from memory are served from disk, and the disk cache
+	// survives restarts. Default 10GiB.
+	Disk config.Size `yaml:"disk"`
+	// DiskObjects bounds the disk tier's object count; 0 means no bound.
+	DiskObjects int `yaml:"disk_objects"`
+	// MaxDiskObject is the largest body kept on disk. Default: disk / 8.
+	MaxDiskObject config.Size `yaml:"max_disk_object"`
 	// MaxVariants bounds the Vary variants kept per URL. Default 32.
 	MaxVariants int `yaml:"max_variants"`
 	// HitForMissTTL is how long a URL whose response could not be shared
@@ -101,6 +109,7 @@ func DefaultConfig() Config {
 		Cache: CacheConfig{
 			Memory:        256 << 20,
 			MaxObject:     16 << 20,
+			Disk:          10 << 30,
 			MaxVariants:   32,
 			HitForMissTTL: 30 * time.Second,
 		},
@@ -126,6 +135,9 @@ func (c Config) Validate() error {
 	check(c.Listen != "", "listen must be set")
 	check(c.Cache.Memory > 0, "cache.memory must be > 0, got %d", c.Cache.Memory)
 	check(c.Cache.MaxObject > 0, "cache.max_object must be > 0, got %d", c.Cache.MaxObject)
+	check(c.Cache.Disk >= 0, "cache.disk must be >= 0, got %d", c.Cache.Disk)
+	check(c.Cache.DiskObjects >= 0, "cache.disk_objects must be >= 0, got %d", c.Cache.DiskObjects)
+	check(c.Cache.MaxDiskObject >= 0, "cache.max_disk_object must be >= 0, got %d", c.Cache.MaxDiskObject)
 	check(c.Cache.MaxVariants > 0, "cache.max_variants must be > 0, got %d", c.Cache.MaxVariants)
 	check(c.Cache.HitForMissTTL >= 0, "cache.hit_for_miss_ttl must be >= 0, got %s", c.Cache.HitForMissTTL)
 	check(c.MaxHeaderBytes > 0, "max_header_bytes must be > 0, got %d", c.MaxHeaderBytes)

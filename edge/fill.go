@@ -62,10 +62,23 @@ func (h *Handler) startFill(r *http.Request, s *site, base, key string, stored *
 	if out.Host == "" {
 		out.Host = r.Host
 	}
+	if stored != nil && stored.Disk != nil {
+		// The request closes its handle when it is answered; the fill
+		// may need the body after that (304, stale-if-error).
+		c, err := stored.Disk.Clone()
+		if err != nil {
+			stored = nil // fetch whole instead
+		} else {
+			cp := *stored
+			cp.Disk = c
+			stored = &cp
+		}
+	}
 	j := &fillJob{site: s, base: base, key: key, out: out, stored: stored, fl: fl, solo: solo, cancel: cancel,
 		clientHeader: r.Header.Clone(), inval: h.inval.Load()}
 	if !h.goBackground(func() { h.runFill(j) }) {
 		cancel()
+		stored.Release()
 		h.abandon(key, fl, solo, errShuttingDown)
 	}
 }
@@ -84,6 +97,7 @@ func (h *Handler) abandon(key string, fl *fill.Flight, solo bool, err error) {
 func (h *Handler) runFill(j *fillJob) {
 	defer j.cancel()
 	defer j.fl.Body.Release()
+	defer j.stored.Release()
 	// Every ending below leaves the group (done) before it tells the
 	// waiters: a client that got its answer and asks again at once must
 	// start a new fetch or find the stored entry, never the old flight.
@@ -139,11 +153,21 @@ func (h *Handler) runFill(j *fillJob) {
 		}
 		return
 	}
+	var keep []stored
 	if head.Shareable {
-		h.store(j, head, d.Meta)
+		keep = h.store(j, head, d.Meta)
 	}
-	h.done(j)
+	// Waiters are answered before the disk write. A body that memory holds
+	// leaves the group first (the next request finds it stored); one kept
+	// only on disk stays in the group until it is there, so requests join
+	// the finished flight instead of fetching it again meanwhile.
+	onDiskOnly := len(keep) > 0 && keep[len(keep)-1].spool
+	if !onDiskOnly {
+		h.done(j)
+	}
 	j.fl.Body.Finish(nil)
+	h.persist(j, keep)
+	h.done(j)
 }
 
 // done takes the job's flight out of the group.
@@ -180,34 +204,76 @@ func (h *Handler) copyBody(j *fillJob, body io.Reader, shareable bool) error {
 	}
 }
 
-// store puts a complete, shareable response into the cache: under its
-// variant key with a Vary index at the base key, or under the base key.
-func (h *Handler) store(j *fillJob, head fill.Head, m freshness.Meta) {
-	body, err := j.fl.Body.Bytes()
-	if err != nil {
-		return // too large for memory: streamed through, not kept
-	}
+// stored is an entry stored in memory (or meant for disk only) that the
+// disk tier should keep too.
+type stored struct {
+	key   string
+	e     *cache.Entry
+	spool bool // the body is the flight's spool file, not e.Body
+}
+
+// store puts a complete, shareable response into the memory tier: under its
+// variant key with a Vary index at the base key, or under the base key. It
+// returns what the disk tier should keep: the same entries, and a body too
+// large for memory.
+func (h *Handler) store(j *fillJob, head fill.Head, m freshness.Meta) []stored {
 	if h.invalidatedSince(j) {
-		return // fetched before an unsafe request changed the URL
+		return nil // fetched before an unsafe request changed the URL
 	}
-	hdr := head.Header.Clone()
-	e := cache.NewEntry(head.Status, hdr, body, m, head.Vary)
+	body, err := j.fl.Body.Bytes()
+	spool := errors.Is(err, fill.ErrTooLarge)
+	switch {
+	case spool && (h.disk == nil || j.fl.Body.Size() > h.disk.MaxObjectBytes()):
+		return nil // streamed through, not kept
+	case err != nil && !spool:
+		return nil
+	}
+	e := cache.NewEntry(head.Status, head.Header.Clone(), body, m, head.Vary)
+	if spool {
+		e.Header["Content-Length"] = []string{strconv.FormatInt(j.fl.Body.Size(), 10)}
+	}
+	put := func(key string, e *cache.Entry, spool bool) []stored {
+		if !spool {
+			h.mem.Put(key, e)
+		}
+		return []stored{{key: key, e: e, spool: spool}}
+	}
 	inval := h.lastInvalidation(j.base)
 	if len(head.Vary) == 0 {
 		e.Invalidated = inval
-		h.mem.Put(j.base, e)
-		return
+		return put(j.base, e, spool)
 	}
-	idx, ok := h.mem.Get(j.base)
+	var keep []stored
+	idx, ok := h.get(j.base)
 	if !ok || !idx.VaryIndex || !slices.Equal(idx.Vary, head.Vary) {
+		idx.Release()
 		idx = &cache.Entry{VaryIndex: true, Vary: head.Vary, Variants: new(cache.Counter), Gen: h.gen.Add(1), Invalidated: inval}
-		h.mem.Put(j.base, idx)
+		keep = put(j.base, idx, false)
 	}
 	key := cache.VariantKey(j.base, idx, head.VariantKey)
 	if _, refill := h.mem.Get(key); !refill && idx.Variants.Add(1) > int64(h.maxVariants) {
-		return // bounded: a header with endless values must not flood memory
+		return keep // bounded: a header with endless values must not flood memory
 	}
-	h.mem.Put(key, e)
+	return append(keep, put(key, e, spool)...)
+}
+
+// persist writes stored entries to the disk tier. It runs after the
+// waiters got their answer; a failure only costs a later miss.
+func (h *Handler) persist(j *fillJob, keep []stored) {
+	if h.disk == nil {
+		return
+	}
+	for _, s := range keep {
+		var body io.Reader
+		if s.spool {
+			body = j.fl.Body.Reader()
+		} else if s.e.Disk != nil {
+			body = s.e.Disk.Reader()
+		}
+		if err := h.disk.Put(s.key, s.e, body); err != nil && !errors.Is(err, cache.ErrTooLarge) {
+			h.log.LogAttrs(j.out.Context(), slog.LevelDebug, "disk tier write failed", slog.String("key", s.key), slog.Any("err", err))
+		}
+	}
 }
 
 // revalidated handles a 304 to our conditional request: the stored entry,
@@ -222,12 +288,22 @@ func (h *Handler) revalidated(j *fillJob, res *http.Response, sent, got time.Tim
 	}
 	d := freshness.Evaluate(j.out.Header, j.stored.Status, judged, sent, got, j.site.policy)
 	e := j.stored
+	var keep []stored
 	if d.Store && !h.invalidatedSince(j) {
 		e = cache.NewEntry(j.stored.Status, hdr, j.stored.Body, d.Meta, j.stored.Vary)
 		e.Invalidated = j.stored.Invalidated
-		h.mem.Put(j.key, e)
+		if j.stored.Disk != nil {
+			// The body stays where it is, on disk; the entry is rewritten
+			// there with the new header.
+			e.Disk = j.stored.Disk
+			e.Header["Content-Length"] = j.stored.Header["Content-Length"]
+		} else {
+			h.mem.Put(j.key, e)
+		}
+		keep = []stored{{key: j.key, e: e}}
 	}
 	h.publishEntry(j, e, fill.Head{Revalidated: true})
+	h.persist(j, keep)
 }
 
 // staleIfError answers the flight with the stored entry when the origin
@@ -251,9 +327,14 @@ func (h *Handler) publishEntry(j *fillJob, e *cache.Entry, head fill.Head) {
 	}
 	head.Decision.Meta = e.Meta
 	j.fl.Publish(head)
-	j.fl.Body.Write(e.Body)
+	var err error
+	if e.Disk != nil {
+		_, err = e.Disk.WriteTo(j.fl.Body)
+	} else {
+		_, err = j.fl.Body.Write(e.Body)
+	}
 	h.done(j)
-	j.fl.Body.Finish(nil)
+	j.fl.Body.Finish(err)
 }
 
 // markHitForMiss remembers for a while that the URL's answer cannot be
@@ -266,12 +347,17 @@ func (h *Handler) markHitForMiss(j *fillJob, status int, reason string) {
 	if j.solo || h.hitForMissTTL <= 0 || status >= 500 || reason == "request no-store" || reason == "authorization" {
 		return
 	}
-	if e, ok := h.mem.Get(j.base); ok && e.VaryIndex {
+	if e, ok := h.get(j.base); ok && e.VaryIndex {
 		// One variant that cannot be shared (a Set-Cookie for one
 		// language) must not evict every variant of the URL.
 		return
 	}
 	h.mem.PutMarker(j.base, &cache.Entry{HitForMiss: true, Invalidated: h.lastInvalidation(j.base)}, h.hitForMissTTL)
+	if h.disk != nil {
+		// The marker replaces the URL's object; it must not come back
+		// from disk when the marker expires.
+		h.disk.Delete(j.base)
+	}
 }
 
 // ageValues holds the Age header values of the first hour, so a hit does

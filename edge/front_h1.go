@@ -65,6 +65,7 @@ func (h *Handler) serveH1Hit(ctx *fasthttp.RequestCtx) bool {
 	base := cachekey.New("http", host, b2s(path), b2s(uri.QueryString()), s.keyRules)
 	e, _ := h.find(base, fastHeader{rh})
 	if e == nil || e.HitForMiss || freshness.Check(e.Meta, freshness.Directives{}, now) != freshness.Fresh {
+		e.Release()
 		return false
 	}
 	res := &ctx.Response
@@ -79,10 +80,22 @@ func (h *Handler) serveH1Hit(ctx *fasthttp.RequestCtx) bool {
 	}
 	res.Header.Set("Age", ageHeader(e.Meta.Age(now))[0])
 	res.Header.Set("Cache-Status", h.statusHit[0])
-	res.SetBodyRaw(e.Body) // entries are immutable: no copy
 	out := outcome{status: e.Status, result: resultHit}
-	if !ctx.IsHead() {
-		out.bytes = int64(len(e.Body))
+	switch {
+	case e.Disk != nil && ctx.IsHead():
+		e.Release()
+		res.Header.SetContentLength(int(e.Size()))
+		res.SkipBody = true
+	case e.Disk != nil:
+		// Streamed from disk, verified block by block; fasthttp closes the
+		// reader when done and cuts the connection if a block is bad.
+		res.SetBodyStream(e.Disk.Reader(), int(e.Size()))
+		out.bytes = e.Size()
+	default:
+		res.SetBodyRaw(e.Body) // entries are immutable: no copy
+		if !ctx.IsHead() {
+			out.bytes = int64(len(e.Body))
+		}
 	}
 	h.observe(fastInfo{ctx}, s, out, now)
 	return true

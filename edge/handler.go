@@ -24,6 +24,7 @@ type Handler struct {
 	via           string
 	routes        atomic.Pointer[routing.Table[site]]
 	mem           *cache.Memory
+	disk          *cache.Disk // nil: no disk tier
 	group         *fill.Group
 	fetcher       *origin.Fetcher
 	maxBody       int64
@@ -87,6 +88,7 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, s *site
 	}
 	base := cachekey.New(scheme(r), r.Host, r.URL.EscapedPath(), r.URL.RawQuery, s.keyRules)
 	e, key := h.find(base, r.Header)
+	defer e.Release()
 	solo := len(r.Header["Authorization"]) > 0
 	if e != nil && e.HitForMiss {
 		e, solo = nil, true
@@ -109,8 +111,9 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, s *site
 // find looks up the entry for base, following a Vary index to the variant
 // the request header selects: the one lookup of every protocol front. It
 // returns the key the response lives (or would live) under.
+// An entry whose body stays on disk must be Released.
 func (h *Handler) find(base string, hdr cachekey.Header) (*cache.Entry, string) {
-	e, ok := h.mem.Get(base)
+	e, ok := h.get(base)
 	if !ok || e.Tombstone {
 		return nil, base
 	}
@@ -118,10 +121,35 @@ func (h *Handler) find(base string, hdr cachekey.Header) (*cache.Entry, string) 
 		return e, base
 	}
 	key := cache.VariantKey(base, e, cachekey.Variant("", e.Vary, hdr))
-	if v, ok := h.mem.Get(key); ok {
+	if v, ok := h.get(key); ok {
 		return v, key
 	}
 	return nil, key
+}
+
+// get looks key up in memory, then on disk. A disk hit small enough for
+// memory is promoted there; a larger one comes back open on disk.
+func (h *Handler) get(key string) (*cache.Entry, bool) {
+	if e, ok := h.mem.Get(key); ok {
+		if !e.VaryIndex {
+			h.metrics.tierHits[tierMemory].Inc()
+		}
+		return e, true
+	}
+	if h.disk == nil {
+		return nil, false
+	}
+	e, ok := h.disk.Get(key, h.maxObject)
+	if !ok {
+		return nil, false
+	}
+	if !e.VaryIndex {
+		h.metrics.tierHits[tierDisk].Inc()
+	}
+	if e.Disk == nil {
+		h.mem.Put(key, e)
+	}
+	return e, true
 }
 
 // fetch answers from an origin fetch shared with every request for the

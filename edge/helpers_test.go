@@ -54,6 +54,7 @@ func startEdge(t *testing.T, originURL string, clk *clock, mutate func(*Config))
 	cfg.Cache.Memory = 64 << 20
 	cfg.Cache.MaxObject = 1 << 20
 	cfg.Cache.Dir = t.TempDir()
+	cfg.Cache.Disk = 0 // memory only; the disk tier's tests turn it on
 	cfg.Sites = []SiteConfig{{Name: "site", Hosts: []string{"*"}, Origin: originURL}}
 	if mutate != nil {
 		mutate(&cfg)

@@ -35,7 +35,17 @@ type metrics struct {
 	fetchDur  prometheus.Histogram
 	coalesced prometheus.Counter
 	durations [numResults]prometheus.Observer // duration children, resolved once
+	tierHits  [numTiers]prometheus.Counter
 }
+
+// tier is the cache tier a stored object was found in.
+type tier uint8
+
+const (
+	tierMemory tier = iota
+	tierDisk
+	numTiers
+)
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
@@ -63,8 +73,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for r := range numResults {
 		m.durations[r] = m.duration.WithLabelValues(r.String())
 	}
+	tierHits := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cdn_edge_cache_tier_hits_total", Help: "Stored objects found, by the tier that held them (fresh or not).",
+	}, []string{"tier"})
+	m.tierHits[tierMemory] = tierHits.WithLabelValues("memory")
+	m.tierHits[tierDisk] = tierHits.WithLabelValues("disk")
 	if reg != nil {
-		reg.MustRegister(m.requests, m.bytes, m.duration, m.fetches, m.fetchDur, m.coalesced)
+		reg.MustRegister(m.requests, m.bytes, m.duration, m.fetches, m.fetchDur, m.coalesced, tierHits)
 	}
 	return m
 }

@@ -76,6 +76,9 @@ const tombstoneTTL = 10 * time.Minute
 // base with a marker, so a fill that started before now does not store.
 func (h *Handler) tombstone(base string) {
 	h.mem.PutMarker(base, &cache.Entry{Tombstone: true, Invalidated: h.inval.Add(1)}, tombstoneTTL)
+	if h.disk != nil {
+		h.disk.Delete(base)
+	}
 }
 
 func unsafeMethod(m string) bool {

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,10 +73,24 @@ func New(cfg Config, deps Deps) (*Server, error) {
 			return nil, fmt.Errorf("create cache dir: %w", err)
 		}
 	}
+	var disk *cache.Disk
+	if dir != "" && cfg.Cache.Disk > 0 {
+		disk, err = cache.OpenDisk(cache.DiskConfig{
+			Dir: filepath.Join(dir, "disk"), MaxBytes: int64(cfg.Cache.Disk), MaxObjects: cfg.Cache.DiskObjects,
+			MaxObjectBytes: int64(cfg.Cache.MaxDiskObject), Log: log,
+		}, reg)
+		if err != nil {
+			mem.Close()
+			return nil, err
+		}
+	}
 	m := newMetrics(reg)
 	routes, err := buildRoutes(cfg.Sites, m)
 	if err != nil {
 		mem.Close()
+		if disk != nil {
+			disk.Close()
+		}
 		return nil, err
 	}
 	maxObj := int64(cfg.Cache.MaxObject)
@@ -83,6 +98,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		name:          cfg.Name,
 		via:           "1.1 " + cfg.Name,
 		mem:           mem,
+		disk:          disk,
 		group:         fill.NewGroup(func() *fill.Body { return fill.NewBody(maxObj, dir) }),
 		fetcher:       origin.NewFetcher(cfg.Origin),
 		maxBody:       int64(cfg.MaxBodyBytes),
@@ -227,6 +243,11 @@ func (s *Server) close(cancelBG context.CancelFunc) {
 	cancelBG()
 	s.handler.closeBackground()
 	s.mem.Close()
+	if s.handler.disk != nil {
+		if err := s.handler.disk.Close(); err != nil {
+			s.log.Warn("closing the disk tier", "err", err)
+		}
+	}
 	s.fetcher.Close()
 	s.log.Info("edge stopped", "name", s.cfg.Name)
 }

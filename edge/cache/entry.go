@@ -24,8 +24,12 @@ type Entry struct {
 	// Header is the response header as sent to clients: hop-by-hop fields
 	// removed and Via added at store time. Never modified after Put.
 	Header http.Header
-	// Body is the complete response body.
+	// Body is the complete response body, unless Disk holds it.
 	Body []byte
+	// Disk is a body too large to load, read from the disk tier as it is
+	// served. Such an entry belongs to one request, which must Close it;
+	// it is never put in the memory tier.
+	Disk *DiskBody
 	// Meta judges the entry's freshness.
 	Meta freshness.Meta
 	// LastModified is the parsed Last-Modified, zero when absent.
@@ -93,4 +97,20 @@ type Counter = atomic.Int64
 // an empty base) names under the Vary index idx stored at base.
 func VariantKey(base string, idx *Entry, selector string) string {
 	return base + "\x00g" + strconv.FormatUint(idx.Gen, 10) + selector
+}
+
+// Size is the body length.
+func (e *Entry) Size() int64 {
+	if e.Disk != nil {
+		return e.Disk.Size()
+	}
+	return int64(len(e.Body))
+}
+
+// Release frees what a looked-up entry holds for its request: the open
+// file of a disk body. Safe to call on any entry, and on nil.
+func (e *Entry) Release() {
+	if e != nil && e.Disk != nil {
+		e.Disk.Close()
+	}
 }

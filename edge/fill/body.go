@@ -1,6 +1,7 @@
 package fill
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -221,4 +222,22 @@ func (b *Body) WriteTo(ctx context.Context, w io.Writer, flush func()) (int64, e
 			return off, ctx.Err()
 		}
 	}
+}
+
+// Size is the number of bytes written so far.
+func (b *Body) Size() int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.size
+}
+
+// Reader returns a reader over the bytes written so far. The caller must
+// hold a reference for as long as it reads.
+func (b *Body) Reader() io.Reader {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.file != nil {
+		return io.NewSectionReader(b.file, 0, b.size)
+	}
+	return bytes.NewReader(b.mem[:b.size])
 }

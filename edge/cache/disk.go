@@ -1,0 +1,476 @@
+package cache
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// DiskConfig sizes the disk tier.
+type DiskConfig struct {
+	// Dir holds the objects, the index journal and temporary files.
+	Dir string
+	// MaxBytes bounds the bytes the objects take on disk (counted in 4 KiB
+	// filesystem blocks).
+	MaxBytes int64
+	// MaxObjects bounds the object count; 0 means no bound.
+	MaxObjects int
+	// MaxObjectBytes is the largest body kept; 0 means MaxBytes/8.
+	MaxObjectBytes int64
+	// Log receives corruption and write-failure reports; nil discards them.
+	Log *slog.Logger
+}
+
+// Disk is the disk tier: one file per object under Dir/objects, named by
+// the hash of its key, with an append-only journal as the index. An object
+// becomes visible only once its file is complete: it is written under
+// Dir/tmp, then renamed into place. Reads check every checksum; a bad file
+// is dropped and reported as a miss, so the edge fetches it again.
+//
+// Safe for concurrent use. File I/O runs outside the lock; the lock covers
+// the index, the journal and the renames (so the start-up sweep never takes
+// a freshly renamed file for an orphan).
+type Disk struct {
+	objDir, tmpDir string
+	maxBytes       int64
+	maxObjects     int
+	maxObj         int64
+	log            *slog.Logger
+	now            func() time.Time
+
+	mu  sync.Mutex // protects idx and jr
+	idx *sieve
+	jr  *journal
+
+	failing atomic.Bool // the last write failed; logged once until one succeeds
+	metrics diskMetrics
+
+	stopSweep context.CancelFunc
+	sweepDone chan struct{}
+}
+
+type diskMetrics struct {
+	corrupt, evictions, writeErrors, writes prometheus.Counter
+}
+
+var blockPool = sync.Pool{New: func() any { b := make([]byte, blockSize); return &b }}
+
+// OpenDisk opens (or creates) the disk tier in cfg.Dir, replaying its
+// journal, and starts a background sweep of files the journal does not
+// know (left by a crash between a rename and its journal record).
+func OpenDisk(cfg DiskConfig, reg prometheus.Registerer) (*Disk, error) {
+	if cfg.MaxBytes <= 0 {
+		return nil, fmt.Errorf("disk tier: size must be > 0, got %d", cfg.MaxBytes)
+	}
+	d := &Disk{
+		objDir: filepath.Join(cfg.Dir, "objects"), tmpDir: filepath.Join(cfg.Dir, "tmp"),
+		maxBytes: cfg.MaxBytes, maxObjects: cfg.MaxObjects, maxObj: cfg.MaxObjectBytes,
+		log: cfg.Log, now: time.Now, idx: newSieve(),
+	}
+	if d.maxObj <= 0 {
+		d.maxObj = cfg.MaxBytes / 8
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	// Temporary files are fills a crash interrupted: never complete.
+	if err := os.RemoveAll(d.tmpDir); err != nil {
+		return nil, fmt.Errorf("disk tier: clear %s: %w", d.tmpDir, err)
+	}
+	for _, dir := range []string{d.objDir, d.tmpDir} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("disk tier: %w", err)
+		}
+	}
+	for i := range 256 {
+		if err := os.MkdirAll(filepath.Join(d.objDir, fmt.Sprintf("%02x", i)), 0o755); err != nil {
+			return nil, fmt.Errorf("disk tier: %w", err)
+		}
+	}
+	jr, err := openJournal(filepath.Join(cfg.Dir, "index.log"), d.idx)
+	if err != nil {
+		return nil, fmt.Errorf("disk tier: %w", err)
+	}
+	d.jr = jr
+	d.registerMetrics(reg)
+	d.mu.Lock()
+	// The cache may have shrunk since the last run.
+	d.evictLocked(0)
+	if d.jr.records > 2*d.idx.len()+1024 {
+		if err := d.jr.compact(d.idx); err != nil {
+			d.log.Warn("disk tier: compact index", slog.Any("err", err))
+		}
+	}
+	d.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	d.stopSweep, d.sweepDone = cancel, make(chan struct{})
+	go func() {
+		defer close(d.sweepDone)
+		d.sweep(ctx)
+	}()
+	return d, nil
+}
+
+// Close stops the sweep and closes the journal.
+func (d *Disk) Close() error {
+	d.stopSweep()
+	<-d.sweepDone
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.jr.close()
+}
+
+// MaxObjectBytes is the largest body the tier keeps.
+func (d *Disk) MaxObjectBytes() int64 { return d.maxObj }
+
+func keyHash(key string) uint64 { return xxhash.Sum64String(key) }
+
+func (d *Disk) path(hash uint64) string {
+	h := strconv.FormatUint(hash, 16)
+	for len(h) < 16 {
+		h = "0" + h
+	}
+	return filepath.Join(d.objDir, h[:2], h)
+}
+
+// onDisk rounds a file size up to the 4 KiB blocks it occupies.
+func onDisk(n int64) int64 { return (n + 4095) &^ 4095 }
+
+// Get returns the entry stored under key. A body up to inlineMax bytes is
+// read and verified whole into Entry.Body; a larger one is left on disk as
+// Entry.Disk, open for reading, which the caller must Close. A missing,
+// expired or corrupt object is a miss (corrupt ones are dropped).
+func (d *Disk) Get(key string, inlineMax int64) (*Entry, bool) {
+	hash := keyHash(key)
+	d.mu.Lock()
+	held := d.idx.touch(hash)
+	d.mu.Unlock()
+	if !held {
+		return nil, false
+	}
+	e, err := d.read(hash, key, inlineMax)
+	switch {
+	case err == nil:
+		if exp := e.expiry(); exp > 0 && d.now().Sub(e.Meta.ResponseTime) > exp {
+			e.Release()
+			d.remove(hash)
+			return nil, false
+		}
+		return e, true
+	case errors.Is(err, errOtherKey):
+		return nil, false
+	default:
+		d.dropCorrupt(hash, key, err)
+		return nil, false
+	}
+}
+
+var errOtherKey = errors.New("object file holds another key")
+
+func (d *Disk) read(hash uint64, key string, inlineMax int64) (*Entry, error) {
+	f, err := os.Open(d.path(hash))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			f.Close()
+		}
+	}()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	// One read covers header, meta and a small body in the common case.
+	first := make([]byte, min(st.Size(), 64<<10))
+	if _, err := f.ReadAt(first, 0); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	l, err := parseHeader(first, st.Size())
+	if err != nil {
+		return nil, err
+	}
+	part := func(off, n int64) ([]byte, error) {
+		if off+n <= int64(len(first)) {
+			return first[off : off+n], nil
+		}
+		b := make([]byte, n)
+		if _, err := f.ReadAt(b, off); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		}
+		return b, nil
+	}
+	metaBytes, err := part(objHeaderSize, l.metaLen)
+	if err != nil {
+		return nil, err
+	}
+	if crc32.Checksum(metaBytes, castagnoli) != l.metaCRC {
+		return nil, fmt.Errorf("%w: meta checksum mismatch", ErrCorrupt)
+	}
+	var m objMeta
+	if err := json.Unmarshal(metaBytes, &m); err != nil {
+		return nil, fmt.Errorf("%w: meta: %w", ErrCorrupt, err)
+	}
+	if m.Key != key {
+		return nil, errOtherKey
+	}
+	sumBytes, err := part(l.sumsOff(), st.Size()-l.sumsOff())
+	if err != nil {
+		return nil, err
+	}
+	sums, err := parseSums(sumBytes, l.bodyLen)
+	if err != nil {
+		return nil, err
+	}
+	e := m.entry()
+	if l.bodyLen <= inlineMax {
+		body, err := part(l.bodyOff(), l.bodyLen)
+		if err != nil {
+			return nil, err
+		}
+		if err := verifyBlocks(body, 0, sums); err != nil {
+			return nil, err
+		}
+		e.Body = body[:len(body):len(body)]
+		return e, nil
+	}
+	keep = true
+	e.Disk = &DiskBody{f: f, off: l.bodyOff(), size: l.bodyLen, sums: sums, bufBlock: -1,
+		onCorrupt: func() { d.dropCorrupt(hash, key, errors.New("body block checksum mismatch")) }}
+	return e, nil
+}
+
+func (d *Disk) dropCorrupt(hash uint64, key string, err error) {
+	d.metrics.corrupt.Inc()
+	d.log.Warn("disk tier: dropped a corrupt object", slog.String("key", key), slog.Any("err", err))
+	d.remove(hash)
+}
+
+// Put stores e under key with the body read from body (e.Body when body is
+// nil). The object is visible to Get only once it is whole. A body over
+// the tier's object limit is not stored (ErrTooLarge).
+func (d *Disk) Put(key string, e *Entry, body io.Reader) error {
+	if body == nil {
+		body = bytes.NewReader(e.Body)
+	}
+	err := d.put(key, e, body)
+	if err != nil && !errors.Is(err, ErrTooLarge) {
+		d.metrics.writeErrors.Inc()
+		if !d.failing.Swap(true) {
+			// Once per failing spell: a full disk would log every fill.
+			d.log.Error("disk tier: storing objects fails; serving from memory and origin", slog.Any("err", err))
+		}
+		return err
+	}
+	if err == nil && d.failing.Swap(false) {
+		d.log.Info("disk tier: storing objects works again")
+	}
+	return err
+}
+
+// ErrTooLarge is returned by Put for a body above the object limit.
+var ErrTooLarge = errors.New("object larger than the disk tier keeps")
+
+func (d *Disk) put(key string, e *Entry, body io.Reader) error {
+	meta, err := json.Marshal(metaOf(key, e))
+	if err != nil {
+		return fmt.Errorf("encode object meta: %w", err)
+	}
+	f, err := os.CreateTemp(d.tmpDir, "obj-*")
+	if err != nil {
+		return fmt.Errorf("create object file: %w", err)
+	}
+	committed := false
+	defer func() {
+		if !committed {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	ow, err := newObjWriter(f, meta)
+	if err != nil {
+		return fmt.Errorf("write object file: %w", err)
+	}
+	buf := blockPool.Get().(*[]byte)
+	_, err = io.CopyBuffer(&limitWriter{w: ow, n: d.maxObj}, body, *buf)
+	blockPool.Put(buf)
+	if err != nil {
+		return fmt.Errorf("write object file: %w", err)
+	}
+	if err := ow.finish(); err != nil {
+		return fmt.Errorf("write object file: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("write object file: %w", err)
+	}
+	committed = true
+	return d.commit(keyHash(key), f.Name(), onDisk(objSize(ow.metaLen, ow.bodyLen)))
+}
+
+// commit renames a finished object file into place and indexes it, evicting
+// what it must to stay in bounds.
+func (d *Disk) commit(hash uint64, tmp string, size int64) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.evictLocked(size - max(d.idx.size(hash), 0))
+	if err := os.Rename(tmp, d.path(hash)); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("commit object file: %w", err)
+	}
+	d.idx.insert(hash, size)
+	d.metrics.writes.Inc()
+	if err := d.jr.append(record{op: opAdd, hash: hash, size: size}); err != nil {
+		// Without its record the object would not survive a restart; the
+		// start-up sweep will remove the file then. It serves until then.
+		return err
+	}
+	d.maybeCompactLocked()
+	return nil
+}
+
+// evictLocked makes room for need more bytes (and one more object when
+// need > 0).
+func (d *Disk) evictLocked(need int64) {
+	for d.idx.bytes+need > d.maxBytes || (d.maxObjects > 0 && d.idx.len()+min(int(need), 1) > d.maxObjects) {
+		hash, ok := d.idx.victim()
+		if !ok {
+			return
+		}
+		d.removeLocked(hash)
+		d.metrics.evictions.Inc()
+	}
+}
+
+// Delete removes the object under key, if any.
+func (d *Disk) Delete(key string) { d.remove(keyHash(key)) }
+
+func (d *Disk) remove(hash uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.removeLocked(hash)
+}
+
+func (d *Disk) removeLocked(hash uint64) {
+	if !d.idx.remove(hash) {
+		return
+	}
+	// Record first: a crash after it leaves an orphan file (swept), never
+	// an index entry for a file that is gone... which reads would catch too.
+	if err := d.jr.append(record{op: opRemove, hash: hash}); err != nil {
+		d.log.Warn("disk tier: journal a removal", slog.Any("err", err))
+	}
+	if err := os.Remove(d.path(hash)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		d.log.Warn("disk tier: remove an object file", slog.Any("err", err))
+	}
+	d.maybeCompactLocked()
+}
+
+func (d *Disk) maybeCompactLocked() {
+	if d.jr.records > 4*d.idx.len()+4096 {
+		if err := d.jr.compact(d.idx); err != nil {
+			d.log.Warn("disk tier: compact index", slog.Any("err", err))
+		}
+	}
+}
+
+// Len and Bytes report the objects held and the bytes they take.
+func (d *Disk) Len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.idx.len()
+}
+
+func (d *Disk) Bytes() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.idx.bytes
+}
+
+// sweep removes object files the index does not know: a crash between a
+// file's rename and its journal record, or a record lost to a torn tail.
+func (d *Disk) sweep(ctx context.Context) {
+	for i := range 256 {
+		dir := filepath.Join(d.objDir, fmt.Sprintf("%02x", i))
+		names, err := readNames(dir)
+		if err != nil {
+			d.log.Warn("disk tier: sweep", slog.Any("err", err))
+			continue
+		}
+		d.mu.Lock()
+		for _, name := range names {
+			hash, err := strconv.ParseUint(name, 16, 64)
+			if err != nil || len(name) != 16 || d.idx.size(hash) < 0 {
+				os.Remove(filepath.Join(dir, name))
+			}
+		}
+		d.mu.Unlock()
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+func readNames(dir string) ([]string, error) {
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.Readdirnames(-1)
+}
+
+// IsNoSpace reports whether err is the filesystem running full.
+func IsNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+func (d *Disk) registerMetrics(reg prometheus.Registerer) {
+	tier := prometheus.Labels{"tier": "disk"}
+	d.metrics = diskMetrics{
+		corrupt:     prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_cache_corrupt_total", Help: "Objects that failed a checksum or size check and were dropped.", ConstLabels: tier}),
+		evictions:   prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_cache_evictions_total", Help: "Entries evicted to make room.", ConstLabels: tier}),
+		writeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_cache_write_errors_total", Help: "Objects that could not be written (full disk, I/O errors).", ConstLabels: tier}),
+		writes:      prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_cache_writes_total", Help: "Objects written.", ConstLabels: tier}),
+	}
+	if reg == nil {
+		return
+	}
+	reg.MustRegister(d.metrics.corrupt, d.metrics.evictions, d.metrics.writeErrors, d.metrics.writes,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cdn_edge_cache_bytes", Help: "Bytes held by the cache tier.", ConstLabels: tier},
+			func() float64 { return float64(d.Bytes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cdn_edge_cache_max_bytes", Help: "Byte budget of the cache tier.", ConstLabels: tier},
+			func() float64 { return float64(d.maxBytes) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cdn_edge_cache_objects", Help: "Objects held by the cache tier.", ConstLabels: tier},
+			func() float64 { return float64(d.Len()) }),
+	)
+}
+
+// limitWriter fails once more than n bytes were written.
+type limitWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if int64(len(p)) > l.n {
+		return 0, ErrTooLarge
+	}
+	l.n -= int64(len(p))
+	return l.w.Write(p)
+}
