@@ -198,7 +198,7 @@ func (h *Handler) copyBody(j *fillJob, body io.Reader, shareable bool) error {
 			return err
 		}
 		// Nobody reads it and it will not be stored: stop downloading.
-		if (!shareable || j.fl.Body.Spilled()) && j.fl.Body.Readers() == 0 {
+		if (!shareable || j.fl.Body.Spilled() && !h.keepsOnDisk(j.fl.Body.Size())) && j.fl.Body.Readers() == 0 {
 			return errAbandoned
 		}
 	}
@@ -212,6 +212,12 @@ type stored struct {
 	spool bool // the body is the flight's spool file, not e.Body
 }
 
+// keepsOnDisk reports whether a body of n bytes, too large for memory,
+// can be kept on disk.
+func (h *Handler) keepsOnDisk(n int64) bool {
+	return h.disk != nil && n <= h.disk.MaxObjectBytes()
+}
+
 // store puts a complete, shareable response into the memory tier: under its
 // variant key with a Vary index at the base key, or under the base key. It
 // returns what the disk tier should keep: the same entries, and a body too
@@ -223,7 +229,7 @@ func (h *Handler) store(j *fillJob, head fill.Head, m freshness.Meta) []stored {
 	body, err := j.fl.Body.Bytes()
 	spool := errors.Is(err, fill.ErrTooLarge)
 	switch {
-	case spool && (h.disk == nil || j.fl.Body.Size() > h.disk.MaxObjectBytes()):
+	case spool && !h.keepsOnDisk(j.fl.Body.Size()):
 		return nil // streamed through, not kept
 	case err != nil && !spool:
 		return nil
@@ -232,6 +238,7 @@ func (h *Handler) store(j *fillJob, head fill.Head, m freshness.Meta) []stored {
 	if spool {
 		e.Header["Content-Length"] = []string{strconv.FormatInt(j.fl.Body.Size(), 10)}
 	}
+	markEncodable(e, h.maxObject)
 	put := func(key string, e *cache.Entry, spool bool) []stored {
 		if !spool {
 			h.mem.Put(key, e)
@@ -297,7 +304,9 @@ func (h *Handler) revalidated(j *fillJob, res *http.Response, sent, got time.Tim
 			// there with the new header.
 			e.Disk = j.stored.Disk
 			e.Header["Content-Length"] = j.stored.Header["Content-Length"]
-		} else {
+		}
+		markEncodable(e, h.maxObject)
+		if j.stored.Disk == nil {
 			h.mem.Put(j.key, e)
 		}
 		keep = []stored{{key: j.key, e: e}}

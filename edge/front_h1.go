@@ -63,10 +63,19 @@ func (h *Handler) serveH1Hit(ctx *fasthttp.RequestCtx) bool {
 		return false // let net/http's escaping (or its 400) decide the key
 	}
 	base := cachekey.New("http", host, b2s(path), b2s(uri.QueryString()), s.keyRules)
-	e, _ := h.find(base, fastHeader{rh})
+	e, key := h.find(base, fastHeader{rh})
 	if e == nil || e.HitForMiss || freshness.Check(e.Meta, freshness.Directives{}, now) != freshness.Fresh {
 		e.Release()
 		return false
+	}
+	if e.Encodable {
+		var ae [1]string // one field line, as browsers send; no allocation
+		accept := ae[:0]
+		if v := rh.Peek("Accept-Encoding"); v != nil {
+			ae[0] = b2s(v)
+			accept = ae[:1]
+		}
+		e = h.encoded(e, key, accept)
 	}
 	res := &ctx.Response
 	res.SetStatusCode(e.Status)

@@ -14,6 +14,7 @@ import (
 	"github.com/selfcdn/cdn/edge/freshness"
 	"github.com/selfcdn/cdn/edge/routing"
 	"github.com/selfcdn/cdn/origin"
+	"golang.org/x/sync/singleflight"
 )
 
 // Handler is the edge's request path, the same for every protocol: route by
@@ -26,6 +27,7 @@ type Handler struct {
 	mem           *cache.Memory
 	disk          *cache.Disk // nil: no disk tier
 	group         *fill.Group
+	compressing   singleflight.Group // one compression per body and coding
 	fetcher       *origin.Fetcher
 	maxBody       int64
 	maxObject     int64 // bodies larger than this are streamed, not stored
@@ -48,6 +50,7 @@ type Handler struct {
 	// Cache-Status values prepared once (RFC 9211).
 	statusHit, statusStale, statusMiss, statusMissStored, statusCollapsed []string
 	statusRevalidated, statusStaleError, statusPass, statusMethod         []string
+	statusRangePass                                                       []string
 }
 
 // outcome is what a request step reports for metrics and the access log.
@@ -96,10 +99,10 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, s *site
 	if e != nil {
 		switch freshness.Check(e.Meta, reqCC, now) {
 		case freshness.Fresh:
-			return h.serveEntry(w, r, e, h.statusHit, resultHit, now)
+			return h.serveEntry(w, r, h.encoded(e, key, r.Header["Accept-Encoding"]), h.statusHit, resultHit, now)
 		case freshness.StaleRevalidate:
 			h.refresh(r, s, base, key, e)
-			return h.serveEntry(w, r, e, h.statusStale, resultStale, now)
+			return h.serveEntry(w, r, h.encoded(e, key, r.Header["Accept-Encoding"]), h.statusStale, resultStale, now)
 		}
 	}
 	if reqCC.Is(freshness.OnlyIfCached) {
@@ -146,6 +149,7 @@ func (h *Handler) get(key string) (*cache.Entry, bool) {
 	if !e.VaryIndex {
 		h.metrics.tierHits[tierDisk].Inc()
 	}
+	markEncodable(e, h.maxObject)
 	if e.Disk == nil {
 		h.mem.Put(key, e)
 	}
@@ -191,7 +195,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, s *site, base, k
 			key, stored = base+sel, nil
 			continue
 		}
-		return h.serveFlight(w, r, fl, head, leader)
+		return h.serveFlight(w, r, s, fl, head, leader)
 	}
 }
 

@@ -42,6 +42,9 @@ type testEdge struct {
 	URL   string
 	Clock *clock
 	Reg   *prometheus.Registry
+	// stop ends the edge before the test does (to restart it); safe to
+	// call more than once.
+	stop func()
 }
 
 // startEdge runs an edge with one catch-all site for originURL, on clk
@@ -55,6 +58,7 @@ func startEdge(t *testing.T, originURL string, clk *clock, mutate func(*Config))
 	cfg.Cache.MaxObject = 1 << 20
 	cfg.Cache.Dir = t.TempDir()
 	cfg.Cache.Disk = 0 // memory only; the disk tier's tests turn it on
+	cfg.Listen = "127.0.0.1:0"
 	cfg.Sites = []SiteConfig{{Name: "site", Hosts: []string{"*"}, Origin: originURL}}
 	if mutate != nil {
 		mutate(&cfg)
@@ -67,20 +71,22 @@ func startEdge(t *testing.T, originURL string, clk *clock, mutate func(*Config))
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	// A test that restarts an edge passes the first one's address.
+	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
 	ctx, cancel := contextWithCancel(t)
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln, nil) }()
-	t.Cleanup(func() {
+	stop := sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("Serve returned %v", err)
 		}
 	})
-	return &testEdge{URL: "http://" + ln.Addr().String(), Clock: clk, Reg: reg}
+	t.Cleanup(stop)
+	return &testEdge{URL: "http://" + ln.Addr().String(), Clock: clk, Reg: reg, stop: stop}
 }
 
 // countingOrigin is an httptest origin that counts the requests it gets.

@@ -24,7 +24,10 @@ func TestMemoryStaysBounded(t *testing.T) {
 	if held <= 0 || held > budget {
 		t.Errorf("cdn_edge_cache_bytes = %v after storing %d bytes, want in (0, %d]", held, 4*budget, budget)
 	}
-	if ev := metricValue(t, e, "cdn_edge_cache_evictions_total"); ev == 0 {
-		t.Errorf("cdn_edge_cache_evictions_total = 0, want evictions once the budget is full")
+	// TinyLFU either evicts an old entry or refuses the new one.
+	ev := metricValue(t, e, "cdn_edge_cache_evictions_total")
+	rej := metricValue(t, e, "cdn_edge_cache_admissions_rejected_total")
+	if ev+rej == 0 {
+		t.Errorf("no evictions and no refused admissions after storing 4 times the budget")
 	}
 }

@@ -2,6 +2,8 @@ package edge
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/selfcdn/cdn/edge/contentcoding"
 	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
 )
 
@@ -36,6 +38,9 @@ type metrics struct {
 	coalesced prometheus.Counter
 	durations [numResults]prometheus.Observer // duration children, resolved once
 	tierHits  [numTiers]prometheus.Counter
+	// compressed counts bodies compressed, by coding (indexed by
+	// contentcoding.Coding; Identity unused).
+	compressed [3]prometheus.Counter
 }
 
 // tier is the cache tier a stored object was found in.
@@ -78,8 +83,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}, []string{"tier"})
 	m.tierHits[tierMemory] = tierHits.WithLabelValues("memory")
 	m.tierHits[tierDisk] = tierHits.WithLabelValues("disk")
+	compressed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cdn_edge_compressed_total", Help: "Cached bodies compressed (once per body and coding), by coding.",
+	}, []string{"coding"})
+	m.compressed[contentcoding.Gzip] = compressed.WithLabelValues("gzip")
+	m.compressed[contentcoding.Zstd] = compressed.WithLabelValues("zstd")
 	if reg != nil {
-		reg.MustRegister(m.requests, m.bytes, m.duration, m.fetches, m.fetchDur, m.coalesced, tierHits)
+		reg.MustRegister(m.requests, m.bytes, m.duration, m.fetches, m.fetchDur, m.coalesced, tierHits, compressed)
 	}
 	return m
 }

@@ -14,6 +14,12 @@ import (
 // method) to the origin and streams the answer back. A successful unsafe
 // request invalidates the cached URL (RFC 9111 §4.4).
 func (h *Handler) pass(w http.ResponseWriter, r *http.Request, s *site) outcome {
+	return h.proxy(w, r, s, h.statusMethod)
+}
+
+// proxy sends r to the origin and streams the answer back uncached, with
+// status as its Cache-Status.
+func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, status []string) outcome {
 	var body io.ReadCloser = http.NoBody
 	if r.ContentLength != 0 {
 		body = http.MaxBytesReader(w, r.Body, h.maxBody)
@@ -40,7 +46,7 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, s *site) outcome 
 	}
 	hdr := w.Header()
 	maps.Copy(hdr, h.clientHeader(res.Header))
-	hdr["Cache-Status"] = h.statusMethod
+	hdr["Cache-Status"] = status
 	w.WriteHeader(res.StatusCode)
 	n, err := io.Copy(flushWriter{w}, res.Body)
 	o := outcome{status: res.StatusCode, result: resultPass, bytes: n}

@@ -9,9 +9,9 @@ import (
 	"maps"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
+	"github.com/selfcdn/cdn/edge/byterange"
 	"github.com/selfcdn/cdn/edge/cache"
 	"github.com/selfcdn/cdn/edge/fill"
 	"github.com/selfcdn/cdn/internal/httpstats"
@@ -58,10 +58,7 @@ func (h *Handler) serveContent(w http.ResponseWriter, r *http.Request, e *cache.
 	// ServeContent sets the length of what it sends; a 412 or 304 sends
 	// nothing, and a stale stored length would promise a body.
 	delete(hdr, "Content-Length")
-	if rg := r.Header.Get("Range"); rg != "" && !strings.HasPrefix(rg, "bytes=") {
-		// RFC 9110 §14.2: a range unit we do not know is ignored, not refused.
-		r.Header.Del("Range")
-	}
+	normalizeRange(r.Header, e.Size())
 	cw := &httpstats.Writer{ResponseWriter: w}
 	var body io.ReadSeeker = bytes.NewReader(e.Body)
 	if e.Disk != nil {
@@ -73,7 +70,7 @@ func (h *Handler) serveContent(w http.ResponseWriter, r *http.Request, e *cache.
 
 // serveFlight answers from a fill in progress: the head at once, then the
 // body as it arrives.
-func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, fl *fill.Flight, head fill.Head, leader bool) outcome {
+func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, s *site, fl *fill.Flight, head fill.Head, leader bool) outcome {
 	defer fl.Body.Release()
 	if r.Method != http.MethodHead {
 		// Hold the status until the body starts, so an origin that breaks
@@ -97,7 +94,7 @@ func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, fl *fill.F
 		hdr["Cache-Status"] = h.statusPass
 	case !leader:
 		hdr["Cache-Status"] = h.statusCollapsed
-	case contentLength(head.Header) > h.maxObject:
+	case contentLength(head.Header) > h.maxObject && !h.keepsOnDisk(contentLength(head.Header)):
 		hdr["Cache-Status"] = h.statusMiss // too large to keep
 	default:
 		hdr["Cache-Status"] = h.statusMissStored
@@ -105,6 +102,11 @@ func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, fl *fill.F
 	if head.FromCache || (head.Shareable && head.Decision.Meta.InitialAge >= time.Second) {
 		// From cache, or fresh from an origin that is itself a cache.
 		hdr["Age"] = ageHeader(head.Decision.Meta.Age(h.now()))
+	}
+	if r.Method == http.MethodGet && head.Status == http.StatusOK && len(r.Header["Range"]) > 0 {
+		if out, ok := h.serveFlightRange(w, r, s, fl, head, res); ok {
+			return out
+		}
 	}
 	w.WriteHeader(head.Status)
 	if r.Method == http.MethodHead {
@@ -119,6 +121,74 @@ func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, fl *fill.F
 		out.abort = true
 	}
 	return out
+}
+
+// rangeAhead is how far past the bytes a fill has so far a range may start
+// and still wait for the fill; farther ranges go to the origin.
+const rangeAhead = 2 << 20
+
+// serveFlightRange answers a range request from a fill in progress: from
+// the fill's body when the bytes are there or close, else straight from the
+// origin, so a range at the end of a large object does not wait for the
+// whole object (the fill goes on in the background). ok is false when the
+// Range header is to be ignored and the whole 200 sent. The response header
+// is already in w.
+func (h *Handler) serveFlightRange(w http.ResponseWriter, r *http.Request, s *site, fl *fill.Flight, head fill.Head, res result) (outcome, bool) {
+	size := contentLength(head.Header)
+	lm, _ := http.ParseTime(head.Header.Get("Last-Modified"))
+	if size < 0 || !byterange.IfRange(r.Header.Get("If-Range"), head.Header.Get("Etag"), lm) {
+		return outcome{}, false
+	}
+	ranges, err := byterange.Parse(r.Header.Get("Range"), size)
+	switch {
+	case errors.Is(err, byterange.ErrUnsatisfiable), errors.Is(err, byterange.ErrInvalid):
+		byterange.Unsatisfiable(w, size)
+		return outcome{status: http.StatusRequestedRangeNotSatisfiable, result: res}, true
+	case err != nil:
+		return outcome{}, false
+	}
+	var farthest int64
+	for _, rg := range ranges {
+		farthest = max(farthest, rg.Start)
+	}
+	if farthest > fl.Body.Size()+rangeAhead {
+		clear(w.Header())
+		return h.proxy(w, r, s, h.statusRangePass), true
+	}
+	n, err := byterange.Write(w, ranges, size, head.Header.Get("Content-Type"), fl.Body.At(r.Context()), false)
+	return outcome{status: http.StatusPartialContent, result: res, bytes: n, abort: err != nil && r.Context().Err() == nil}, true
+}
+
+// normalizeRange rewrites a request's Range for net/http's ServeContent:
+// ranges coalesced and bounded in count (byterange), and dropped where RFC
+// 9110 §14.2 lets a server ignore them (unknown unit, too many ranges), so
+// the whole representation is sent. Malformed and unsatisfiable ranges
+// get ServeContent's 416 with Content-Range: bytes */size.
+func normalizeRange(h http.Header, size int64) {
+	v := h.Get("Range")
+	if v == "" {
+		return
+	}
+	ranges, err := byterange.Parse(v, size)
+	switch {
+	case errors.Is(err, byterange.ErrUnknownUnit), errors.Is(err, byterange.ErrTooMany):
+		delete(h, "Range")
+	case errors.Is(err, byterange.ErrInvalid):
+		// Answered 416 like an unsatisfiable range, with Content-Range.
+		h["Range"] = []string{"bytes=" + strconv.FormatInt(size, 10) + "-"}
+	case err == nil:
+		b := make([]byte, 0, 64)
+		b = append(b, "bytes="...)
+		for i, rg := range ranges {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(b, rg.Start, 10)
+			b = append(b, '-')
+			b = strconv.AppendInt(b, rg.Start+rg.Length-1, 10)
+		}
+		h["Range"] = []string{string(b)}
+	}
 }
 
 // fail is the one place an error becomes a status.

@@ -128,6 +128,7 @@ func (h *Handler) prepareStatus() {
 	h.statusRevalidated = v("fwd=stale; fwd-status=304; stored")
 	h.statusPass = v(`fwd=uri-miss; detail="not-storable"`)
 	h.statusMethod = v("fwd=method")
+	h.statusRangePass = v(`fwd=uri-miss; detail="range-from-origin"`)
 }
 
 // Handler returns the request path, for tests and embedding.

@@ -46,6 +46,9 @@ type Entry struct {
 	// Gen names a Vary index's generation; its variants' keys include it,
 	// so deleting the index (an invalidation) orphans every variant at once.
 	Gen uint64
+	// Encodable says the edge may compress the body (see edge's
+	// markEncodable); decided once, before the entry is shared.
+	Encodable bool
 	// HitForMiss marks a URL whose last response was not shareable.
 	HitForMiss bool
 	// Tombstone marks a URL invalidated by an unsafe request.

@@ -241,3 +241,50 @@ func (b *Body) Reader() io.Reader {
 	}
 	return bytes.NewReader(b.mem[:b.size])
 }
+
+// At returns a reader of the body at any offset, for range requests: a
+// read waits until its bytes arrived, and fails with the fetch's error (or
+// io.ErrUnexpectedEOF) if the body ends before them. The caller must hold a
+// reference.
+func (b *Body) At(ctx context.Context) io.ReaderAt { return bodyAt{b: b, ctx: ctx} }
+
+type bodyAt struct {
+	b   *Body
+	ctx context.Context
+}
+
+func (r bodyAt) ReadAt(p []byte, off int64) (int, error) {
+	b, want := r.b, off+int64(len(p))
+	for {
+		b.mu.Lock()
+		size, done, err, wake, mem, file := b.size, b.done, b.err, b.wake, b.mem, b.file
+		b.mu.Unlock()
+		if size < want && !done {
+			select {
+			case <-wake:
+				continue
+			case <-r.ctx.Done():
+				return 0, r.ctx.Err()
+			}
+		}
+		end := min(want, size)
+		n := 0
+		if off < end {
+			if file != nil {
+				var rerr error
+				if n, rerr = file.ReadAt(p[:end-off], off); rerr != nil {
+					return n, fmt.Errorf("read spooled body: %w", rerr)
+				}
+			} else {
+				n = copy(p, mem[off:end])
+			}
+		}
+		switch {
+		case end == want:
+			return n, nil
+		case err != nil:
+			return n, err
+		}
+		return n, io.EOF // the body ended before off+len(p)
+	}
+}

@@ -39,6 +39,7 @@ const (
 	ProxyRevalidate
 	OnlyIfCached
 	Immutable
+	NoTransform
 )
 
 // Is reports whether every directive in h is present.
@@ -108,6 +109,8 @@ func (d *Directives) parse(v string) {
 			d.Has |= OnlyIfCached
 		case "immutable":
 			d.Has |= Immutable
+		case "no-transform":
+			d.Has |= NoTransform
 		}
 	}
 }

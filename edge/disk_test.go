@@ -1,0 +1,346 @@
+package edge
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"mime"
+	"mime/multipart"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/selfcdn/cdn/internal/config"
+)
+
+// withDisk turns the disk tier on, in dir, with memory holding bodies up to
+// maxObject.
+func withDisk(dir string, maxObject int64) func(*Config) {
+	return restartOf(nil, dir, maxObject)
+}
+
+// restartOf is withDisk for an edge that takes over from prev: same
+// directory, same address (the cache key holds the Host).
+func restartOf(prev *testEdge, dir string, maxObject int64) func(*Config) {
+	return func(c *Config) {
+		if prev != nil {
+			c.Listen = strings.TrimPrefix(prev.URL, "http://")
+		}
+		c.Cache.Dir = dir
+		c.Cache.Disk = 256 << 20
+		c.Cache.MaxObject = config.Size(maxObject)
+	}
+}
+
+// payload is a deterministic body of n bytes that no two offsets repeat in
+// a short window, so a shifted or mixed-up range cannot pass as right.
+func payload(n int) []byte {
+	b := make([]byte, n)
+	r := rand.New(rand.NewPCG(uint64(n), 7))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+// objectOrigin serves fixed bodies by path, with ranges and validators.
+func objectOrigin(t *testing.T, objects map[string][]byte) *countingOrigin {
+	return newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		body, ok := objects[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("ETag", fmt.Sprintf(`"%x"`, len(body)))
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+	})
+}
+
+// TestDiskTierRestartKeepsHits: an edge restarted on the same directory
+// answers from its disk cache at once, over both protocols, for bodies held
+// in memory before and for bodies too large for memory.
+func TestDiskTierRestartKeepsHits(t *testing.T) {
+	objects := map[string][]byte{"/small": payload(5000), "/large": payload(3 << 20)}
+	o := objectOrigin(t, objects)
+	dir := t.TempDir()
+	first := startEdge(t, o.URL, nil, withDisk(dir, 1<<20))
+	for path, body := range objects {
+		res, got := get(t, "GET", first.URL+path, nil)
+		if got != string(body) || cacheResult(res.Header.Get("Cache-Status")) != "miss" {
+			t.Fatalf("fill %s: %q, %d bytes; want a stored miss with the body", path, res.Header.Get("Cache-Status"), len(got))
+		}
+	}
+	first.stop()
+
+	e := startEdge(t, o.URL, nil, restartOf(first, dir, 1<<20))
+	for _, c := range []*http.Client{http.DefaultClient, h2cClient(t)} {
+		for path, body := range objects {
+			res, got := getWith(t, c, "GET", e.URL+path, nil)
+			if got != string(body) || cacheResult(res.Header.Get("Cache-Status")) != "hit" {
+				t.Errorf("after restart, %s over HTTP/%d: %q, %d bytes; want a hit with the %d stored bytes",
+					path, res.ProtoMajor, res.Header.Get("Cache-Status"), len(got), len(body))
+			}
+			if res.Header.Get("Content-Length") != fmt.Sprint(len(body)) {
+				t.Errorf("%s: Content-Length %q, want %d", path, res.Header.Get("Content-Length"), len(body))
+			}
+		}
+	}
+	if n := o.hits.Load(); n != 2 {
+		t.Errorf("origin requests = %d, want 2 (one per object, before the restart)", n)
+	}
+	if n := metricValue(t, e, "cdn_edge_cache_tier_hits_total"); n < 2 {
+		t.Errorf("tier hits after restart = %v, want the disk hits counted", n)
+	}
+}
+
+// TestDiskTierDamageNeverServed damages cached files behind the edge's back:
+// the edge never sends wrong bytes, drops the object and fetches it again.
+func TestDiskTierDamageNeverServed(t *testing.T) {
+	tests := []struct {
+		name   string
+		size   int
+		damage func(t *testing.T, path string)
+	}{
+		{name: "small object, bit flipped", size: 10_000, damage: flipByte(-5000)},
+		{name: "small object, truncated", size: 10_000, damage: truncateTo(4000)},
+		{name: "large object, bit flipped in the first block", size: 2 << 20, damage: flipByte(100_000)},
+		{name: "large object, bit flipped near the end", size: 2 << 20, damage: flipByte(-20_000)},
+		{name: "large object, truncated", size: 2 << 20, damage: truncateTo(1 << 20)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := payload(tt.size)
+			o := objectOrigin(t, map[string][]byte{"/o": body})
+			dir := t.TempDir()
+			first := startEdge(t, o.URL, nil, withDisk(dir, 64<<10))
+			get(t, "GET", first.URL+"/o", nil)
+			first.stop()
+			files := objectFiles(t, dir)
+			if len(files) != 1 {
+				t.Fatalf("object files on disk: %v, want 1", files)
+			}
+			tt.damage(t, files[0])
+
+			e := startEdge(t, o.URL, nil, restartOf(first, dir, 64<<10))
+			res, err := http.Get(e.URL + "/o")
+			if err == nil {
+				got, rerr := io.ReadAll(res.Body)
+				res.Body.Close()
+				if rerr == nil && !bytes.Equal(got, body) {
+					t.Fatalf("damaged object served as whole: %d bytes, status %d", len(got), res.StatusCode)
+				}
+			}
+			// Whether the damage was caught before the status line or cut the
+			// transfer, the next answer is the right body, from the origin.
+			res2, got := get(t, "GET", e.URL+"/o", nil)
+			if got != string(body) {
+				t.Errorf("after the damage: %d bytes (%q), want the origin's %d", len(got), res2.Header.Get("Cache-Status"), len(body))
+			}
+			if n := o.hits.Load(); n != 2 {
+				t.Errorf("origin requests = %d, want 2 (the fill, then the refetch)", n)
+			}
+			if n := metricValue(t, e, "cdn_edge_cache_corrupt_total"); n != 1 {
+				t.Errorf("corrupt objects counted = %v, want 1", n)
+			}
+		})
+	}
+}
+
+func objectFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var files []string
+	filepath.WalkDir(filepath.Join(dir, "disk", "objects"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			files = append(files, p)
+		}
+		return nil
+	})
+	return files
+}
+
+func flipByte(off int64) func(*testing.T, string) {
+	return func(t *testing.T, path string) {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if off < 0 {
+			off += int64(len(b))
+		}
+		b[off] ^= 0x20
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func truncateTo(n int64) func(*testing.T, string) {
+	return func(t *testing.T, path string) {
+		t.Helper()
+		if err := os.Truncate(path, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestRangesFromCache checks range answers byte for byte, from memory and
+// from disk, over both protocols.
+func TestRangesFromCache(t *testing.T) {
+	objects := map[string][]byte{"/mem": payload(300_000), "/disk": payload(1_500_000)}
+	o := objectOrigin(t, objects)
+	e := startEdge(t, o.URL, nil, withDisk(t.TempDir(), 400_000))
+	for path := range objects {
+		get(t, "GET", e.URL+path, nil)
+	}
+	tests := []struct {
+		name, rng string
+		status    int
+		want      [][2]int64 // [start, end] inclusive, per part
+		whole     bool
+	}{
+		{name: "first bytes", rng: "bytes=0-99", status: 206, want: [][2]int64{{0, 99}}},
+		{name: "suffix", rng: "bytes=-500", status: 206, want: [][2]int64{{-500, -1}}},
+		{name: "open end", rng: "bytes=99000-", status: 206, want: [][2]int64{{99000, -1}}},
+		{name: "across disk blocks", rng: "bytes=262000-290000", status: 206, want: [][2]int64{{262000, 290000}}},
+		{name: "two parts", rng: "bytes=10-19, 50000-50099", status: 206, want: [][2]int64{{10, 19}, {50000, 50099}}},
+		{name: "overlapping parts coalesced", rng: "bytes=0-99,50-149", status: 206, want: [][2]int64{{0, 149}}},
+		{name: "past the end", rng: "bytes=99999999-", status: 416},
+		{name: "malformed", rng: "bytes=abc", status: 416},
+		{name: "unknown unit ignored", rng: "items=0-5", status: 200, whole: true},
+		{name: "too many ranges ignored", rng: "bytes=" + strings.Repeat("0-0,", 70) + "0-0", status: 200, whole: true},
+	}
+	for _, c := range []*http.Client{http.DefaultClient, h2cClient(t)} {
+		for path, body := range objects {
+			for _, tt := range tests {
+				t.Run(fmt.Sprintf("%s%s/%s", protoName(c), path, tt.name), func(t *testing.T) {
+					res, got := getWith(t, c, "GET", e.URL+path, http.Header{"Range": {tt.rng}})
+					if res.StatusCode != tt.status {
+						t.Fatalf("status %d, want %d", res.StatusCode, tt.status)
+					}
+					switch {
+					case tt.status == 416:
+						if cr := res.Header.Get("Content-Range"); cr != fmt.Sprintf("bytes */%d", len(body)) {
+							t.Errorf("Content-Range %q, want bytes */%d", cr, len(body))
+						}
+					case tt.whole:
+						if got != string(body) {
+							t.Errorf("whole body: %d bytes, want %d", len(got), len(body))
+						}
+					default:
+						checkParts(t, res, got, body, tt.want)
+					}
+				})
+			}
+		}
+	}
+}
+
+func protoName(c *http.Client) string {
+	if c == http.DefaultClient {
+		return "h1"
+	}
+	return "h2c"
+}
+
+// checkParts checks a 206 body (single or multipart) against the expected
+// [start, end] parts of body; negative bounds count from the end.
+func checkParts(t *testing.T, res *http.Response, got string, body []byte, want [][2]int64) {
+	t.Helper()
+	abs := func(v int64) int64 {
+		if v < 0 {
+			return int64(len(body)) + v
+		}
+		return v
+	}
+	if len(want) == 1 {
+		s, en := abs(want[0][0]), abs(want[0][1])
+		if got != string(body[s:en+1]) {
+			t.Errorf("range body: %d bytes, want bytes %d-%d", len(got), s, en)
+		}
+		if cr := res.Header.Get("Content-Range"); cr != fmt.Sprintf("bytes %d-%d/%d", s, en, len(body)) {
+			t.Errorf("Content-Range %q, want bytes %d-%d/%d", cr, s, en, len(body))
+		}
+		return
+	}
+	mt, params, err := mime.ParseMediaType(res.Header.Get("Content-Type"))
+	if err != nil || mt != "multipart/byteranges" {
+		t.Fatalf("Content-Type %q, want multipart/byteranges", res.Header.Get("Content-Type"))
+	}
+	mr := multipart.NewReader(strings.NewReader(got), params["boundary"])
+	for i, w := range want {
+		p, err := mr.NextPart()
+		if err != nil {
+			t.Fatalf("part %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(p)
+		s, en := abs(w[0]), abs(w[1])
+		if string(b) != string(body[s:en+1]) || p.Header.Get("Content-Range") != fmt.Sprintf("bytes %d-%d/%d", s, en, len(body)) {
+			t.Errorf("part %d: %d bytes, Content-Range %q; want bytes %d-%d", i, len(b), p.Header.Get("Content-Range"), s, en)
+		}
+	}
+	if _, err := mr.NextPart(); err != io.EOF {
+		t.Errorf("more parts than %d (err %v)", len(want), err)
+	}
+}
+
+// TestRangeOnMiss: a range request that misses is answered without waiting
+// for the whole object, and the object is still fetched once and stored.
+func TestRangeOnMiss(t *testing.T) {
+	const size = 24 << 20
+	body := payload(size)
+	release := make(chan struct{})
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=600")
+		w.Header().Set("ETag", `"big"`)
+		if r.Header.Get("Range") != "" {
+			http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(body))
+			return
+		}
+		// The whole object: the first MiB at once, the rest only after the
+		// test saw its range answered, so a range that waited for the whole
+		// object would hang.
+		w.Header().Set("Content-Length", fmt.Sprint(size))
+		w.Write(body[:1<<20])
+		w.(http.Flusher).Flush()
+		<-release
+		w.Write(body[1<<20:])
+	})
+	e := startEdge(t, o.URL, nil, withDisk(t.TempDir(), 1<<20))
+
+	res, got := get(t, "GET", e.URL+"/big", http.Header{"Range": {"bytes=100-199"}})
+	if res.StatusCode != 206 || got != string(body[100:200]) {
+		t.Fatalf("near range on a miss: %d, %d bytes; want 206 with bytes 100-199", res.StatusCode, len(got))
+	}
+	res, got = get(t, "GET", e.URL+"/big", http.Header{"Range": {fmt.Sprintf("bytes=%d-", size-1000)}})
+	if res.StatusCode != 206 || got != string(body[size-1000:]) {
+		t.Fatalf("range at the end on a miss: %d, %d bytes; want 206 with the last 1000 bytes", res.StatusCode, len(got))
+	}
+	if !strings.Contains(res.Header.Get("Cache-Status"), "range-from-origin") {
+		t.Errorf("far range Cache-Status %q, want it answered from the origin", res.Header.Get("Cache-Status"))
+	}
+	close(release)
+	eventually(t, "the object stored", func() bool {
+		res, _ := http.Get(e.URL + "/big")
+		if res == nil {
+			return false
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return cacheResult(res.Header.Get("Cache-Status")) == "hit"
+	})
+	res, got = get(t, "GET", e.URL+"/big", http.Header{"Range": {fmt.Sprintf("bytes=%d-%d", size-5, size-1)}})
+	if res.StatusCode != 206 || got != string(body[size-5:]) || cacheResult(res.Header.Get("Cache-Status")) != "hit" {
+		t.Errorf("range after the fill: %d %q; want a 206 hit", res.StatusCode, res.Header.Get("Cache-Status"))
+	}
+	if n := o.hits.Load(); n != 2 {
+		t.Errorf("origin requests = %d, want 2 (the whole object once, the far range once)", n)
+	}
+}

@@ -1,0 +1,95 @@
+package edge
+
+import (
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/selfcdn/cdn/edge/cache"
+	"github.com/selfcdn/cdn/edge/contentcoding"
+	"github.com/selfcdn/cdn/edge/freshness"
+)
+
+// The edge compresses a stored identity body once per coding and keeps the
+// result as one more entry, keyed by the entry's key, the coding, and the
+// version of the body it came from. Clients are sorted by the coding they
+// would get (zstd, gzip or identity), not by their Accept-Encoding text, so
+// the cache holds at most three copies however many header values it sees.
+
+// markEncodable decides, once per stored entry, whether the edge may
+// compress it, and says Vary: Accept-Encoding on its responses if so. Call
+// it before the entry is shared.
+func markEncodable(e *cache.Entry, maxObject int64) {
+	h := e.Header
+	e.Encodable = e.Status == http.StatusOK && e.Disk == nil && !e.VaryIndex &&
+		int64(len(e.Body)) >= contentcoding.MinSize && int64(len(e.Body)) <= maxObject &&
+		len(h["Content-Encoding"]) == 0 && contentcoding.Compressible(h.Get("Content-Type")) &&
+		!freshness.ParseHeader(h, "Cache-Control").Is(freshness.NoTransform)
+	if e.Encodable && !varies(h, "Accept-Encoding") {
+		h["Vary"] = append(h["Vary"][:len(h["Vary"]):len(h["Vary"])], "Accept-Encoding")
+	}
+}
+
+// varies reports whether the Vary field of h names field.
+func varies(h http.Header, field string) bool {
+	for _, v := range h["Vary"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(f), field) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// encoded returns the entry to send for e, stored under key, to a client
+// whose Accept-Encoding values are accept: e itself, or its compressed
+// copy, made now if none is stored yet.
+func (h *Handler) encoded(e *cache.Entry, key string, accept []string) *cache.Entry {
+	if !e.Encodable || len(accept) == 0 {
+		return e
+	}
+	c := contentcoding.Negotiate(accept)
+	if c == contentcoding.Identity {
+		return e
+	}
+	// The body's version is in the key: a refreshed entry gets fresh copies.
+	ckey := key + "\x00ce=" + c.String() + "\x00" + strconv.FormatInt(e.Meta.ResponseTime.UnixNano(), 36)
+	if ce, ok := h.mem.Get(ckey); ok {
+		return ce
+	}
+	v, err, _ := h.compressing.Do(ckey, func() (any, error) {
+		if ce, ok := h.get(ckey); ok {
+			return ce, nil
+		}
+		return h.compress(e, ckey, c)
+	})
+	if err != nil {
+		h.log.Warn("compress a cached body", slog.String("key", key), slog.Any("err", err))
+		return e
+	}
+	return v.(*cache.Entry)
+}
+
+// compress stores and returns e's body encoded with c under ckey.
+func (h *Handler) compress(e *cache.Entry, ckey string, c contentcoding.Coding) (*cache.Entry, error) {
+	body, err := contentcoding.Compress(c, e.Body)
+	if err != nil {
+		return nil, err
+	}
+	hdr := e.Header.Clone()
+	hdr["Content-Encoding"] = []string{c.String()}
+	if etag := hdr.Get("Etag"); etag != "" {
+		// Another representation needs its own strong validator.
+		hdr["Etag"] = []string{contentcoding.ETag(etag, c)}
+	}
+	ce := cache.NewEntry(e.Status, hdr, body, e.Meta, e.Vary)
+	ce.Invalidated = e.Invalidated
+	h.metrics.compressed[c].Inc()
+	h.mem.Put(ckey, ce)
+	if h.disk != nil {
+		h.goBackground(func() { h.disk.Put(ckey, ce, nil) })
+	}
+	return ce, nil
+}
