@@ -16,7 +16,7 @@ func runEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var (
 		cfgPath, originURL, listen, admin, cacheDir, name string
-		memory                                            config.Size
+		memory, disk                                      config.Size
 		check, accessLog                                  bool
 		lf                                                logFlags
 	)
@@ -26,6 +26,7 @@ func runEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&admin, "admin", "", "metrics and health address (overrides the config)")
 	fs.StringVar(&cacheDir, "cache-dir", "", "directory for cache files (overrides the config)")
 	fs.Var(&memory, "memory", "memory cache size, e.g. 512MiB (overrides the config)")
+	fs.Var(&disk, "disk", "disk cache size under --cache-dir, e.g. 20GiB; 0 turns it off (overrides the config)")
 	fs.StringVar(&name, "name", "", "edge name in Via and Cache-Status (overrides the config)")
 	fs.BoolVar(&accessLog, "access-log", true, "log every request (JSON)")
 	fs.BoolVar(&check, "check-config", false, "validate the configuration and exit")
@@ -59,6 +60,9 @@ func runEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if memory > 0 {
 		cfg.Cache.Memory = memory
+	}
+	if set["disk"] {
+		cfg.Cache.Disk = disk
 	}
 	if name != "" {
 		cfg.Name = name
