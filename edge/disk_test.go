@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -342,5 +343,36 @@ func TestRangeOnMiss(t *testing.T) {
 	}
 	if n := o.hits.Load(); n != 2 {
 		t.Errorf("origin requests = %d, want 2 (the whole object once, the far range once)", n)
+	}
+}
+
+// TestDiskFull runs the disk tier on a filesystem far smaller than its
+// budget: once the filesystem is full the edge keeps answering every
+// request right, from memory and the origin, and counts the failed writes.
+func TestDiskFull(t *testing.T) {
+	dir := t.TempDir()
+	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Skipf("mounting a 1 MiB tmpfs needs root: %v", err)
+	}
+	t.Cleanup(func() { syscall.Unmount(dir, syscall.MNT_DETACH) })
+	objects := map[string][]byte{}
+	for i := range 12 {
+		objects[fmt.Sprintf("/o%d", i)] = payload(200_000 + i)
+	}
+	o := objectOrigin(t, objects)
+	e := startEdge(t, o.URL, nil, withDisk(dir, 1<<20))
+	for pass := range 2 {
+		for path, body := range objects {
+			res, got := get(t, "GET", e.URL+path, nil)
+			if got != string(body) {
+				t.Fatalf("pass %d, %s: %d bytes (%d), want the origin's %d", pass, path, len(got), res.StatusCode, len(body))
+			}
+		}
+	}
+	if n := metricValue(t, e, "cdn_edge_cache_write_errors_total"); n == 0 {
+		t.Error("no failed disk writes counted on a full filesystem")
+	}
+	if n := o.hits.Load(); n != int64(len(objects)) {
+		t.Errorf("origin requests = %d, want %d (memory still caches)", n, len(objects))
 	}
 }

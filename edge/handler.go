@@ -21,16 +21,20 @@ import (
 // Host, build the cache key, look the key up, and answer from the cache,
 // from a shared origin fetch, or by passing the request through.
 type Handler struct {
-	name          string
-	via           string
-	routes        atomic.Pointer[routing.Table[site]]
-	mem           *cache.Memory
-	disk          *cache.Disk // nil: no disk tier
-	group         *fill.Group
-	compressing   singleflight.Group // one compression per body and coding
-	fetcher       *origin.Fetcher
-	maxBody       int64
-	maxObject     int64 // bodies larger than this are streamed, not stored
+	name        string
+	via         string
+	routes      atomic.Pointer[routing.Table[site]]
+	mem         *cache.Memory
+	disk        *cache.Disk // nil: no disk tier
+	group       *fill.Group
+	compressing singleflight.Group // one compression per body and coding
+	fetcher     *origin.Fetcher
+	maxBody     int64
+	maxObject   int64 // bodies larger than this are streamed, not stored
+	// diskInline is the largest disk object read whole and promoted to
+	// memory on a hit; larger ones stream from disk, so a memory tier too
+	// small for them is not churned by one read per hit.
+	diskInline    int64
 	maxVariants   int
 	hitForMissTTL time.Duration
 	accessLog     bool
@@ -142,7 +146,7 @@ func (h *Handler) get(key string) (*cache.Entry, bool) {
 	if h.disk == nil {
 		return nil, false
 	}
-	e, ok := h.disk.Get(key, h.maxObject)
+	e, ok := h.disk.Get(key, h.diskInline)
 	if !ok {
 		return nil, false
 	}

@@ -60,12 +60,29 @@ func (h *Handler) serveContent(w http.ResponseWriter, r *http.Request, e *cache.
 	delete(hdr, "Content-Length")
 	normalizeRange(r.Header, e.Size())
 	cw := &httpstats.Writer{ResponseWriter: w}
-	var body io.ReadSeeker = bytes.NewReader(e.Body)
-	if e.Disk != nil {
-		body = io.NewSectionReader(e.Disk, 0, e.Disk.Size())
+	if e.Disk == nil {
+		http.ServeContent(cw, r, "", e.LastModified, bytes.NewReader(e.Body))
+		return outcome{status: cw.Status, result: res, bytes: cw.Bytes}
 	}
+	body := &readErr{ReadSeeker: io.NewSectionReader(e.Disk, 0, e.Disk.Size())}
 	http.ServeContent(cw, r, "", e.LastModified, body)
-	return outcome{status: cw.Status, result: res, bytes: cw.Bytes}
+	// ServeContent ends quietly on a read error; a block that failed its
+	// checksum must cut the client off instead.
+	return outcome{status: cw.Status, result: res, bytes: cw.Bytes, abort: body.err != nil}
+}
+
+// readErr remembers the first read error of a ReadSeeker.
+type readErr struct {
+	io.ReadSeeker
+	err error
+}
+
+func (r *readErr) Read(p []byte) (int, error) {
+	n, err := r.ReadSeeker.Read(p)
+	if err != nil && err != io.EOF && r.err == nil {
+		r.err = err
+	}
+	return n, err
 }
 
 // serveFlight answers from a fill in progress: the head at once, then the

@@ -103,6 +103,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		fetcher:       origin.NewFetcher(cfg.Origin),
 		maxBody:       int64(cfg.MaxBodyBytes),
 		maxObject:     maxObj,
+		diskInline:    min(maxObj, int64(cfg.Cache.Memory)/64),
 		maxVariants:   cfg.Cache.MaxVariants,
 		hitForMissTTL: cfg.Cache.HitForMissTTL,
 		accessLog:     cfg.AccessLog,

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -343,8 +345,12 @@ func TestDiskCrashLeftovers(t *testing.T) {
 // TestDiskWriteFailure: a tier that cannot write keeps answering, counts
 // the failures, and works again once writing does.
 func TestDiskWriteFailure(t *testing.T) {
-	dir := t.TempDir()
-	d := openTestDisk(t, dir, 64<<20)
+	var logs bytes.Buffer
+	d, err := OpenDisk(DiskConfig{Dir: t.TempDir(), MaxBytes: 64 << 20, Log: slog.New(slog.NewTextHandler(&logs, nil))}, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
 	d.Put("old", testEntry([]byte("old")), nil)
 	os.RemoveAll(d.tmpDir) // every new object file now fails to be created
 	for range 3 {
@@ -354,6 +360,9 @@ func TestDiskWriteFailure(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(d.metrics.writeErrors); n != 3 {
 		t.Errorf("write errors = %v, want 3", n)
+	}
+	if n := strings.Count(logs.String(), "storing objects fails"); n != 1 {
+		t.Errorf("failure logged %d times for 3 failed writes, want once:\n%s", n, logs.String())
 	}
 	if _, ok := d.Get("old", 100); !ok {
 		t.Error("stored object unreadable while writes fail")

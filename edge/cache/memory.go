@@ -56,7 +56,11 @@ func (m *Memory) Put(key string, e *Entry) bool {
 	if int64(len(e.Body)) > m.maxObj {
 		return false
 	}
-	ok := m.c.SetWithTTL(key, e, e.cost(key), e.expiry())
+	return m.put(key, e, e.cost(key))
+}
+
+func (m *Memory) put(key string, e *Entry, cost int64) bool {
+	ok := m.c.SetWithTTL(key, e, cost, e.expiry())
 	m.c.Wait()
 	return ok
 }

@@ -1,0 +1,194 @@
+package cache
+
+import (
+	"container/list"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/selfcdn/cdn/edge/freshness"
+)
+
+// The Zipf simulation replays skewed traffic (Zipf, alpha 0.8, the usual
+// fit for CDN request logs) over a catalog of objects with long-tailed
+// sizes through the two tiers as the edge uses them: the real memory tier
+// (ristretto, bounded by bytes, TinyLFU admission) over the disk tier's
+// index and eviction policy (SIEVE, bounded by bytes; no files, so a
+// million requests take seconds). A miss stores in both tiers (write
+// through), so a memory eviction falls back to disk; a disk hit is
+// promoted to memory. Beside it, on the same request stream: one plain
+// LRU cache holding as many bytes as both tiers together, and an LRU in
+// place of SIEVE on disk.
+//
+//	go test -run '^$' -bench ZipfHitRatio ./edge/cache/
+
+const (
+	zipfObjects  = 200_000
+	zipfRequests = 2_000_000
+	zipfAlpha    = 0.8
+)
+
+type zipfWorkload struct {
+	sizes    []int64 // per object
+	requests []int32 // object ids
+	total    int64   // catalog bytes
+}
+
+func newZipfWorkload() *zipfWorkload {
+	r := rand.New(rand.NewPCG(42, 42))
+	w := &zipfWorkload{sizes: make([]int64, zipfObjects)}
+	for i := range w.sizes {
+		// Log-normal sizes, median ~12 KiB, capped at 8 MiB: many small
+		// assets, a few large ones.
+		s := int64(math.Exp(9.4 + 1.6*r.NormFloat64()))
+		w.sizes[i] = min(max(s, 200), 8<<20)
+		w.total += w.sizes[i]
+	}
+	// Popularity rank is independent of size.
+	r.Shuffle(len(w.sizes), func(i, j int) { w.sizes[i], w.sizes[j] = w.sizes[j], w.sizes[i] })
+	cdf := make([]float64, zipfObjects)
+	var sum float64
+	for i := range cdf {
+		sum += 1 / math.Pow(float64(i+1), zipfAlpha)
+		cdf[i] = sum
+	}
+	w.requests = make([]int32, zipfRequests)
+	for i := range w.requests {
+		id, _ := slices.BinarySearch(cdf, r.Float64()*sum)
+		w.requests[i] = int32(min(id, zipfObjects-1))
+	}
+	return w
+}
+
+// byteLRU is a plain LRU bounded by bytes: the baseline.
+type byteLRU struct {
+	max, bytes int64
+	order      *list.List // front: most recent
+	items      map[int32]*list.Element
+	sizes      []int64
+}
+
+func newByteLRU(max int64, sizes []int64) *byteLRU {
+	return &byteLRU{max: max, order: list.New(), items: map[int32]*list.Element{}, sizes: sizes}
+}
+
+func (c *byteLRU) get(id int32) bool {
+	if e, ok := c.items[id]; ok {
+		c.order.MoveToFront(e)
+		return true
+	}
+	return false
+}
+
+func (c *byteLRU) put(id int32) {
+	size := c.sizes[id]
+	if size > c.max {
+		return
+	}
+	for c.bytes+size > c.max {
+		e := c.order.Back()
+		old := e.Value.(int32)
+		c.order.Remove(e)
+		delete(c.items, old)
+		c.bytes -= c.sizes[old]
+	}
+	c.items[id] = c.order.PushFront(id)
+	c.bytes += size
+}
+
+type zipfResult struct {
+	memHits, diskHits, lruHits, lruDiskHits, counted int
+}
+
+// simulate replays the workload; the first fifth warms the caches up.
+func simulate(b *testing.B, w *zipfWorkload, memBytes, diskBytes int64) zipfResult {
+	mem, err := NewMemory(Config{MemoryBytes: memBytes, MaxObjectBytes: 16 << 20}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer mem.Close()
+	disk := newSieve()
+	lru := newByteLRU(memBytes+diskBytes, w.sizes)
+	lruDisk := newByteLRU(diskBytes, w.sizes)
+	keys := make([]string, zipfObjects)
+	for i := range keys {
+		keys[i] = "k" + strconv.Itoa(i)
+	}
+	meta := freshness.Meta{Lifetime: time.Hour, ResponseTime: time.Now()}
+	entries := make([]*Entry, zipfObjects) // made on first store; bodies not held
+	var res zipfResult
+	warm := len(w.requests) / 5
+	for n, id := range w.requests {
+		count := n >= warm
+		if count {
+			res.counted++
+		}
+		size := w.sizes[id]
+		key := keys[id]
+		switch {
+		case func() bool { _, ok := mem.Get(key); return ok }():
+			if count {
+				res.memHits++
+			}
+		case disk.touch(uint64(id)):
+			if count {
+				res.diskHits++
+			}
+			mem.put(key, entries[id], size)
+		default:
+			if entries[id] == nil {
+				entries[id] = &Entry{Status: 200, Header: http.Header{"Etag": {`"z"`}}, Meta: meta}
+			}
+			mem.put(key, entries[id], size)
+			if size <= diskBytes/8 {
+				for disk.bytes+size > diskBytes {
+					v, _ := disk.victim()
+					disk.remove(v)
+				}
+				disk.insert(uint64(id), size)
+			}
+		}
+		if lru.get(id) {
+			if count {
+				res.lruHits++
+			}
+		} else {
+			lru.put(id)
+		}
+		if lruDisk.get(id) {
+			if count {
+				res.lruDiskHits++
+			}
+		} else {
+			lruDisk.put(id)
+		}
+	}
+	return res
+}
+
+func BenchmarkZipfHitRatio(b *testing.B) {
+	w := newZipfWorkload()
+	for _, tt := range []struct{ memPct, diskPct float64 }{
+		{1, 10}, {1, 30}, {5, 10}, {5, 30},
+	} {
+		memBytes := int64(float64(w.total) * tt.memPct / 100)
+		diskBytes := int64(float64(w.total) * tt.diskPct / 100)
+		b.Run(fmt.Sprintf("mem=%g%%/disk=%g%%", tt.memPct, tt.diskPct), func(b *testing.B) {
+			var res zipfResult
+			for b.Loop() {
+				res = simulate(b, w, memBytes, diskBytes)
+			}
+			pct := func(n int) float64 { return 100 * float64(n) / float64(res.counted) }
+			b.ReportMetric(pct(res.memHits+res.diskHits), "hit%")
+			b.ReportMetric(pct(res.memHits), "mem-hit%")
+			b.ReportMetric(pct(res.diskHits), "disk-hit%")
+			b.ReportMetric(pct(res.lruHits), "lru-same-bytes-hit%")
+			b.ReportMetric(pct(res.lruDiskHits), "lru-disk-only-hit%")
+		})
+	}
+}
