@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"math/rand/v2"
 	"mime"
 	"mime/multipart"
@@ -374,5 +375,37 @@ func TestDiskFull(t *testing.T) {
 	}
 	if n := o.hits.Load(); n != int64(len(objects)) {
 		t.Errorf("origin requests = %d, want %d (memory still caches)", n, len(objects))
+	}
+}
+
+// TestDiskTierDamageCutsTheClient: a bad block found while a large object
+// streams from disk (plain, conditional or range request, either protocol)
+// ends in a transfer error, never in a short body that looks whole.
+func TestDiskTierDamageCutsTheClient(t *testing.T) {
+	body := payload(2 << 20)
+	for _, c := range []*http.Client{http.DefaultClient, h2cClient(t)} {
+		for _, hdr := range []http.Header{nil, {"If-None-Match": {`"other"`}}, {"Range": {"bytes=0-"}}} {
+			t.Run(fmt.Sprintf("%s %v", protoName(c), hdr), func(t *testing.T) {
+				o := objectOrigin(t, map[string][]byte{"/o": body})
+				dir := t.TempDir()
+				first := startEdge(t, o.URL, nil, withDisk(dir, 64<<10))
+				get(t, "GET", first.URL+"/o", nil)
+				first.stop()
+				flipByte(-20_000)(t, objectFiles(t, dir)[0])
+				e := startEdge(t, o.URL, nil, restartOf(first, dir, 64<<10))
+				req, _ := http.NewRequest("GET", e.URL+"/o", nil)
+				maps.Copy(req.Header, hdr)
+				res, err := c.Do(req)
+				if err != nil {
+					t.Fatalf("request: %v", err)
+				}
+				got, err := io.ReadAll(res.Body)
+				res.Body.Close()
+				if err == nil {
+					t.Errorf("damaged body read without error: %d bytes, status %d, equal to the origin's: %v",
+						len(got), res.StatusCode, bytes.Equal(got, body))
+				}
+			})
+		}
 	}
 }

@@ -131,6 +131,7 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		cfg.Listen, cfg.AdminListen = ln.Addr().String(), admin.Addr().String()
 		cfg.Cache.Memory = 64 << 20
 		cfg.Cache.Dir = filepath.Join(data, "edges", e.name)
+		cfg.Cache.Disk = 1 << 30 // a demo: 1 GiB of disk per edge
 		cfg.AccessLog = accessLog
 		cfg.Sites = []edge.SiteConfig{{Name: "demo", Hosts: demoHosts, Origin: info.Origin}}
 		srv, err := edge.New(cfg, edge.Deps{Logger: log.With("component", "edge", "edge", e.name)})

@@ -182,6 +182,10 @@ func (d *Disk) Get(key string, inlineMax int64) (*Entry, bool) {
 
 var errOtherKey = errors.New("object file holds another key")
 
+// maxSmallOverhead is what an object file typically adds to its body
+// (header, meta, sums): files up to inlineMax plus this are read at once.
+const maxSmallOverhead = 8 << 10
+
 func (d *Disk) read(hash uint64, key string, inlineMax int64) (*Entry, error) {
 	f, err := os.Open(d.path(hash))
 	if err != nil {
@@ -197,8 +201,13 @@ func (d *Disk) read(hash uint64, key string, inlineMax int64) (*Entry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
-	// One read covers header, meta and a small body in the common case.
-	first := make([]byte, min(st.Size(), 64<<10))
+	// One read covers a file whose body will be read whole; for a body
+	// left on disk, only the start (header and, mostly, the meta).
+	firstLen := min(st.Size(), 4<<10)
+	if st.Size() <= inlineMax+maxSmallOverhead {
+		firstLen = st.Size()
+	}
+	first := make([]byte, firstLen)
 	if _, err := f.ReadAt(first, 0); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
