@@ -79,7 +79,7 @@ taskset -c "$SERVER_CPU" nginx -c "$RUN/nginx/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 # 1 MiB of memory: no object here fits; every hit streams from disk.
 taskset -c "$SERVER_CPU" bin/cdn edge --origin "http://$LO:$ORIGIN" --listen "$LO:$CDN" --admin "$LO:$CDN_ADMIN" \
-    --memory 1MiB --cache-dir "$RUN/cdn" --disk 4GiB --access-log=false --log-level warn &
+    --memory "${CDN_MEMORY:-1MiB}" --cache-dir "$RUN/cdn" --disk 4GiB --access-log=false --log-level warn &
 pids+=($!)
 for _ in $(seq 100); do
     curl -fsS "http://$LO:$CDN_ADMIN/readyz" >/dev/null 2>&1 && curl -fsS -o /dev/null "http://$LO:$NGINX/" 2>/dev/null; \
@@ -94,7 +94,7 @@ for s in $SIZES; do
     for srv in "${servers[@]}"; do
         for _ in 1 2 3; do curl -fsS -o /dev/null "http://$LO:${port[$srv]}/$s.bin"; done
         h=$(curl -fsS -D - -o /dev/null "http://$LO:${port[$srv]}/$s.bin")
-        if ! grep -qiE '^(x-cache: hit|cache-status: .*; hit)' <<<"$h"; then
+        if ! grep -qiE '^(x-cache: hit|cache-status: .*; hit)' <<<"$h"; then  # cdn: memory or disk hit
             echo "bench-disk: $srv /$s.bin is not a hit:" >&2
             echo "$h" >&2
             exit 1
