@@ -2,17 +2,21 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 )
 
 type upInfo struct {
-	Origin string `json:"origin"`
-	Site   struct {
+	Origin     string `json:"origin"`
+	Control    string `json:"control"`
+	AdminToken string `json:"admin_token"`
+	Site       struct {
 		Name  string   `json:"name"`
 		Hosts []string `json:"hosts"`
 	} `json:"site"`
@@ -44,14 +48,15 @@ func fetch(t *testing.T, url, host string) (*http.Response, string) {
 // that every edge serves the demo site through the cache.
 func TestUp(t *testing.T) {
 	data := t.TempDir()
-	p := start(t, "up", "--data", data, "--origin-listen", "127.0.0.1:0", "--edge-port", "0", "--admin-port", "0")
+	p := start(t, "up", "--data", data, "--origin-listen", "127.0.0.1:0", "--edge-port", "0", "--admin-port", "0",
+		"--control-listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
 	upPath := filepath.Join(data, "up.json")
 	var info upInfo
 	waitFor(t, "up.json", func() bool {
 		b, err := os.ReadFile(upPath)
 		return err == nil && json.Unmarshal(b, &info) == nil
 	})
-	if info.Origin == "" || info.Site.Name == "" || len(info.Site.Hosts) == 0 || len(info.Edges) < 2 {
+	if info.Origin == "" || info.Control == "" || info.AdminToken == "" || info.Site.Name == "" || len(info.Site.Hosts) == 0 || len(info.Edges) < 2 {
 		t.Fatalf("up.json incomplete: %+v", info)
 	}
 	host := info.Site.Hosts[0]
@@ -80,6 +85,13 @@ func TestUp(t *testing.T) {
 			t.Errorf("%s /metrics lacks the hit:\n%s", e.Name, grep(metrics, "cdn_edge_requests_total"))
 		}
 	}
+	// The network as control sees it: every edge registered and up.
+	waitFor(t, "every edge up in cdn status", func() bool {
+		cmd := exec.Command(cdnBin, "status")
+		cmd.Env = append(os.Environ(), "CDN_CONTROL_URL="+info.Control, "CDN_TOKEN="+info.AdminToken)
+		out, err := cmd.CombinedOutput()
+		return err == nil && strings.Contains(string(out), fmt.Sprintf("%d edges (%d up", len(info.Edges), len(info.Edges)))
+	})
 	p.stop(t)
 }
 

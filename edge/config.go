@@ -26,8 +26,12 @@ type Config struct {
 	Cache CacheConfig `yaml:"cache"`
 	// Origin tunes the connections to every origin.
 	Origin origin.Config `yaml:"origin"`
-	// Sites maps hostnames to origins. At least one is required.
+	// Sites maps hostnames to origins. At least one is required, unless
+	// the sites come from the control plane.
 	Sites []SiteConfig `yaml:"sites"`
+	// Control links the edge to the control plane: its sites come from
+	// there (and override Sites), and it registers itself. Nil: standalone.
+	Control *ControlConfig `yaml:"control"`
 	// AccessLog logs every request as JSON at info level. Default true.
 	AccessLog bool `yaml:"access_log"`
 	// MaxHeaderBytes bounds a request's header; more gets 431. Default 64KiB.
@@ -45,6 +49,45 @@ type Config struct {
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// ShutdownTimeout bounds the graceful drain on stop. Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+}
+
+// ControlConfig is the edge's link to the control plane and what it says
+// about itself there.
+type ControlConfig struct {
+	// NATS is the control plane's NATS URL (several: comma-separated).
+	NATS string `yaml:"nats"`
+	// Creds is a NATS credentials file, if the cluster wants one.
+	Creds string `yaml:"creds"`
+	// Lat and Lon place the edge (with the edge's region) for GeoDNS.
+	Lat float64 `yaml:"lat"`
+	Lon float64 `yaml:"lon"`
+	// Capacity weighs the edge against its region's others. Default 1.
+	Capacity float64 `yaml:"capacity"`
+	// PublicURL is the base URL clients reach the edge at. Default
+	// http:// plus listen.
+	PublicURL string `yaml:"public_url"`
+	// AdminURL is where control checks the edge's health. Default http://
+	// plus admin_listen.
+	AdminURL string `yaml:"admin_url"`
+	// Heartbeat is how often the edge tells control it is alive. Default 2s.
+	Heartbeat time.Duration `yaml:"heartbeat"`
+}
+
+func (c *ControlConfig) validate() error {
+	var errs []error
+	if c.NATS == "" {
+		errs = append(errs, errors.New("nats: a NATS URL is required"))
+	}
+	if c.Lat < -90 || c.Lat > 90 || c.Lon < -180 || c.Lon > 180 {
+		errs = append(errs, fmt.Errorf("lat/lon: out of range (%g, %g)", c.Lat, c.Lon))
+	}
+	if c.Capacity < 0 {
+		errs = append(errs, fmt.Errorf("capacity: must be >= 0, got %g", c.Capacity))
+	}
+	if c.Heartbeat < 0 {
+		errs = append(errs, fmt.Errorf("heartbeat: must be >= 0, got %s", c.Heartbeat))
+	}
+	return errors.Join(errs...)
 }
 
 // CacheConfig sizes the cache.
@@ -149,7 +192,13 @@ func (c Config) Validate() error {
 	if err := c.Origin.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("origin: %w", err))
 	}
-	check(len(c.Sites) > 0, "sites: at least one site is required")
+	check(len(c.Sites) > 0 || c.Control != nil, "sites: at least one site is required (or a control link)")
+	if c.Control != nil {
+		check(c.Region != "", "region: required with a control link (GeoDNS places the edge by it)")
+		if err := c.Control.validate(); err != nil {
+			errs = append(errs, fmt.Errorf("control: %w", err))
+		}
+	}
 	names := map[string]bool{}
 	hosts := map[string]string{}
 	for i, s := range c.Sites {

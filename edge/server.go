@@ -43,6 +43,13 @@ type Server struct {
 	mem     *cache.Memory
 	fetcher *origin.Fetcher
 	ready   atomic.Bool
+	// sitesLoaded is set once an edge with a control link has sites (from
+	// control or from the copy on disk); it is not ready before.
+	sitesLoaded atomic.Bool
+	started     time.Time
+	// addr and adminAddr are the listeners' actual addresses, for the
+	// registration with control.
+	addr, adminAddr string
 }
 
 // New builds an edge from cfg. It opens no sockets.
@@ -114,7 +121,11 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	h.routes.Store(routes)
 	h.prepareStatus()
-	return &Server{cfg: cfg, log: log, reg: reg, handler: h, mem: mem, fetcher: h.fetcher}, nil
+	s := &Server{cfg: cfg, log: log, reg: reg, handler: h, mem: mem, fetcher: h.fetcher, started: now()}
+	if cfg.Control != nil {
+		s.loadSitesFile()
+	}
+	return s, nil
 }
 
 // prepareStatus builds the Cache-Status values (RFC 9211) once.
@@ -206,6 +217,19 @@ func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 		servers = append(servers, asrv)
 		go func() { errc <- asrv.Serve(admin) }()
 	}
+	s.addr = ln.Addr().String()
+	if admin != nil {
+		s.adminAddr = admin.Addr().String()
+	}
+	var links sync.WaitGroup
+	linkCtx, stopLinks := context.WithCancel(ctx)
+	defer func() {
+		stopLinks()
+		links.Wait()
+	}()
+	if s.cfg.Control != nil {
+		links.Go(func() { s.followControl(linkCtx) })
+	}
 	s.ready.Store(true)
 	s.log.Info("edge listening", "addr", ln.Addr().String(), "name", s.cfg.Name, "region", s.cfg.Region)
 
@@ -262,7 +286,7 @@ func (s *Server) adminMux() *http.ServeMux {
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.ready.Load() {
+		if !s.ready.Load() || (s.cfg.Control != nil && !s.sitesLoaded.Load()) {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}

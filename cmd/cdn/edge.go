@@ -16,6 +16,8 @@ func runEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var (
 		cfgPath, originURL, listen, admin, cacheDir, name string
+		controlNATS, region                               string
+		lat, lon                                          float64
 		memory, disk                                      config.Size
 		check, accessLog                                  bool
 		lf                                                logFlags
@@ -26,6 +28,10 @@ func runEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&admin, "admin", "", "metrics and health address (overrides the config)")
 	fs.StringVar(&cacheDir, "cache-dir", "", "directory for cache files (overrides the config)")
 	fs.Var(&memory, "memory", "memory cache size, e.g. 512MiB (overrides the config)")
+	fs.StringVar(&controlNATS, "control", "", "control plane NATS URL: sites come from control (overrides the config)")
+	fs.StringVar(&region, "region", "", "region of this edge, for GeoDNS (overrides the config)")
+	fs.Float64Var(&lat, "lat", 0, "latitude of this edge (with --control)")
+	fs.Float64Var(&lon, "lon", 0, "longitude of this edge (with --control)")
 	fs.Var(&disk, "disk", "disk cache size under --cache-dir, e.g. 20GiB; 0 turns it off (overrides the config)")
 	fs.StringVar(&name, "name", "", "edge name in Via and Cache-Status (overrides the config)")
 	fs.BoolVar(&accessLog, "access-log", true, "log every request (JSON)")
@@ -44,8 +50,9 @@ func runEdge(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	case originURL != "":
 		cfg.Sites = []edge.SiteConfig{{Name: "default", Hosts: []string{"*"}, Origin: originURL}}
+	case controlNATS != "":
 	default:
-		return usageError{errors.New("give --config FILE or --origin URL")}
+		return usageError{errors.New("give --config FILE, --origin URL or --control NATS_URL")}
 	}
 	set := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
@@ -66,6 +73,18 @@ func runEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if name != "" {
 		cfg.Name = name
+	}
+	if region != "" {
+		cfg.Region = region
+	}
+	if controlNATS != "" {
+		if cfg.Control == nil {
+			cfg.Control = &edge.ControlConfig{}
+		}
+		cfg.Control.NATS = controlNATS
+	}
+	if cfg.Control != nil && (set["lat"] || set["lon"]) {
+		cfg.Control.Lat, cfg.Control.Lon = lat, lon
 	}
 	if set["access-log"] || cfgPath == "" {
 		cfg.AccessLog = accessLog

@@ -26,7 +26,9 @@ type command struct {
 var commands = []command{
 	{"edge", "run a caching edge (standalone, from a config file or --origin)", runEdge},
 	{"origin", "run the reference static-site origin", runOrigin},
-	{"up", "run origin and edges on this machine, for a first try", runUp},
+	{"control", "run the control plane (API, health checks, embedded NATS)", runControl},
+	{"status", "summarize the network: edges, regions, health (CDN_CONTROL_URL, CDN_TOKEN)", runStatus},
+	{"up", "run control, origin and edges on this machine, for a first try", runUp},
 }
 
 // exitUsage marks errors that are the caller's (bad flags, bad config):

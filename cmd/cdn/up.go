@@ -1,18 +1,23 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/selfcdn/cdn/control"
 	"github.com/selfcdn/cdn/edge"
 	"github.com/selfcdn/cdn/internal/demosite"
 	"github.com/selfcdn/cdn/internal/metrics"
@@ -21,11 +26,16 @@ import (
 
 // upInfo is DATA/up.json: every address `cdn up` listens on, for scripts.
 type upInfo struct {
-	Origin string   `json:"origin"`
-	Site   upSite   `json:"site"`
-	Edges  []upEdge `json:"edges"`
-	Data   string   `json:"data"`
-	PID    int      `json:"pid"`
+	Origin string `json:"origin"`
+	// Control is the control API's base URL, AdminToken its bootstrap
+	// admin token, NATS the URL edges follow.
+	Control    string   `json:"control"`
+	AdminToken string   `json:"admin_token"`
+	NATS       string   `json:"nats"`
+	Site       upSite   `json:"site"`
+	Edges      []upEdge `json:"edges"`
+	Data       string   `json:"data"`
+	PID        int      `json:"pid"`
 }
 
 type upSite struct {
@@ -42,10 +52,13 @@ type upEdge struct {
 
 // upEdges are the edges `cdn up` starts: one per region, each on its own
 // loopback address, as they would be on their own hosts.
-var upEdges = []struct{ name, region, ip string }{
-	{"edge-a", "local-a", "127.0.0.2"},
-	{"edge-b", "local-b", "127.0.0.3"},
-	{"edge-c", "local-c", "127.0.0.4"},
+var upEdges = []struct {
+	name, region, ip string
+	lat, lon         float64
+}{
+	{"edge-a", "local-a", "127.0.0.2", 50.1, 8.7},   // Frankfurt
+	{"edge-b", "local-b", "127.0.0.3", 40.7, -74.0}, // New York
+	{"edge-c", "local-c", "127.0.0.4", 1.35, 103.8}, // Singapore
 }
 
 var demoHosts = []string{"demo.cdn.test", "*"}
@@ -55,11 +68,14 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var (
 		data, originAddr, edgePort, adminPort string
+		controlAddr, natsAddr                 string
 		accessLog                             bool
 		lf                                    logFlags
 	)
 	fs.StringVar(&data, "data", ".data", "data directory: demo site, caches, up.json")
 	fs.StringVar(&originAddr, "origin-listen", "127.0.0.1:8700", "origin address")
+	fs.StringVar(&controlAddr, "control-listen", "127.0.0.1:8800", "control API address")
+	fs.StringVar(&natsAddr, "nats-listen", "127.0.0.1:4222", "embedded NATS address (port 0 picks a free one)")
 	fs.StringVar(&edgePort, "edge-port", "8080", "HTTP port of every edge (0 picks free ports)")
 	fs.StringVar(&adminPort, "admin-port", "9090", "admin port of every edge (0 picks free ports)")
 	fs.BoolVar(&accessLog, "access-log", false, "log every request")
@@ -115,8 +131,34 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	defer osrv.Close()
 
+	controlLn, err := listen(controlAddr)
+	if err != nil {
+		return err
+	}
+	if natsAddr, err = pickPort(natsAddr); err != nil {
+		return err
+	}
+	ccfg := control.DefaultConfig()
+	ccfg.Listen, ccfg.DataDir, ccfg.NATS.Listen = controlLn.Addr().String(), filepath.Join(data, "control"), natsAddr
+	csrv, err := control.New(ccfg, control.Deps{Logger: log.With("component", "control")})
+	if err != nil {
+		return fmt.Errorf("start control: %w", err)
+	}
+	info.Control, info.NATS = "http://"+controlLn.Addr().String(), "nats://"+natsAddr
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return osrv.Serve(gctx, originLn) })
+	g.Go(func() error { return csrv.Serve(gctx, controlLn) })
+	// The demo site goes in through the API, as an operator's would.
+	if info.AdminToken, err = demoSiteViaControl(gctx, info, ccfg.DataDir); err != nil {
+		for _, l := range listeners[2:] { // the edges' (origin and control close their own)
+			l.Close()
+		}
+		cancel()
+		return errors.Join(err, g.Wait())
+	}
 	for _, e := range upEdges {
 		ln, err := listen(net.JoinHostPort(e.ip, edgePort))
 		if err != nil {
@@ -133,7 +175,7 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		cfg.Cache.Dir = filepath.Join(data, "edges", e.name)
 		cfg.Cache.Disk = 1 << 30 // a demo: 1 GiB of disk per edge
 		cfg.AccessLog = accessLog
-		cfg.Sites = []edge.SiteConfig{{Name: "demo", Hosts: demoHosts, Origin: info.Origin}}
+		cfg.Control = &edge.ControlConfig{NATS: info.NATS, Lat: e.lat, Lon: e.lon, Heartbeat: time.Second}
 		srv, err := edge.New(cfg, edge.Deps{Logger: log.With("component", "edge", "edge", e.name)})
 		if err != nil {
 			return fmt.Errorf("start %s: %w", e.name, err)
@@ -163,9 +205,61 @@ func writeJSON(path string, v any) error {
 	return os.Rename(tmp, path)
 }
 
+// pickPort turns port 0 in addr into a free port: the embedded NATS server
+// takes an address, not a listener.
+func pickPort(addr string) (string, error) {
+	if _, port, err := net.SplitHostPort(addr); err != nil || port != "0" {
+		return addr, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", fmt.Errorf("listen: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// demoSiteViaControl waits for control, then puts the demo site in through
+// its API with the bootstrap admin token, which it returns.
+func demoSiteViaControl(ctx context.Context, info upInfo, controlData string) (string, error) {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		res, err := http.Get(info.Control + "/readyz")
+		if err == nil {
+			res.Body.Close()
+			if res.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return "", fmt.Errorf("control at %s not ready: %v", info.Control, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b, err := os.ReadFile(filepath.Join(controlData, control.TokenFile))
+	if err != nil {
+		return "", fmt.Errorf("bootstrap token: %w", err)
+	}
+	token := strings.TrimSpace(string(b))
+	body, _ := json.Marshal(map[string]any{"name": info.Site.Name, "hosts": info.Site.Hosts, "origin": info.Origin})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, info.Control+"/v1/sites/"+info.Site.Name, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("put the demo site: %w", err)
+	}
+	msg, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("put the demo site: %s: %s", res.Status, msg)
+	}
+	return token, nil
+}
+
 func printTour(w io.Writer, info upInfo) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nThe CDN is up (Ctrl-C stops it). Addresses are in %s.\n\n", filepath.Join(info.Data, "up.json"))
+	fmt.Fprintf(&b, "  control  %s  (NATS %s)\n", info.Control, info.NATS)
 	fmt.Fprintf(&b, "  origin   %s  (serving %s)\n", info.Origin, filepath.Join(info.Data, "site"))
 	for _, e := range info.Edges {
 		fmt.Fprintf(&b, "  %-8s %s  region %s, metrics %s/metrics\n", e.Name, e.HTTP, e.Region, e.Admin)
@@ -174,5 +268,7 @@ func printTour(w io.Writer, info upInfo) {
 	fmt.Fprintf(&b, "\nTry it (the second request is a cache hit):\n\n")
 	fmt.Fprintf(&b, "  curl -si -H 'Host: %s' %s/ | grep -iE '^(HTTP|cache-status|age)'\n", info.Site.Hosts[0], e.HTTP)
 	fmt.Fprintf(&b, "  curl -si -H 'Host: %s' %s/ | grep -iE '^(HTTP|cache-status|age)'\n\n", info.Site.Hosts[0], e.HTTP)
+	fmt.Fprintf(&b, "The network, from control:\n\n")
+	fmt.Fprintf(&b, "  CDN_CONTROL_URL=%s CDN_TOKEN=$(jq -r .admin_token %s) bin/cdn status\n\n", info.Control, filepath.Join(info.Data, "up.json"))
 	io.WriteString(w, b.String())
 }

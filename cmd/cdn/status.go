@@ -1,0 +1,103 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// runStatus prints a summary of the network from control's API.
+func runStatus(ctx context.Context, args []string, stderr io.Writer) error {
+	return status(ctx, args, os.Stdout, stderr)
+}
+
+func status(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	url := fs.String("control-url", os.Getenv("CDN_CONTROL_URL"), "control API base URL (default $CDN_CONTROL_URL)")
+	token := fs.String("token", os.Getenv("CDN_TOKEN"), "API token with read scope (default $CDN_TOKEN)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *url == "" || *token == "" {
+		return usageError{errors.New("set CDN_CONTROL_URL and CDN_TOKEN (or --control-url and --token)")}
+	}
+	var edges struct {
+		Edges []struct {
+			Name, Region, HTTP, Health, Reason, Version string
+			Draining                                    bool
+			Seen                                        time.Time
+		} `json:"edges"`
+	}
+	var sites struct {
+		Sites []struct {
+			Name  string
+			Hosts []string
+		} `json:"sites"`
+	}
+	base := strings.TrimSuffix(*url, "/")
+	if err := getJSON(ctx, base+"/v1/edges", *token, &edges); err != nil {
+		return err
+	}
+	if err := getJSON(ctx, base+"/v1/sites", *token, &sites); err != nil {
+		return err
+	}
+	count := map[string]int{}
+	for _, e := range edges.Edges {
+		count[e.Health]++
+		if e.Draining {
+			count["draining"]++
+		}
+	}
+	fmt.Fprintf(stdout, "control %s: %d edges (%d up, %d down, %d unknown, %d draining), %d sites\n\n",
+		base, len(edges.Edges), count["up"], count["down"], count["unknown"], count["draining"], len(sites.Sites))
+	tw := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "REGION\tEDGE\tHEALTH\tDRAINING\tLAST SEEN\tVERSION\tHTTP\tREASON")
+	for _, e := range edges.Edges {
+		drain := "no"
+		if e.Draining {
+			drain = "yes"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s ago\t%s\t%s\t%s\n", e.Region, e.Name, e.Health, drain,
+			time.Since(e.Seen).Round(time.Second), e.Version, e.HTTP, e.Reason)
+	}
+	tw.Flush()
+	fmt.Fprintln(stdout)
+	tw = tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "SITE\tHOSTS")
+	for _, s := range sites.Sites {
+		fmt.Fprintf(tw, "%s\t%s\n", s.Name, strings.Join(s.Hosts, ", "))
+	}
+	return tw.Flush()
+}
+
+func getJSON(ctx context.Context, url, token string, v any) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return usageError{fmt.Errorf("control URL: %w", err)}
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("reach control: %w", err)
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		var e struct {
+			Error struct{ Message string } `json:"error"`
+		}
+		json.NewDecoder(io.LimitReader(res.Body, 1<<16)).Decode(&e)
+		return fmt.Errorf("GET %s: %s: %s", url, res.Status, e.Error.Message)
+	}
+	return json.NewDecoder(res.Body).Decode(v)
+}

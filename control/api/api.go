@@ -1,0 +1,167 @@
+// Package api is control's HTTP API, JSON under /v1 (openapi.yaml in this
+// folder): sites, edges (list, drain), tokens. Every request carries a
+// bearer token whose scopes decide what it may do; errors are JSON with a
+// code and a message.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/selfcdn/cdn/internal/state"
+)
+
+// Store is the shared state the API reads and writes.
+type Store interface {
+	Site(ctx context.Context, name string) (state.Site, uint64, error)
+	Sites(ctx context.Context) ([]state.Site, error)
+	PutSite(ctx context.Context, s state.Site, create bool) (uint64, error)
+	DeleteSite(ctx context.Context, name string) error
+	Edges(ctx context.Context) ([]state.Edge, error)
+	Edge(ctx context.Context, name string) (state.Edge, error)
+	EdgeStatus(ctx context.Context, name string) (state.EdgeStatus, error)
+	SetEdgeStatus(ctx context.Context, st state.EdgeStatus) error
+	Token(ctx context.Context, id string) (state.Token, error)
+	Tokens(ctx context.Context) ([]state.Token, error)
+	PutToken(ctx context.Context, t state.Token) error
+	DeleteToken(ctx context.Context, id string) error
+}
+
+// API serves the control HTTP API.
+type API struct {
+	store   Store
+	log     *slog.Logger
+	now     func() time.Time
+	maxBody int64
+	mux     *http.ServeMux
+}
+
+// New returns the API over store. maxBody bounds request bodies.
+func New(store Store, log *slog.Logger, now func() time.Time, maxBody int64) *API {
+	a := &API{store: store, log: log, now: now, maxBody: maxBody, mux: http.NewServeMux()}
+	read := []string{ScopeRead}
+	a.handle("GET /v1/sites", read, a.listSites)
+	a.handle("POST /v1/sites", nil, a.createSite)
+	a.handle("GET /v1/sites/{site}", read, a.getSite)
+	a.handle("PUT /v1/sites/{site}", nil, a.putSite)
+	a.handle("DELETE /v1/sites/{site}", nil, a.deleteSite)
+	a.handle("GET /v1/edges", read, a.listEdges)
+	a.handle("GET /v1/edges/{edge}", read, a.getEdge)
+	a.handle("POST /v1/edges/{edge}/drain", nil, a.drain(true))
+	a.handle("POST /v1/edges/{edge}/undrain", nil, a.drain(false))
+	a.handle("GET /v1/tokens", nil, a.listTokens)
+	a.handle("POST /v1/tokens", nil, a.createToken)
+	a.handle("DELETE /v1/tokens/{id}", nil, a.deleteToken)
+	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "no such endpoint: "+r.Method+" "+r.URL.Path)
+	})
+	return a
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// handle registers an endpoint that needs a token with one of scopes (nil:
+// admin only). A GET of one site also admits that site's own scopes.
+func (a *API) handle(pattern string, scopes []string, h func(http.ResponseWriter, *http.Request) error) {
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		t, err := a.authenticate(r.Context(), r)
+		switch {
+		case errors.Is(err, errNoToken), errors.Is(err, errBadToken):
+			w.Header().Set("WWW-Authenticate", `Bearer realm="cdn"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", err.Error())
+			return
+		case err != nil:
+			a.fail(w, r, err)
+			return
+		}
+		allowed := scopes
+		if site := r.PathValue("site"); site != "" && r.Method == http.MethodGet {
+			allowed = append(allowed[:len(allowed):len(allowed)], "purge:"+site, "push:"+site)
+		}
+		if !allows(t, allowed...) {
+			writeError(w, http.StatusForbidden, "forbidden", "this token may not "+r.Method+" "+r.URL.Path)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, a.maxBody)
+		if err := h(w, r); err != nil {
+			a.fail(w, r, err)
+		}
+	})
+}
+
+// fail is the one place an error becomes a status.
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var tooBig *http.MaxBytesError
+	var bad *badRequest
+	var field *state.FieldError
+	switch {
+	case errors.As(err, &tooBig):
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body over %d bytes", tooBig.Limit))
+	case errors.As(err, &bad):
+		writeError(w, http.StatusBadRequest, "bad_request", bad.msg)
+	case errors.As(err, &field):
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+	case errors.Is(err, state.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", err.Error())
+	case errors.Is(err, state.ErrExists):
+		writeError(w, http.StatusConflict, "exists", err.Error())
+	default:
+		a.log.Error("api request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "the shared state is not reachable; try again")
+	}
+}
+
+type badRequest struct{ msg string }
+
+func (e *badRequest) Error() string { return e.msg }
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// decode reads one JSON object into v, refusing unknown fields and
+// trailing data, with a message that names what was wrong.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		var syntax *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &tooBig):
+			return err
+		case errors.As(err, &syntax):
+			return &badRequest{fmt.Sprintf("malformed JSON at byte %d: %v", syntax.Offset, err)}
+		case errors.As(err, &typ):
+			return &badRequest{fmt.Sprintf("field %q: want %s, got %s", typ.Field, typ.Type, typ.Value)}
+		case strings.HasPrefix(err.Error(), "json: unknown field "):
+			return &badRequest{"unknown field " + strings.TrimPrefix(err.Error(), "json: unknown field ")}
+		case errors.Is(err, io.EOF):
+			return &badRequest{"empty body: a JSON object is required"}
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return &badRequest{"malformed JSON: the object ends early"}
+		}
+		return &badRequest{"bad JSON: " + err.Error()}
+	}
+	if dec.More() {
+		return &badRequest{"trailing data after the JSON object"}
+	}
+	return nil
+}

@@ -1,0 +1,197 @@
+package api
+
+import (
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/selfcdn/cdn/internal/state"
+)
+
+func (a *API) listSites(w http.ResponseWriter, r *http.Request) error {
+	sites, err := a.store.Sites(r.Context())
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(sites, func(x, y state.Site) int { return strings.Compare(x.Name, y.Name) })
+	writeJSON(w, http.StatusOK, map[string]any{"sites": nonNil(sites)})
+	return nil
+}
+
+func (a *API) getSite(w http.ResponseWriter, r *http.Request) error {
+	s, _, err := a.store.Site(r.Context(), r.PathValue("site"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s)
+	return nil
+}
+
+func (a *API) createSite(w http.ResponseWriter, r *http.Request) error {
+	var s state.Site
+	if err := decode(r, &s); err != nil {
+		return err
+	}
+	if _, err := a.store.PutSite(r.Context(), s, true); err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/v1/sites/"+s.Name)
+	writeJSON(w, http.StatusCreated, s)
+	return nil
+}
+
+func (a *API) putSite(w http.ResponseWriter, r *http.Request) error {
+	var s state.Site
+	if err := decode(r, &s); err != nil {
+		return err
+	}
+	name := r.PathValue("site")
+	if s.Name == "" {
+		s.Name = name
+	}
+	if s.Name != name {
+		return &badRequest{"name: the body says " + s.Name + ", the path " + name}
+	}
+	if _, err := a.store.PutSite(r.Context(), s, false); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s)
+	return nil
+}
+
+func (a *API) deleteSite(w http.ResponseWriter, r *http.Request) error {
+	if err := a.store.DeleteSite(r.Context(), r.PathValue("site")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// edgeView is an edge as the API shows it: its registration and control's
+// verdict.
+type edgeView struct {
+	state.Edge
+	Health   string    `json:"health"`
+	Reason   string    `json:"reason,omitempty"`
+	Since    time.Time `json:"since,omitzero"`
+	Draining bool      `json:"draining"`
+}
+
+func (a *API) view(r *http.Request, e state.Edge) (edgeView, error) {
+	st, err := a.store.EdgeStatus(r.Context(), e.Name)
+	if err != nil {
+		return edgeView{}, err
+	}
+	return edgeView{Edge: e, Health: st.Health, Reason: st.Reason, Since: st.Since, Draining: st.Draining}, nil
+}
+
+func (a *API) listEdges(w http.ResponseWriter, r *http.Request) error {
+	edges, err := a.store.Edges(r.Context())
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(edges, func(x, y state.Edge) int { return strings.Compare(x.Region+x.Name, y.Region+y.Name) })
+	views := []edgeView{}
+	for _, e := range edges {
+		v, err := a.view(r, e)
+		if err != nil {
+			return err
+		}
+		views = append(views, v)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"edges": views})
+	return nil
+}
+
+func (a *API) getEdge(w http.ResponseWriter, r *http.Request) error {
+	e, err := a.store.Edge(r.Context(), r.PathValue("edge"))
+	if err != nil {
+		return err
+	}
+	v, err := a.view(r, e)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, v)
+	return nil
+}
+
+// drain sets or clears an edge's draining flag: a drained edge keeps
+// serving but gets no new DNS answers.
+func (a *API) drain(on bool) func(http.ResponseWriter, *http.Request) error {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		name := r.PathValue("edge")
+		if _, err := a.store.Edge(r.Context(), name); err != nil {
+			return err
+		}
+		st, err := a.store.EdgeStatus(r.Context(), name)
+		if err != nil {
+			return err
+		}
+		st.Draining = on
+		if err := a.store.SetEdgeStatus(r.Context(), st); err != nil {
+			return err
+		}
+		return a.getEdge(w, r)
+	}
+}
+
+// tokenRequest is the body of POST /v1/tokens.
+type tokenRequest struct {
+	Name   string   `json:"name"`
+	Scopes []string `json:"scopes"`
+	// TTL, when set, makes the token expire ("720h").
+	TTL state.Duration `json:"ttl,omitzero"`
+}
+
+func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
+	var req tokenRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if len(req.Scopes) == 0 {
+		return &badRequest{"scopes: at least one scope is required (admin, read, purge:<site>, push:<site>)"}
+	}
+	for _, s := range req.Scopes {
+		if !validScope(s) {
+			return &badRequest{"scopes: unknown scope " + s + " (admin, read, purge:<site>, push:<site>)"}
+		}
+	}
+	if req.TTL < 0 {
+		return &badRequest{"ttl: must be >= 0"}
+	}
+	secret, t := NewToken(req.Name, req.Scopes, time.Duration(req.TTL), a.now())
+	if err := a.store.PutToken(r.Context(), t); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"token": secret, "id": t.ID, "scopes": t.Scopes, "expires": t.Expires})
+	return nil
+}
+
+func (a *API) listTokens(w http.ResponseWriter, r *http.Request) error {
+	tokens, err := a.store.Tokens(r.Context())
+	if err != nil {
+		return err
+	}
+	for i := range tokens {
+		tokens[i].Hash = "" // not even the hash leaves control
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tokens": nonNil(tokens)})
+	return nil
+}
+
+func (a *API) deleteToken(w http.ResponseWriter, r *http.Request) error {
+	if err := a.store.DeleteToken(r.Context(), r.PathValue("id")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
+}

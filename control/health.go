@@ -1,0 +1,156 @@
+package control
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/selfcdn/cdn/internal/state"
+)
+
+// checker decides each edge's health from two signals: its heartbeat (is
+// the process alive and connected to NATS?) and an active HTTP check of
+// its health endpoint (can it serve?). A missing heartbeat marks an edge
+// down at once; failed checks need FailAfter in a row, and a down edge
+// needs RecoverAfter good checks to come back, so one slow answer does not
+// flap DNS answers.
+type checker struct {
+	store  *state.Store
+	cfg    HealthConfig
+	client *http.Client
+	log    *slog.Logger
+	now    func() time.Time
+	edges  *prometheus.GaugeVec
+
+	mu      sync.Mutex // protects streaks
+	streaks map[string]*streak
+}
+
+// streak counts an edge's consecutive check results. Kept in memory: a
+// restarted (or second) control process rebuilds it within a few rounds.
+type streak struct{ ok, fail int }
+
+func newChecker(store *state.Store, cfg HealthConfig, log *slog.Logger, now func() time.Time, reg prometheus.Registerer) *checker {
+	c := &checker{store: store, cfg: cfg, log: log, now: now, streaks: map[string]*streak{},
+		client: &http.Client{Timeout: cfg.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		edges:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cdn_control_edges", Help: "Registered edges by health and drain state."}, []string{"health", "draining"}),
+	}
+	if reg != nil {
+		reg.MustRegister(c.edges)
+	}
+	return c
+}
+
+// run checks every edge each interval until ctx ends.
+func (c *checker) run(ctx context.Context) {
+	t := time.NewTicker(c.cfg.Interval)
+	defer t.Stop()
+	for {
+		if err := c.round(ctx); err != nil && ctx.Err() == nil {
+			c.log.Warn("health round", slog.Any("err", err))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// round checks every registered edge once, in parallel.
+func (c *checker) round(ctx context.Context) error {
+	edges, err := c.store.Edges(ctx)
+	if err != nil {
+		return err
+	}
+	counts := map[[2]string]float64{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, e := range edges {
+		wg.Go(func() {
+			st, err := c.judge(ctx, e)
+			if err != nil {
+				if ctx.Err() == nil {
+					c.log.Warn("health check", slog.String("edge", e.Name), slog.Any("err", err))
+				}
+				return
+			}
+			mu.Lock()
+			counts[[2]string{st.Health, fmt.Sprint(st.Draining)}]++
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	c.edges.Reset()
+	for k, n := range counts {
+		c.edges.WithLabelValues(k[0], k[1]).Set(n)
+	}
+	return nil
+}
+
+// judge checks one edge and records its health if it changed.
+func (c *checker) judge(ctx context.Context, e state.Edge) (state.EdgeStatus, error) {
+	st, err := c.store.EdgeStatus(ctx, e.Name)
+	if err != nil {
+		return st, err
+	}
+	ok, reason := c.probe(ctx, e)
+	c.mu.Lock()
+	s := c.streaks[e.Name]
+	if s == nil {
+		s = &streak{}
+		c.streaks[e.Name] = s
+	}
+	if ok {
+		s.ok, s.fail = s.ok+1, 0
+	} else {
+		s.ok, s.fail = 0, s.fail+1
+	}
+	health := st.Health
+	switch {
+	case !ok && (reason == reasonNoHeartbeat || s.fail >= c.cfg.FailAfter):
+		health = state.HealthDown
+	case ok && health != state.HealthUp && s.ok >= c.cfg.RecoverAfter:
+		health = state.HealthUp
+	}
+	c.mu.Unlock()
+	if health == st.Health {
+		return st, nil
+	}
+	if health == state.HealthUp {
+		reason = ""
+	}
+	c.log.Info("edge health changed", slog.String("edge", e.Name), slog.String("from", st.Health), slog.String("to", health), slog.String("reason", reason))
+	st.Health, st.Reason, st.Since = health, reason, c.now()
+	return st, c.store.SetEdgeStatus(ctx, st)
+}
+
+const reasonNoHeartbeat = "no heartbeat"
+
+// probe reports whether the edge looks able to serve, and why not.
+func (c *checker) probe(ctx context.Context, e state.Edge) (bool, string) {
+	if age := c.now().Sub(e.Seen); age > c.cfg.HeartbeatTimeout {
+		return false, reasonNoHeartbeat
+	}
+	if e.Admin == "" {
+		return true, "" // nothing to check beyond the heartbeat
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, e.Admin+"/readyz", nil)
+	if err != nil {
+		return false, "bad admin URL"
+	}
+	res, err := c.client.Do(req)
+	if err != nil {
+		return false, "health check failed: " + err.Error()
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return false, fmt.Sprintf("health check answered %d", res.StatusCode)
+	}
+	return true, ""
+}

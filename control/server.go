@@ -1,0 +1,210 @@
+package control
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/selfcdn/cdn/control/api"
+	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
+	"github.com/selfcdn/cdn/internal/natsembed"
+	"github.com/selfcdn/cdn/internal/state"
+)
+
+// Deps are what control takes from its caller.
+type Deps struct {
+	// Logger receives lifecycle events. Nil discards.
+	Logger *slog.Logger
+	// Registry receives control's metrics, served on /metrics. Nil uses a
+	// fresh registry.
+	Registry *prometheus.Registry
+	// Now is the clock. Nil uses time.Now.
+	Now func() time.Time
+}
+
+// Server is a running control process.
+type Server struct {
+	cfg   Config
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	now   func() time.Time
+	ready atomic.Bool
+	// NATSURL is where edges connect: the embedded server's client URL,
+	// or the external cluster's URLs. Set once Run has started NATS.
+	natsURL atomic.Pointer[string]
+}
+
+// New checks cfg and returns a control server; Run starts it.
+func New(cfg Config, deps Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: deps.Logger, reg: deps.Registry, now: deps.Now}
+	if s.log == nil {
+		s.log = slog.New(slog.DiscardHandler)
+	}
+	if s.reg == nil {
+		s.reg = cdnmetrics.NewRegistry()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	return s, nil
+}
+
+// NATSURL is the NATS URL edges should use, empty until Run started NATS.
+func (s *Server) NATSURL() string {
+	if p := s.natsURL.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+// Run starts NATS (embedded unless external URLs are configured), opens
+// the shared state, and serves the API until ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("control listen: %w", err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve is Run on a listener the caller opened.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	defer ln.Close()
+	urls := s.cfg.NATS.URLs
+	var ns *server.Server
+	if len(urls) == 0 {
+		var err error
+		ns, err = natsembed.Start(natsembed.Config{Listen: s.cfg.NATS.Listen, Dir: filepath.Join(s.cfg.DataDir, "nats"), Name: "control"})
+		if err != nil {
+			return fmt.Errorf("embedded nats: %w", err)
+		}
+		defer func() {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}()
+		urls = []string{ns.ClientURL()}
+		s.log.Info("embedded NATS with JetStream started", "url", ns.ClientURL(), "dir", filepath.Join(s.cfg.DataDir, "nats"))
+	}
+	joined := strings.Join(urls, ",")
+	s.natsURL.Store(&joined)
+
+	nc, store, err := s.connect(ctx, joined)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	if err := s.bootstrap(ctx, store); err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", api.New(store, s.log, s.now, s.cfg.MaxBodyBytes))
+	mux.Handle("GET /metrics", cdnmetrics.Handler(s.reg))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !s.ready.Load() || nc.Status() != nats.CONNECTED {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ready\n"))
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	checks := newChecker(store, s.cfg.Health, s.log, s.now, s.reg)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { checks.run(ctx) })
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.ready.Store(true)
+	s.log.Info("control ready", "api", "http://"+ln.Addr().String(), "nats", joined)
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	s.ready.Store(false)
+	cancel()
+	shut, done := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer done()
+	srv.Shutdown(shut)
+	wg.Wait()
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	s.log.Info("control stopped")
+	return err
+}
+
+// connect reaches NATS and opens the buckets, retrying with backoff while
+// NATS is not there yet (control may start before its cluster).
+func (s *Server) connect(ctx context.Context, url string) (*nats.Conn, *state.Store, error) {
+	opts := []nats.Option{nats.Name("cdn-control"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
+	if s.cfg.NATS.Creds != "" {
+		opts = append(opts, nats.UserCredentials(s.cfg.NATS.Creds))
+	}
+	wait := 250 * time.Millisecond
+	for {
+		nc, err := nats.Connect(url, opts...)
+		if err == nil {
+			octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			store, serr := state.Open(octx, nc, state.Options{Replicas: s.cfg.NATS.Replicas})
+			cancel()
+			if serr == nil {
+				return nc, store, nil
+			}
+			nc.Close()
+			err = serr
+		}
+		s.log.Warn("waiting for NATS", "url", url, "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("nats at %s: %w (gave up: %v)", url, err, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 10*time.Second)
+	}
+}
+
+// TokenFile is where the bootstrap admin token is written, under DataDir.
+const TokenFile = "admin-token"
+
+// bootstrap creates the first admin token when there is none, prints it
+// once, and saves it (mode 0600) for local tools such as `cdn up`.
+func (s *Server) bootstrap(ctx context.Context, store *state.Store) error {
+	tokens, err := store.Tokens(ctx)
+	if err != nil {
+		return fmt.Errorf("bootstrap token: %w", err)
+	}
+	if len(tokens) > 0 {
+		return nil
+	}
+	secret, t := api.NewToken("bootstrap", []string{api.ScopeAdmin}, 0, s.now())
+	if err := store.PutToken(ctx, t); err != nil {
+		return fmt.Errorf("bootstrap token: %w", err)
+	}
+	path := filepath.Join(s.cfg.DataDir, TokenFile)
+	if err := os.MkdirAll(s.cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("bootstrap token: %w", err)
+	}
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return fmt.Errorf("bootstrap token: %w", err)
+	}
+	s.log.Warn("created the bootstrap admin token; it is shown this once", "token", secret, "saved_to", path)
+	return nil
+}

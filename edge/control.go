@@ -1,0 +1,199 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/selfcdn/cdn/edge/cachekey"
+	"github.com/selfcdn/cdn/internal/state"
+)
+
+// The control link: an edge with a control config takes its sites from the
+// control plane's KV bucket and follows every change without a restart. It
+// keeps the last set it saw on disk and starts from it, so an edge serves
+// even when NATS is down at boot, and catches up when NATS comes back. It
+// also registers itself and heartbeats, for control's health checks and
+// GeoDNS.
+
+// sitesFile is the last site set from control, under cache.dir.
+const sitesFile = "control-sites.json"
+
+// siteConfig turns a site from control into the edge's own config type.
+func siteConfig(s state.Site) SiteConfig {
+	return SiteConfig{
+		Name: s.Name, Hosts: s.Hosts, Origin: s.Origin, OriginHost: s.OriginHost,
+		TTL: TTLConfig{Default: time.Duration(s.TTL.Default), Min: time.Duration(s.TTL.Min), Max: time.Duration(s.TTL.Max)},
+		CacheKey: cachekey.Rules{
+			Query: cachekey.QueryMode(s.CacheKey.Query), IgnoreParams: s.CacheKey.IgnoreParams, AllowParams: s.CacheKey.AllowParams,
+		},
+	}
+}
+
+// applySites swaps in the routes for sites. A site that does not validate
+// is skipped (and logged), so one bad entry cannot take the others down.
+func (s *Server) applySites(sites []state.Site, from string) error {
+	var cfgs []SiteConfig
+	for _, st := range sites {
+		sc := siteConfig(st)
+		if err := sc.validate(); err != nil {
+			s.log.Warn("site from control skipped", "site", st.Name, "err", err)
+			continue
+		}
+		cfgs = append(cfgs, sc)
+	}
+	routes, err := buildRoutes(cfgs, s.handler.metrics)
+	if err != nil {
+		return fmt.Errorf("apply sites from %s: %w", from, err)
+	}
+	s.handler.routes.Store(routes)
+	s.sitesLoaded.Store(true)
+	s.log.Info("sites applied", "from", from, "sites", len(cfgs))
+	return nil
+}
+
+// loadSitesFile applies the site set saved by the last run, if any.
+func (s *Server) loadSitesFile() {
+	if s.cfg.Cache.Dir == "" {
+		return
+	}
+	b, err := os.ReadFile(filepath.Join(s.cfg.Cache.Dir, sitesFile))
+	if err != nil {
+		if !os.IsNotExist(err) {
+			s.log.Warn("read saved sites", "err", err)
+		}
+		return
+	}
+	var sites []state.Site
+	if err := json.Unmarshal(b, &sites); err != nil {
+		s.log.Warn("saved sites unreadable; waiting for control", "err", err)
+		return
+	}
+	if err := s.applySites(sites, "disk"); err != nil {
+		s.log.Warn("saved sites", "err", err)
+	}
+}
+
+// saveSitesFile keeps sites for the next start, written whole or not at all.
+func (s *Server) saveSitesFile(sites []state.Site) {
+	if s.cfg.Cache.Dir == "" {
+		return
+	}
+	b, err := json.Marshal(sites)
+	if err == nil {
+		tmp := filepath.Join(s.cfg.Cache.Dir, sitesFile+".tmp")
+		if err = os.WriteFile(tmp, b, 0o644); err == nil {
+			err = os.Rename(tmp, filepath.Join(s.cfg.Cache.Dir, sitesFile))
+		}
+	}
+	if err != nil {
+		s.log.Warn("save sites for the next start", "err", err)
+	}
+}
+
+// followControl connects to the control plane and follows it until ctx
+// ends: the site watch, restarted whenever it breaks, and the heartbeat.
+func (s *Server) followControl(ctx context.Context) {
+	c := s.cfg.Control
+	opts := []nats.Option{nats.Name("cdn-edge " + s.cfg.Name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
+		nats.RetryOnFailedConnect(true)}
+	if c.Creds != "" {
+		opts = append(opts, nats.UserCredentials(c.Creds))
+	}
+	nc, err := nats.Connect(c.NATS, opts...)
+	if err != nil {
+		s.log.Error("control link: bad NATS settings", "err", err)
+		return
+	}
+	defer nc.Close()
+	wait := 250 * time.Millisecond
+	for ctx.Err() == nil {
+		store, err := bindStore(ctx, nc)
+		if err == nil {
+			wait = 250 * time.Millisecond
+			hbCtx, stopHB := context.WithCancel(ctx)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				s.heartbeat(hbCtx, store)
+			}()
+			err = store.WatchSites(ctx, func(sites []state.Site) {
+				if err := s.applySites(sites, "control"); err != nil {
+					s.log.Warn("control link", "err", err)
+					return
+				}
+				s.saveSitesFile(sites)
+			})
+			stopHB()
+			<-done
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("control link down; serving the last sites", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
+}
+
+func bindStore(ctx context.Context, nc *nats.Conn) (*state.Store, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return state.Bind(ctx, nc)
+}
+
+// heartbeat registers the edge now and again every period until ctx ends.
+func (s *Server) heartbeat(ctx context.Context, store *state.Store) {
+	c := s.cfg.Control
+	period := c.Heartbeat
+	if period <= 0 {
+		period = 2 * time.Second
+	}
+	e := state.Edge{
+		Name: s.cfg.Name, Region: s.cfg.Region, Lat: c.Lat, Lon: c.Lon, Capacity: c.Capacity,
+		HTTP: c.PublicURL, Admin: c.AdminURL, Started: s.started,
+	}
+	if e.HTTP == "" {
+		e.HTTP = "http://" + s.addr
+	}
+	if e.Admin == "" && s.adminAddr != "" {
+		e.Admin = "http://" + s.adminAddr
+	}
+	if e.Capacity == 0 {
+		e.Capacity = 1
+	}
+	e.HTTP, e.Admin = strings.TrimSuffix(e.HTTP, "/"), strings.TrimSuffix(e.Admin, "/")
+	t := time.NewTicker(period)
+	defer t.Stop()
+	failing := false
+	for {
+		hctx, cancel := context.WithTimeout(ctx, period)
+		e.Seen = time.Now()
+		err := store.Heartbeat(hctx, e)
+		cancel()
+		switch {
+		case err != nil && !failing && ctx.Err() == nil:
+			failing = true // said once per spell: NATS may be gone for a while
+			s.log.LogAttrs(ctx, slog.LevelWarn, "heartbeats to control fail", slog.Any("err", err))
+		case err == nil && failing:
+			failing = false
+			s.log.LogAttrs(ctx, slog.LevelInfo, "heartbeats to control work again")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}

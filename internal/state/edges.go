@@ -1,0 +1,91 @@
+package state
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Edge is an edge's own registration, rewritten by its heartbeat.
+type Edge struct {
+	Name   string  `json:"name"`
+	Region string  `json:"region"`
+	Lat    float64 `json:"lat"`
+	Lon    float64 `json:"lon"`
+	// HTTP is the edge's public base URL; Admin its health and metrics
+	// base URL, which control's health checks use.
+	HTTP  string `json:"http"`
+	Admin string `json:"admin,omitempty"`
+	// Capacity weighs the edge against others in its region (1 if unset).
+	Capacity float64   `json:"capacity,omitempty"`
+	Version  string    `json:"version,omitempty"`
+	Started  time.Time `json:"started"`
+	// Seen is the time of the last heartbeat, by the NATS server's clock
+	// when read back (edges' clocks may be off).
+	Seen time.Time `json:"seen"`
+}
+
+// Health values of EdgeStatus.
+const (
+	HealthUnknown = "unknown"
+	HealthUp      = "up"
+	HealthDown    = "down"
+)
+
+// EdgeStatus is what control decided about an edge: its health (from
+// heartbeats and active checks) and whether an operator drained it.
+type EdgeStatus struct {
+	Name     string    `json:"name"`
+	Health   string    `json:"health"`
+	Reason   string    `json:"reason,omitempty"`
+	Since    time.Time `json:"since"`
+	Draining bool      `json:"draining"`
+}
+
+// Heartbeat registers e (or refreshes its registration).
+func (s *Store) Heartbeat(ctx context.Context, e Edge) error {
+	_, err := put(ctx, s.edges, e.Name, e)
+	return err
+}
+
+// Edges lists the registered edges.
+func (s *Store) Edges(ctx context.Context) ([]Edge, error) {
+	return listEntries(ctx, s.edges, seen)
+}
+
+// Edge returns one edge's registration.
+func (s *Store) Edge(ctx context.Context, name string) (Edge, error) {
+	e, entry, err := getEntry[Edge](ctx, s.edges, name)
+	if err != nil {
+		return e, err
+	}
+	return seen(e, entry), nil
+}
+
+func seen(e Edge, entry jetstream.KeyValueEntry) Edge {
+	e.Seen = entry.Created()
+	return e
+}
+
+// DeleteEdge forgets an edge and its status.
+func (s *Store) DeleteEdge(ctx context.Context, name string) error {
+	del(ctx, s.status, name)
+	return del(ctx, s.edges, name)
+}
+
+// EdgeStatus returns control's status for the named edge; an edge control
+// has not judged yet is HealthUnknown.
+func (s *Store) EdgeStatus(ctx context.Context, name string) (EdgeStatus, error) {
+	st, _, err := get[EdgeStatus](ctx, s.status, name)
+	if err == ErrNotFound {
+		return EdgeStatus{Name: name, Health: HealthUnknown}, nil
+	}
+	return st, err
+}
+
+// SetEdgeStatus records control's status for an edge.
+func (s *Store) SetEdgeStatus(ctx context.Context, st EdgeStatus) error {
+	_, err := put(ctx, s.status, st.Name, st)
+	return err
+}

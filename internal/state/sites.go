@@ -1,0 +1,209 @@
+package state
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Site is one site's configuration, as the API takes it and edges apply it.
+type Site struct {
+	// Name identifies the site: lower-case letters, digits and dashes.
+	Name string `json:"name"`
+	// Hosts are the hostnames served: exact, "*.example.com", or "*".
+	Hosts []string `json:"hosts"`
+	// Origin is the origin's base URL (http or https).
+	Origin string `json:"origin"`
+	// OriginHost is the Host sent to the origin: empty for the origin
+	// URL's host, "client" to forward the client's.
+	OriginHost string `json:"origin_host,omitempty"`
+	// TTL overrides the origin's freshness.
+	TTL TTL `json:"ttl,omitzero"`
+	// CacheKey says which parts of the URL make the cache key.
+	CacheKey CacheKey `json:"cache_key,omitzero"`
+	// TLS is how the site's certificates are obtained: "" (none yet),
+	// "acme", "manual" or "self-signed".
+	TLS string `json:"tls,omitempty"`
+}
+
+// TTL is a site's freshness overrides; zero means none.
+type TTL struct {
+	Default Duration `json:"default,omitzero"`
+	Min     Duration `json:"min,omitzero"`
+	Max     Duration `json:"max,omitzero"`
+}
+
+// CacheKey is a site's query-string handling.
+type CacheKey struct {
+	// Query is "sorted" (default), "ordered" or "ignore".
+	Query        string   `json:"query,omitempty"`
+	IgnoreParams []string `json:"ignore_params,omitempty"`
+	AllowParams  []string `json:"allow_params,omitempty"`
+}
+
+// Duration is a time.Duration written as text ("90s", "1h").
+type Duration time.Duration
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("a duration is a string such as \"90s\" or \"1h\"")
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("bad duration %q", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+var (
+	siteName = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	hostName = regexp.MustCompile(`^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+)
+
+// FieldError names the field a validation failed on.
+type FieldError struct {
+	Field, Problem string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Problem }
+
+// Validate reports every problem with s, each naming its field.
+func (s Site) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, &FieldError{Field: field, Problem: fmt.Sprintf(format, args...)})
+	}
+	if !siteName.MatchString(s.Name) {
+		bad("name", "must be 1-63 lower-case letters, digits or dashes, got %q", s.Name)
+	}
+	if len(s.Hosts) == 0 {
+		bad("hosts", "at least one hostname is required")
+	}
+	for i, h := range s.Hosts {
+		if h != "*" && (len(h) > 253 || !hostName.MatchString(h)) {
+			bad(fmt.Sprintf("hosts[%d]", i), "not a hostname, \"*.domain\" or \"*\": %q", h)
+		}
+	}
+	if u, err := url.Parse(s.Origin); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
+		bad("origin", "must be an http or https URL with a host, got %q", s.Origin)
+	}
+	for _, d := range []struct {
+		field string
+		v     Duration
+	}{{"ttl.default", s.TTL.Default}, {"ttl.min", s.TTL.Min}, {"ttl.max", s.TTL.Max}} {
+		if d.v < 0 {
+			bad(d.field, "must be >= 0, got %s", time.Duration(d.v))
+		}
+	}
+	if s.TTL.Max > 0 && s.TTL.Min > s.TTL.Max {
+		bad("ttl.min", "is above ttl.max (%s > %s)", time.Duration(s.TTL.Min), time.Duration(s.TTL.Max))
+	}
+	if !slices.Contains([]string{"", "sorted", "ordered", "ignore"}, s.CacheKey.Query) {
+		bad("cache_key.query", "must be sorted, ordered or ignore, got %q", s.CacheKey.Query)
+	}
+	if !slices.Contains([]string{"", "acme", "manual", "self-signed"}, s.TLS) {
+		bad("tls", "must be acme, manual or self-signed, got %q", s.TLS)
+	}
+	if strings.ContainsAny(s.OriginHost, " /\r\n") {
+		bad("origin_host", "not a host, got %q", s.OriginHost)
+	}
+	return errors.Join(errs...)
+}
+
+// Site returns the named site.
+func (s *Store) Site(ctx context.Context, name string) (Site, uint64, error) {
+	return get[Site](ctx, s.sites, name)
+}
+
+// Sites lists every site.
+func (s *Store) Sites(ctx context.Context) ([]Site, error) { return list[Site](ctx, s.sites) }
+
+// PutSite stores a validated site. With create set it fails with
+// ErrExists if the site is there already.
+func (s *Store) PutSite(ctx context.Context, site Site, create bool) (uint64, error) {
+	if err := site.Validate(); err != nil {
+		return 0, err
+	}
+	if !create {
+		return put(ctx, s.sites, site.Name, site)
+	}
+	b, err := json.Marshal(site)
+	if err != nil {
+		return 0, err
+	}
+	rev, err := s.sites.Create(ctx, site.Name, b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		return 0, ErrExists
+	}
+	if err != nil {
+		return 0, fmt.Errorf("create site %s: %w", site.Name, err)
+	}
+	return rev, nil
+}
+
+// ErrExists is returned when creating what is already there.
+var ErrExists = errors.New("already exists")
+
+// DeleteSite removes the named site.
+func (s *Store) DeleteSite(ctx context.Context, name string) error { return del(ctx, s.sites, name) }
+
+// WatchSites calls f with every site once the current set is known, and
+// again with the whole set after every change, until ctx ends or the watch
+// fails (for instance when NATS goes away for good; the caller restarts it).
+func (s *Store) WatchSites(ctx context.Context, f func([]Site)) error {
+	w, err := s.sites.WatchAll(ctx)
+	if err != nil {
+		return fmt.Errorf("watch sites: %w", err)
+	}
+	defer w.Stop()
+	current := map[string]Site{}
+	initial := true
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case e, ok := <-w.Updates():
+			if !ok {
+				return errors.New("watch sites: closed")
+			}
+			if e == nil { // the current values have all been delivered
+				initial = false
+				f(snapshot(current))
+				continue
+			}
+			if e.Operation() != jetstream.KeyValuePut {
+				delete(current, e.Key())
+			} else {
+				var site Site
+				if err := json.Unmarshal(e.Value(), &site); err != nil {
+					continue // written by something else; not ours to apply
+				}
+				current[e.Key()] = site
+			}
+			if !initial {
+				f(snapshot(current))
+			}
+		}
+	}
+}
+
+func snapshot(m map[string]Site) []Site {
+	out := make([]Site, 0, len(m))
+	for _, s := range m {
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b Site) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
