@@ -1,7 +1,7 @@
 GO    ?= go
 BIN   := bin/cdn
 # Core packages run with the race detector.
-RACE  := ./edge/... ./origin/... ./internal/...
+RACE  := ./edge/... ./origin/... ./internal/... ./control/...
 FUZZ  := ./edge:FuzzServeH1 ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./edge/cachekey:FuzzNew ./edge/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath
 DATA  ?= .data
 

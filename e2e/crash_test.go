@@ -119,6 +119,11 @@ func TestKillDuringFills(t *testing.T) {
 		t.Logf("round %d: killed the edge mid-fill", round)
 	}
 
+	// What the kills left: fills cut off mid-write, which the next start
+	// must clear (a crash never leaves a complete-looking object).
+	left, _ := os.ReadDir(filepath.Join(dir, "disk", "tmp"))
+	t.Logf("temporary files left by the kills: %d", len(left))
+
 	// The last start: the origin answers at full speed now.
 	o.mu.Lock()
 	o.fast = true

@@ -107,6 +107,15 @@ func (s *Server) followControl(ctx context.Context) {
 	if c.Creds != "" {
 		opts = append(opts, nats.UserCredentials(c.Creds))
 	}
+	// A reconnect (to another node, or the same one back) restarts the
+	// watch: it re-reads every site, so nothing missed while away is lost.
+	reconnected := make(chan struct{}, 1)
+	opts = append(opts, nats.ReconnectHandler(func(*nats.Conn) {
+		select {
+		case reconnected <- struct{}{}:
+		default:
+		}
+	}))
 	nc, err := nats.Connect(c.NATS, opts...)
 	if err != nil {
 		s.log.Error("control link: bad NATS settings", "err", err)
@@ -124,15 +133,28 @@ func (s *Server) followControl(ctx context.Context) {
 				defer close(done)
 				s.heartbeat(hbCtx, store)
 			}()
-			err = store.WatchSites(ctx, func(sites []state.Site) {
+			watchCtx, stopWatch := context.WithCancel(ctx)
+			go func() {
+				select {
+				case <-reconnected:
+					stopWatch()
+				case <-watchCtx.Done():
+				}
+			}()
+			err = store.WatchSites(watchCtx, func(sites []state.Site) {
 				if err := s.applySites(sites, "control"); err != nil {
 					s.log.Warn("control link", "err", err)
 					return
 				}
 				s.saveSitesFile(sites)
 			})
+			reconnect := watchCtx.Err() != nil && ctx.Err() == nil
+			stopWatch()
 			stopHB()
 			<-done
+			if reconnect {
+				continue // re-watch at once on the new connection
+			}
 		}
 		if ctx.Err() != nil {
 			return

@@ -21,12 +21,23 @@ import (
 // compress it, and says Vary: Accept-Encoding on its responses if so. Call
 // it before the entry is shared.
 func markEncodable(e *cache.Entry, maxObject int64) {
-	h := e.Header
-	e.Encodable = e.Status == http.StatusOK && e.Disk == nil && !e.VaryIndex &&
-		int64(len(e.Body)) >= contentcoding.MinSize && int64(len(e.Body)) <= maxObject &&
+	e.Encodable = e.Disk == nil && !e.VaryIndex && encodable(e.Status, e.Header, int64(len(e.Body)), maxObject)
+	if e.Encodable {
+		addVaryAcceptEncoding(e.Header)
+	}
+}
+
+// encodable reports whether a response may be compressed by the edge.
+func encodable(status int, h http.Header, size, maxObject int64) bool {
+	return status == http.StatusOK && size >= contentcoding.MinSize && size <= maxObject &&
 		len(h["Content-Encoding"]) == 0 && contentcoding.Compressible(h.Get("Content-Type")) &&
 		!freshness.ParseHeader(h, "Cache-Control").Is(freshness.NoTransform)
-	if e.Encodable && !varies(h, "Accept-Encoding") {
+}
+
+// addVaryAcceptEncoding adds Accept-Encoding to h's Vary, without writing
+// into a Vary slice h may share with another header.
+func addVaryAcceptEncoding(h http.Header) {
+	if !varies(h, "Accept-Encoding") {
 		h["Vary"] = append(h["Vary"][:len(h["Vary"]):len(h["Vary"])], "Accept-Encoding")
 	}
 }
@@ -60,8 +71,13 @@ func (h *Handler) encoded(e *cache.Entry, key string, accept []string) *cache.En
 		return ce
 	}
 	v, err, _ := h.compressing.Do(ckey, func() (any, error) {
+		// The result is shared by every caller: only an entry held in
+		// memory may be, never an open disk body.
 		if ce, ok := h.get(ckey); ok {
-			return ce, nil
+			if ce.Disk == nil {
+				return ce, nil
+			}
+			ce.Release()
 		}
 		return h.compress(e, ckey, c)
 	})

@@ -258,10 +258,18 @@ func (h *Handler) store(j *fillJob, head fill.Head, m freshness.Meta) []stored {
 		keep = put(j.base, idx, false)
 	}
 	key := cache.VariantKey(j.base, idx, head.VariantKey)
-	if _, refill := h.mem.Get(key); !refill && idx.Variants.Add(1) > int64(h.maxVariants) {
+	if !h.held(key) && idx.Variants.Add(1) > int64(h.maxVariants) {
 		return keep // bounded: a header with endless values must not flood memory
 	}
 	return append(keep, put(key, e, spool)...)
+}
+
+// held reports whether key is stored in either tier.
+func (h *Handler) held(key string) bool {
+	if _, ok := h.mem.Get(key); ok {
+		return true
+	}
+	return h.disk != nil && h.disk.Has(key)
 }
 
 // persist writes stored entries to the disk tier. It runs after the
@@ -277,8 +285,19 @@ func (h *Handler) persist(j *fillJob, keep []stored) {
 		} else if s.e.Disk != nil {
 			body = s.e.Disk.Reader()
 		}
-		if err := h.disk.Put(s.key, s.e, body); err != nil && !errors.Is(err, cache.ErrTooLarge) {
-			h.log.LogAttrs(j.out.Context(), slog.LevelDebug, "disk tier write failed", slog.String("key", s.key), slog.Any("err", err))
+		if err := h.disk.Put(s.key, s.e, body); err != nil {
+			// Whatever older version is on disk must not outlive this one.
+			h.disk.Delete(s.key)
+			if !errors.Is(err, cache.ErrTooLarge) {
+				h.log.LogAttrs(j.out.Context(), slog.LevelDebug, "disk tier write failed", slog.String("key", s.key), slog.Any("err", err))
+			}
+			continue
+		}
+		if h.invalidatedSince(j) {
+			// An unsafe request for the URL ran while we wrote: its
+			// tombstone was set before its own disk delete, so checking
+			// after the write closes the race either way.
+			h.disk.Delete(s.key)
 		}
 	}
 }
@@ -356,7 +375,9 @@ func (h *Handler) markHitForMiss(j *fillJob, status int, reason string) {
 	if j.solo || h.hitForMissTTL <= 0 || status >= 500 || reason == "request no-store" || reason == "authorization" {
 		return
 	}
-	if e, ok := h.get(j.base); ok && e.VaryIndex {
+	e, ok := h.get(j.base)
+	e.Release()
+	if ok && e.VaryIndex {
 		// One variant that cannot be shared (a Set-Cookie for one
 		// language) must not evict every variant of the URL.
 		return

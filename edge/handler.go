@@ -146,6 +146,7 @@ func (h *Handler) get(key string) (*cache.Entry, bool) {
 	if h.disk == nil {
 		return nil, false
 	}
+	deletes := h.disk.Deletes()
 	e, ok := h.disk.Get(key, h.diskInline)
 	if !ok {
 		return nil, false
@@ -154,7 +155,9 @@ func (h *Handler) get(key string) (*cache.Entry, bool) {
 		h.metrics.tierHits[tierDisk].Inc()
 	}
 	markEncodable(e, h.maxObject)
-	if e.Disk == nil {
+	// Promote, unless an invalidation ran while we read: its tombstone in
+	// memory must not be overwritten by what it invalidated.
+	if e.Disk == nil && h.disk.Deletes() == deletes {
 		h.mem.Put(key, e)
 	}
 	return e, true

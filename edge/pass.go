@@ -85,6 +85,9 @@ func (h *Handler) tombstone(base string) {
 	if h.disk != nil {
 		h.disk.Delete(base)
 	}
+	// A finished fill still in the group (writing a large body to disk)
+	// must not hand the old body to requests that come after this.
+	h.group.Forget(base, base+"\x00")
 }
 
 func unsafeMethod(m string) bool {

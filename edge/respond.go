@@ -116,6 +116,11 @@ func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, s *site, f
 	default:
 		hdr["Cache-Status"] = h.statusMissStored
 	}
+	if head.Shareable && !head.FromCache && encodable(head.Status, head.Header, contentLength(head.Header), h.maxObject) {
+		// Later hits of this URL depend on Accept-Encoding; so does this
+		// answer, for any cache downstream.
+		addVaryAcceptEncoding(hdr)
+	}
 	if head.FromCache || (head.Shareable && head.Decision.Meta.InitialAge >= time.Second) {
 		// From cache, or fresh from an origin that is itself a cache.
 		hdr["Age"] = ageHeader(head.Decision.Meta.Age(h.now()))

@@ -120,6 +120,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		bgCtx:         context.Background(),
 	}
 	h.routes.Store(routes)
+	// Vary index generations go into keys that outlive the process on
+	// disk: start past any number an earlier run could have used.
+	h.gen.Store(uint64(time.Now().UnixNano()))
 	h.prepareStatus()
 	s := &Server{cfg: cfg, log: log, reg: reg, handler: h, mem: mem, fetcher: h.fetcher, started: now()}
 	if cfg.Control != nil {

@@ -57,7 +57,8 @@ type Disk struct {
 	idx *sieve
 	jr  *journal
 
-	failing atomic.Bool // the last write failed; logged once until one succeeds
+	failing atomic.Bool   // the last write failed; logged once until one succeeds
+	deletes atomic.Uint64 // explicit Deletes so far (not evictions)
 	metrics diskMetrics
 
 	stopSweep context.CancelFunc
@@ -174,6 +175,10 @@ func (d *Disk) Get(key string, inlineMax int64) (*Entry, bool) {
 		return e, true
 	case errors.Is(err, errOtherKey):
 		return nil, false
+	case errors.Is(err, os.ErrNotExist):
+		// Evicted or deleted since the lookup, or lost: a miss, not damage.
+		d.forget(hash)
+		return nil, false
 	default:
 		d.dropCorrupt(hash, key, err)
 		return nil, false
@@ -188,6 +193,9 @@ const maxSmallOverhead = 8 << 10
 
 func (d *Disk) read(hash uint64, key string, inlineMax int64) (*Entry, error) {
 	f, err := os.Open(d.path(hash))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
@@ -263,6 +271,16 @@ func (d *Disk) read(hash uint64, key string, inlineMax int64) (*Entry, error) {
 	e.Disk = &DiskBody{f: f, off: l.bodyOff(), size: l.bodyLen, sums: sums, bufBlock: -1,
 		onCorrupt: func() { d.dropCorrupt(hash, key, errors.New("body block checksum mismatch")) }}
 	return e, nil
+}
+
+// forget drops an index entry whose file is gone, unless a new file
+// took its place meanwhile.
+func (d *Disk) forget(hash uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, err := os.Stat(d.path(hash)); errors.Is(err, os.ErrNotExist) && d.idx.remove(hash) {
+		d.jr.append(record{op: opRemove, hash: hash})
+	}
 }
 
 func (d *Disk) dropCorrupt(hash uint64, key string, err error) {
@@ -366,8 +384,31 @@ func (d *Disk) evictLocked(need int64) {
 	}
 }
 
-// Delete removes the object under key, if any.
-func (d *Disk) Delete(key string) { d.remove(keyHash(key)) }
+// Delete removes the object under key, if any: an invalidation, which
+// must survive a power cut, so the journal is synced.
+func (d *Disk) Delete(key string) {
+	d.deletes.Add(1)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.idx.size(keyHash(key)) < 0 {
+		return
+	}
+	d.removeLocked(keyHash(key))
+	if err := d.jr.f.Sync(); err != nil {
+		d.log.Warn("disk tier: sync the index after a delete", slog.Any("err", err))
+	}
+}
+
+// Deletes counts the Delete calls so far. A reader that saw the same count
+// before and after reading an object knows no invalidation ran meanwhile.
+func (d *Disk) Deletes() uint64 { return d.deletes.Load() }
+
+// Has reports whether an object is indexed under key (without reading it).
+func (d *Disk) Has(key string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.idx.size(keyHash(key)) >= 0
+}
 
 func (d *Disk) remove(hash uint64) {
 	d.mu.Lock()

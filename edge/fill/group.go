@@ -3,6 +3,7 @@ package fill
 import (
 	"context"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/selfcdn/cdn/edge/freshness"
@@ -111,5 +112,18 @@ func (g *Group) Done(key string, f *Flight) {
 	defer g.mu.Unlock()
 	if g.flights[key] == f {
 		delete(g.flights, key)
+	}
+}
+
+// Forget takes out of the group the flight for key and every flight whose
+// key starts with prefix: the URL changed, and requests from now on must
+// not join a fetch that began before. The flights themselves run on.
+func (g *Group) Forget(key, prefix string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for k := range g.flights {
+		if k == key || strings.HasPrefix(k, prefix) {
+			delete(g.flights, k)
+		}
 	}
 }

@@ -170,10 +170,25 @@ func (s *Store) WatchSites(ctx context.Context, f func([]Site)) error {
 	defer w.Stop()
 	current := map[string]Site{}
 	initial := true
+	var seen uint64 // the latest revision delivered
+	// A watch can stall without an error (its consumer lived on a cluster
+	// node that died): compare with the bucket now and then, and give up
+	// on a watch that stays behind, so the caller starts a fresh one.
+	check := time.NewTicker(stallCheck)
+	defer check.Stop()
+	behind := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-check.C:
+			if last, err := s.lastRevision(ctx); err == nil && last > seen && !initial {
+				if behind++; behind >= 2 {
+					return fmt.Errorf("watch sites: stalled at revision %d, bucket at %d", seen, last)
+				}
+			} else {
+				behind = 0
+			}
 		case e, ok := <-w.Updates():
 			if !ok {
 				return errors.New("watch sites: closed")
@@ -183,6 +198,7 @@ func (s *Store) WatchSites(ctx context.Context, f func([]Site)) error {
 				f(snapshot(current))
 				continue
 			}
+			seen = max(seen, e.Revision())
 			if e.Operation() != jetstream.KeyValuePut {
 				delete(current, e.Key())
 			} else {
@@ -197,6 +213,24 @@ func (s *Store) WatchSites(ctx context.Context, f func([]Site)) error {
 			}
 		}
 	}
+}
+
+// stallCheck is how often a site watch compares itself with the bucket.
+const stallCheck = time.Second
+
+// lastRevision is the sites bucket's latest revision.
+func (s *Store) lastRevision(ctx context.Context) (uint64, error) {
+	ctx, cancel := context.WithTimeout(ctx, stallCheck)
+	defer cancel()
+	st, err := s.sites.Status(ctx)
+	if err != nil {
+		return 0, err
+	}
+	bs, ok := st.(*jetstream.KeyValueBucketStatus)
+	if !ok {
+		return 0, errors.New("no stream info for the sites bucket")
+	}
+	return bs.StreamInfo().State.LastSeq, nil
 }
 
 func snapshot(m map[string]Site) []Site {
