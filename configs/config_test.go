@@ -3,6 +3,7 @@ package configs
 import (
 	"testing"
 
+	"github.com/selfcdn/cdn/control"
 	"github.com/selfcdn/cdn/edge"
 	"github.com/selfcdn/cdn/internal/config"
 	"github.com/selfcdn/cdn/origin/static"
@@ -13,6 +14,14 @@ func TestExamplesLoad(t *testing.T) {
 	ecfg := edge.DefaultConfig()
 	if err := config.Load("standalone/edge.yaml", &ecfg); err != nil {
 		t.Errorf("standalone/edge.yaml: %v", err)
+	}
+	lcfg := edge.DefaultConfig()
+	if err := config.Load("local/edge.yaml", &lcfg); err != nil {
+		t.Errorf("local/edge.yaml: %v", err)
+	}
+	ccfg := control.DefaultConfig()
+	if err := config.Load("local/control.yaml", &ccfg); err != nil {
+		t.Errorf("local/control.yaml: %v", err)
 	}
 	ocfg := static.DefaultConfig()
 	if err := config.Load("standalone/origin.yaml", &ocfg); err != nil {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/selfcdn/cdn/edge"
+	"github.com/selfcdn/cdn/internal/natstest"
 )
 
 func freeAddr(t *testing.T) string {
@@ -252,4 +253,32 @@ func TestControlPlane(t *testing.T) {
 		code, body := fetchVia(e3.url, "two.test")
 		return code == 200 && strings.HasPrefix(body, "hello from")
 	})
+}
+
+// TestControlWaitsForNATS: control started before its NATS answers 503
+// and retries, then serves once NATS is up.
+func TestControlWaitsForNATS(t *testing.T) {
+	natsAddr := freeAddr(t)
+	cfg := DefaultConfig()
+	cfg.DataDir = t.TempDir()
+	cfg.NATS.URLs = []string{"nats://" + natsAddr}
+	srv, err := New(cfg, Deps{Logger: logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+	api := "http://" + ln.Addr().String()
+	time.Sleep(300 * time.Millisecond)
+	if code := status(api+"/readyz", ""); code != 503 {
+		t.Errorf("readyz without NATS = %d, want 503", code)
+	}
+	if code := status(api+"/v1/sites", "x"); code != 503 {
+		t.Errorf("API without NATS = %d, want 503", code)
+	}
+	natstest.Start(t, natsAddr, "")
+	waitFor(t, "control ready once NATS is up", time.Now().Add(15*time.Second), func() bool { return status(api+"/readyz", "") == 200 })
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/selfcdn/cdn/control/api"
+	"github.com/selfcdn/cdn/internal/certstore"
 	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
 	"github.com/selfcdn/cdn/internal/natsembed"
 	"github.com/selfcdn/cdn/internal/state"
@@ -104,34 +105,61 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	joined := strings.Join(urls, ",")
 	s.natsURL.Store(&joined)
 
-	nc, store, err := s.connect(ctx, joined)
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	if err := s.bootstrap(ctx, store); err != nil {
-		return err
-	}
-
+	// HTTP first: while NATS is not reachable yet, /readyz and the API
+	// answer 503 instead of leaving clients hanging.
+	var apiReady atomic.Pointer[api.API]
+	var nc atomic.Pointer[nats.Conn]
 	mux := http.NewServeMux()
-	mux.Handle("/v1/", api.New(store, s.log, s.now, s.cfg.MaxBodyBytes))
+	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		a := apiReady.Load()
+		if a == nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Retry-After", "1")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte(`{"error":{"code":"unavailable","message":"control is waiting for NATS"}}` + "\n"))
+			return
+		}
+		a.ServeHTTP(w, r)
+	})
 	mux.Handle("GET /metrics", cdnmetrics.Handler(s.reg))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.ready.Load() || nc.Status() != nats.CONNECTED {
+		if c := nc.Load(); !s.ready.Load() || c == nil || c.Status() != nats.CONNECTED {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ready\n"))
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	defer func() {
+		shut, done := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer done()
+		srv.Shutdown(shut)
+	}()
+
+	conn, store, err := s.connect(ctx, joined)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while waiting for NATS
+		}
+		return err
+	}
+	defer conn.Close()
+	nc.Store(conn)
+	if err := s.bootstrap(ctx, store); err != nil {
+		return err
+	}
+	if _, err := certstore.New(ctx, conn, "control", s.cfg.NATS.Replicas); err != nil {
+		return err // creates the certificates bucket with the cluster's replicas
+	}
+	apiReady.Store(api.New(store, s.log, s.now, s.cfg.MaxBodyBytes))
 	checks := newChecker(store, s.cfg.Health, s.log, s.now, s.reg)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { checks.run(ctx) })
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	s.ready.Store(true)
 	s.log.Info("control ready", "api", "http://"+ln.Addr().String(), "nats", joined)
 	select {
@@ -140,9 +168,6 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.ready.Store(false)
 	cancel()
-	shut, done := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer done()
-	srv.Shutdown(shut)
 	wg.Wait()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil

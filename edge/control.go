@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -184,7 +185,7 @@ func (s *Server) heartbeat(ctx context.Context, store *state.Store) {
 	}
 	e := state.Edge{
 		Name: s.cfg.Name, Region: s.cfg.Region, Lat: c.Lat, Lon: c.Lon, Capacity: c.Capacity,
-		HTTP: c.PublicURL, Admin: c.AdminURL, Started: s.started,
+		HTTP: c.PublicURL, Admin: c.AdminURL, Started: s.started, Version: version(),
 	}
 	if e.HTTP == "" {
 		e.HTTP = "http://" + s.addr
@@ -218,4 +219,12 @@ func (s *Server) heartbeat(ctx context.Context, store *state.Store) {
 		case <-t.C:
 		}
 	}
+}
+
+// version is the binary's module version ("(devel)" from a source tree).
+func version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.Main.Version
+	}
+	return "unknown"
 }

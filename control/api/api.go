@@ -41,6 +41,7 @@ type API struct {
 	now     func() time.Time
 	maxBody int64
 	mux     *http.ServeMux
+	routes  []string // "METHOD /path", as openapi.yaml lists them
 }
 
 // New returns the API over store. maxBody bounds request bodies.
@@ -70,6 +71,7 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTT
 // handle registers an endpoint that needs a token with one of scopes (nil:
 // admin only). A GET of one site also admits that site's own scopes.
 func (a *API) handle(pattern string, scopes []string, h func(http.ResponseWriter, *http.Request) error) {
+	a.routes = append(a.routes, pattern)
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		t, err := a.authenticate(r.Context(), r)
 		switch {

@@ -6,9 +6,12 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/selfcdn/cdn/internal/natstest"
 	"github.com/selfcdn/cdn/internal/state"
@@ -171,5 +174,37 @@ func TestTokensLifecycle(t *testing.T) {
 	}
 	if code, _ := a.do(t, "GET", "/v1/sites", ci, ""); code != 401 {
 		t.Errorf("deleted token: %d, want 401", code)
+	}
+}
+
+// TestOpenAPIListsEveryRoute keeps openapi.yaml and the routes in step.
+func TestOpenAPIListsEveryRoute(t *testing.T) {
+	b, err := os.ReadFile("openapi.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Paths map[string]map[string]any `yaml:"paths"`
+	}
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		t.Fatalf("openapi.yaml: %v", err)
+	}
+	documented := map[string]bool{}
+	for path, ops := range doc.Paths {
+		for method := range ops {
+			if method != "parameters" {
+				documented[strings.ToUpper(method)+" "+path] = true
+			}
+		}
+	}
+	a := New(nil, slog.New(slog.DiscardHandler), time.Now, 1)
+	for _, route := range a.routes {
+		if !documented[route] {
+			t.Errorf("route %s is not in openapi.yaml", route)
+		}
+		delete(documented, route)
+	}
+	for route := range documented {
+		t.Errorf("openapi.yaml documents %s, which the API does not serve", route)
 	}
 }
