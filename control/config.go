@@ -31,6 +31,9 @@ type NATSConfig struct {
 	URLs []string `yaml:"urls"`
 	// Creds is a NATS credentials file for the external cluster.
 	Creds string `yaml:"creds"`
+	// CA is a PEM file of the CA that signed the cluster's TLS
+	// certificates (tls:// URLs), when the system roots do not.
+	CA string `yaml:"ca"`
 	// Listen is the embedded server's client address (edges connect to
 	// it). Default 127.0.0.1:4222.
 	Listen string `yaml:"listen"`

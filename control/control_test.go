@@ -282,3 +282,45 @@ func TestControlWaitsForNATS(t *testing.T) {
 	natstest.Start(t, natsAddr, "")
 	waitFor(t, "control ready once NATS is up", time.Now().Add(15*time.Second), func() bool { return status(api+"/readyz", "") == 200 })
 }
+
+// TestTwoControlsShareNATS: control processes over one NATS hold nothing of
+// their own; what one writes, the other serves at once.
+func TestTwoControlsShareNATS(t *testing.T) {
+	ns := natstest.Start(t, "", "")
+	var apis []string
+	dirs := []string{t.TempDir(), t.TempDir()}
+	for _, dir := range dirs {
+		cfg := DefaultConfig()
+		cfg.DataDir = dir
+		cfg.NATS.URLs = []string{ns.URL}
+		srv, err := New(cfg, Deps{Logger: logger(t)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, _ := net.Listen("tcp", "127.0.0.1:0")
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- srv.Serve(ctx, ln) }()
+		t.Cleanup(func() { cancel(); <-done })
+		api := "http://" + ln.Addr().String()
+		waitFor(t, "control ready", time.Now().Add(10*time.Second), func() bool { return status(api+"/readyz", "") == 200 })
+		apis = append(apis, api)
+	}
+	b, err := os.ReadFile(filepath.Join(dirs[0], TokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(string(b))
+	if _, err := os.Stat(filepath.Join(dirs[1], TokenFile)); !os.IsNotExist(err) {
+		t.Errorf("the second control minted a bootstrap token of its own (stat: %v)", err)
+	}
+	if code, body := call(t, "POST", apis[0]+"/v1/sites", token, siteJSON("shared", "shared.test", "http://127.0.0.1:1")); code != 201 {
+		t.Fatalf("create through the first: %d %s", code, body)
+	}
+	if code, body := call(t, "GET", apis[1]+"/v1/sites/shared", token, ""); code != 200 {
+		t.Errorf("read through the second: %d %s", code, body)
+	}
+	if code, _ := call(t, "POST", apis[1]+"/v1/tokens", token, `{"scopes":["read"]}`); code != 201 {
+		t.Errorf("the first control's token on the second: %d", code)
+	}
+}

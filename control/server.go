@@ -154,7 +154,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if _, err := certstore.New(ctx, conn, "control", s.cfg.NATS.Replicas); err != nil {
 		return err // creates the certificates bucket with the cluster's replicas
 	}
-	apiReady.Store(api.New(store, s.log, s.now, s.cfg.MaxBodyBytes))
+	a := api.New(store, s.log, s.now, s.cfg.MaxBodyBytes)
+	a.Requests = api.NewRequestsMetric()
+	s.reg.MustRegister(a.Requests)
+	apiReady.Store(a)
 	checks := newChecker(store, s.cfg.Health, s.log, s.now, s.reg)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -182,6 +185,9 @@ func (s *Server) connect(ctx context.Context, url string) (*nats.Conn, *state.St
 	opts := []nats.Option{nats.Name("cdn-control"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
 	if s.cfg.NATS.Creds != "" {
 		opts = append(opts, nats.UserCredentials(s.cfg.NATS.Creds))
+	}
+	if s.cfg.NATS.CA != "" {
+		opts = append(opts, nats.RootCAs(s.cfg.NATS.CA))
 	}
 	wait := 250 * time.Millisecond
 	for {

@@ -58,6 +58,9 @@ type ControlConfig struct {
 	NATS string `yaml:"nats"`
 	// Creds is a NATS credentials file, if the cluster wants one.
 	Creds string `yaml:"creds"`
+	// CA is a PEM file of the CA of the cluster's TLS certificates
+	// (tls:// URLs), when the system roots do not cover it.
+	CA string `yaml:"ca"`
 	// Lat and Lon place the edge (with the edge's region) for GeoDNS.
 	Lat float64 `yaml:"lat"`
 	Lon float64 `yaml:"lon"`

@@ -108,6 +108,9 @@ func (s *Server) followControl(ctx context.Context) {
 	if c.Creds != "" {
 		opts = append(opts, nats.UserCredentials(c.Creds))
 	}
+	if c.CA != "" {
+		opts = append(opts, nats.RootCAs(c.CA))
+	}
 	// A reconnect (to another node, or the same one back) restarts the
 	// watch: it re-reads every site, so nothing missed while away is lost.
 	reconnected := make(chan struct{}, 1)

@@ -12,9 +12,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/selfcdn/cdn/internal/httpstats"
 	"github.com/selfcdn/cdn/internal/state"
 )
 
@@ -42,6 +46,15 @@ type API struct {
 	maxBody int64
 	mux     *http.ServeMux
 	routes  []string // "METHOD /path", as openapi.yaml lists them
+	// Requests counts answers by route and status; nil counts nothing.
+	Requests *prometheus.CounterVec
+}
+
+// NewRequestsMetric is the counter the API records its answers in.
+func NewRequestsMetric() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cdn_control_api_requests_total", Help: "API requests answered, by route and status code.",
+	}, []string{"route", "code"})
 }
 
 // New returns the API over store. maxBody bounds request bodies.
@@ -72,7 +85,11 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTT
 // admin only). A GET of one site also admits that site's own scopes.
 func (a *API) handle(pattern string, scopes []string, h func(http.ResponseWriter, *http.Request) error) {
 	a.routes = append(a.routes, pattern)
-	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+	a.mux.HandleFunc(pattern, func(rw http.ResponseWriter, r *http.Request) {
+		w := &httpstats.Writer{ResponseWriter: rw}
+		if a.Requests != nil {
+			defer func() { a.Requests.WithLabelValues(pattern, strconv.Itoa(w.Status)).Inc() }()
+		}
 		t, err := a.authenticate(r.Context(), r)
 		switch {
 		case errors.Is(err, errNoToken), errors.Is(err, errBadToken):
