@@ -222,6 +222,16 @@ func TestControlPlane(t *testing.T) {
 		return h == "down"
 	})
 
+	code, b := call(t, "GET", ctrl.url+"/v1/health", token, "")
+	var h struct {
+		Edges map[string]int `json:"edges"`
+		Sites int            `json:"sites"`
+	}
+	json.Unmarshal(b, &h)
+	if code != 200 || h.Edges["up"] != 1 || h.Edges["down"] != 1 || h.Sites != 1 {
+		t.Errorf("GET /v1/health = %d %s, want 1 up, 1 down, 1 site", code, b)
+	}
+
 	// Heartbeat loss: a stopped edge goes down.
 	e1.stop()
 	waitFor(t, "e1 down after it stopped", time.Now().Add(5*time.Second), func() bool {

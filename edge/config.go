@@ -127,6 +127,9 @@ type SiteConfig struct {
 	Hosts []string `yaml:"hosts"`
 	// Origin is the origin's base URL (http or https).
 	Origin string `yaml:"origin"`
+	// FallbackOrigins are tried in order when a cache fill cannot reach
+	// the origin, times out, or gets 502, 503 or 504 from it.
+	FallbackOrigins []string `yaml:"fallback_origins"`
 	// OriginHost is the Host header sent to the origin. Default: the host
 	// of Origin; "client" forwards the client's Host.
 	OriginHost string `yaml:"origin_host"`
@@ -234,10 +237,16 @@ func (s SiteConfig) validate() error {
 			errs = append(errs, fmt.Errorf("hosts: %q is not a hostname, *.domain or *", h))
 		}
 	}
-	if u, err := url.Parse(s.Origin); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		errs = append(errs, fmt.Errorf("origin must be an http(s) URL, got %q", s.Origin))
-	} else if u.RawQuery != "" || u.Fragment != "" {
-		errs = append(errs, fmt.Errorf("origin must not have a query or fragment, got %q", s.Origin))
+	for i, o := range append([]string{s.Origin}, s.FallbackOrigins...) {
+		field := "origin"
+		if i > 0 {
+			field = fmt.Sprintf("fallback_origins[%d]", i-1)
+		}
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("%s must be an http(s) URL, got %q", field, o))
+		} else if u.RawQuery != "" || u.Fragment != "" {
+			errs = append(errs, fmt.Errorf("%s must not have a query or fragment, got %q", field, o))
+		}
 	}
 	if s.TTL.Default < 0 || s.TTL.Min < 0 || s.TTL.Max < 0 {
 		errs = append(errs, errors.New("ttl: durations must be >= 0"))

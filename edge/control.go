@@ -30,7 +30,7 @@ const sitesFile = "control-sites.json"
 // siteConfig turns a site from control into the edge's own config type.
 func siteConfig(s state.Site) SiteConfig {
 	return SiteConfig{
-		Name: s.Name, Hosts: s.Hosts, Origin: s.Origin, OriginHost: s.OriginHost,
+		Name: s.Name, Hosts: s.Hosts, Origin: s.Origin, FallbackOrigins: s.FallbackOrigins, OriginHost: s.OriginHost,
 		TTL: TTLConfig{Default: time.Duration(s.TTL.Default), Min: time.Duration(s.TTL.Min), Max: time.Duration(s.TTL.Max)},
 		CacheKey: cachekey.Rules{
 			Query: cachekey.QueryMode(s.CacheKey.Query), IgnoreParams: s.CacheKey.IgnoreParams, AllowParams: s.CacheKey.AllowParams,

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"time"
@@ -31,6 +32,8 @@ type fillJob struct {
 	clientHeader http.Header
 	// inval is the invalidation count when the fill started.
 	inval uint64
+	// uri is the request URI, for fallback origins.
+	uri string
 }
 
 // startFill builds the origin request for r and runs the fetch in the
@@ -75,7 +78,7 @@ func (h *Handler) startFill(r *http.Request, s *site, base, key string, stored *
 		}
 	}
 	j := &fillJob{site: s, base: base, key: key, out: out, stored: stored, fl: fl, solo: solo, cancel: cancel,
-		clientHeader: r.Header.Clone(), inval: h.inval.Load()}
+		clientHeader: r.Header.Clone(), inval: h.inval.Load(), uri: r.URL.RequestURI()}
 	if !h.goBackground(func() { h.runFill(j) }) {
 		cancel()
 		stored.Release()
@@ -102,7 +105,7 @@ func (h *Handler) runFill(j *fillJob) {
 	// waiters: a client that got its answer and asks again at once must
 	// start a new fetch or find the stored entry, never the old flight.
 	sent := h.now()
-	res, err := h.fetcher.Do(j.out)
+	res, err := h.fetchOrigin(j)
 	h.metrics.fetchDur.Observe(h.now().Sub(sent).Seconds())
 	if err != nil {
 		h.metrics.fetches.WithLabelValues(j.site.name, "error").Inc()
@@ -168,6 +171,37 @@ func (h *Handler) runFill(j *fillJob) {
 	j.fl.Body.Finish(nil)
 	h.persist(j, keep)
 	h.done(j)
+}
+
+// fetchOrigin sends the fill's request to the site's origin, then to its
+// fallback origins in order while the answer is a failure a fallback can
+// fix: no connection, a timeout, or a 502/503/504.
+func (h *Handler) fetchOrigin(j *fillJob) (*http.Response, error) {
+	res, err := h.fetcher.Do(j.out)
+	for _, fb := range j.site.fallbacks {
+		if err == nil && (res.StatusCode < 502 || res.StatusCode > 504) || j.out.Context().Err() != nil {
+			break
+		}
+		if err == nil {
+			res.Body.Close()
+			h.metrics.fetches.WithLabelValues(j.site.name, "5xx").Inc()
+		} else {
+			h.metrics.fetches.WithLabelValues(j.site.name, "error").Inc()
+		}
+		h.log.LogAttrs(j.out.Context(), slog.LevelWarn, "origin failed; trying a fallback origin",
+			slog.String("site", j.site.name), slog.String("fallback", fb.prefix), slog.Any("err", err))
+		out := j.out.Clone(j.out.Context())
+		u, perr := url.Parse(fb.prefix + j.uri)
+		if perr != nil {
+			continue
+		}
+		out.URL, out.Host = u, fb.host
+		if out.Host == "" {
+			out.Host = j.out.Host
+		}
+		res, err = h.fetcher.Do(out)
+	}
+	return res, err
 }
 
 // done takes the job's flight out of the group.

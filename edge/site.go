@@ -19,10 +19,15 @@ type site struct {
 	// originHost is the Host header for the origin; empty forwards the
 	// client's Host.
 	originHost string
-	policy     freshness.Policy
-	keyRules   cachekey.Rules
-	metrics    *siteMetrics
+	// fallbacks are the origins a fill tries next, in order.
+	fallbacks []originTarget
+	policy    freshness.Policy
+	keyRules  cachekey.Rules
+	metrics   *siteMetrics
 }
+
+// originTarget is one fallback origin: its base URL and the Host to send.
+type originTarget struct{ prefix, host string }
 
 // buildRoutes turns the configured sites into a routing table.
 func buildRoutes(sites []SiteConfig, m *metrics) (*routing.Table[site], error) {
@@ -46,6 +51,17 @@ func buildRoutes(sites []SiteConfig, m *metrics) (*routing.Table[site], error) {
 			s.originHost = ""
 		default:
 			s.originHost = sc.OriginHost
+		}
+		for _, fo := range sc.FallbackOrigins {
+			fu, err := url.Parse(fo)
+			if err != nil {
+				return nil, fmt.Errorf("site %s: fallback origin: %w", sc.Name, err)
+			}
+			t := originTarget{prefix: strings.TrimSuffix(fu.String(), "/"), host: fu.Host}
+			if sc.OriginHost != "" {
+				t.host = s.originHost // an explicit Host (or the client's) goes to every origin
+			}
+			s.fallbacks = append(s.fallbacks, t)
 		}
 		for _, h := range sc.Hosts {
 			routes = append(routes, routing.Route[site]{Host: h, Site: s})

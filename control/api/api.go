@@ -30,6 +30,7 @@ type Store interface {
 	DeleteSite(ctx context.Context, name string) error
 	Edges(ctx context.Context) ([]state.Edge, error)
 	Edge(ctx context.Context, name string) (state.Edge, error)
+	DeleteEdge(ctx context.Context, name string) error
 	EdgeStatus(ctx context.Context, name string) (state.EdgeStatus, error)
 	SetEdgeStatus(ctx context.Context, st state.EdgeStatus) error
 	Token(ctx context.Context, id string) (state.Token, error)
@@ -68,6 +69,8 @@ func New(store Store, log *slog.Logger, now func() time.Time, maxBody int64) *AP
 	a.handle("DELETE /v1/sites/{site}", nil, a.deleteSite)
 	a.handle("GET /v1/edges", read, a.listEdges)
 	a.handle("GET /v1/edges/{edge}", read, a.getEdge)
+	a.handle("DELETE /v1/edges/{edge}", nil, a.deleteEdge)
+	a.handle("GET /v1/health", read, a.health)
 	a.handle("POST /v1/edges/{edge}/drain", nil, a.drain(true))
 	a.handle("POST /v1/edges/{edge}/undrain", nil, a.drain(false))
 	a.handle("GET /v1/tokens", nil, a.listTokens)

@@ -117,6 +117,42 @@ func (a *API) getEdge(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// deleteEdge forgets a decommissioned edge; one that still heartbeats
+// registers again.
+func (a *API) deleteEdge(w http.ResponseWriter, r *http.Request) error {
+	if err := a.store.DeleteEdge(r.Context(), r.PathValue("edge")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// health summarizes the network: edges by health, drained, and sites.
+func (a *API) health(w http.ResponseWriter, r *http.Request) error {
+	edges, err := a.store.Edges(r.Context())
+	if err != nil {
+		return err
+	}
+	sites, err := a.store.Sites(r.Context())
+	if err != nil {
+		return err
+	}
+	counts := map[string]int{state.HealthUp: 0, state.HealthDown: 0, state.HealthUnknown: 0}
+	draining := 0
+	for _, e := range edges {
+		st, err := a.store.EdgeStatus(r.Context(), e.Name)
+		if err != nil {
+			return err
+		}
+		counts[st.Health]++
+		if st.Draining {
+			draining++
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"edges": counts, "draining": draining, "sites": len(sites)})
+	return nil
+}
+
 // drain sets or clears an edge's draining flag: a drained edge keeps
 // serving but gets no new DNS answers.
 func (a *API) drain(on bool) func(http.ResponseWriter, *http.Request) error {

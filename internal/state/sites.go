@@ -22,6 +22,9 @@ type Site struct {
 	Hosts []string `json:"hosts"`
 	// Origin is the origin's base URL (http or https).
 	Origin string `json:"origin"`
+	// FallbackOrigins are tried in order when the origin cannot be
+	// reached or answers 502-504.
+	FallbackOrigins []string `json:"fallback_origins,omitempty"`
 	// OriginHost is the Host sent to the origin: empty for the origin
 	// URL's host, "client" to forward the client's.
 	OriginHost string `json:"origin_host,omitempty"`
@@ -96,8 +99,14 @@ func (s Site) Validate() error {
 			bad(fmt.Sprintf("hosts[%d]", i), "not a hostname, \"*.domain\" or \"*\": %q", h)
 		}
 	}
-	if u, err := url.Parse(s.Origin); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil {
-		bad("origin", "must be an http or https URL with a host, got %q", s.Origin)
+	for i, o := range append([]string{s.Origin}, s.FallbackOrigins...) {
+		field := "origin"
+		if i > 0 {
+			field = fmt.Sprintf("fallback_origins[%d]", i-1)
+		}
+		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" {
+			bad(field, "must be an http or https URL with a host and no query, got %q", o)
+		}
 	}
 	for _, d := range []struct {
 		field string
