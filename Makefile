@@ -2,7 +2,7 @@ GO    ?= go
 BIN   := bin/cdn
 # Core packages run with the race detector.
 RACE  := ./edge/... ./origin/... ./internal/... ./control/...
-FUZZ  := ./edge:FuzzServeH1 ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./edge/cachekey:FuzzNew ./edge/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath
+FUZZ  := ./edge:FuzzServeH1 ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./edge/cachekey:FuzzNew ./edge/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath ./control/api:FuzzSiteRequest
 DATA  ?= .data
 
 .PHONY: help build run test test-race test-e2e fuzz bench bench-go bench-peers bench-zipf bench-disk-start bench-disk lint

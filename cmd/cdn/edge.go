@@ -16,7 +16,7 @@ func runEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var (
 		cfgPath, originURL, listen, admin, cacheDir, name string
-		controlNATS, region                               string
+		controlNATS, region, publicURL                    string
 		lat, lon                                          float64
 		memory, disk                                      config.Size
 		check, accessLog                                  bool
@@ -30,6 +30,7 @@ func runEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.Var(&memory, "memory", "memory cache size, e.g. 512MiB (overrides the config)")
 	fs.StringVar(&controlNATS, "control", "", "control plane NATS URL: sites come from control (overrides the config)")
 	fs.StringVar(&region, "region", "", "region of this edge, for GeoDNS (overrides the config)")
+	fs.StringVar(&publicURL, "public-url", "", "base URL clients reach this edge at, registered with control (default http://LISTEN)")
 	fs.Float64Var(&lat, "lat", 0, "latitude of this edge (with --control)")
 	fs.Float64Var(&lon, "lon", 0, "longitude of this edge (with --control)")
 	fs.Var(&disk, "disk", "disk cache size under --cache-dir, e.g. 20GiB; 0 turns it off (overrides the config)")
@@ -85,6 +86,9 @@ func runEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if cfg.Control != nil && (set["lat"] || set["lon"]) {
 		cfg.Control.Lat, cfg.Control.Lon = lat, lon
+	}
+	if cfg.Control != nil && publicURL != "" {
+		cfg.Control.PublicURL = publicURL
 	}
 	if set["access-log"] || cfgPath == "" {
 		cfg.AccessLog = accessLog
