@@ -49,6 +49,10 @@ type Config struct {
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// ShutdownTimeout bounds the graceful drain on stop. Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// TCPNotSentLowat caps the unsent bytes each client connection queues
+	// in the kernel (Linux TCP_NOTSENT_LOWAT), so large bodies to many
+	// clients go out interleaved; 0 keeps the kernel default. Default 32KiB.
+	TCPNotSentLowat config.Size `yaml:"tcp_notsent_lowat"`
 }
 
 // ControlConfig is the edge's link to the control plane and what it says
@@ -169,6 +173,7 @@ func DefaultConfig() Config {
 		IdleTimeout:       120 * time.Second,
 		WriteTimeout:      60 * time.Second,
 		ShutdownTimeout:   10 * time.Second,
+		TCPNotSentLowat:   32 << 10,
 	}
 }
 
@@ -194,6 +199,7 @@ func (c Config) Validate() error {
 	check(c.ReadHeaderTimeout > 0, "read_header_timeout must be > 0, got %s", c.ReadHeaderTimeout)
 	check(c.IdleTimeout > 0, "idle_timeout must be > 0, got %s", c.IdleTimeout)
 	check(c.WriteTimeout > 0, "write_timeout must be > 0, got %s", c.WriteTimeout)
+	check(c.TCPNotSentLowat >= 0, "tcp_notsent_lowat must be >= 0, got %d", c.TCPNotSentLowat)
 	check(c.ShutdownTimeout > 0, "shutdown_timeout must be > 0, got %s", c.ShutdownTimeout)
 	if err := c.Origin.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("origin: %w", err))

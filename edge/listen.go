@@ -19,6 +19,7 @@ type protoMux struct {
 	ln           net.Listener
 	peekTimeout  time.Duration
 	writeTimeout time.Duration
+	notSentLowat int // TCP_NOTSENT_LOWAT for every connection; 0 leaves the kernel's
 	h1, h2       *chanListener
 
 	mu    sync.Mutex // protects conns
@@ -26,11 +27,12 @@ type protoMux struct {
 	wg    sync.WaitGroup // the accept loop and the sniffing goroutines
 }
 
-func newProtoMux(ln net.Listener, peekTimeout, writeTimeout time.Duration) *protoMux {
+func newProtoMux(ln net.Listener, peekTimeout, writeTimeout time.Duration, notSentLowat int) *protoMux {
 	return &protoMux{
 		ln:           ln,
 		peekTimeout:  peekTimeout,
 		writeTimeout: writeTimeout,
+		notSentLowat: notSentLowat,
 		h1:           newChanListener(ln.Addr()),
 		h2:           newChanListener(ln.Addr()),
 		conns:        make(map[net.Conn]struct{}),
@@ -52,6 +54,9 @@ func (m *protoMux) run() {
 				m.h1.Close()
 				m.h2.Close()
 				return
+			}
+			if m.notSentLowat > 0 {
+				setNotSentLowat(c, m.notSentLowat)
 			}
 			m.wg.Go(func() { m.sniff(c) })
 		}

@@ -174,7 +174,7 @@ func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 	defer s.close(cancelBG)
 
 	// HTTP/1.1 on fasthttp, h2c on net/http, one port (see front_h1.go).
-	mux := newProtoMux(ln, s.cfg.ReadHeaderTimeout, s.cfg.WriteTimeout)
+	mux := newProtoMux(ln, s.cfg.ReadHeaderTimeout, s.cfg.WriteTimeout, int(s.cfg.TCPNotSentLowat))
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
