@@ -129,7 +129,7 @@ after=$(disk_hits)
 {
     echo "# Disk hits: edge vs nginx proxy_cache ($(date -u +%F\ %H:%M) UTC)"
     echo
-    echo "wrk -t1 -c$CONNS -d${DURATION}s, $REPEATS interleaved runs, medians. Edge memory 1 MiB: every"
+    echo "wrk -t1 -c$CONNS -d${DURATION}s, $REPEATS interleaved runs, medians. Edge memory ${CDN_MEMORY:-1MiB}: with 1MiB, every"
     echo "answer below streamed from its disk tier ($((${after%.*} - ${before%.*})) disk hits counted during the runs)."
     echo
     echo "| size | server | req/s | MB/s | p99 ms | req/s vs nginx | vs nginx sendfile |"
