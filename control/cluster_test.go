@@ -1,13 +1,9 @@
 package control
 
 import (
-	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -69,22 +65,9 @@ func TestThreeNodeCluster(t *testing.T) {
 	cfg.DataDir = t.TempDir()
 	cfg.NATS.URLs = clientURLs
 	cfg.NATS.Replicas = 3
-	srv, err := New(cfg, Deps{Logger: logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-	api := "http://" + ln.Addr().String()
+	api := runControl(t, cfg).url
 	waitFor(t, "control on the cluster", time.Now().Add(30*time.Second), func() bool { return status(api+"/readyz", "") == 200 })
-	b, err := os.ReadFile(filepath.Join(cfg.DataDir, TokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimSpace(string(b))
+	token := readToken(t, cfg.DataDir)
 
 	e := startEdge(t, "e1", strings.Join(clientURLs, ","), t.TempDir(), "")
 	if code, body := call(t, "POST", api+"/v1/sites", token, siteJSON("one", "one.test", origin.URL)); code != 201 {

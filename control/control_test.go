@@ -40,7 +40,8 @@ func logger(t *testing.T) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-// startControl runs control with embedded NATS on natsAddr and data in dir.
+// startControl runs control with embedded NATS on natsAddr and data in dir,
+// and returns it with its bootstrap admin token.
 func startControl(t *testing.T, dir, natsAddr string) (*running, string) {
 	t.Helper()
 	cfg := DefaultConfig()
@@ -48,6 +49,14 @@ func startControl(t *testing.T, dir, natsAddr string) (*running, string) {
 	cfg.NATS.Listen = natsAddr
 	cfg.Health = HealthConfig{Interval: 100 * time.Millisecond, Timeout: 500 * time.Millisecond,
 		HeartbeatTimeout: 800 * time.Millisecond, FailAfter: 2, RecoverAfter: 2}
+	r := runControl(t, cfg)
+	waitFor(t, "control ready", time.Now().Add(10*time.Second), func() bool { return status(r.url+"/readyz", "") == 200 })
+	return r, readToken(t, dir)
+}
+
+// runControl serves cfg on a loopback port until the test ends (or stop).
+func runControl(t *testing.T, cfg Config) *running {
+	t.Helper()
 	srv, err := New(cfg, Deps{Logger: logger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -66,12 +75,17 @@ func startControl(t *testing.T, dir, natsAddr string) (*running, string) {
 		}
 	})}
 	t.Cleanup(r.stop)
-	waitFor(t, "control ready", time.Now().Add(10*time.Second), func() bool { return status(r.url+"/readyz", "") == 200 })
-	token, err := os.ReadFile(filepath.Join(dir, TokenFile))
+	return r
+}
+
+// readToken reads the bootstrap admin token control saved in dir.
+func readToken(t *testing.T, dir string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(dir, TokenFile))
 	if err != nil {
 		t.Fatalf("bootstrap token: %v", err)
 	}
-	return r, strings.TrimSpace(string(token))
+	return strings.TrimSpace(string(b))
 }
 
 // startEdge runs an edge linked to control's NATS.
@@ -272,16 +286,7 @@ func TestControlWaitsForNATS(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.NATS.URLs = []string{"nats://" + natsAddr}
-	srv, err := New(cfg, Deps{Logger: logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln) }()
-	t.Cleanup(func() { cancel(); <-done })
-	api := "http://" + ln.Addr().String()
+	api := runControl(t, cfg).url
 	time.Sleep(300 * time.Millisecond)
 	if code := status(api+"/readyz", ""); code != 503 {
 		t.Errorf("readyz without NATS = %d, want 503", code)
@@ -303,24 +308,11 @@ func TestTwoControlsShareNATS(t *testing.T) {
 		cfg := DefaultConfig()
 		cfg.DataDir = dir
 		cfg.NATS.URLs = []string{ns.URL}
-		srv, err := New(cfg, Deps{Logger: logger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ln, _ := net.Listen("tcp", "127.0.0.1:0")
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- srv.Serve(ctx, ln) }()
-		t.Cleanup(func() { cancel(); <-done })
-		api := "http://" + ln.Addr().String()
+		api := runControl(t, cfg).url
 		waitFor(t, "control ready", time.Now().Add(10*time.Second), func() bool { return status(api+"/readyz", "") == 200 })
 		apis = append(apis, api)
 	}
-	b, err := os.ReadFile(filepath.Join(dirs[0], TokenFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	token := strings.TrimSpace(string(b))
+	token := readToken(t, dirs[0])
 	if _, err := os.Stat(filepath.Join(dirs[1], TokenFile)); !os.IsNotExist(err) {
 		t.Errorf("the second control minted a bootstrap token of its own (stat: %v)", err)
 	}
