@@ -286,8 +286,7 @@ func TestControlWaitsForNATS(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.DataDir = t.TempDir()
 	cfg.NATS.URLs = []string{"nats://" + natsAddr}
-	api := runControl(t, cfg).url
-	time.Sleep(300 * time.Millisecond)
+	api := runControl(t, cfg).url // listening already: these wait for the 503 handler
 	if code := status(api+"/readyz", ""); code != 503 {
 		t.Errorf("readyz without NATS = %d, want 503", code)
 	}

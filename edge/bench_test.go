@@ -21,10 +21,15 @@ func (d *discardWriter) WriteHeader(int)             {}
 // benchEdge returns an edge whose cache holds http://example.com/obj.bin,
 // a size-byte object.
 func benchEdge(b *testing.B, size int) *Server {
+	return benchEdgeType(b, size, "application/octet-stream")
+}
+
+// benchEdgeType is benchEdge with the object's Content-Type.
+func benchEdgeType(b *testing.B, size int, contentType string) *Server {
 	body := make([]byte, size)
 	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "max-age=3600")
-		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Type", contentType)
 		w.Header().Set("ETag", `"x"`)
 		w.Write(body)
 	}))
@@ -80,5 +85,28 @@ func BenchmarkServeH1Hit(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkServeH1HitCompressed is the HTTP/1.1 hit path for a browser
+// that accepts zstd: the stored compressed copy, found without building a
+// key.
+func BenchmarkServeH1HitCompressed(b *testing.B) {
+	srv := benchEdgeType(b, 64<<10, "text/css")
+	var req fasthttp.Request
+	req.SetRequestURI("http://example.com/obj.bin")
+	req.Header.Set("Accept-Encoding", "gzip, deflate, br, zstd")
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, nil)
+	srv.handler.serveH1Hit(&ctx) // compresses once
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx.Response.Reset()
+		if !srv.handler.serveH1Hit(&ctx) {
+			b.Fatal("not served as a hit")
+		}
+	}
+	if ce := string(ctx.Response.Header.Peek("Content-Encoding")); ce != "zstd" {
+		b.Fatalf("Content-Encoding %q, want zstd", ce)
 	}
 }

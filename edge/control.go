@@ -127,10 +127,14 @@ func (s *Server) followControl(ctx context.Context) {
 	}
 	defer nc.Close()
 	wait := 250 * time.Millisecond
+	down := false // said once per spell, not every retry
 	for ctx.Err() == nil {
 		store, err := bindStore(ctx, nc)
 		if err == nil {
-			wait = 250 * time.Millisecond
+			if down {
+				s.log.Info("control link back")
+			}
+			wait, down = 250*time.Millisecond, false
 			hbCtx, stopHB := context.WithCancel(ctx)
 			done := make(chan struct{})
 			go func() {
@@ -163,7 +167,10 @@ func (s *Server) followControl(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		s.log.Warn("control link down; serving the last sites", "err", err, "retry_in", wait)
+		if !down {
+			down = true
+			s.log.Warn("control link down; serving the last sites, retrying", "err", err)
+		}
 		select {
 		case <-ctx.Done():
 			return

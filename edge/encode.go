@@ -3,10 +3,11 @@ package edge
 import (
 	"log/slog"
 	"net/http"
+	"slices"
 	"strconv"
-	"strings"
 
 	"github.com/selfcdn/cdn/edge/cache"
+	"github.com/selfcdn/cdn/edge/cachekey"
 	"github.com/selfcdn/cdn/edge/contentcoding"
 	"github.com/selfcdn/cdn/edge/freshness"
 )
@@ -18,12 +19,18 @@ import (
 // the cache holds at most three copies however many header values it sees.
 
 // markEncodable decides, once per stored entry, whether the edge may
-// compress it, and says Vary: Accept-Encoding on its responses if so. Call
-// it before the entry is shared.
-func markEncodable(e *cache.Entry, maxObject int64) {
+// compress it, and if so says Vary: Accept-Encoding on its responses and
+// prepares the keys of its compressed copies: the entry's key, the coding,
+// and the version of the body. Call it before the entry is shared.
+func markEncodable(e *cache.Entry, key string, maxObject int64) {
 	e.Encodable = e.Disk == nil && !e.VaryIndex && encodable(e.Status, e.Header, int64(len(e.Body)), maxObject)
-	if e.Encodable {
-		addVaryAcceptEncoding(e.Header)
+	if !e.Encodable {
+		return
+	}
+	addVaryAcceptEncoding(e.Header)
+	version := strconv.FormatInt(e.Meta.ResponseTime.UnixNano(), 36)
+	for _, c := range []contentcoding.Coding{contentcoding.Gzip, contentcoding.Zstd} {
+		e.CodedKeys[c] = key + "\x00ce=" + c.String() + "\x00" + version
 	}
 }
 
@@ -37,27 +44,15 @@ func encodable(status int, h http.Header, size, maxObject int64) bool {
 // addVaryAcceptEncoding adds Accept-Encoding to h's Vary, without writing
 // into a Vary slice h may share with another header.
 func addVaryAcceptEncoding(h http.Header) {
-	if !varies(h, "Accept-Encoding") {
+	if names, _ := cachekey.ParseVary(h); !slices.Contains(names, "Accept-Encoding") {
 		h["Vary"] = append(h["Vary"][:len(h["Vary"]):len(h["Vary"])], "Accept-Encoding")
 	}
 }
 
-// varies reports whether the Vary field of h names field.
-func varies(h http.Header, field string) bool {
-	for _, v := range h["Vary"] {
-		for f := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(f), field) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// encoded returns the entry to send for e, stored under key, to a client
-// whose Accept-Encoding values are accept: e itself, or its compressed
-// copy, made now if none is stored yet.
-func (h *Handler) encoded(e *cache.Entry, key string, accept []string) *cache.Entry {
+// encoded returns the entry to send for e to a client whose
+// Accept-Encoding values are accept: e itself, or its compressed copy,
+// made now if none is stored yet.
+func (h *Handler) encoded(e *cache.Entry, accept []string) *cache.Entry {
 	if !e.Encodable || len(accept) == 0 {
 		return e
 	}
@@ -65,8 +60,7 @@ func (h *Handler) encoded(e *cache.Entry, key string, accept []string) *cache.En
 	if c == contentcoding.Identity {
 		return e
 	}
-	// The body's version is in the key: a refreshed entry gets fresh copies.
-	ckey := key + "\x00ce=" + c.String() + "\x00" + strconv.FormatInt(e.Meta.ResponseTime.UnixNano(), 36)
+	ckey := e.CodedKeys[c]
 	if ce, ok := h.mem.Get(ckey); ok {
 		return ce
 	}
@@ -82,7 +76,7 @@ func (h *Handler) encoded(e *cache.Entry, key string, accept []string) *cache.En
 		return h.compress(e, ckey, c)
 	})
 	if err != nil {
-		h.log.Warn("compress a cached body", slog.String("key", key), slog.Any("err", err))
+		h.log.Warn("compress a cached body", slog.String("key", ckey), slog.Any("err", err))
 		return e
 	}
 	return v.(*cache.Entry)

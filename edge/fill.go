@@ -272,8 +272,8 @@ func (h *Handler) store(j *fillJob, head fill.Head, m freshness.Meta) []stored {
 	if spool {
 		e.Header["Content-Length"] = []string{strconv.FormatInt(j.fl.Body.Size(), 10)}
 	}
-	markEncodable(e, h.maxObject)
 	put := func(key string, e *cache.Entry, spool bool) []stored {
+		markEncodable(e, key, h.maxObject)
 		if !spool {
 			h.mem.Put(key, e)
 		}
@@ -358,7 +358,7 @@ func (h *Handler) revalidated(j *fillJob, res *http.Response, sent, got time.Tim
 			e.Disk = j.stored.Disk
 			e.Header["Content-Length"] = j.stored.Header["Content-Length"]
 		}
-		markEncodable(e, h.maxObject)
+		markEncodable(e, j.key, h.maxObject)
 		if j.stored.Disk == nil {
 			h.mem.Put(j.key, e)
 		}

@@ -63,7 +63,7 @@ func (h *Handler) serveH1Hit(ctx *fasthttp.RequestCtx) bool {
 		return false // let net/http's escaping (or its 400) decide the key
 	}
 	base := cachekey.New("http", host, b2s(path), b2s(uri.QueryString()), s.keyRules)
-	e, key := h.find(base, fastHeader{rh})
+	e, _ := h.find(base, fastHeader{rh})
 	if e == nil || e.HitForMiss || freshness.Check(e.Meta, freshness.Directives{}, now) != freshness.Fresh {
 		e.Release()
 		return false
@@ -75,7 +75,7 @@ func (h *Handler) serveH1Hit(ctx *fasthttp.RequestCtx) bool {
 			ae[0] = b2s(v)
 			accept = ae[:1]
 		}
-		e = h.encoded(e, key, accept)
+		e = h.encoded(e, accept)
 	}
 	res := &ctx.Response
 	res.SetStatusCode(e.Status)

@@ -103,10 +103,10 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, s *site
 	if e != nil {
 		switch freshness.Check(e.Meta, reqCC, now) {
 		case freshness.Fresh:
-			return h.serveEntry(w, r, h.encoded(e, key, r.Header["Accept-Encoding"]), h.statusHit, resultHit, now)
+			return h.serveEntry(w, r, h.encoded(e, r.Header["Accept-Encoding"]), h.statusHit, resultHit, now)
 		case freshness.StaleRevalidate:
 			h.refresh(r, s, base, key, e)
-			return h.serveEntry(w, r, h.encoded(e, key, r.Header["Accept-Encoding"]), h.statusStale, resultStale, now)
+			return h.serveEntry(w, r, h.encoded(e, r.Header["Accept-Encoding"]), h.statusStale, resultStale, now)
 		}
 	}
 	if reqCC.Is(freshness.OnlyIfCached) {
@@ -154,7 +154,7 @@ func (h *Handler) get(key string) (*cache.Entry, bool) {
 	if !e.VaryIndex {
 		h.metrics.tierHits[tierDisk].Inc()
 	}
-	markEncodable(e, h.maxObject)
+	markEncodable(e, key, h.maxObject)
 	// Promote, unless an invalidation ran while we read: its tombstone in
 	// memory must not be overwritten by what it invalidated.
 	if e.Disk == nil && h.disk.Deletes() == deletes {

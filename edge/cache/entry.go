@@ -49,6 +49,9 @@ type Entry struct {
 	// Encodable says the edge may compress the body (see edge's
 	// markEncodable); decided once, before the entry is shared.
 	Encodable bool
+	// CodedKeys are the keys of the body's compressed copies, indexed by
+	// contentcoding.Coding, prepared with Encodable so a hit builds no key.
+	CodedKeys [3]string
 	// HitForMiss marks a URL whose last response was not shareable.
 	HitForMiss bool
 	// Tombstone marks a URL invalidated by an unsafe request.
