@@ -23,6 +23,20 @@ type Config struct {
 	Health HealthConfig `yaml:"health"`
 	// MaxBodyBytes bounds API request bodies. Default 1MiB.
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// Purges bounds the purge log.
+	Purges PurgeConfig `yaml:"purges"`
+}
+
+// PurgeConfig bounds the purge log (a JetStream stream). An edge away for
+// longer than the log reaches back purges its sites whole on return.
+type PurgeConfig struct {
+	// Retention is how long purges are kept. Default 720h (30 days).
+	Retention time.Duration `yaml:"retention"`
+	// MaxPurges is how many are kept. Default 1000000.
+	MaxPurges int64 `yaml:"max_purges"`
+	// IdempotencyWindow is how long an Idempotency-Key is remembered: a
+	// retry within it returns the first call's version. Default 24h.
+	IdempotencyWindow time.Duration `yaml:"idempotency_window"`
 }
 
 // NATSConfig says where JetStream is.
@@ -87,5 +101,9 @@ func (c Config) Validate() error {
 	check(c.Health.FailAfter >= 1, "health.fail_after must be >= 1, got %d", c.Health.FailAfter)
 	check(c.Health.RecoverAfter >= 1, "health.recover_after must be >= 1, got %d", c.Health.RecoverAfter)
 	check(c.MaxBodyBytes > 0, "max_body_bytes must be > 0, got %d", c.MaxBodyBytes)
+	check(c.Purges.Retention >= 0 && c.Purges.MaxPurges >= 0 && c.Purges.IdempotencyWindow >= 0,
+		"purges: retention, max_purges and idempotency_window must be >= 0 (0: the default)")
+	check(c.Purges.IdempotencyWindow == 0 || c.Purges.IdempotencyWindow >= 100*time.Millisecond,
+		"purges.idempotency_window must be at least 100ms, got %s", c.Purges.IdempotencyWindow)
 	return errors.Join(errs...)
 }

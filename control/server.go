@@ -154,7 +154,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if _, err := certstore.New(ctx, conn, "control", s.cfg.NATS.Replicas); err != nil {
 		return err // creates the certificates bucket with the cluster's replicas
 	}
-	a := api.New(store, s.log, s.now, s.cfg.MaxBodyBytes)
+	progress := api.NewProgress()
+	a := api.New(store, progress, s.log, s.now, s.cfg.MaxBodyBytes)
 	a.Requests = api.NewRequestsMetric()
 	s.reg.MustRegister(a.Requests)
 	apiReady.Store(a)
@@ -163,6 +164,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { checks.run(ctx) })
+	wg.Go(func() { s.watchPurgeReports(ctx, store, progress) })
 	s.ready.Store(true)
 	s.log.Info("control ready", "api", "http://"+ln.Addr().String(), "nats", joined)
 	select {
@@ -177,6 +179,23 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.log.Info("control stopped")
 	return err
+}
+
+// watchPurgeReports feeds the edges' purge reports to progress until ctx
+// ends, watching again after a failure.
+func (s *Server) watchPurgeReports(ctx context.Context, store *state.Store, progress *api.Progress) {
+	for {
+		err := store.WatchPurgesApplied(ctx, progress.Set)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("watching purge reports failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // connect reaches NATS and opens the buckets, retrying with backoff while
@@ -194,7 +213,10 @@ func (s *Server) connect(ctx context.Context, url string) (*nats.Conn, *state.St
 		nc, err := nats.Connect(url, opts...)
 		if err == nil {
 			octx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			store, serr := state.Open(octx, nc, state.Options{Replicas: s.cfg.NATS.Replicas})
+			store, serr := state.Open(octx, nc, state.Options{
+				Replicas: s.cfg.NATS.Replicas, PurgeMaxAge: s.cfg.Purges.Retention, PurgeMaxMsgs: s.cfg.Purges.MaxPurges,
+				PurgeDupeWindow: s.cfg.Purges.IdempotencyWindow,
+			})
 			cancel()
 			if serr == nil {
 				return nc, store, nil

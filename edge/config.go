@@ -78,6 +78,10 @@ type ControlConfig struct {
 	AdminURL string `yaml:"admin_url"`
 	// Heartbeat is how often the edge tells control it is alive. Default 2s.
 	Heartbeat time.Duration `yaml:"heartbeat"`
+	// MaxPurgeRules bounds the purge rules one site holds (URLs, prefixes
+	// and tags purged since its last whole-site purge, ~100 bytes each);
+	// past it the edge purges the site whole instead. Default 100000.
+	MaxPurgeRules int `yaml:"max_purge_rules"`
 }
 
 func (c *ControlConfig) validate() error {
@@ -90,6 +94,9 @@ func (c *ControlConfig) validate() error {
 	}
 	if c.Capacity < 0 {
 		errs = append(errs, fmt.Errorf("capacity: must be >= 0, got %g", c.Capacity))
+	}
+	if c.MaxPurgeRules < 0 {
+		errs = append(errs, fmt.Errorf("max_purge_rules: must be >= 0, got %d", c.MaxPurgeRules))
 	}
 	if c.Heartbeat < 0 {
 		errs = append(errs, fmt.Errorf("heartbeat: must be >= 0, got %s", c.Heartbeat))

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -50,11 +51,9 @@ func (s *Server) applySites(sites []state.Site, from string) error {
 		}
 		cfgs = append(cfgs, sc)
 	}
-	routes, err := buildRoutes(cfgs, s.handler.metrics)
-	if err != nil {
+	if err := s.handler.useSites(cfgs); err != nil {
 		return fmt.Errorf("apply sites from %s: %w", from, err)
 	}
-	s.handler.routes.Store(routes)
 	s.sitesLoaded.Store(true)
 	s.log.Info("sites applied", "from", from, "sites", len(cfgs))
 	return nil
@@ -136,11 +135,9 @@ func (s *Server) followControl(ctx context.Context) {
 			}
 			wait, down = 250*time.Millisecond, false
 			hbCtx, stopHB := context.WithCancel(ctx)
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				s.heartbeat(hbCtx, store)
-			}()
+			var linked sync.WaitGroup
+			linked.Go(func() { s.heartbeat(hbCtx, store) })
+			linked.Go(func() { s.followPurges(hbCtx, store) })
 			watchCtx, stopWatch := context.WithCancel(ctx)
 			go func() {
 				select {
@@ -159,7 +156,7 @@ func (s *Server) followControl(ctx context.Context) {
 			reconnect := watchCtx.Err() != nil && ctx.Err() == nil
 			stopWatch()
 			stopHB()
-			<-done
+			linked.Wait()
 			if reconnect {
 				continue // re-watch at once on the new connection
 			}
@@ -184,6 +181,26 @@ func bindStore(ctx context.Context, nc *nats.Conn) (*state.Store, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	return state.Bind(ctx, nc)
+}
+
+// followPurges applies the purge log until ctx ends, starting again after
+// a failure (the log's consumer lost, a purge log that cannot be written).
+func (s *Server) followPurges(ctx context.Context, store *state.Store) {
+	wait := 250 * time.Millisecond
+	for {
+		err := s.purges.Run(ctx, store)
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.LogAttrs(ctx, slog.LevelWarn, "following the purge log failed; retrying",
+			slog.Uint64("version", s.purges.Applied()), slog.Any("err", err))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 5*time.Second)
+	}
 }
 
 // heartbeat registers the edge now and again every period until ctx ends.

@@ -15,6 +15,7 @@ import (
 	"github.com/selfcdn/cdn/edge/cachekey"
 	"github.com/selfcdn/cdn/edge/fill"
 	"github.com/selfcdn/cdn/edge/freshness"
+	"github.com/selfcdn/cdn/purge"
 )
 
 // fillJob is one origin fetch that fills the cache. Everything it needs
@@ -34,6 +35,11 @@ type fillJob struct {
 	inval uint64
 	// uri is the request URI, for fallback origins.
 	uri string
+	// stamp is the purge clock when the fill started: what it stores is
+	// as old as that, so a purge applied meanwhile still matches it.
+	stamp uint64
+	// tags are the response's purge tags.
+	tags []string
 }
 
 // startFill builds the origin request for r and runs the fetch in the
@@ -78,7 +84,7 @@ func (h *Handler) startFill(r *http.Request, s *site, base, key string, stored *
 		}
 	}
 	j := &fillJob{site: s, base: base, key: key, out: out, stored: stored, fl: fl, solo: solo, cancel: cancel,
-		clientHeader: r.Header.Clone(), inval: h.inval.Load(), uri: r.URL.RequestURI()}
+		clientHeader: r.Header.Clone(), inval: h.inval.Load(), uri: r.URL.RequestURI(), stamp: h.purges.Clock()}
 	if !h.goBackground(func() { h.runFill(j) }) {
 		cancel()
 		stored.Release()
@@ -130,6 +136,7 @@ func (h *Handler) runFill(j *fillJob) {
 		return
 	}
 	hdr := h.clientHeader(res.Header)
+	j.tags = purge.Tags(res.Header)
 	vary, star := cachekey.ParseVary(hdr)
 	d := freshness.Evaluate(j.out.Header, res.StatusCode, res.Header, sent, got, j.site.policy)
 	head := fill.Head{Status: res.StatusCode, Header: hdr, Shareable: d.Store && !star, Decision: d, Vary: vary}
@@ -269,6 +276,7 @@ func (h *Handler) store(j *fillJob, head fill.Head, m freshness.Meta) []stored {
 		return nil
 	}
 	e := cache.NewEntry(head.Status, head.Header.Clone(), body, m, head.Vary)
+	e.Stamp, e.Tags = j.stamp, j.tags
 	if spool {
 		e.Header["Content-Length"] = []string{strconv.FormatInt(j.fl.Body.Size(), 10)}
 	}
@@ -352,6 +360,10 @@ func (h *Handler) revalidated(j *fillJob, res *http.Response, sent, got time.Tim
 	if d.Store && !h.invalidatedSince(j) {
 		e = cache.NewEntry(j.stored.Status, hdr, j.stored.Body, d.Meta, j.stored.Vary)
 		e.Invalidated = j.stored.Invalidated
+		e.Stamp, e.Tags = j.stamp, j.stored.Tags
+		if tags := purge.Tags(res.Header); tags != nil {
+			e.Tags = tags
+		}
 		if j.stored.Disk != nil {
 			// The body stays where it is, on disk; the entry is rewritten
 			// there with the new header.
@@ -370,9 +382,18 @@ func (h *Handler) revalidated(j *fillJob, res *http.Response, sent, got time.Tim
 
 // staleIfError answers the flight with the stored entry when the origin
 // failed and RFC 5861 stale-if-error allows it.
+// A soft-purged entry may always answer so; a hard-purged one never.
 func (h *Handler) staleIfError(j *fillJob) bool {
-	if j.stored == nil || !freshness.StaleIfError(j.stored.Meta, h.now()) {
+	if j.stored == nil {
 		return false
+	}
+	switch j.site.purges.Check(j.stored.Stamp, j.base, j.stored.Tags) {
+	case purge.Gone:
+		return false
+	case purge.Keep:
+		if !freshness.StaleIfError(j.stored.Meta, h.now()) {
+			return false
+		}
 	}
 	h.log.LogAttrs(j.out.Context(), slog.LevelWarn, "serving stale for origin error",
 		slog.String("site", j.site.name), slog.String("key", j.key))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/selfcdn/cdn/edge/cachekey"
 	"github.com/selfcdn/cdn/edge/freshness"
+	"github.com/selfcdn/cdn/purge"
 )
 
 // The HTTP/1.1 front. HTTP/1.1 is served by fasthttp, which answers a
@@ -63,8 +64,8 @@ func (h *Handler) serveH1Hit(ctx *fasthttp.RequestCtx) bool {
 		return false // let net/http's escaping (or its 400) decide the key
 	}
 	base := cachekey.New("http", host, b2s(path), b2s(uri.QueryString()), s.keyRules)
-	e, _ := h.find(base, fastHeader{rh})
-	if e == nil || e.HitForMiss || freshness.Check(e.Meta, freshness.Directives{}, now) != freshness.Fresh {
+	e, _, verdict := h.find(s, base, fastHeader{rh})
+	if e == nil || e.HitForMiss || verdict != purge.Keep || freshness.Check(e.Meta, freshness.Directives{}, now) != freshness.Fresh {
 		e.Release()
 		return false
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/selfcdn/cdn/edge/freshness"
 	"github.com/selfcdn/cdn/edge/routing"
 	"github.com/selfcdn/cdn/origin"
+	"github.com/selfcdn/cdn/purge"
 	"golang.org/x/sync/singleflight"
 )
 
@@ -24,6 +25,7 @@ type Handler struct {
 	name        string
 	via         string
 	routes      atomic.Pointer[routing.Table[site]]
+	keyRules    atomic.Pointer[map[string]cachekey.Rules] // by site name, with routes
 	mem         *cache.Memory
 	disk        *cache.Disk // nil: no disk tier
 	group       *fill.Group
@@ -48,6 +50,9 @@ type Handler struct {
 	bgMu   sync.Mutex // protects closed, and orders bg.Add before bg.Wait
 	closed bool
 	bg     sync.WaitGroup
+	// purges are every site's purge rules and the purge clock that
+	// stamps each fill.
+	purges *purge.Table
 	gen    atomic.Uint64 // Vary index generations
 	inval  atomic.Uint64 // invalidations so far; see cache.Entry.Invalidated
 
@@ -94,14 +99,23 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, s *site
 		reqCC = freshness.ParseHeader(r.Header, "Cache-Control")
 	}
 	base := cachekey.New(scheme(r), r.Host, r.URL.EscapedPath(), r.URL.RawQuery, s.keyRules)
-	e, key := h.find(base, r.Header)
+	e, key, verdict := h.find(s, base, r.Header)
 	defer e.Release()
 	solo := len(r.Header["Authorization"]) > 0
 	if e != nil && e.HitForMiss {
 		e, solo = nil, true
 	}
 	if e != nil {
-		switch freshness.Check(e.Meta, reqCC, now) {
+		fresh := freshness.Check(e.Meta, reqCC, now)
+		if verdict == purge.Stale {
+			// Soft-purged: served only while it is revalidated, unless
+			// it may never be served stale.
+			fresh = freshness.StaleRevalidate
+			if e.Meta.NoStale || reqCC.Is(freshness.NoCache) {
+				fresh = freshness.Validate
+			}
+		}
+		switch fresh {
 		case freshness.Fresh:
 			return h.serveEntry(w, r, h.encoded(e, r.Header["Accept-Encoding"]), h.statusHit, resultHit, now)
 		case freshness.StaleRevalidate:
@@ -117,21 +131,30 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, s *site
 
 // find looks up the entry for base, following a Vary index to the variant
 // the request header selects: the one lookup of every protocol front. It
-// returns the key the response lives (or would live) under.
+// returns the key the response lives (or would live) under, and what the
+// site's purges say of the entry; a purged one is not returned.
 // An entry whose body stays on disk must be Released.
-func (h *Handler) find(base string, hdr cachekey.Header) (*cache.Entry, string) {
+func (h *Handler) find(s *site, base string, hdr cachekey.Header) (*cache.Entry, string, purge.Verdict) {
 	e, ok := h.get(base)
 	if !ok || e.Tombstone {
-		return nil, base
+		return nil, base, purge.Keep
 	}
-	if !e.VaryIndex {
-		return e, base
+	key := base
+	if e.VaryIndex {
+		key = cache.VariantKey(base, e, cachekey.Variant("", e.Vary, hdr))
+		if e, ok = h.get(key); !ok {
+			return nil, key, purge.Keep
+		}
 	}
-	key := cache.VariantKey(base, e, cachekey.Variant("", e.Vary, hdr))
-	if v, ok := h.get(key); ok {
-		return v, key
+	if e.HitForMiss {
+		return e, key, purge.Keep
 	}
-	return nil, key
+	v := s.purges.Check(e.Stamp, base, e.Tags)
+	if v == purge.Gone {
+		e.Release()
+		return nil, key, v
+	}
+	return e, key, v
 }
 
 // get looks key up in memory, then on disk. A disk hit small enough for

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+
+	"github.com/selfcdn/cdn/purge"
 )
 
 // hopByHop are the connection-level fields a proxy never forwards
@@ -69,6 +71,9 @@ func (h *Handler) clientHeader(res http.Header) http.Header {
 	out := res.Clone()
 	removeHopByHop(out)
 	delete(out, "Age") // recomputed on every answer from cache
+	for _, k := range purge.TagHeaders {
+		delete(out, k) // kept for purging, not for clients (as Fastly and Cloudflare do)
+	}
 	out["Via"] = append(out["Via"], h.via)
 	return out
 }

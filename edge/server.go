@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -17,8 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/selfcdn/cdn/edge/cache"
 	"github.com/selfcdn/cdn/edge/fill"
+	"github.com/selfcdn/cdn/edge/purgesync"
 	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
 	"github.com/selfcdn/cdn/origin"
+	"github.com/selfcdn/cdn/purge"
 	"github.com/valyala/fasthttp"
 )
 
@@ -43,6 +46,8 @@ type Server struct {
 	mem     *cache.Memory
 	fetcher *origin.Fetcher
 	ready   atomic.Bool
+	// purges follows the purge log; nil without a control link.
+	purges *purgesync.Follower
 	// sitesLoaded is set once an edge with a control link has sites (from
 	// control or from the copy on disk); it is not ready before.
 	sitesLoaded atomic.Bool
@@ -92,14 +97,6 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 	}
 	m := newMetrics(reg)
-	routes, err := buildRoutes(cfg.Sites, m)
-	if err != nil {
-		mem.Close()
-		if disk != nil {
-			disk.Close()
-		}
-		return nil, err
-	}
 	maxObj := int64(cfg.Cache.MaxObject)
 	h := &Handler{
 		name:          cfg.Name,
@@ -119,7 +116,18 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		now:           now,
 		bgCtx:         context.Background(),
 	}
-	h.routes.Store(routes)
+	maxRules := 0
+	if cfg.Control != nil {
+		maxRules = cmp.Or(cfg.Control.MaxPurgeRules, 100_000)
+	}
+	h.purges = purge.NewTable(maxRules, now, h.siteKeyRules)
+	if err := h.useSites(cfg.Sites); err != nil {
+		mem.Close()
+		if disk != nil {
+			disk.Close()
+		}
+		return nil, err
+	}
 	// Vary index generations go into keys that outlive the process on
 	// disk: start past any number an earlier run could have used.
 	h.gen.Store(uint64(time.Now().UnixNano()))
@@ -127,6 +135,17 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s := &Server{cfg: cfg, log: log, reg: reg, handler: h, mem: mem, fetcher: h.fetcher, started: now()}
 	if cfg.Control != nil {
 		s.loadSitesFile()
+		s.purges, err = purgesync.Open(h.purges, purgesync.Config{
+			Edge: cfg.Name, Dir: dir, HasCache: disk != nil && disk.Len() > 0, Sites: h.siteNames,
+			Logger: log, Registry: reg, Now: now,
+		})
+		if err != nil {
+			mem.Close()
+			if disk != nil {
+				disk.Close()
+			}
+			return nil, fmt.Errorf("open the purge log: %w", err)
+		}
 	}
 	return s, nil
 }
@@ -278,6 +297,11 @@ func (s *Server) close(cancelBG context.CancelFunc) {
 		}
 	}
 	s.fetcher.Close()
+	if s.purges != nil {
+		if err := s.purges.Close(); err != nil {
+			s.log.Warn("closing the purge log", "err", err)
+		}
+	}
 	s.log.Info("edge stopped", "name", s.cfg.Name)
 }
 

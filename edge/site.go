@@ -1,6 +1,8 @@
 package edge
 
 import (
+	"maps"
+	"slices"
 	"fmt"
 	"net/url"
 	"strings"
@@ -8,6 +10,7 @@ import (
 	"github.com/selfcdn/cdn/edge/cachekey"
 	"github.com/selfcdn/cdn/edge/freshness"
 	"github.com/selfcdn/cdn/edge/routing"
+	"github.com/selfcdn/cdn/purge"
 )
 
 // site is a configured site as the request path needs it.
@@ -24,13 +27,49 @@ type site struct {
 	policy    freshness.Policy
 	keyRules  cachekey.Rules
 	metrics   *siteMetrics
+	// purges are the site's purge rules; every object served is checked
+	// against them.
+	purges *purge.SiteRules
 }
 
 // originTarget is one fallback origin: its base URL and the Host to send.
 type originTarget struct{ prefix, host string }
 
+// useSites builds the routes for sites and swaps them in.
+func (h *Handler) useSites(sites []SiteConfig) error {
+	routes, err := buildRoutes(sites, h.metrics, h.purges)
+	if err != nil {
+		return err
+	}
+	keys := make(map[string]cachekey.Rules, len(sites))
+	for _, sc := range sites {
+		keys[sc.Name] = sc.CacheKey
+	}
+	h.keyRules.Store(&keys)
+	h.routes.Store(routes)
+	return nil
+}
+
+// siteKeyRules returns the named site's cache-key rules (the defaults for
+// a site the edge does not know), so purge URLs are keyed as requests are.
+func (h *Handler) siteKeyRules(name string) cachekey.Rules {
+	if m := h.keyRules.Load(); m != nil {
+		return (*m)[name]
+	}
+	return cachekey.Rules{}
+}
+
+// siteNames lists the sites the edge serves.
+func (h *Handler) siteNames() []string {
+	m := h.keyRules.Load()
+	if m == nil {
+		return nil
+	}
+	return slices.Collect(maps.Keys(*m))
+}
+
 // buildRoutes turns the configured sites into a routing table.
-func buildRoutes(sites []SiteConfig, m *metrics) (*routing.Table[site], error) {
+func buildRoutes(sites []SiteConfig, m *metrics, purges *purge.Table) (*routing.Table[site], error) {
 	var routes []routing.Route[site]
 	for _, sc := range sites {
 		u, err := url.Parse(sc.Origin)
@@ -44,6 +83,7 @@ func buildRoutes(sites []SiteConfig, m *metrics) (*routing.Table[site], error) {
 			policy:       freshness.Policy{DefaultTTL: sc.TTL.Default, MinTTL: sc.TTL.Min, MaxTTL: sc.TTL.Max},
 			keyRules:     sc.CacheKey,
 			metrics:      m.forSite(sc.Name),
+			purges:       purges.Site(sc.Name),
 		}
 		switch sc.OriginHost {
 		case "":

@@ -20,6 +20,7 @@ import (
 
 	"github.com/selfcdn/cdn/internal/httpstats"
 	"github.com/selfcdn/cdn/internal/state"
+	"github.com/selfcdn/cdn/purge"
 )
 
 // Store is the shared state the API reads and writes.
@@ -37,6 +38,8 @@ type Store interface {
 	Tokens(ctx context.Context) ([]state.Token, error)
 	PutToken(ctx context.Context, t state.Token) error
 	DeleteToken(ctx context.Context, id string) error
+	PublishPurge(ctx context.Context, site, idempotencyKey string, data []byte) (uint64, bool, error)
+	Purge(ctx context.Context, version uint64) (state.Purge, error)
 }
 
 // API serves the control HTTP API.
@@ -47,6 +50,8 @@ type API struct {
 	maxBody int64
 	mux     *http.ServeMux
 	routes  []string // "METHOD /path", as openapi.yaml lists them
+	// progress is the edges' purge reports, for ?wait.
+	progress *Progress
 	// Requests counts answers by route and status; nil counts nothing.
 	Requests *prometheus.CounterVec
 }
@@ -58,9 +63,10 @@ func NewRequestsMetric() *prometheus.CounterVec {
 	}, []string{"route", "code"})
 }
 
-// New returns the API over store. maxBody bounds request bodies.
-func New(store Store, log *slog.Logger, now func() time.Time, maxBody int64) *API {
-	a := &API{store: store, log: log, now: now, maxBody: maxBody, mux: http.NewServeMux()}
+// New returns the API over store. maxBody bounds request bodies; progress
+// is fed the edges' purge reports by the caller.
+func New(store Store, progress *Progress, log *slog.Logger, now func() time.Time, maxBody int64) *API {
+	a := &API{store: store, progress: progress, log: log, now: now, maxBody: maxBody, mux: http.NewServeMux()}
 	read := []string{ScopeRead}
 	a.handle("GET /v1/sites", read, a.listSites)
 	a.handle("POST /v1/sites", nil, a.createSite)
@@ -73,6 +79,8 @@ func New(store Store, log *slog.Logger, now func() time.Time, maxBody int64) *AP
 	a.handle("GET /v1/health", read, a.health)
 	a.handle("POST /v1/edges/{edge}/drain", nil, a.drain(true))
 	a.handle("POST /v1/edges/{edge}/undrain", nil, a.drain(false))
+	a.handle("POST /v1/sites/{site}/purge", []string{"purge:{site}"}, a.purge)
+	a.handle("GET /v1/purges/{version}", []string{ScopeRead, scopeAnyPurge}, a.purgeStatus)
 	a.handle("GET /v1/tokens", nil, a.listTokens)
 	a.handle("POST /v1/tokens", nil, a.createToken)
 	a.handle("DELETE /v1/tokens/{id}", nil, a.deleteToken)
@@ -103,15 +111,20 @@ func (a *API) handle(pattern string, scopes []string, h func(http.ResponseWriter
 			a.fail(w, r, err)
 			return
 		}
-		allowed := scopes
-		if site := r.PathValue("site"); site != "" && r.Method == http.MethodGet {
-			allowed = append(allowed[:len(allowed):len(allowed)], "purge:"+site, "push:"+site)
+		site := r.PathValue("site")
+		allowed := make([]string, 0, len(scopes)+2)
+		for _, s := range scopes {
+			allowed = append(allowed, strings.ReplaceAll(s, "{site}", site))
+		}
+		if site != "" && r.Method == http.MethodGet {
+			allowed = append(allowed, "purge:"+site, "push:"+site)
 		}
 		if !allows(t, allowed...) {
 			writeError(w, http.StatusForbidden, "forbidden", "this token may not "+r.Method+" "+r.URL.Path)
 			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, a.maxBody)
+		r = r.WithContext(context.WithValue(r.Context(), tokenKey{}, t))
 		if err := h(w, r); err != nil {
 			a.fail(w, r, err)
 		}
@@ -123,7 +136,15 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var tooBig *http.MaxBytesError
 	var bad *badRequest
 	var field *state.FieldError
+	var purgeField *purge.FieldError
+	var conflicting *conflict
 	switch {
+	case errors.Is(err, purge.ErrTooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
+	case errors.As(err, &purgeField):
+		writeError(w, http.StatusBadRequest, "invalid", err.Error())
+	case errors.As(err, &conflicting):
+		writeError(w, http.StatusUnprocessableEntity, "idempotency_mismatch", err.Error())
 	case errors.As(err, &tooBig):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body over %d bytes", tooBig.Limit))
 	case errors.As(err, &bad):
@@ -136,8 +157,20 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusConflict, "exists", err.Error())
 	default:
 		a.log.Error("api request failed", slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
+		// Nothing was written: the caller may retry, with the same
+		// Idempotency-Key for a purge.
+		w.Header().Set("Retry-After", "2")
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "the shared state is not reachable; try again")
 	}
+}
+
+// tokenKey is the request context key of the caller's token.
+type tokenKey struct{}
+
+// tokenFrom returns the token the request was authenticated with.
+func tokenFrom(ctx context.Context) (state.Token, bool) {
+	t, ok := ctx.Value(tokenKey{}).(state.Token)
+	return t, ok
 }
 
 type badRequest struct{ msg string }

@@ -18,9 +18,11 @@ import (
 )
 
 type testAPI struct {
-	url   string
-	store *state.Store
-	clock *time.Time
+	url      string
+	store    *state.Store
+	clock    *time.Time
+	progress *Progress
+	nats     *natstest.Server
 }
 
 func startAPI(t *testing.T) *testAPI {
@@ -31,8 +33,8 @@ func startAPI(t *testing.T) *testAPI {
 		t.Fatal(err)
 	}
 	clock := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
-	ta := &testAPI{store: store, clock: &clock}
-	h := httptest.NewServer(New(store, slog.New(slog.DiscardHandler), func() time.Time { return *ta.clock }, 4096))
+	ta := &testAPI{store: store, clock: &clock, progress: NewProgress(), nats: srv}
+	h := httptest.NewServer(New(store, ta.progress, slog.New(slog.DiscardHandler), func() time.Time { return *ta.clock }, 4096))
 	t.Cleanup(h.Close)
 	ta.url = h.URL
 	return ta
@@ -50,7 +52,16 @@ func (a *testAPI) token(t *testing.T, ttl time.Duration, scopes ...string) strin
 
 func (a *testAPI) do(t *testing.T, method, path, token, body string) (int, map[string]any) {
 	t.Helper()
+	return a.doHeader(t, method, path, token, body)
+}
+
+// doHeader is do with extra request header fields, as name, value pairs.
+func (a *testAPI) doHeader(t *testing.T, method, path, token, body string, header ...string) (int, map[string]any) {
+	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), method, a.url+path, strings.NewReader(body))
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -197,7 +208,7 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 			}
 		}
 	}
-	a := New(nil, slog.New(slog.DiscardHandler), time.Now, 1)
+	a := New(nil, nil, slog.New(slog.DiscardHandler), time.Now, 1)
 	for _, route := range a.routes {
 		if !documented[route] {
 			t.Errorf("route %s is not in openapi.yaml", route)

@@ -72,6 +72,10 @@ func (a *API) authenticate(ctx context.Context, r *http.Request) (state.Token, e
 	return t, nil
 }
 
+// scopeAnyPurge admits a token with any purge:<site> scope; the handler
+// then checks the site.
+const scopeAnyPurge = "purge:*"
+
 // allows reports whether t holds one of the scopes (admin holds all).
 func allows(t state.Token, scopes ...string) bool {
 	if slices.Contains(t.Scopes, ScopeAdmin) {
@@ -79,6 +83,9 @@ func allows(t state.Token, scopes ...string) bool {
 	}
 	for _, s := range scopes {
 		if slices.Contains(t.Scopes, s) {
+			return true
+		}
+		if s == scopeAnyPurge && slices.ContainsFunc(t.Scopes, func(h string) bool { return strings.HasPrefix(h, "purge:") }) {
 			return true
 		}
 	}

@@ -56,6 +56,12 @@ type Entry struct {
 	HitForMiss bool
 	// Tombstone marks a URL invalidated by an unsafe request.
 	Tombstone bool
+	// Stamp is the purge clock when the fetch that made the entry started
+	// (purge.Table.Clock): purges newer than it apply to it.
+	Stamp uint64
+	// Tags are the origin's Surrogate-Key and Cache-Tag values, for purges
+	// by tag.
+	Tags []string
 	// Invalidated is the number of the URL's latest invalidation (kept by
 	// the entries that replace a tombstone): a fill that started before it
 	// must not store what it fetched.
@@ -77,6 +83,9 @@ func NewEntry(status int, h http.Header, body []byte, m freshness.Meta, vary []s
 // bytes, and a fixed overhead for the structs and the index.
 func (e *Entry) cost(key string) int64 {
 	n := int64(len(e.Body) + len(key) + 256)
+	for _, t := range e.Tags {
+		n += int64(len(t) + 16)
+	}
 	for k, vs := range e.Header {
 		n += int64(len(k))
 		for _, v := range vs {

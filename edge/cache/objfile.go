@@ -63,6 +63,10 @@ type objMeta struct {
 	SIE          int64 `json:"sie,omitempty"`
 	NoCache      bool  `json:"no_cache,omitempty"`
 	NoStale      bool  `json:"no_stale,omitempty"`
+	// Purge stamp and tags; files written before they existed read 0 and
+	// none, older than any purge.
+	Stamp uint64   `json:"stamp,omitempty"`
+	Tags  []string `json:"tags,omitempty"`
 }
 
 func metaOf(key string, e *Entry) objMeta {
@@ -70,12 +74,13 @@ func metaOf(key string, e *Entry) objMeta {
 		Key: key, Status: e.Status, Header: e.Header, Vary: e.Vary, VaryIndex: e.VaryIndex, Gen: e.Gen,
 		Lifetime: int64(e.Meta.Lifetime), InitialAge: int64(e.Meta.InitialAge), ResponseTime: e.Meta.ResponseTime.UnixNano(),
 		SWR: int64(e.Meta.StaleWhileRevalidate), SIE: int64(e.Meta.StaleIfError), NoCache: e.Meta.NoCache, NoStale: e.Meta.NoStale,
+		Stamp: e.Stamp, Tags: e.Tags,
 	}
 }
 
 // entry rebuilds the Entry; the body is set by the caller.
 func (m *objMeta) entry() *Entry {
-	e := &Entry{Status: m.Status, Header: m.Header, Vary: m.Vary, VaryIndex: m.VaryIndex, Gen: m.Gen,
+	e := &Entry{Status: m.Status, Header: m.Header, Vary: m.Vary, VaryIndex: m.VaryIndex, Gen: m.Gen, Stamp: m.Stamp, Tags: m.Tags,
 		Meta: freshness.Meta{
 			Lifetime: time.Duration(m.Lifetime), InitialAge: time.Duration(m.InitialAge), ResponseTime: time.Unix(0, m.ResponseTime),
 			StaleWhileRevalidate: time.Duration(m.SWR), StaleIfError: time.Duration(m.SIE), NoCache: m.NoCache, NoStale: m.NoStale,

@@ -1,9 +1,10 @@
 // Package state is the typed access every part of the CDN has to the shared
 // state in NATS JetStream: site configuration, the edge registry, edge
-// status (health and drain, owned by control) and API tokens, each a KV
-// bucket. Control writes; edges and geodns read and watch. Nothing here is
-// cached: JetStream is the one copy, so any number of control processes can
-// share it.
+// status (health and drain, owned by control), API tokens and edges'
+// purge reports, each a KV bucket, and the purge log, a stream
+// (purges.go). Control writes; edges and geodns read and watch. Nothing
+// here is cached: JetStream is the one copy, so any number of control
+// processes can share it.
 package state
 
 import (
@@ -11,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,12 +34,20 @@ type Options struct {
 	// Replicas is the JetStream replica count of every bucket (1 on one
 	// server, 3 on a three-node cluster).
 	Replicas int
+	// PurgeMaxAge, PurgeMaxMsgs and PurgeDupeWindow bound the purge log:
+	// how long and how many purges it keeps (an edge away for longer
+	// purges its sites whole on return), and how long an idempotency key
+	// is remembered. Zero means the Default* values.
+	PurgeMaxAge     time.Duration
+	PurgeMaxMsgs    int64
+	PurgeDupeWindow time.Duration
 }
 
 // Store is the shared state over one NATS connection.
 type Store struct {
-	js                         jetstream.JetStream
-	sites, edges, status, tkns jetstream.KeyValue
+	js                                  jetstream.JetStream
+	sites, edges, status, tkns, applied jetstream.KeyValue
+	purges                              jetstream.Stream
 }
 
 // Open creates (or binds to) the buckets. Safe to call from every process:
@@ -58,12 +68,16 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		{&s.edges, EdgesBucket, 1},
 		{&s.status, EdgeStatusBucket, 1},
 		{&s.tkns, TokensBucket, 1},
+		{&s.applied, PurgeAppliedBucket, 1},
 	} {
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b.name, History: b.history, Replicas: replicas})
 		if err != nil {
 			return nil, fmt.Errorf("open bucket %s: %w", b.name, err)
 		}
 		*b.kv = kv
+	}
+	if s.purges, err = js.CreateOrUpdateStream(ctx, purgeStreamConfig(opts)); err != nil {
+		return nil, fmt.Errorf("open stream %s: %w", PurgeStream, err)
 	}
 	return s, nil
 }
@@ -79,12 +93,16 @@ func Bind(ctx context.Context, nc *nats.Conn) (*Store, error) {
 	for _, b := range []struct {
 		kv   *jetstream.KeyValue
 		name string
-	}{{&s.sites, SitesBucket}, {&s.edges, EdgesBucket}, {&s.status, EdgeStatusBucket}, {&s.tkns, TokensBucket}} {
+	}{{&s.sites, SitesBucket}, {&s.edges, EdgesBucket}, {&s.status, EdgeStatusBucket}, {&s.tkns, TokensBucket},
+		{&s.applied, PurgeAppliedBucket}} {
 		kv, err := js.KeyValue(ctx, b.name)
 		if err != nil {
 			return nil, fmt.Errorf("bind bucket %s: %w", b.name, err)
 		}
 		*b.kv = kv
+	}
+	if s.purges, err = js.Stream(ctx, PurgeStream); err != nil {
+		return nil, fmt.Errorf("bind stream %s: %w", PurgeStream, err)
 	}
 	return s, nil
 }

@@ -1,0 +1,252 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/selfcdn/cdn/internal/state"
+	"github.com/selfcdn/cdn/purge"
+)
+
+// MaxWait bounds ?wait= on purge calls.
+const MaxWait = 5 * time.Minute
+
+// Progress is how far each edge has applied the purge log, as the edges
+// report it; control feeds it from a watch (Set), purge calls wait on it.
+// The zero value is not usable; use NewProgress.
+type Progress struct {
+	mu      sync.Mutex        // protects applied and changed
+	applied map[string]uint64 // edge -> last version applied
+	changed chan struct{}     // closed and replaced on every change
+}
+
+// NewProgress returns an empty Progress.
+func NewProgress() *Progress {
+	return &Progress{applied: map[string]uint64{}, changed: make(chan struct{})}
+}
+
+// Set records an edge's report.
+func (p *Progress) Set(a state.PurgeApplied) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if a.Version <= p.applied[a.Edge] {
+		return
+	}
+	p.applied[a.Edge] = a.Version
+	close(p.changed)
+	p.changed = make(chan struct{})
+}
+
+// snapshot returns the reports so far and a channel closed at the next.
+func (p *Progress) snapshot() (map[string]uint64, <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := make(map[string]uint64, len(p.applied))
+	for k, v := range p.applied {
+		m[k] = v
+	}
+	return m, p.changed
+}
+
+// purge writes a purge to the log and, with ?wait=, waits for the edges.
+func (a *API) purge(w http.ResponseWriter, r *http.Request) error {
+	siteName := r.PathValue("site")
+	wait, err := waitParam(r)
+	if err != nil {
+		return err
+	}
+	key := r.Header.Get("Idempotency-Key")
+	if len(key) > 128 || strings.ContainsFunc(key, func(c rune) bool {
+		return !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.ContainsRune("._:-", c))
+	}) {
+		return &badRequest{"Idempotency-Key: up to 128 of A-Z a-z 0-9 . _ : -"}
+	}
+	var req purge.Request
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	site, _, err := a.store.Site(r.Context(), siteName)
+	if err != nil {
+		return err
+	}
+	if err := req.Validate(site.Hosts); err != nil {
+		return err
+	}
+	data, err := json.Marshal(purge.Message{Site: siteName, Request: req, Time: a.now(), IdempotencyKey: key})
+	if err != nil {
+		return err
+	}
+	version, dup, err := a.store.PublishPurge(r.Context(), siteName, key, data)
+	if err != nil {
+		return err
+	}
+	if dup {
+		// The key was used: it must have meant the same purge.
+		first, err := a.store.Purge(r.Context(), version)
+		if err != nil {
+			return err
+		}
+		var m purge.Message
+		if json.Unmarshal(first.Data, &m) != nil || !reflect.DeepEqual(normalized(m.Request), normalized(req)) {
+			return &conflict{fmt.Sprintf("Idempotency-Key %q was used for another purge (version %d)", key, version)}
+		}
+	}
+	a.log.Info("purge accepted", "site", siteName, "version", version, "duplicate", dup,
+		"urls", len(req.URLs), "prefixes", len(req.Prefixes), "tags", len(req.Tags), "all", req.All, "soft", req.Soft)
+	res := purge.Result{Version: version, Site: siteName, Duplicate: dup}
+	if wait == 0 {
+		writeJSON(w, http.StatusAccepted, res)
+		return nil
+	}
+	st := purge.Status{Version: version, Site: siteName, Request: req, Time: a.now()}
+	if err := a.waitApplied(r.Context(), &st, wait); err != nil {
+		return err
+	}
+	res.Status = &st
+	if !st.Applied {
+		writeJSON(w, http.StatusGatewayTimeout, map[string]any{
+			"error": map[string]string{"code": "not_applied", "message": fmt.Sprintf(
+				"purge %d was written but not applied within %s by: %s", version, wait, strings.Join(st.Pending, ", "))},
+			"version": version, "status": st,
+		})
+		return nil
+	}
+	writeJSON(w, http.StatusOK, res)
+	return nil
+}
+
+// normalized makes empty and nil lists compare equal.
+func normalized(r purge.Request) purge.Request {
+	for _, l := range []*[]string{&r.URLs, &r.Prefixes, &r.Tags} {
+		if len(*l) == 0 {
+			*l = nil
+		}
+	}
+	return r
+}
+
+// purgeStatus answers which edges have applied a purge.
+func (a *API) purgeStatus(w http.ResponseWriter, r *http.Request) error {
+	version, err := strconv.ParseUint(r.PathValue("version"), 10, 64)
+	if err != nil || version == 0 {
+		return &badRequest{"version: want a positive integer, got " + strconv.Quote(r.PathValue("version"))}
+	}
+	wait, err := waitParam(r)
+	if err != nil {
+		return err
+	}
+	p, err := a.store.Purge(r.Context(), version)
+	if errors.Is(err, state.ErrPurgeGone) {
+		return fmt.Errorf("purge %d: %w (never written, or past the log's retention)", version, state.ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	t, _ := tokenFrom(r.Context())
+	if !allows(t, ScopeRead, "purge:"+p.Site) {
+		writeError(w, http.StatusForbidden, "forbidden", "this token may not read purges of site "+p.Site)
+		return nil
+	}
+	var m purge.Message
+	json.Unmarshal(p.Data, &m)
+	st := purge.Status{Version: version, Site: p.Site, Request: m.Request, Time: p.Time}
+	if err := a.waitApplied(r.Context(), &st, wait); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+// waitApplied fills st with every edge's progress, waiting up to wait
+// for every healthy edge to reach st.Version. Edges that are not up are
+// listed but not waited for: a dead edge must not fail every deploy, and
+// it catches up (or purges its sites) when it returns.
+func (a *API) waitApplied(ctx context.Context, st *purge.Status, wait time.Duration) error {
+	health, err := a.edgeHealth(ctx)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	refresh := time.NewTicker(time.Second)
+	defer refresh.Stop()
+	for {
+		applied, changed := a.progress.snapshot()
+		fill(st, health, applied)
+		if st.Applied || wait <= 0 {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-refresh.C:
+			// Edges that went down meanwhile are no longer waited for.
+			if h, err := a.edgeHealth(ctx); err == nil {
+				health = h
+			}
+		case <-ctx.Done():
+			if context.Cause(ctx) != context.DeadlineExceeded {
+				return ctx.Err() // the caller went away
+			}
+			return nil
+		}
+	}
+}
+
+// edgeHealth maps each registered edge to control's verdict on it.
+func (a *API) edgeHealth(ctx context.Context) (map[string]string, error) {
+	edges, err := a.store.Edges(ctx)
+	if err != nil {
+		return nil, err
+	}
+	health := make(map[string]string, len(edges))
+	for _, e := range edges {
+		st, err := a.store.EdgeStatus(ctx, e.Name)
+		if err != nil {
+			return nil, err
+		}
+		health[e.Name] = st.Health
+	}
+	return health, nil
+}
+
+// fill sets st's per-edge lines and verdict.
+func fill(st *purge.Status, health map[string]string, applied map[string]uint64) {
+	st.Edges, st.Pending = st.Edges[:0], []string{}
+	for name, h := range health {
+		v := applied[name]
+		st.Edges = append(st.Edges, purge.EdgeStatus{Edge: name, Health: h, Version: v, Applied: v >= st.Version})
+		if h == state.HealthUp && v < st.Version {
+			st.Pending = append(st.Pending, name)
+		}
+	}
+	slices.SortFunc(st.Edges, func(x, y purge.EdgeStatus) int { return strings.Compare(x.Edge, y.Edge) })
+	slices.Sort(st.Pending)
+	st.Applied = len(st.Pending) == 0
+}
+
+// waitParam reads ?wait=, a duration up to MaxWait; absent is 0.
+func waitParam(r *http.Request) (time.Duration, error) {
+	s := r.URL.Query().Get("wait")
+	if s == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d < 0 || d > MaxWait {
+		return 0, &badRequest{fmt.Sprintf("wait: want a duration up to %s (30s, 2m), got %q", MaxWait, s)}
+	}
+	return d, nil
+}
+
+// conflict is a request that contradicts an earlier one (422).
+type conflict struct{ msg string }
+
+func (e *conflict) Error() string { return e.msg }

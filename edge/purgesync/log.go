@@ -1,0 +1,213 @@
+package purgesync
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/selfcdn/cdn/purge"
+)
+
+// The edge's purge log is a file of JSON lines, one per applied purge,
+// appended and fsynced before the edge reports the version applied. A
+// torn last line (a crash mid-write) is dropped on open; the purge it held
+// is applied again from the stream, since the version read back is the one
+// before it. The file is rewritten, by rename, with only the live records
+// when it opens and when dead records pile up.
+
+// FileName is the log's name in the edge's cache directory.
+const FileName = "purges.log"
+
+// record is one line of the log.
+type record struct {
+	// Version is the stream version this record brings the edge to; 0
+	// for a floor written before the edge saw the stream.
+	Version uint64 `json:"v"`
+	// Clock is the purge clock the table marked the rules with.
+	Clock uint64 `json:"c"`
+	// Stream identifies the stream the versions belong to (its creation
+	// time), set when the edge first sees it and when it changes.
+	Stream string `json:"stream,omitempty"`
+	// Floor purged every site: purges may have been missed that cannot
+	// be named.
+	Floor bool           `json:"floor,omitempty"`
+	Site  string         `json:"site,omitempty"`
+	Req   *purge.Request `json:"req,omitempty"`
+	// Lost marks a whole-site purge made because purges of the site
+	// fell out of the stream while the edge was away.
+	Lost bool `json:"lost,omitempty"`
+}
+
+// journal is the open log.
+type journal struct {
+	path    string
+	f       *os.File
+	w       *bufio.Writer
+	live    []record // records a rewrite keeps
+	written int      // records in the file
+}
+
+// openJournal reads the log at path (none yet is fine), returning it
+// open for appending and the records it holds, in order.
+func openJournal(path string) (*journal, []record, error) {
+	recs, err := readRecords(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	j := &journal{path: path, live: compact(recs)}
+	if err := j.rewrite(); err != nil {
+		return nil, nil, err
+	}
+	return j, recs, nil
+}
+
+func readRecords(path string) ([]record, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read purge log: %w", err)
+	}
+	var recs []record
+	for len(b) > 0 {
+		line, rest, complete := bytes.Cut(b, []byte("\n"))
+		b = rest
+		var r record
+		if err := json.Unmarshal(line, &r); err != nil {
+			if !complete || len(bytes.TrimSpace(b)) == 0 {
+				break // the torn tail of a crash: its purge comes again
+			}
+			return nil, fmt.Errorf("purge log %s: a damaged record in the middle: %w", path, err)
+		}
+		recs = append(recs, r)
+	}
+	return recs, nil
+}
+
+// compact keeps the records that still mean something: a floor and what
+// came after it, and per site what came after its last hard whole-site
+// purge. The last record always stays, for the version.
+func compact(recs []record) []record {
+	start := 0
+	lastAll := map[string]int{}
+	for i, r := range recs {
+		switch {
+		case r.Floor:
+			start = i
+		case r.Req != nil && r.Req.All && !r.Req.Soft:
+			lastAll[r.Site] = i
+		}
+	}
+	var out []record
+	for i, r := range recs[start:] {
+		i += start
+		if r.Req != nil && i < lastAll[r.Site] && i != len(recs)-1 {
+			continue
+		}
+		out = append(out, r)
+	}
+	// The stream identity must survive compaction.
+	if len(out) > 0 && out[0].Stream == "" {
+		for _, r := range slices.Backward(recs[:start]) {
+			if r.Stream != "" {
+				out[0].Stream = r.Stream
+				break
+			}
+		}
+	}
+	return out
+}
+
+// rewrite replaces the file with the live records, atomically.
+func (j *journal) rewrite() error {
+	if j.f != nil {
+		j.f.Close()
+	}
+	tmp := j.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return fmt.Errorf("rewrite purge log: %w", err)
+	}
+	w := bufio.NewWriter(f)
+	enc := json.NewEncoder(w)
+	for _, r := range j.live {
+		enc.Encode(r)
+	}
+	if err = w.Flush(); err == nil {
+		err = f.Sync()
+	}
+	f.Close()
+	if err == nil {
+		err = os.Rename(tmp, j.path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(j.path))
+	}
+	if err != nil {
+		return fmt.Errorf("rewrite purge log: %w", err)
+	}
+	if j.f, err = os.OpenFile(j.path, os.O_APPEND|os.O_WRONLY, 0); err != nil {
+		return fmt.Errorf("open purge log: %w", err)
+	}
+	j.w = bufio.NewWriter(j.f)
+	j.written = len(j.live)
+	return nil
+}
+
+// append writes r; it is durable after the next sync.
+func (j *journal) append(r record) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	j.w.Write(b)
+	j.w.WriteByte('\n')
+	j.live = append(j.live, r)
+	j.written++
+	if r.Floor || r.Req != nil && r.Req.All && !r.Req.Soft {
+		j.live = compact(j.live)
+	}
+	return nil
+}
+
+// sync makes what was appended durable, and compacts the file when it is
+// mostly dead records.
+func (j *journal) sync() error {
+	if err := j.w.Flush(); err != nil {
+		return fmt.Errorf("write purge log: %w", err)
+	}
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("sync purge log: %w", err)
+	}
+	if j.written > 4*len(j.live)+10_000 {
+		return j.rewrite()
+	}
+	return nil
+}
+
+func (j *journal) close() error {
+	err := j.w.Flush()
+	if cerr := j.f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, io.EOF) {
+		return err
+	}
+	return nil
+}

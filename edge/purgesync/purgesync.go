@@ -1,0 +1,309 @@
+// Package purgesync keeps an edge's purge rules in step with the purge log
+// in JetStream: it applies purges in version order into a purge.Table,
+// persists each before reporting it applied, and on reconnecting resumes
+// from the last version it persisted. When the log no longer holds the
+// next version it needs (the edge was away past the log's retention), it
+// purges whole every site that may have lost a purge, rather than serve
+// something purged.
+package purgesync
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/selfcdn/cdn/internal/state"
+	"github.com/selfcdn/cdn/purge"
+)
+
+// Source is the shared purge log and the place edges report to; the
+// internal/state Store is one.
+type Source interface {
+	PurgeLog(ctx context.Context) (state.PurgeLogInfo, error)
+	LastPurgeOf(ctx context.Context, site string) (uint64, error)
+	FollowPurges(ctx context.Context, from uint64, f func(p state.Purge, pending uint64) error) error
+	ReportPurgeApplied(ctx context.Context, a state.PurgeApplied) error
+}
+
+// Config shapes a Follower.
+type Config struct {
+	// Edge is the edge's name in its reports.
+	Edge string
+	// Dir holds the purge log. Empty keeps none: an edge without a disk
+	// tier starts empty, and catches up from the log's end.
+	Dir string
+	// HasCache says objects from an earlier run are on disk. With no
+	// purge log beside them, nothing says which purges they missed, so
+	// every site is purged.
+	HasCache bool
+	// Sites lists the sites the edge serves, for purging the ones that
+	// may have lost purges.
+	Sites func() []string
+	// Logger receives what an operator should know; nil discards.
+	Logger *slog.Logger
+	// Registry receives the metrics; nil registers none.
+	Registry prometheus.Registerer
+	// Now is the clock; nil is time.Now.
+	Now func() time.Time
+}
+
+// Follower applies the purge log to a table. Run is called once per
+// connection, never twice at once.
+type Follower struct {
+	cfg     Config
+	table   *purge.Table
+	j       *journal // nil: no log kept
+	stream  string   // the stream's identity; "" before the first contact
+	applied atomic.Uint64
+	// durable is the last version the purge log holds on disk; reported
+	// the last one the source took a report of.
+	durable, reported atomic.Uint64
+	log               *slog.Logger
+	m                 *metrics
+}
+
+// Open reads the edge's purge log into table and returns a follower that
+// resumes from it.
+func Open(table *purge.Table, cfg Config) (*Follower, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Sites == nil {
+		cfg.Sites = func() []string { return nil }
+	}
+	f := &Follower{cfg: cfg, table: table, log: cfg.Logger, m: newMetrics(cfg.Registry)}
+	if f.log == nil {
+		f.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Dir == "" {
+		return f, nil
+	}
+	j, recs, err := openJournal(filepath.Join(cfg.Dir, FileName))
+	if err != nil {
+		return nil, err
+	}
+	f.j = j
+	for _, r := range recs {
+		switch {
+		case r.Floor:
+			table.RestoreFloor(r.Clock)
+		case r.Req != nil:
+			table.Restore(r.Clock, r.Site, *r.Req)
+		}
+		f.applied.Store(max(f.applied.Load(), r.Version))
+		if r.Stream != "" {
+			f.stream = r.Stream
+		}
+	}
+	if len(recs) == 0 && cfg.HasCache {
+		f.log.Warn("cached objects but no purge log: purging every site")
+		if err := f.floor(0, ""); err != nil {
+			j.close()
+			return nil, err
+		}
+	}
+	f.m.version.Set(float64(f.applied.Load()))
+	f.m.rules.Set(float64(table.Rules()))
+	return f, nil
+}
+
+// Applied is the last version applied.
+func (f *Follower) Applied() uint64 { return f.applied.Load() }
+
+// Close closes the purge log.
+func (f *Follower) Close() error {
+	if f.j == nil {
+		return nil
+	}
+	return f.j.close()
+}
+
+// Run follows the log from where the edge left it until ctx ends or the
+// connection fails; the caller runs it again after a reconnect.
+func (f *Follower) Run(ctx context.Context, src Source) error {
+	info, err := src.PurgeLog(ctx)
+	if err != nil {
+		return err
+	}
+	id := strconv.FormatInt(info.Created.UnixNano(), 10)
+	switch applied := f.applied.Load(); {
+	case f.stream == "":
+		// First contact: nothing cached here predates the log's end
+		// (or it was floored in Open), so start from there.
+		f.applied.Store(info.Last)
+		f.stream = id
+		if err := f.write(record{Version: info.Last, Stream: id}); err != nil {
+			return err
+		}
+	case id != f.stream || info.Last < applied:
+		f.log.Warn("the purge log was made anew: purging every site", "version", applied, "log_last", info.Last)
+		if err := f.floor(info.Last, id); err != nil {
+			return err
+		}
+	case info.First > applied+1:
+		if err := f.lost(ctx, src, info.First-1); err != nil {
+			return err
+		}
+	}
+	if err := f.sync(ctx, src); err != nil {
+		return err
+	}
+	reports, stopReports := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stopReports()
+	wg.Go(func() { f.reportLoop(reports, src) })
+	pendingSync := 0
+	return src.FollowPurges(ctx, f.applied.Load()+1, func(p state.Purge, pending uint64) error {
+		applied := f.applied.Load()
+		if p.Version <= applied {
+			return nil // delivered again after a reconnect
+		}
+		if p.Version > applied+1 {
+			if err := f.lost(ctx, src, p.Version-1); err != nil {
+				return err
+			}
+		}
+		if err := f.apply(p); err != nil {
+			return err
+		}
+		// A burst is persisted and reported once, at its end.
+		if pendingSync++; pending == 0 || pendingSync >= 256 {
+			pendingSync = 0
+			return f.sync(ctx, src)
+		}
+		return nil
+	})
+}
+
+// apply applies one purge and appends it to the log.
+func (f *Follower) apply(p state.Purge) error {
+	var m purge.Message
+	req := &m.Request
+	if err := json.Unmarshal(p.Data, &m); err != nil || m.Site != p.Site {
+		// Not ours to judge what it meant: the safe reading is the most.
+		f.log.Error("unreadable purge: purging its site whole", "version", p.Version, "site", p.Site, "err", err)
+		req = &purge.Request{All: true}
+	}
+	clock, widened := f.table.Apply(p.Site, *req)
+	if widened {
+		f.log.Warn("site holds too many purge rules: purged whole", "site", p.Site, "version", p.Version)
+		f.m.widened.Inc()
+		req = &purge.Request{All: true}
+	}
+	f.applied.Store(p.Version)
+	f.m.applied.Inc()
+	if !p.Time.IsZero() {
+		f.m.lag.Observe(f.cfg.Now().Sub(p.Time).Seconds())
+	}
+	f.log.Debug("purge applied", "version", p.Version, "site", p.Site)
+	return f.write(record{Version: p.Version, Clock: clock, Site: p.Site, Req: req})
+}
+
+// lost handles purges up to version upTo that the log dropped before the
+// edge saw them: a site whose newest purge in the log is one the edge has
+// applied lost none; every other site is purged whole.
+func (f *Follower) lost(ctx context.Context, src Source, upTo uint64) error {
+	applied := f.applied.Load()
+	var purged []string
+	for _, site := range f.cfg.Sites() {
+		last, err := src.LastPurgeOf(ctx, site)
+		switch {
+		case err == nil && last <= applied:
+			continue
+		case err != nil && !errors.Is(err, state.ErrPurgeGone):
+			return err
+		}
+		clock, _ := f.table.Apply(site, purge.Request{All: true})
+		if err := f.write(record{Version: applied, Clock: clock, Site: site, Req: &purge.Request{All: true}, Lost: true}); err != nil {
+			return err
+		}
+		purged = append(purged, site)
+	}
+	f.applied.Store(upTo)
+	f.m.lost.Inc()
+	f.m.sitesPurged.Add(float64(len(purged)))
+	f.log.Warn("purges dropped from the log before this edge applied them: purged the sites that may have lost one",
+		"version", applied, "resumed_at", upTo+1, "sites", purged)
+	return f.write(record{Version: upTo})
+}
+
+// floor purges every site and moves the version to v.
+func (f *Follower) floor(v uint64, stream string) error {
+	clock := f.table.Floor()
+	f.applied.Store(v)
+	if stream != "" {
+		f.stream = stream
+	}
+	f.m.lost.Inc()
+	if err := f.write(record{Version: v, Clock: clock, Floor: true, Stream: stream}); err != nil {
+		return err
+	}
+	if f.j == nil {
+		return nil
+	}
+	return f.j.sync()
+}
+
+func (f *Follower) write(r record) error {
+	if f.j == nil {
+		return nil
+	}
+	return f.j.append(r)
+}
+
+// sync makes the applied purges durable, then reports them.
+func (f *Follower) sync(ctx context.Context, src Source) error {
+	if f.j != nil {
+		if err := f.j.sync(); err != nil {
+			// Not reported applied while not durable: a crash now would
+			// come back without them and apply them again.
+			return err
+		}
+	}
+	v := f.applied.Load()
+	f.durable.Store(v)
+	f.m.version.Set(float64(v))
+	f.m.rules.Set(float64(f.table.Rules()))
+	f.report(ctx, src, v)
+	return nil
+}
+
+func (f *Follower) report(ctx context.Context, src Source, v uint64) {
+	err := src.ReportPurgeApplied(ctx, state.PurgeApplied{Edge: f.cfg.Edge, Version: v, Time: f.cfg.Now()})
+	if err != nil {
+		f.log.Debug("report purge version", "version", v, "err", err)
+		return
+	}
+	for {
+		old := f.reported.Load()
+		if old >= v || f.reported.CompareAndSwap(old, v) {
+			return
+		}
+	}
+}
+
+// reportLoop retries reports that failed, so a waiting purge call learns
+// of the version even if the report after it was lost.
+func (f *Follower) reportLoop(ctx context.Context, src Source) {
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if v := f.durable.Load(); v > f.reported.Load() {
+			f.report(ctx, src, v)
+		}
+	}
+}
