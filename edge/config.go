@@ -82,6 +82,11 @@ type ControlConfig struct {
 	// and tags purged since its last whole-site purge, ~100 bytes each);
 	// past it the edge purges the site whole instead. Default 100000.
 	MaxPurgeRules int `yaml:"max_purge_rules"`
+	// PurgeCatchUp is how long after start the edge stays not ready
+	// (/readyz 503, so control and GeoDNS send it no clients) while it
+	// applies the purges it missed. Past it, the edge turns ready anyway:
+	// NATS may be down, and stale is better than nothing. Default 10s.
+	PurgeCatchUp time.Duration `yaml:"purge_catch_up"`
 }
 
 func (c *ControlConfig) validate() error {
@@ -94,6 +99,9 @@ func (c *ControlConfig) validate() error {
 	}
 	if c.Capacity < 0 {
 		errs = append(errs, fmt.Errorf("capacity: must be >= 0, got %g", c.Capacity))
+	}
+	if c.PurgeCatchUp < 0 {
+		errs = append(errs, fmt.Errorf("purge_catch_up: must be >= 0, got %s", c.PurgeCatchUp))
 	}
 	if c.MaxPurgeRules < 0 {
 		errs = append(errs, fmt.Errorf("max_purge_rules: must be >= 0, got %d", c.MaxPurgeRules))

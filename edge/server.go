@@ -313,13 +313,20 @@ func (s *Server) adminMux() *http.ServeMux {
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.ready.Load() || (s.cfg.Control != nil && !s.sitesLoaded.Load()) {
+		if !s.ready.Load() || (s.cfg.Control != nil && (!s.sitesLoaded.Load() || !s.purgesCaughtUp())) {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
 		w.Write([]byte("ready\n"))
 	})
 	return mux
+}
+
+// purgesCaughtUp reports whether the edge applied the purges it missed
+// while away, or has waited long enough for them.
+func (s *Server) purgesCaughtUp() bool {
+	wait := cmp.Or(s.cfg.Control.PurgeCatchUp, 10*time.Second)
+	return s.purges.CaughtUp() || time.Since(s.started) > wait
 }
 
 func boolInt(b bool) int {

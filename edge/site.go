@@ -1,10 +1,10 @@
 package edge
 
 import (
-	"maps"
-	"slices"
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/selfcdn/cdn/edge/cachekey"

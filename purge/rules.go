@@ -189,8 +189,8 @@ func (s *SiteRules) Check(stamp uint64, key string, tags []string) Verdict {
 		return Keep
 	}
 	rest := key
-	if i := strings.Index(key, "://"); i >= 0 {
-		rest = key[i+3:]
+	if _, after, ok := strings.Cut(key, "://"); ok {
+		rest = after
 	}
 	pathQuery := rest
 	if i := strings.IndexByte(rest, '/'); i >= 0 {

@@ -28,6 +28,7 @@ var commands = []command{
 	{"origin", "run the reference static-site origin", runOrigin},
 	{"control", "run the control plane (API, health checks, embedded NATS)", runControl},
 	{"status", "summarize the network: edges, regions, health (CDN_CONTROL_URL, CDN_TOKEN)", runStatus},
+	{"purge", "purge URLs, prefixes, tags or a site, and wait for the edges (for CI)", runPurge},
 	{"up", "run control, origin and edges on this machine, for a first try", runUp},
 }
 
@@ -37,6 +38,16 @@ type usageError struct{ err error }
 
 func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
+
+// exitError asks for a given exit code, for subcommands whose codes are
+// documented for scripts (cdn purge).
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e exitError) Error() string { return e.err.Error() }
+func (e exitError) Unwrap() error { return e.err }
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -55,20 +66,32 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 			continue
 		}
 		err := c.run(ctx, args[1:], stderr)
-		switch {
-		case err == nil, errors.Is(err, flag.ErrHelp):
-			return 0
-		case errors.As(err, new(usageError)):
+		if code := exitCode(err); code != 0 {
 			fmt.Fprintf(stderr, "cdn %s: %v\n", c.name, err)
-			return 2
-		default:
-			fmt.Fprintf(stderr, "cdn %s: %v\n", c.name, err)
-			return 1
+			return code
 		}
+		return 0
 	}
 	fmt.Fprintf(stderr, "cdn: unknown command %q\n\n", args[0])
 	usage(stderr)
 	return 2
+}
+
+// exitCode maps a subcommand's error to the process's exit code: 0 for
+// none or -h, the code an exitError asks for, 2 for usage errors (like
+// flag's own), else 1.
+func exitCode(err error) int {
+	var exit exitError
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.As(err, &exit):
+		return exit.code
+	case errors.As(err, new(usageError)):
+		return 2
+	default:
+		return 1
+	}
 }
 
 func usage(w io.Writer) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"reflect"
 	"slices"
@@ -16,9 +17,6 @@ import (
 	"github.com/selfcdn/cdn/internal/state"
 	"github.com/selfcdn/cdn/purge"
 )
-
-// MaxWait bounds ?wait= on purge calls.
-const MaxWait = 5 * time.Minute
 
 // Progress is how far each edge has applied the purge log, as the edges
 // report it; control feeds it from a watch (Set), purge calls wait on it.
@@ -51,9 +49,7 @@ func (p *Progress) snapshot() (map[string]uint64, <-chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	m := make(map[string]uint64, len(p.applied))
-	for k, v := range p.applied {
-		m[k] = v
-	}
+	maps.Copy(m, p.applied)
 	return m, p.changed
 }
 
@@ -65,10 +61,10 @@ func (a *API) purge(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	key := r.Header.Get("Idempotency-Key")
-	if len(key) > 128 || strings.ContainsFunc(key, func(c rune) bool {
-		return !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.ContainsRune("._:-", c))
-	}) {
-		return &badRequest{"Idempotency-Key: up to 128 of A-Z a-z 0-9 . _ : -"}
+	if key != "" {
+		if err := purge.CheckIdempotencyKey(key); err != nil {
+			return &badRequest{"Idempotency-Key: " + err.Error()}
+		}
 	}
 	var req purge.Request
 	if err := decode(r, &req); err != nil {
@@ -240,8 +236,8 @@ func waitParam(r *http.Request) (time.Duration, error) {
 		return 0, nil
 	}
 	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 || d > MaxWait {
-		return 0, &badRequest{fmt.Sprintf("wait: want a duration up to %s (30s, 2m), got %q", MaxWait, s)}
+	if err != nil || d < 0 || d > purge.MaxWait {
+		return 0, &badRequest{fmt.Sprintf("wait: want a duration up to %s (30s, 2m), got %q", purge.MaxWait, s)}
 	}
 	return d, nil
 }

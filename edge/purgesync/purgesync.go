@@ -66,6 +66,9 @@ type Follower struct {
 	// durable is the last version the purge log holds on disk; reported
 	// the last one the source took a report of.
 	durable, reported atomic.Uint64
+	// caughtUp is set once the edge has applied every purge the log held
+	// when it first connected.
+	caughtUp atomic.Bool
 	log               *slog.Logger
 	m                 *metrics
 }
@@ -115,6 +118,11 @@ func Open(table *purge.Table, cfg Config) (*Follower, error) {
 	return f, nil
 }
 
+// CaughtUp reports whether the edge has applied every purge the log held
+// when the edge first reached it: until then it may hold objects purged
+// while it was away.
+func (f *Follower) CaughtUp() bool { return f.caughtUp.Load() }
+
 // Applied is the last version applied.
 func (f *Follower) Applied() uint64 { return f.applied.Load() }
 
@@ -156,6 +164,10 @@ func (f *Follower) Run(ctx context.Context, src Source) error {
 	if err := f.sync(ctx, src); err != nil {
 		return err
 	}
+	target := info.Last
+	if f.applied.Load() >= target {
+		f.caughtUp.Store(true)
+	}
 	reports, stopReports := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -178,7 +190,12 @@ func (f *Follower) Run(ctx context.Context, src Source) error {
 		// A burst is persisted and reported once, at its end.
 		if pendingSync++; pending == 0 || pendingSync >= 256 {
 			pendingSync = 0
-			return f.sync(ctx, src)
+			if err := f.sync(ctx, src); err != nil {
+				return err
+			}
+			if p.Version >= target {
+				f.caughtUp.Store(true)
+			}
 		}
 		return nil
 	})
