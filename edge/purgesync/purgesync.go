@@ -69,8 +69,8 @@ type Follower struct {
 	// caughtUp is set once the edge has applied every purge the log held
 	// when it first connected.
 	caughtUp atomic.Bool
-	log               *slog.Logger
-	m                 *metrics
+	log      *slog.Logger
+	m        *metrics
 }
 
 // Open reads the edge's purge log into table and returns a follower that
