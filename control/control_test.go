@@ -20,7 +20,7 @@ import (
 	"github.com/selfcdn/cdn/internal/natstest"
 )
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -36,13 +36,13 @@ type running struct {
 	stop func()
 }
 
-func logger(t *testing.T) *slog.Logger {
+func logger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
 // startControl runs control with embedded NATS on natsAddr and data in dir,
 // and returns it with its bootstrap admin token.
-func startControl(t *testing.T, dir, natsAddr string) (*running, string) {
+func startControl(t testing.TB, dir, natsAddr string) (*running, string) {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.DataDir = dir
@@ -55,7 +55,7 @@ func startControl(t *testing.T, dir, natsAddr string) (*running, string) {
 }
 
 // runControl serves cfg on a loopback port until the test ends (or stop).
-func runControl(t *testing.T, cfg Config) *running {
+func runControl(t testing.TB, cfg Config) *running {
 	t.Helper()
 	srv, err := New(cfg, Deps{Logger: logger(t)})
 	if err != nil {
@@ -79,7 +79,7 @@ func runControl(t *testing.T, cfg Config) *running {
 }
 
 // readToken reads the bootstrap admin token control saved in dir.
-func readToken(t *testing.T, dir string) string {
+func readToken(t testing.TB, dir string) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, TokenFile))
 	if err != nil {
@@ -89,7 +89,7 @@ func readToken(t *testing.T, dir string) string {
 }
 
 // startEdge runs an edge linked to control's NATS.
-func startEdge(t *testing.T, name, natsURL, cacheDir string, adminURL string) *running {
+func startEdge(t testing.TB, name, natsURL, cacheDir string, adminURL string) *running {
 	t.Helper()
 	cfg := edge.DefaultConfig()
 	cfg.Name, cfg.Region = name, "local-a"
@@ -129,7 +129,7 @@ func status(url, token string) int {
 	return res.StatusCode
 }
 
-func call(t *testing.T, method, url, token, body string) (int, []byte) {
+func call(t testing.TB, method, url, token, body string) (int, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -155,7 +155,7 @@ func fetchVia(edgeURL, host string) (int, string) {
 	return res.StatusCode, string(b)
 }
 
-func waitFor(t *testing.T, what string, deadline time.Time, cond func() bool) {
+func waitFor(t testing.TB, what string, deadline time.Time, cond func() bool) {
 	t.Helper()
 	for !cond() {
 		if time.Now().After(deadline) {
@@ -166,7 +166,7 @@ func waitFor(t *testing.T, what string, deadline time.Time, cond func() bool) {
 }
 
 // edgeHealth reads one edge's health and drain state from the API.
-func edgeHealth(t *testing.T, api, token, name string) (string, bool) {
+func edgeHealth(t testing.TB, api, token, name string) (string, bool) {
 	code, b := call(t, "GET", api+"/v1/edges/"+name, token, "")
 	if code != 200 {
 		return fmt.Sprint(code), false

@@ -27,7 +27,7 @@ type versionedOrigin struct {
 	hold        map[string]chan struct{}
 }
 
-func newVersionedOrigin(t *testing.T) *versionedOrigin {
+func newVersionedOrigin(t testing.TB) *versionedOrigin {
 	o := &versionedOrigin{version: map[string]int{}, hits: map[string]int{}, conditional: map[string]int{}, hold: map[string]chan struct{}{}}
 	o.Server = httptest.NewServer(http.HandlerFunc(o.serve))
 	t.Cleanup(o.Close)
@@ -77,7 +77,7 @@ func (o *versionedOrigin) count(m map[string]int, path string) int {
 // purgeNet is control (embedded NATS), an origin, a site and edges with
 // disk caches, for purge tests.
 type purgeNet struct {
-	t      *testing.T
+	t      testing.TB
 	api    string
 	token  string
 	nats   string
@@ -94,7 +94,7 @@ type purgeEdge struct {
 
 const purgeHost = "www.example.test"
 
-func newPurgeNet(t *testing.T, edges int, tune func(*Config)) *purgeNet {
+func newPurgeNet(t testing.TB, edges int, tune func(*Config)) *purgeNet {
 	t.Helper()
 	dir, natsAddr := t.TempDir(), freeAddr(t)
 	cfg := DefaultConfig()
@@ -341,7 +341,7 @@ func TestPurgeLogRetention(t *testing.T) {
 }
 
 // metricValue reads one unlabelled metric from an edge's /metrics.
-func metricValue(t *testing.T, admin, name string) string {
+func metricValue(t testing.TB, admin, name string) string {
 	t.Helper()
 	res, err := http.Get(admin + "/metrics")
 	if err != nil {

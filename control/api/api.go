@@ -34,6 +34,7 @@ type Store interface {
 	DeleteEdge(ctx context.Context, name string) error
 	EdgeStatus(ctx context.Context, name string) (state.EdgeStatus, error)
 	SetEdgeStatus(ctx context.Context, st state.EdgeStatus) error
+	EdgeStatuses(ctx context.Context) ([]state.EdgeStatus, error)
 	Token(ctx context.Context, id string) (state.Token, error)
 	Tokens(ctx context.Context) ([]state.Token, error)
 	PutToken(ctx context.Context, t state.Token) error

@@ -197,19 +197,16 @@ func (a *API) waitApplied(ctx context.Context, st *purge.Status, wait time.Durat
 	}
 }
 
-// edgeHealth maps each registered edge to control's verdict on it.
+// edgeHealth maps each edge control has judged to its verdict. An edge
+// not judged yet is not waited for: it has not been sent clients either.
 func (a *API) edgeHealth(ctx context.Context) (map[string]string, error) {
-	edges, err := a.store.Edges(ctx)
+	statuses, err := a.store.EdgeStatuses(ctx)
 	if err != nil {
 		return nil, err
 	}
-	health := make(map[string]string, len(edges))
-	for _, e := range edges {
-		st, err := a.store.EdgeStatus(ctx, e.Name)
-		if err != nil {
-			return nil, err
-		}
-		health[e.Name] = st.Health
+	health := make(map[string]string, len(statuses))
+	for _, st := range statuses {
+		health[st.Name] = st.Health
 	}
 	return health, nil
 }

@@ -27,7 +27,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "cdn_edge_purge_log_gaps_total", Help: "Times purges were gone from the log before this edge applied them (or the log was made anew).",
 		}),
 		sitesPurged: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "cdn_edge_purge_gap_sites_purged_total", Help: "Sites purged whole because a purge of theirs may have been lost.",
+			Name: "cdn_edge_purge_gap_sites_purged_total", Help: "Sites purged whole because purges were lost from the log before this edge applied them.",
 		}),
 		widened: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cdn_edge_purge_widened_total", Help: "Purges applied as whole-site purges because the site held too many rules.",

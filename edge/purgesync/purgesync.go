@@ -3,14 +3,13 @@
 // persists each before reporting it applied, and on reconnecting resumes
 // from the last version it persisted. When the log no longer holds the
 // next version it needs (the edge was away past the log's retention), it
-// purges whole every site that may have lost a purge, rather than serve
-// something purged.
+// purges whole every site it serves, rather than serve something purged:
+// the log no longer says which sites the dropped purges named.
 package purgesync
 
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"log/slog"
 	"path/filepath"
 	"strconv"
@@ -28,7 +27,6 @@ import (
 // internal/state Store is one.
 type Source interface {
 	PurgeLog(ctx context.Context) (state.PurgeLogInfo, error)
-	LastPurgeOf(ctx context.Context, site string) (uint64, error)
 	FollowPurges(ctx context.Context, from uint64, f func(p state.Purge, pending uint64) error) error
 	ReportPurgeApplied(ctx context.Context, a state.PurgeApplied) error
 }
@@ -157,7 +155,7 @@ func (f *Follower) Run(ctx context.Context, src Source) error {
 			return err
 		}
 	case info.First > applied+1:
-		if err := f.lost(ctx, src, info.First-1); err != nil {
+		if err := f.lost(info.First - 1); err != nil {
 			return err
 		}
 	}
@@ -180,7 +178,7 @@ func (f *Follower) Run(ctx context.Context, src Source) error {
 			return nil // delivered again after a reconnect
 		}
 		if p.Version > applied+1 {
-			if err := f.lost(ctx, src, p.Version-1); err != nil {
+			if err := f.lost(p.Version - 1); err != nil {
 				return err
 			}
 		}
@@ -226,19 +224,12 @@ func (f *Follower) apply(p state.Purge) error {
 }
 
 // lost handles purges up to version upTo that the log dropped before the
-// edge saw them: a site whose newest purge in the log is one the edge has
-// applied lost none; every other site is purged whole.
-func (f *Follower) lost(ctx context.Context, src Source, upTo uint64) error {
+// edge saw them. Which sites they named is gone with them, so every site
+// the edge serves is purged whole.
+func (f *Follower) lost(upTo uint64) error {
 	applied := f.applied.Load()
 	var purged []string
 	for _, site := range f.cfg.Sites() {
-		last, err := src.LastPurgeOf(ctx, site)
-		switch {
-		case err == nil && last <= applied:
-			continue
-		case err != nil && !errors.Is(err, state.ErrPurgeGone):
-			return err
-		}
 		clock, _ := f.table.Apply(site, purge.Request{All: true})
 		if err := f.write(record{Version: applied, Clock: clock, Site: site, Req: &purge.Request{All: true}, Lost: true}); err != nil {
 			return err
@@ -248,7 +239,7 @@ func (f *Follower) lost(ctx context.Context, src Source, upTo uint64) error {
 	f.applied.Store(upTo)
 	f.m.lost.Inc()
 	f.m.sitesPurged.Add(float64(len(purged)))
-	f.log.Warn("purges dropped from the log before this edge applied them: purged the sites that may have lost one",
+	f.log.Warn("purges dropped from the log before this edge applied them: purged every site",
 		"version", applied, "resumed_at", upTo+1, "sites", purged)
 	return f.write(record{Version: upTo})
 }

@@ -84,6 +84,14 @@ func (s *Store) EdgeStatus(ctx context.Context, name string) (EdgeStatus, error)
 	return st, err
 }
 
+// EdgeStatuses lists control's status of every edge it has judged. It is
+// rewritten only when a verdict changes, so unlike Edges (rewritten by
+// every heartbeat, and so liable to miss a key being rewritten while it
+// lists) it lists every edge.
+func (s *Store) EdgeStatuses(ctx context.Context) ([]EdgeStatus, error) {
+	return list[EdgeStatus](ctx, s.status)
+}
+
 // SetEdgeStatus records control's status for an edge.
 func (s *Store) SetEdgeStatus(ctx context.Context, st EdgeStatus) error {
 	_, err := put(ctx, s.status, st.Name, st)

@@ -112,19 +112,6 @@ func (s *Store) PurgeLog(ctx context.Context) (PurgeLogInfo, error) {
 	return PurgeLogInfo{First: info.State.FirstSeq, Last: info.State.LastSeq, Created: info.Created}, nil
 }
 
-// LastPurgeOf returns the version of site's newest purge still in the
-// log, ErrPurgeGone if there is none.
-func (s *Store) LastPurgeOf(ctx context.Context, site string) (uint64, error) {
-	m, err := s.purges.GetLastMsgForSubject(ctx, PurgeSubjectPrefix+site)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, ErrPurgeGone
-	}
-	if err != nil {
-		return 0, fmt.Errorf("last purge of %s: %w", site, err)
-	}
-	return m.Sequence, nil
-}
-
 // FollowPurges calls f for every purge from version from on, in order,
 // until ctx ends, f fails, or the consumer does. pending is how many more
 // purges the log held when this one was delivered. Versions may jump when
