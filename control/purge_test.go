@@ -275,6 +275,21 @@ func TestPurge(t *testing.T) {
 		}
 	})
 
+	t.Run("release version in the cache key", func(t *testing.T) {
+		n.warm("/app.js")
+		o.bump("/app.js")
+		site := fmt.Sprintf(`{"name":"www","hosts":[%q],"origin":%q,"cache_key":{"version":"r2"}}`, purgeHost, o.URL)
+		if code, b := call(t, "PUT", n.api+"/v1/sites/www", n.token, site); code != 200 {
+			t.Fatalf("PUT site: %d %s", code, b)
+		}
+		for name, e := range n.edges {
+			waitFor(t, name+" to switch to release r2", time.Now().Add(5*time.Second), func() bool {
+				_, body, _ := e.get("/app.js")
+				return body == "/app.js v2"
+			})
+		}
+	})
+
 	t.Run("edge away for ten purges", func(t *testing.T) {
 		var ps []string
 		for i := range 10 {

@@ -33,6 +33,14 @@ type Rules struct {
 	IgnoreParams []string `yaml:"ignore_params"`
 	// AllowParams, when set, are the only parameter names kept.
 	AllowParams []string `yaml:"allow_params"`
+	// VersionParam names a query parameter that is always part of the
+	// key ("v" in /app.js?v=42), even with query: ignore or an allow
+	// list: a deploy that changes it switches objects without a purge.
+	VersionParam string `yaml:"version_param"`
+	// Version is a release token put in every key of the site: changing
+	// it switches the whole site to fresh objects without a purge (the
+	// old ones age out of the cache).
+	Version string `yaml:"version"`
 }
 
 // Validate reports rules that cannot work.
@@ -41,6 +49,12 @@ func (r Rules) Validate() error {
 	case "", QuerySorted, QueryOrdered, QueryIgnore:
 	default:
 		return fmt.Errorf("query must be sorted, ordered or ignore, got %q", r.Query)
+	}
+	if strings.ContainsAny(r.VersionParam, "&=*?# ") {
+		return fmt.Errorf("version_param must be a parameter name, got %q", r.VersionParam)
+	}
+	if len(r.Version) > 128 || strings.ContainsFunc(r.Version, func(c rune) bool { return c <= ' ' || c == 0x7f }) {
+		return fmt.Errorf("version must be up to 128 printable characters without spaces, got %q", r.Version)
 	}
 	return nil
 }
@@ -52,7 +66,13 @@ func New(scheme, host, path, rawQuery string, r Rules) string {
 	path = Path(path)
 	q := Query(rawQuery, r)
 	var b strings.Builder
-	b.Grow(len(scheme) + 3 + len(host) + len(path) + 1 + len(q))
+	b.Grow(len(r.Version) + 1 + len(scheme) + 3 + len(host) + len(path) + 1 + len(q))
+	if r.Version != "" {
+		// Before the scheme: what follows "://" stays the URL, which
+		// purges match against.
+		b.WriteString(r.Version)
+		b.WriteByte(0)
+	}
 	b.WriteString(scheme)
 	b.WriteString("://")
 	b.WriteString(host)
@@ -168,10 +188,10 @@ func removeDots(p string) string {
 
 // Query returns the key's query string under r.
 func Query(raw string, r Rules) string {
-	if raw == "" || r.Query == QueryIgnore {
+	if raw == "" || r.Query == QueryIgnore && r.VersionParam == "" {
 		return ""
 	}
-	if r.Query != QueryOrdered && len(r.IgnoreParams) == 0 && len(r.AllowParams) == 0 &&
+	if r.Query != QueryOrdered && r.Query != QueryIgnore && len(r.IgnoreParams) == 0 && len(r.AllowParams) == 0 &&
 		!strings.ContainsAny(raw, "&%;+") {
 		return raw // one parameter, nothing to sort or decode
 	}
@@ -195,6 +215,12 @@ func Query(raw string, r Rules) string {
 }
 
 func (r Rules) keep(name string) bool {
+	if r.VersionParam != "" && name == r.VersionParam {
+		return true
+	}
+	if r.Query == QueryIgnore {
+		return false
+	}
 	if len(r.AllowParams) > 0 && !matchAny(r.AllowParams, name) {
 		return false
 	}

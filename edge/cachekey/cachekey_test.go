@@ -31,6 +31,10 @@ func TestNew(t *testing.T) {
 		{name: "ignore params", scheme: "http", host: "h", path: "/", qry: "utm_source=x&id=3&fbclid=9", rules: Rules{IgnoreParams: []string{"utm_*", "fbclid"}}, want: "http://h/?id=3"},
 		{name: "allow params", scheme: "http", host: "h", path: "/", qry: "v=3&x=1&w=2", rules: Rules{AllowParams: []string{"v", "w"}}, want: "http://h/?v=3&w=2"},
 		{name: "query escapes", scheme: "http", host: "h", path: "/", qry: "a=%7e%2f", want: "http://h/?a=~%2F"},
+		{name: "version param kept when ignoring", scheme: "http", host: "h", path: "/app.js", qry: "x=1&v=42", rules: Rules{Query: QueryIgnore, VersionParam: "v"}, want: "http://h/app.js?v=42"},
+		{name: "version param beside an allow list", scheme: "http", host: "h", path: "/", qry: "v=7&w=2&z=1", rules: Rules{AllowParams: []string{"w"}, VersionParam: "v"}, want: "http://h/?v=7&w=2"},
+		{name: "version param absent", scheme: "http", host: "h", path: "/", qry: "x=1", rules: Rules{Query: QueryIgnore, VersionParam: "v"}, want: "http://h/"},
+		{name: "site version", scheme: "http", host: "h", path: "/a", rules: Rules{Version: "r2"}, want: "r2\x00http://h/a"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -50,6 +50,12 @@ type CacheKey struct {
 	Query        string   `json:"query,omitempty"`
 	IgnoreParams []string `json:"ignore_params,omitempty"`
 	AllowParams  []string `json:"allow_params,omitempty"`
+	// VersionParam is a query parameter always kept in the key ("v"),
+	// whatever Query says.
+	VersionParam string `json:"version_param,omitempty"`
+	// Version is a release token in every key of the site: change it to
+	// switch the site to fresh objects without purging.
+	Version string `json:"version,omitempty"`
 }
 
 // Duration is a time.Duration written as text ("90s", "1h").
@@ -121,6 +127,12 @@ func (s Site) Validate() error {
 	}
 	if !slices.Contains([]string{"", "sorted", "ordered", "ignore"}, s.CacheKey.Query) {
 		bad("cache_key.query", "must be sorted, ordered or ignore, got %q", s.CacheKey.Query)
+	}
+	if strings.ContainsAny(s.CacheKey.VersionParam, "&=*?# ") {
+		bad("cache_key.version_param", "must be a parameter name, got %q", s.CacheKey.VersionParam)
+	}
+	if len(s.CacheKey.Version) > 128 || strings.ContainsFunc(s.CacheKey.Version, func(c rune) bool { return c <= ' ' || c == 0x7f }) {
+		bad("cache_key.version", "must be up to 128 printable characters without spaces, got %q", s.CacheKey.Version)
 	}
 	if !slices.Contains([]string{"", "acme", "manual", "self-signed"}, s.TLS) {
 		bad("tls", "must be acme, manual or self-signed, got %q", s.TLS)
