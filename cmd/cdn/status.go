@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,11 +23,13 @@ func runStatus(ctx context.Context, args []string, stderr io.Writer) error {
 func status(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	url := fs.String("control-url", os.Getenv("CDN_CONTROL_URL"), "control API base URL (default $CDN_CONTROL_URL)")
-	token := fs.String("token", os.Getenv("CDN_TOKEN"), "API token with read scope (default $CDN_TOKEN)")
+	url := fs.String("control-url", "", "control API base URL (default $CDN_CONTROL_URL)")
+	token := fs.String("token", "", "API token with read scope (default $CDN_TOKEN)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
+	// Read after parsing, so -h never prints the token.
+	*url, *token = cmp.Or(*url, os.Getenv("CDN_CONTROL_URL")), cmp.Or(*token, os.Getenv("CDN_TOKEN"))
 	if *url == "" || *token == "" {
 		return usageError{errors.New("set CDN_CONTROL_URL and CDN_TOKEN (or --control-url and --token)")}
 	}
