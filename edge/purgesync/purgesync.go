@@ -225,23 +225,13 @@ func (f *Follower) apply(p state.Purge) error {
 
 // lost handles purges up to version upTo that the log dropped before the
 // edge saw them. Which sites they named is gone with them, so every site
-// the edge serves is purged whole.
+// is purged whole, those the edge does not know yet included.
 func (f *Follower) lost(upTo uint64) error {
-	applied := f.applied.Load()
-	var purged []string
-	for _, site := range f.cfg.Sites() {
-		clock, _ := f.table.Apply(site, purge.Request{All: true})
-		if err := f.write(record{Version: applied, Clock: clock, Site: site, Req: &purge.Request{All: true}, Lost: true}); err != nil {
-			return err
-		}
-		purged = append(purged, site)
-	}
-	f.applied.Store(upTo)
-	f.m.lost.Inc()
-	f.m.sitesPurged.Add(float64(len(purged)))
+	sites := f.cfg.Sites()
+	f.m.sitesPurged.Add(float64(len(sites)))
 	f.log.Warn("purges dropped from the log before this edge applied them: purged every site",
-		"version", applied, "resumed_at", upTo+1, "sites", purged)
-	return f.write(record{Version: upTo})
+		"version", f.applied.Load(), "resumed_at", upTo+1, "sites", len(sites))
+	return f.floor(upTo, "")
 }
 
 // floor purges every site and moves the version to v.

@@ -18,12 +18,11 @@ import (
 // fakeLog is a purge log in memory: versions first..last, each a purge of
 // one site. FollowPurges delivers what it holds and returns.
 type fakeLog struct {
-	mu       sync.Mutex // protects the fields
-	created  time.Time
-	first    uint64
-	purges   []state.Purge // versions first.. in order
-	reports  []uint64
-	failNext error
+	mu      sync.Mutex // protects the fields
+	created time.Time
+	first   uint64
+	purges  []state.Purge // versions first.. in order
+	reports []uint64
 }
 
 func (l *fakeLog) add(site string, r purge.Request) uint64 {
