@@ -98,6 +98,14 @@ func startEdge(t testing.TB, name, natsURL, cacheDir string, adminURL string) *r
 	cfg.Cache.Dir = cacheDir
 	cfg.Cache.Disk = 0
 	cfg.Control = &edge.ControlConfig{NATS: natsURL, Lat: 50, Lon: 8, Heartbeat: 100 * time.Millisecond, AdminURL: adminURL}
+	r, _ := serveEdge(t, cfg)
+	return r
+}
+
+// serveEdge runs an edge from cfg on loopback ports until the test ends
+// (or stop), returning it and its admin base URL.
+func serveEdge(t testing.TB, cfg edge.Config) (*running, string) {
+	t.Helper()
 	srv, err := edge.New(cfg, edge.Deps{Logger: logger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +120,7 @@ func startEdge(t testing.TB, name, natsURL, cacheDir string, adminURL string) *r
 		<-done
 	})}
 	t.Cleanup(r.stop)
-	return r
+	return r, "http://" + admin.Addr().String()
 }
 
 func status(url, token string) int {

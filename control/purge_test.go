@@ -1,10 +1,8 @@
 package control
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -128,20 +126,8 @@ func (n *purgeNet) start(name, dir string) *purgeEdge {
 	cfg.Name, cfg.Region, cfg.AccessLog = name, "local-a", false
 	cfg.Cache.Memory, cfg.Cache.Dir, cfg.Cache.Disk = 16<<20, dir, 64<<20
 	cfg.Control = &edge.ControlConfig{NATS: n.nats, Lat: 50, Lon: 8, Heartbeat: 100 * time.Millisecond}
-	srv, err := edge.New(cfg, edge.Deps{Logger: logger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	admin, _ := net.Listen("tcp", "127.0.0.1:0")
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, ln, admin) }()
-	e := &purgeEdge{running: &running{url: "http://" + ln.Addr().String(), stop: sync.OnceFunc(func() {
-		cancel()
-		<-done
-	})}, admin: "http://" + admin.Addr().String(), dir: dir}
-	t.Cleanup(e.stop)
+	r, admin := serveEdge(t, cfg)
+	e := &purgeEdge{running: r, admin: admin, dir: dir}
 	n.edges[name] = e
 	// Ready: it has the sites and has applied the purges it missed.
 	waitFor(t, name+" ready", time.Now().Add(10*time.Second), func() bool { return status(e.admin+"/readyz", "") == 200 })
