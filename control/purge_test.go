@@ -15,7 +15,9 @@ import (
 )
 
 // versionedOrigin serves "<path> v<N>" with ETag "vN", tagged by the first
-// path segment; bump changes a path's body, hold blocks it until released.
+// path segment; bump changes a path's body, hold blocks the answer until
+// released (with the version current when the request arrived, as an
+// origin that already read the old file would).
 type versionedOrigin struct {
 	*httptest.Server
 	mu          sync.Mutex // protects the maps
@@ -37,17 +39,15 @@ func (o *versionedOrigin) serve(w http.ResponseWriter, r *http.Request) {
 	o.mu.Lock()
 	o.hits[p]++
 	hold := o.hold[p]
-	o.mu.Unlock()
-	if hold != nil {
-		<-hold
-	}
-	o.mu.Lock()
 	v := o.version[p] + 1
-	etag := fmt.Sprintf(`"v%d"`, v)
 	if r.Header.Get("If-None-Match") != "" {
 		o.conditional[p]++
 	}
 	o.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
+	etag := fmt.Sprintf(`"v%d"`, v)
 	w.Header().Set("Cache-Control", "max-age=3600")
 	w.Header().Set("ETag", etag)
 	w.Header().Set("Surrogate-Key", "all "+strings.Split(strings.TrimPrefix(p, "/"), "/")[0])
@@ -255,7 +255,9 @@ func TestPurge(t *testing.T) {
 		delete(o.hold, "/race.js")
 		o.mu.Unlock()
 		close(release)
-		<-got // what the origin sent before the bump, or after: either is fair
+		if body := <-got; body != "/race.js v1" {
+			t.Fatalf("the racing fill got %q, want the v1 the origin read before the purge", body)
+		}
 		if _, body, cs := e.get("/race.js"); body != "/race.js v2" {
 			t.Errorf("after the racing fill: %q (Cache-Status %q), want v2: a fill started before a purge was kept", body, cs)
 		}
@@ -295,9 +297,8 @@ func TestPurge(t *testing.T) {
 			last = res.Version
 		}
 		back := n.start("e3", e3.dir)
-		st, err := n.client.Status(t.Context(), last, 0)
 		waitFor(t, "e3 to apply the ten purges", time.Now().Add(10*time.Second), func() bool {
-			st, err = n.client.Status(t.Context(), last, 0)
+			st, err := n.client.Status(t.Context(), last, 0)
 			return err == nil && edgeApplied(st, "e3")
 		})
 		for _, p := range ps {

@@ -78,21 +78,28 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	var disk *cache.Disk
+	built := false
+	defer func() {
+		if !built { // an error below: close what was opened
+			mem.Close()
+			if disk != nil {
+				disk.Close()
+			}
+		}
+	}()
 	dir := cfg.Cache.Dir
 	if dir != "" {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
-			mem.Close()
 			return nil, fmt.Errorf("create cache dir: %w", err)
 		}
 	}
-	var disk *cache.Disk
 	if dir != "" && cfg.Cache.Disk > 0 {
 		disk, err = cache.OpenDisk(cache.DiskConfig{
 			Dir: filepath.Join(dir, "disk"), MaxBytes: int64(cfg.Cache.Disk), MaxObjects: cfg.Cache.DiskObjects,
 			MaxObjectBytes: int64(cfg.Cache.MaxDiskObject), Log: log,
 		}, reg)
 		if err != nil {
-			mem.Close()
 			return nil, err
 		}
 	}
@@ -122,10 +129,6 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	}
 	h.purges = purge.NewTable(maxRules, now, h.siteKeyRules)
 	if err := h.useSites(cfg.Sites); err != nil {
-		mem.Close()
-		if disk != nil {
-			disk.Close()
-		}
 		return nil, err
 	}
 	// Vary index generations go into keys that outlive the process on
@@ -136,17 +139,14 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if cfg.Control != nil {
 		s.loadSitesFile()
 		s.purges, err = purgesync.Open(h.purges, purgesync.Config{
-			Edge: cfg.Name, Dir: dir, HasCache: disk != nil && disk.Len() > 0, Sites: h.siteNames,
+			Edge: cfg.Name, Dir: dir, HasCache: disk != nil && disk.Len() > 0,
 			Logger: log, Registry: reg, Now: now,
 		})
 		if err != nil {
-			mem.Close()
-			if disk != nil {
-				disk.Close()
-			}
 			return nil, fmt.Errorf("open the purge log: %w", err)
 		}
 	}
+	built = true
 	return s, nil
 }
 
@@ -326,7 +326,7 @@ func (s *Server) adminMux() *http.ServeMux {
 // while away, or has waited long enough for them.
 func (s *Server) purgesCaughtUp() bool {
 	wait := cmp.Or(s.cfg.Control.PurgeCatchUp, 10*time.Second)
-	return s.purges.CaughtUp() || time.Since(s.started) > wait
+	return s.purges.CaughtUp() || s.handler.now().Sub(s.started) > wait
 }
 
 func boolInt(b bool) int {

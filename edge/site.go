@@ -2,9 +2,7 @@ package edge
 
 import (
 	"fmt"
-	"maps"
 	"net/url"
-	"slices"
 	"strings"
 
 	"github.com/selfcdn/cdn/edge/cachekey"
@@ -57,15 +55,6 @@ func (h *Handler) siteKeyRules(name string) cachekey.Rules {
 		return (*m)[name]
 	}
 	return cachekey.Rules{}
-}
-
-// siteNames lists the sites the edge serves.
-func (h *Handler) siteNames() []string {
-	m := h.keyRules.Load()
-	if m == nil {
-		return nil
-	}
-	return slices.Collect(maps.Keys(*m))
 }
 
 // buildRoutes turns the configured sites into a routing table.

@@ -6,6 +6,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/selfcdn/cdn/edge/cachekey"
+	"github.com/selfcdn/cdn/edge/routing"
 )
 
 // Limits on one request, so a runaway pipeline cannot write a purge that
@@ -74,13 +77,14 @@ func (r Request) Validate(hosts []string) error {
 	case !r.All && n == 0:
 		bad("request", "nothing to purge: give urls, prefixes, tags, or all")
 	}
+	served := hostTable(hosts)
 	for i, u := range r.URLs {
-		if err := checkURL(u, hosts, false); err != nil {
+		if err := checkURL(u, served, false); err != nil {
 			bad(fmt.Sprintf("urls[%d]", i), "%v", err)
 		}
 	}
 	for i, p := range r.Prefixes {
-		if err := checkURL(p, hosts, true); err != nil {
+		if err := checkURL(p, served, true); err != nil {
 			bad(fmt.Sprintf("prefixes[%d]", i), "%v", err)
 		}
 	}
@@ -108,7 +112,7 @@ func checkTag(t string) error {
 
 // checkURL validates a purge URL or prefix: a path, or an http(s) URL
 // whose host the site serves.
-func checkURL(s string, hosts []string, prefix bool) error {
+func checkURL(s string, served *served, prefix bool) error {
 	switch {
 	case s == "":
 		return errors.New("empty")
@@ -125,7 +129,7 @@ func checkURL(s string, hosts []string, prefix bool) error {
 	if err != nil {
 		return err
 	}
-	if host != "" && !Covers(hosts, host) {
+	if host != "" && served.Lookup(host) == nil {
 		return fmt.Errorf("host %s is not a host of this site", host)
 	}
 	return nil
@@ -154,33 +158,23 @@ func Split(s string) (host, pathQuery string, err error) {
 	if u.RawQuery != "" || u.ForceQuery {
 		pq += "?" + u.RawQuery
 	}
-	return strings.ToLower(u.Hostname()) + portOf(u), pq, nil
+	return cachekey.Host(u.Scheme, u.Host), pq, nil
 }
 
-// portOf keeps a port that is not the scheme's default.
-func portOf(u *url.URL) string {
-	p := u.Port()
-	if p == "" || u.Scheme == "http" && p == "80" || u.Scheme == "https" && p == "443" {
-		return ""
+// served is the site's hosts as the edge routes them.
+type served = routing.Table[struct{}]
+
+// hostTable builds the routing table of hosts, so a purge accepts exactly
+// the hosts an edge would route to the site.
+func hostTable(hosts []string) *served {
+	site := &struct{}{}
+	routes := make([]routing.Route[struct{}], len(hosts))
+	for i, h := range hosts {
+		routes[i] = routing.Route[struct{}]{Host: h, Site: site}
 	}
-	return ":" + p
+	return routing.New(routes)
 }
 
-// Covers reports whether host is one of hosts: exact, "*.example.com"
-// (any name under example.com), or "*".
-func Covers(hosts []string, host string) bool {
-	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	if i := strings.LastIndexByte(host, ':'); i >= 0 && !strings.Contains(host[i:], "]") {
-		host = host[:i]
-	}
-	for _, h := range hosts {
-		h = strings.ToLower(h)
-		switch {
-		case h == "*", h == host:
-			return true
-		case strings.HasPrefix(h, "*.") && strings.HasSuffix(host, h[1:]) && len(host) > len(h)-1:
-			return true
-		}
-	}
-	return false
-}
+// Covers reports whether the edge routes host to a site with hosts: exact,
+// "*.example.com" (one label under example.com), or "*".
+func Covers(hosts []string, host string) bool { return hostTable(hosts).Lookup(host) != nil }

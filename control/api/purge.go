@@ -48,9 +48,7 @@ func (p *Progress) Set(a state.PurgeApplied) {
 func (p *Progress) snapshot() (map[string]uint64, <-chan struct{}) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	m := make(map[string]uint64, len(p.applied))
-	maps.Copy(m, p.applied)
-	return m, p.changed
+	return maps.Clone(p.applied), p.changed
 }
 
 // purge writes a purge to the log and, with ?wait=, waits for the edges.
@@ -77,7 +75,8 @@ func (a *API) purge(w http.ResponseWriter, r *http.Request) error {
 	if err := req.Validate(site.Hosts); err != nil {
 		return err
 	}
-	data, err := json.Marshal(purge.Message{Site: siteName, Request: req, Time: a.now(), IdempotencyKey: key})
+	accepted := a.now()
+	data, err := json.Marshal(purge.Message{Site: siteName, Request: req, Time: accepted, IdempotencyKey: key})
 	if err != nil {
 		return err
 	}
@@ -103,7 +102,7 @@ func (a *API) purge(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusAccepted, res)
 		return nil
 	}
-	st := purge.Status{Version: version, Site: siteName, Request: req, Time: a.now()}
+	st := purge.Status{Version: version, Site: siteName, Request: req, Time: accepted}
 	if err := a.waitApplied(r.Context(), &st, wait); err != nil {
 		return err
 	}

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -39,9 +38,6 @@ type record struct {
 	Floor bool           `json:"floor,omitempty"`
 	Site  string         `json:"site,omitempty"`
 	Req   *purge.Request `json:"req,omitempty"`
-	// Lost marks a whole-site purge made because purges of the site
-	// fell out of the stream while the edge was away.
-	Lost bool `json:"lost,omitempty"`
 }
 
 // journal is the open log.
@@ -206,8 +202,5 @@ func syncDir(dir string) error {
 		return err
 	}
 	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, io.EOF) {
-		return err
-	}
-	return nil
+	return d.Sync()
 }

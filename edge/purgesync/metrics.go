@@ -3,13 +3,12 @@ package purgesync
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	version     prometheus.Gauge
-	rules       prometheus.Gauge
-	applied     prometheus.Counter
-	lost        prometheus.Counter
-	sitesPurged prometheus.Counter
-	widened     prometheus.Counter
-	lag         prometheus.Histogram
+	version prometheus.Gauge
+	rules   prometheus.Gauge
+	applied prometheus.Counter
+	lost    prometheus.Counter
+	widened prometheus.Counter
+	lag     prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -26,9 +25,6 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		lost: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cdn_edge_purge_log_gaps_total", Help: "Times purges were gone from the log before this edge applied them (or the log was made anew).",
 		}),
-		sitesPurged: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "cdn_edge_purge_gap_sites_purged_total", Help: "Sites purged whole because purges were lost from the log before this edge applied them.",
-		}),
 		widened: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "cdn_edge_purge_widened_total", Help: "Purges applied as whole-site purges because the site held too many rules.",
 		}),
@@ -38,7 +34,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.version, m.rules, m.applied, m.lost, m.sitesPurged, m.widened, m.lag)
+		reg.MustRegister(m.version, m.rules, m.applied, m.lost, m.widened, m.lag)
 	}
 	return m
 }

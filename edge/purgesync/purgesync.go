@@ -42,9 +42,6 @@ type Config struct {
 	// purge log beside them, nothing says which purges they missed, so
 	// every site is purged.
 	HasCache bool
-	// Sites lists the sites the edge serves, for purging the ones that
-	// may have lost purges.
-	Sites func() []string
 	// Logger receives what an operator should know; nil discards.
 	Logger *slog.Logger
 	// Registry receives the metrics; nil registers none.
@@ -76,9 +73,6 @@ type Follower struct {
 func Open(table *purge.Table, cfg Config) (*Follower, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
-	}
-	if cfg.Sites == nil {
-		cfg.Sites = func() []string { return nil }
 	}
 	f := &Follower{cfg: cfg, table: table, log: cfg.Logger, m: newMetrics(cfg.Registry)}
 	if f.log == nil {
@@ -227,10 +221,8 @@ func (f *Follower) apply(p state.Purge) error {
 // edge saw them. Which sites they named is gone with them, so every site
 // is purged whole, those the edge does not know yet included.
 func (f *Follower) lost(upTo uint64) error {
-	sites := f.cfg.Sites()
-	f.m.sitesPurged.Add(float64(len(sites)))
 	f.log.Warn("purges dropped from the log before this edge applied them: purged every site",
-		"version", f.applied.Load(), "resumed_at", upTo+1, "sites", len(sites))
+		"version", f.applied.Load(), "resumed_at", upTo+1)
 	return f.floor(upTo, "")
 }
 

@@ -72,10 +72,10 @@ func (l *fakeLog) ReportPurgeApplied(_ context.Context, a state.PurgeApplied) er
 
 func newFakeLog() *fakeLog { return &fakeLog{created: time.Unix(100, 0), first: 1} }
 
-func open(t *testing.T, dir string, hasCache bool, sites ...string) (*Follower, *purge.Table) {
+func open(t *testing.T, dir string, hasCache bool) (*Follower, *purge.Table) {
 	t.Helper()
 	tbl := purge.NewTable(0, nil, nil)
-	f, err := Open(tbl, Config{Edge: "e", Dir: dir, HasCache: hasCache, Sites: func() []string { return sites }})
+	f, err := Open(tbl, Config{Edge: "e", Dir: dir, HasCache: hasCache})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +89,7 @@ const key = "http://h/x"
 // follower resumes after the last one.
 func TestResume(t *testing.T) {
 	dir, log := t.TempDir(), newFakeLog()
-	f, tbl := open(t, dir, false, "s")
+	f, tbl := open(t, dir, false)
 	old := tbl.Clock()
 	f.Run(t.Context(), log) // first contact: starts at the log's end
 	log.add("s", purge.Request{URLs: []string{"/x"}})
@@ -103,7 +103,7 @@ func TestResume(t *testing.T) {
 	}
 	f.Close()
 
-	f2, tbl2 := open(t, dir, true, "s")
+	f2, tbl2 := open(t, dir, true)
 	if f2.Applied() != 2 {
 		t.Errorf("Applied() after a restart = %d, want 2", f2.Applied())
 	}
@@ -122,7 +122,7 @@ func TestResume(t *testing.T) {
 // the purge comes again from the log.
 func TestTornTail(t *testing.T) {
 	dir, log := t.TempDir(), newFakeLog()
-	f, _ := open(t, dir, false, "s")
+	f, _ := open(t, dir, false)
 	f.Run(t.Context(), log)
 	log.add("s", purge.Request{URLs: []string{"/x"}})
 	f.Run(t.Context(), log)
@@ -132,7 +132,7 @@ func TestTornTail(t *testing.T) {
 	fh.WriteString(`{"v":2,"c":12,"site":"s","req":{"ur`)
 	fh.Close()
 
-	f2, tbl := open(t, dir, true, "s")
+	f2, tbl := open(t, dir, true)
 	if f2.Applied() != 1 {
 		t.Fatalf("Applied() after a torn write = %d, want 1", f2.Applied())
 	}
@@ -148,7 +148,7 @@ func TestTornTail(t *testing.T) {
 // whole every site the edge serves; the purges after the gap apply.
 func TestLogGap(t *testing.T) {
 	dir, log := t.TempDir(), newFakeLog()
-	f, tbl := open(t, dir, false, "lost", "quiet")
+	f, tbl := open(t, dir, false)
 	f.Run(t.Context(), log)
 	log.add("quiet", purge.Request{URLs: []string{"/q"}})
 	f.Run(t.Context(), log)
@@ -198,7 +198,7 @@ func TestCacheWithoutLog(t *testing.T) {
 // every site and follows the new one from its end.
 func TestLogRemade(t *testing.T) {
 	dir, log := t.TempDir(), newFakeLog()
-	f, tbl := open(t, dir, false, "s")
+	f, tbl := open(t, dir, false)
 	f.Run(t.Context(), log)
 	for range 5 {
 		log.add("s", purge.Request{Tags: []string{"t"}})
@@ -221,7 +221,7 @@ func TestLogRemade(t *testing.T) {
 // file read back holds the same rules.
 func TestCompaction(t *testing.T) {
 	dir, log := t.TempDir(), newFakeLog()
-	f, _ := open(t, dir, false, "s")
+	f, _ := open(t, dir, false)
 	f.Run(t.Context(), log)
 	for range 50 {
 		log.add("s", purge.Request{URLs: []string{"/x"}})
@@ -238,7 +238,7 @@ func TestCompaction(t *testing.T) {
 	if len(live) > 4 {
 		t.Errorf("compacted log holds %d records, want the stream mark, the whole-site purge and the one after", len(live))
 	}
-	f2, tbl := open(t, dir, true, "s")
+	f2, tbl := open(t, dir, true)
 	if f2.Applied() != 52 || tbl.Rules() != 1 {
 		t.Errorf("after reopening: Applied() = %d, Rules() = %d; want 52, 1", f2.Applied(), tbl.Rules())
 	}
