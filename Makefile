@@ -1,11 +1,11 @@
 GO    ?= go
 BIN   := bin/cdn
 # Core packages run with the race detector.
-RACE  := ./edge/... ./origin/... ./internal/... ./control/... ./purge/...
-FUZZ  := ./edge:FuzzServeH1 ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./edge/cachekey:FuzzNew ./edge/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath ./control/api:FuzzSiteRequest ./purge:FuzzRequest ./purge:FuzzTags
+RACE  := ./edge/... ./origin/... ./internal/... ./control/... ./purge/... ./geodns/...
+FUZZ  := ./edge:FuzzServeH1 ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./edge/cachekey:FuzzNew ./edge/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath ./control/api:FuzzSiteRequest ./purge:FuzzRequest ./purge:FuzzTags ./geodns:FuzzServeDNS
 DATA  ?= .data
 
-.PHONY: help build run test test-race test-e2e fuzz bench bench-go bench-peers bench-zipf bench-disk-start bench-disk bench-purge lint
+.PHONY: help build run test test-race test-e2e fuzz bench bench-go bench-peers bench-zipf bench-disk-start bench-disk bench-purge bench-dns lint
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n",$$1,$$2}'
 
@@ -27,10 +27,10 @@ test-e2e: ## real cdn processes on loopback
 fuzz: ## each fuzz target for 20s
 	@for f in $(FUZZ); do $(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime 20s $${f%:*} || exit 1; done
 
-bench: bench-go bench-peers bench-disk ## Go benchmarks, then the load tests beside nginx and Varnish
+bench: bench-go bench-peers bench-disk bench-dns ## Go benchmarks, then the load tests beside nginx and Varnish
 
 bench-go: ## hot-path benchmarks (benchstat-ready)
-	$(GO) test -run '^$$' -bench . -skip 'ZipfHitRatio|OpenDisk|TagPurgeMillion' -benchmem -count 6 ./edge/... ./purge/ | tee bench.txt
+	$(GO) test -run '^$$' -bench . -skip 'ZipfHitRatio|OpenDisk|TagPurgeMillion' -benchmem -count 6 ./edge/... ./purge/ ./geodns/... | tee bench.txt
 
 bench-zipf: ## hit ratio of the two tiers on Zipf traffic, beside a plain LRU of the same bytes
 	$(GO) test ./edge/cache/ -run '^$$' -bench ZipfHitRatio
@@ -46,6 +46,9 @@ bench-disk-start: ## restart time and index memory with 1,000,000 objects on dis
 
 bench-disk: build ## 1 MiB and 100 MiB hits from disk beside nginx proxy_cache on disk
 	scripts/bench-disk.sh
+
+bench-dns: build ## geodns beside PowerDNS and gdnsd: dnsperf q/s (plain, ECS, ECS mix) and latency percentiles
+	scripts/bench-dns.sh
 
 bench-peers: build ## wrk/h2load: cache hits through the edge beside nginx proxy_cache and Varnish
 	scripts/bench-peers.sh

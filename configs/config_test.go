@@ -5,6 +5,7 @@ import (
 
 	"github.com/selfcdn/cdn/control"
 	"github.com/selfcdn/cdn/edge"
+	"github.com/selfcdn/cdn/geodns"
 	"github.com/selfcdn/cdn/internal/config"
 	"github.com/selfcdn/cdn/origin/static"
 )
@@ -22,6 +23,16 @@ func TestExamplesLoad(t *testing.T) {
 	ccfg := control.DefaultConfig()
 	if err := config.Load("local/control.yaml", &ccfg); err != nil {
 		t.Errorf("local/control.yaml: %v", err)
+	}
+	for _, f := range []string{"local/geodns.yaml", "standalone/geodns.yaml"} {
+		gcfg := geodns.DefaultConfig()
+		if err := config.Load(f, &gcfg); err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if _, err := geodns.New(gcfg, geodns.Deps{}); err != nil { // the zones load too
+			t.Errorf("%s: %v", f, err)
+		}
 	}
 	ocfg := static.DefaultConfig()
 	if err := config.Load("standalone/origin.yaml", &ocfg); err != nil {

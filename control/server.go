@@ -20,21 +20,15 @@ import (
 
 	"github.com/selfcdn/cdn/control/api"
 	"github.com/selfcdn/cdn/internal/certstore"
+	"github.com/selfcdn/cdn/internal/deps"
 	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
 	"github.com/selfcdn/cdn/internal/natsembed"
 	"github.com/selfcdn/cdn/internal/state"
 )
 
-// Deps are what control takes from its caller.
-type Deps struct {
-	// Logger receives lifecycle events. Nil discards.
-	Logger *slog.Logger
-	// Registry receives control's metrics, served on /metrics. Nil uses a
-	// fresh registry.
-	Registry *prometheus.Registry
-	// Now is the clock. Nil uses time.Now.
-	Now func() time.Time
-}
+// Deps are the logger, metrics registry and clock the caller gives
+// control; nil fields get defaults.
+type Deps = deps.Deps
 
 // Server is a running control process.
 type Server struct {
@@ -49,20 +43,12 @@ type Server struct {
 }
 
 // New checks cfg and returns a control server; Run starts it.
-func New(cfg Config, deps Deps) (*Server, error) {
+func New(cfg Config, d Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, log: deps.Logger, reg: deps.Registry, now: deps.Now}
-	if s.log == nil {
-		s.log = slog.New(slog.DiscardHandler)
-	}
-	if s.reg == nil {
-		s.reg = cdnmetrics.NewRegistry()
-	}
-	if s.now == nil {
-		s.now = time.Now
-	}
+	d = d.WithDefaults()
+	s := &Server{cfg: cfg, log: d.Logger, reg: d.Registry, now: d.Now}
 	return s, nil
 }
 

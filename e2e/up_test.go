@@ -5,17 +5,23 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/miekg/dns"
 )
 
 type upInfo struct {
 	Origin     string `json:"origin"`
 	Control    string `json:"control"`
 	AdminToken string `json:"admin_token"`
+	GeoDNS     string `json:"geodns"`
 	Site       struct {
 		Name  string   `json:"name"`
 		Hosts []string `json:"hosts"`
@@ -56,7 +62,7 @@ func TestUp(t *testing.T) {
 		b, err := os.ReadFile(upPath)
 		return err == nil && json.Unmarshal(b, &info) == nil
 	})
-	if info.Origin == "" || info.Control == "" || info.AdminToken == "" || info.Site.Name == "" || len(info.Site.Hosts) == 0 || len(info.Edges) < 2 {
+	if info.Origin == "" || info.Control == "" || info.AdminToken == "" || info.GeoDNS == "" || info.Site.Name == "" || len(info.Site.Hosts) == 0 || len(info.Edges) < 2 {
 		t.Fatalf("up.json incomplete: %+v", info)
 	}
 	host := info.Site.Hosts[0]
@@ -103,7 +109,44 @@ func TestUp(t *testing.T) {
 			t.Errorf("%s GET / after the tag purge: Cache-Status %q, want a miss", e.Name, res.Header.Get("Cache-Status"))
 		}
 	}
+	// GeoDNS answers the demo host with the edge nearest the client.
+	for _, tc := range []struct {
+		subnet string
+		edge   int
+	}{{"", 1}, {"192.0.2.0/24", 0}, {"198.51.100.0/24", 2}} {
+		u, _ := url.Parse(info.Edges[tc.edge].HTTP)
+		want := u.Hostname()
+		var got []string
+		waitFor(t, fmt.Sprintf("GeoDNS answer %s for subnet %q", want, tc.subnet), func() bool {
+			got = geoAnswer(t, info.GeoDNS, info.Site.Hosts[0], tc.subnet)
+			return len(got) == 1 && got[0] == want
+		})
+	}
 	p.stop(t)
+}
+
+// geoAnswer asks server for host's A records, from subnet ("" for none).
+func geoAnswer(t *testing.T, server, host, subnet string) []string {
+	m := new(dns.Msg)
+	m.SetQuestion(dns.Fqdn(host), dns.TypeA)
+	if subnet != "" {
+		p := netip.MustParsePrefix(subnet)
+		m.SetEdns0(1232, false)
+		m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_SUBNET{Code: dns.EDNS0SUBNET, Family: 1,
+			SourceNetmask: uint8(p.Bits()), Address: p.Addr().AsSlice()})
+	}
+	r, _, err := (&dns.Client{Timeout: time.Second}).Exchange(m, server)
+	if err != nil {
+		t.Logf("dig %s: %v", host, err)
+		return nil
+	}
+	var out []string
+	for _, rr := range r.Answer {
+		if a, ok := rr.(*dns.A); ok {
+			out = append(out, a.A.String())
+		}
+	}
+	return out
 }
 
 // TestEdgeAndOriginProcesses runs `cdn origin` and `cdn edge --origin` as

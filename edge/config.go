@@ -3,6 +3,7 @@ package edge
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -73,6 +74,9 @@ type ControlConfig struct {
 	// PublicURL is the base URL clients reach the edge at. Default
 	// http:// plus listen.
 	PublicURL string `yaml:"public_url"`
+	// PublicAddrs are the IP addresses GeoDNS gives clients for this edge.
+	// Default: the host of public_url, when it is an IP address.
+	PublicAddrs []string `yaml:"public_addrs"`
 	// AdminURL is where control checks the edge's health. Default http://
 	// plus admin_listen.
 	AdminURL string `yaml:"admin_url"`
@@ -108,6 +112,11 @@ func (c *ControlConfig) validate() error {
 	}
 	if c.Heartbeat < 0 {
 		errs = append(errs, fmt.Errorf("heartbeat: must be >= 0, got %s", c.Heartbeat))
+	}
+	for _, a := range c.PublicAddrs {
+		if _, err := netip.ParseAddr(a); err != nil {
+			errs = append(errs, fmt.Errorf("public_addrs: %q is not an IP address", a))
+		}
 	}
 	return errors.Join(errs...)
 }

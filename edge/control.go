@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/selfcdn/cdn/edge/cachekey"
+	"github.com/selfcdn/cdn/internal/natslink"
 	"github.com/selfcdn/cdn/internal/state"
 )
 
@@ -103,30 +104,13 @@ func (s *Server) saveSitesFile(sites []state.Site) {
 // ends: the site watch, restarted whenever it breaks, and the heartbeat.
 func (s *Server) followControl(ctx context.Context) {
 	c := s.cfg.Control
-	opts := []nats.Option{nats.Name("cdn-edge " + s.cfg.Name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
-		nats.RetryOnFailedConnect(true)}
-	if c.Creds != "" {
-		opts = append(opts, nats.UserCredentials(c.Creds))
-	}
-	if c.CA != "" {
-		opts = append(opts, nats.RootCAs(c.CA))
-	}
-	// A reconnect (to another node, or the same one back) restarts the
-	// watch: it re-reads every site, so nothing missed while away is lost.
-	reconnected := make(chan struct{}, 1)
-	opts = append(opts, nats.ReconnectHandler(func(*nats.Conn) {
-		select {
-		case reconnected <- struct{}{}:
-		default:
-		}
-	}))
-	nc, err := nats.Connect(c.NATS, opts...)
+	nc, reconnected, err := natslink.Connect(natslink.Config{URL: c.NATS, Creds: c.Creds, CA: c.CA}, "cdn-edge "+s.cfg.Name)
 	if err != nil {
 		s.log.Error("control link: bad NATS settings", "err", err)
 		return
 	}
 	defer nc.Close()
-	wait := 250 * time.Millisecond
+	var backoff natslink.Backoff
 	down := false // said once per spell, not every retry
 	for ctx.Err() == nil {
 		store, err := bindStore(ctx, nc)
@@ -134,7 +118,8 @@ func (s *Server) followControl(ctx context.Context) {
 			if down {
 				s.log.Info("control link back")
 			}
-			wait, down = 250*time.Millisecond, false
+			backoff.Reset()
+			down = false
 			hbCtx, stopHB := context.WithCancel(ctx)
 			var linked sync.WaitGroup
 			linked.Go(func() { s.heartbeat(hbCtx, store) })
@@ -169,12 +154,9 @@ func (s *Server) followControl(ctx context.Context) {
 			down = true
 			s.log.Warn("control link down; serving the last sites, retrying", "err", err)
 		}
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx) {
 			return
-		case <-time.After(wait):
 		}
-		wait = min(wait*2, 5*time.Second)
 	}
 }
 
@@ -213,7 +195,7 @@ func (s *Server) heartbeat(ctx context.Context, store *state.Store) {
 	}
 	e := state.Edge{
 		Name: s.cfg.Name, Region: s.cfg.Region, Lat: c.Lat, Lon: c.Lon, Capacity: c.Capacity,
-		HTTP: c.PublicURL, Admin: c.AdminURL, Started: s.started, Version: version(),
+		HTTP: c.PublicURL, Admin: c.AdminURL, Addrs: c.PublicAddrs, Started: s.started, Version: version(),
 	}
 	if e.HTTP == "" {
 		e.HTTP = "http://" + s.addr
@@ -228,9 +210,11 @@ func (s *Server) heartbeat(ctx context.Context, store *state.Store) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	failing := false
+	var load loadMeter
 	for {
 		hctx, cancel := context.WithTimeout(ctx, period)
 		e.Seen = time.Now()
+		e.Load = load.sample(e.Seen)
 		err := store.Heartbeat(hctx, e)
 		cancel()
 		switch {

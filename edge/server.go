@@ -19,22 +19,16 @@ import (
 	"github.com/selfcdn/cdn/edge/cache"
 	"github.com/selfcdn/cdn/edge/fill"
 	"github.com/selfcdn/cdn/edge/purgesync"
+	"github.com/selfcdn/cdn/internal/deps"
 	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
 	"github.com/selfcdn/cdn/origin"
 	"github.com/selfcdn/cdn/purge"
 	"github.com/valyala/fasthttp"
 )
 
-// Deps are what the caller owns and the edge uses.
-type Deps struct {
-	// Logger receives lifecycle events and the access log. Nil discards.
-	Logger *slog.Logger
-	// Registry receives the edge's metrics and is served on /metrics. Nil
-	// uses a fresh registry.
-	Registry *prometheus.Registry
-	// Now is the clock. Nil uses time.Now.
-	Now func() time.Time
-}
+// Deps are the logger (lifecycle events and the access log), metrics
+// registry and clock the caller gives the edge; nil fields get defaults.
+type Deps = deps.Deps
 
 // Server is a standalone edge: the request path on its listener, metrics
 // and health on the admin listener.
@@ -58,22 +52,12 @@ type Server struct {
 }
 
 // New builds an edge from cfg. It opens no sockets.
-func New(cfg Config, deps Deps) (*Server, error) {
+func New(cfg Config, d Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := deps.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	reg := deps.Registry
-	if reg == nil {
-		reg = cdnmetrics.NewRegistry()
-	}
-	now := deps.Now
-	if now == nil {
-		now = time.Now
-	}
+	d = d.WithDefaults()
+	log, reg, now := d.Logger, d.Registry, d.Now
 	mem, err := cache.NewMemory(cache.Config{MemoryBytes: int64(cfg.Cache.Memory), MaxObjectBytes: int64(cfg.Cache.MaxObject)}, reg)
 	if err != nil {
 		return nil, err

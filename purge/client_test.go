@@ -4,82 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
-	"net/http/httptest"
 	"reflect"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/selfcdn/cdn/purge/purgetest"
 )
-
-// answer is what the fake control API says to one attempt.
-type answer struct {
-	code       int
-	retryAfter string // Retry-After header; "" for none
-	body       string
-	hangup     bool // close the connection without answering
-}
-
-// sent is one request the fake control API received.
-type sent struct {
-	method, path, query, auth, key string
-	body                           []byte
-}
-
-// fakeAPI plays control: it gives the scripted answers in order (the last
-// one repeats) and records every request.
-type fakeAPI struct {
-	*httptest.Server
-	onCall func(n int) // called with the attempt number before answering; may be nil
-
-	mu    sync.Mutex // protects calls
-	calls []sent
-}
-
-func newFakeAPI(t *testing.T, answers ...answer) *fakeAPI {
-	t.Helper()
-	f := &fakeAPI{}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		f.mu.Lock()
-		f.calls = append(f.calls, sent{
-			method: r.Method, path: r.URL.Path, query: r.URL.RawQuery,
-			auth: r.Header.Get("Authorization"), key: r.Header.Get("Idempotency-Key"), body: body,
-		})
-		n := len(f.calls)
-		f.mu.Unlock()
-		if f.onCall != nil {
-			f.onCall(n)
-		}
-		a := answers[min(n, len(answers))-1]
-		if a.hangup {
-			conn, _, err := http.NewResponseController(w).Hijack()
-			if err != nil {
-				t.Errorf("hijack: %v", err)
-				return
-			}
-			conn.Close()
-			return
-		}
-		if a.retryAfter != "" {
-			w.Header().Set("Retry-After", a.retryAfter)
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(a.code)
-		io.WriteString(w, a.body)
-	}))
-	t.Cleanup(f.Close)
-	return f
-}
-
-func (f *fakeAPI) sent() []sent {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.calls)
-}
 
 // recordPauses makes c record its pauses between attempts instead of
 // taking them, and returns them.
@@ -109,7 +42,7 @@ func TestClientPurge(t *testing.T) {
 	tests := []struct {
 		name           string
 		wait           time.Duration
-		answers        []answer
+		answers        []purgetest.Answer
 		wantCalls      int
 		wantVersion    uint64
 		wantApplied    bool   // Result.Status.Applied
@@ -117,25 +50,25 @@ func TestClientPurge(t *testing.T) {
 		wantNotApplied bool   // errors.Is(err, ErrNotApplied)
 		wantPending    string // the APIError's Status.Pending, joined
 	}{
-		{name: "accepted", answers: []answer{{code: 202, body: accepted}}, wantCalls: 1, wantVersion: 42},
-		{name: "waited", wait: 30 * time.Second, answers: []answer{{code: 200, body: applied}}, wantCalls: 1, wantVersion: 42, wantApplied: true},
-		{name: "503 then accepted", answers: []answer{{code: 503, body: down}, {code: 202, body: accepted}}, wantCalls: 2, wantVersion: 42},
-		{name: "502 hangup 504 then applied", wait: time.Minute, answers: []answer{
-			{code: 502, body: "<html>bad gateway</html>"}, {hangup: true}, {code: 504, body: apiErr("timeout", "gateway timeout")}, {code: 200, body: applied},
+		{name: "accepted", answers: []purgetest.Answer{{Code: 202, Body: accepted}}, wantCalls: 1, wantVersion: 42},
+		{name: "waited", wait: 30 * time.Second, answers: []purgetest.Answer{{Code: 200, Body: applied}}, wantCalls: 1, wantVersion: 42, wantApplied: true},
+		{name: "503 then accepted", answers: []purgetest.Answer{{Code: 503, Body: down}, {Code: 202, Body: accepted}}, wantCalls: 2, wantVersion: 42},
+		{name: "502 hangup 504 then applied", wait: time.Minute, answers: []purgetest.Answer{
+			{Code: 502, Body: "<html>bad gateway</html>"}, {Hangup: true}, {Code: 504, Body: apiErr("timeout", "gateway timeout")}, {Code: 200, Body: applied},
 		}, wantCalls: 4, wantVersion: 42, wantApplied: true},
-		{name: "not applied", wait: 30 * time.Second, answers: []answer{{code: 504, body: notApplied}},
+		{name: "not applied", wait: 30 * time.Second, answers: []purgetest.Answer{{Code: 504, Body: notApplied}},
 			wantCalls: 1, wantVersion: 42, wantStatusCode: 504, wantNotApplied: true, wantPending: "e3"},
-		{name: "400", answers: []answer{{code: 400, body: apiErr("invalid", "urls[1]: host not of this site")}}, wantCalls: 1, wantStatusCode: 400},
-		{name: "401", answers: []answer{{code: 401, body: apiErr("unauthorized", "bad token")}}, wantCalls: 1, wantStatusCode: 401},
-		{name: "403", answers: []answer{{code: 403, body: apiErr("forbidden", "token lacks purge:www")}}, wantCalls: 1, wantStatusCode: 403},
-		{name: "404", answers: []answer{{code: 404, body: apiErr("not_found", "no site www")}}, wantCalls: 1, wantStatusCode: 404},
-		{name: "422", answers: []answer{{code: 422, body: apiErr("idempotency_mismatch", "key used for another body")}}, wantCalls: 1, wantStatusCode: 422},
-		{name: "500 is not retried", answers: []answer{{code: 500, body: apiErr("internal", "bug")}}, wantCalls: 1, wantStatusCode: 500},
-		{name: "503 forever", answers: []answer{{code: 503, body: down}}, wantCalls: 1 + DefaultRetries, wantStatusCode: 503},
+		{name: "400", answers: []purgetest.Answer{{Code: 400, Body: apiErr("invalid", "urls[1]: host not of this site")}}, wantCalls: 1, wantStatusCode: 400},
+		{name: "401", answers: []purgetest.Answer{{Code: 401, Body: apiErr("unauthorized", "bad token")}}, wantCalls: 1, wantStatusCode: 401},
+		{name: "403", answers: []purgetest.Answer{{Code: 403, Body: apiErr("forbidden", "token lacks purge:www")}}, wantCalls: 1, wantStatusCode: 403},
+		{name: "404", answers: []purgetest.Answer{{Code: 404, Body: apiErr("not_found", "no site www")}}, wantCalls: 1, wantStatusCode: 404},
+		{name: "422", answers: []purgetest.Answer{{Code: 422, Body: apiErr("idempotency_mismatch", "key used for another body")}}, wantCalls: 1, wantStatusCode: 422},
+		{name: "500 is not retried", answers: []purgetest.Answer{{Code: 500, Body: apiErr("internal", "bug")}}, wantCalls: 1, wantStatusCode: 500},
+		{name: "503 forever", answers: []purgetest.Answer{{Code: 503, Body: down}}, wantCalls: 1 + DefaultRetries, wantStatusCode: 503},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			api := newFakeAPI(t, tt.answers...)
+			api := purgetest.New(t, tt.answers...)
 			c := &Client{BaseURL: api.URL + "/", Token: "tok"}
 			recordPauses(c)
 			res, err := c.Purge(t.Context(), "www", req, Options{Wait: tt.wait})
@@ -162,7 +95,7 @@ func TestClientPurge(t *testing.T) {
 				t.Errorf("Purge().Status.Applied = %v, want %v", got, tt.wantApplied)
 			}
 
-			calls := api.sent()
+			calls := api.Calls()
 			if len(calls) != tt.wantCalls {
 				t.Fatalf("control got %d calls, want %d", len(calls), tt.wantCalls)
 			}
@@ -172,18 +105,18 @@ func TestClientPurge(t *testing.T) {
 			}
 			for i, s := range calls {
 				var body Request
-				if err := json.Unmarshal(s.body, &body); err != nil || !reflect.DeepEqual(body, req) {
-					t.Errorf("call %d: body %s (%v), want %+v", i, s.body, err, req)
+				if err := json.Unmarshal(s.Body, &body); err != nil || !reflect.DeepEqual(body, req) {
+					t.Errorf("call %d: body %s (%v), want %+v", i, s.Body, err, req)
 				}
-				if s.method != "POST" || s.path != "/v1/sites/www/purge" || s.query != wantQuery || s.auth != "Bearer tok" {
+				if s.Method != "POST" || s.Path != "/v1/sites/www/purge" || s.Query != wantQuery || s.Auth != "Bearer tok" {
 					t.Errorf("call %d: %s %s?%s auth %q, want POST /v1/sites/www/purge?%s auth %q",
-						i, s.method, s.path, s.query, s.auth, wantQuery, "Bearer tok")
+						i, s.Method, s.Path, s.Query, s.Auth, wantQuery, "Bearer tok")
 				}
-				if err := CheckIdempotencyKey(s.key); err != nil {
+				if err := CheckIdempotencyKey(s.Key); err != nil {
 					t.Errorf("call %d: %v", i, err)
 				}
-				if s.key != calls[0].key {
-					t.Errorf("call %d: Idempotency-Key %q, want the first call's %q", i, s.key, calls[0].key)
+				if s.Key != calls[0].Key {
+					t.Errorf("call %d: Idempotency-Key %q, want the first call's %q", i, s.Key, calls[0].Key)
 				}
 			}
 		})
@@ -191,7 +124,7 @@ func TestClientPurge(t *testing.T) {
 }
 
 func TestClientPurgeKey(t *testing.T) {
-	api := newFakeAPI(t, answer{code: 202, body: accepted})
+	api := purgetest.New(t, purgetest.Answer{Code: 202, Body: accepted})
 	c := &Client{BaseURL: api.URL, Token: "tok"}
 	req := Request{All: true}
 	for _, key := range []string{"deploy-123", "", ""} {
@@ -199,12 +132,12 @@ func TestClientPurgeKey(t *testing.T) {
 			t.Fatalf("Purge(key %q) = %v", key, err)
 		}
 	}
-	calls := api.sent()
-	if calls[0].key != "deploy-123" {
-		t.Errorf("Idempotency-Key = %q, want the one given, %q", calls[0].key, "deploy-123")
+	calls := api.Calls()
+	if calls[0].Key != "deploy-123" {
+		t.Errorf("Idempotency-Key = %q, want the one given, %q", calls[0].Key, "deploy-123")
 	}
-	if calls[1].key == "" || calls[1].key == calls[2].key {
-		t.Errorf("generated keys %q and %q, want two different keys", calls[1].key, calls[2].key)
+	if calls[1].Key == "" || calls[1].Key == calls[2].Key {
+		t.Errorf("generated keys %q and %q, want two different keys", calls[1].Key, calls[2].Key)
 	}
 }
 
@@ -224,7 +157,7 @@ func TestClientRetryAfter(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			api := newFakeAPI(t, answer{code: 503, retryAfter: tt.retryAfter, body: down}, answer{code: 202, body: accepted})
+			api := purgetest.New(t, purgetest.Answer{Code: 503, RetryAfter: tt.retryAfter, Body: down}, purgetest.Answer{Code: 202, Body: accepted})
 			c := &Client{BaseURL: api.URL, Token: "tok", MaxBackoff: tt.maxBackoff}
 			pauses := recordPauses(c)
 			if _, err := c.Purge(t.Context(), "www", Request{All: true}, Options{}); err != nil {
@@ -238,7 +171,7 @@ func TestClientRetryAfter(t *testing.T) {
 }
 
 func TestClientBackoffGrows(t *testing.T) {
-	api := newFakeAPI(t, answer{code: 503, body: down})
+	api := purgetest.New(t, purgetest.Answer{Code: 503, Body: down})
 	c := &Client{BaseURL: api.URL, Token: "tok", Retries: 6, Backoff: 100 * time.Millisecond, MaxBackoff: time.Second}
 	pauses := recordPauses(c)
 	_, err := c.Purge(t.Context(), "www", Request{All: true}, Options{})
@@ -259,15 +192,15 @@ func TestClientBackoffGrows(t *testing.T) {
 func TestClientCancelStopsRetries(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
-	api := newFakeAPI(t, answer{code: 503, retryAfter: "30", body: down})
-	api.onCall = func(int) { cancel() }
+	api := purgetest.New(t, purgetest.Answer{Code: 503, RetryAfter: "30", Body: down})
+	api.OnCall = func(int) { cancel() }
 	// The real timer: a pause that ignored ctx would hold the test 30s.
 	c := &Client{BaseURL: api.URL, Token: "tok"}
 	_, err := c.Purge(ctx, "www", Request{All: true}, Options{})
 	if !errors.Is(err, context.Canceled) {
 		t.Errorf("Purge() = %v, want context.Canceled", err)
 	}
-	if n := len(api.sent()); n != 1 {
+	if n := len(api.Calls()); n != 1 {
 		t.Errorf("control got %d calls, want 1", n)
 	}
 }
@@ -282,12 +215,12 @@ func TestPauseCancelled(t *testing.T) {
 }
 
 func TestClientNegativeRetries(t *testing.T) {
-	api := newFakeAPI(t, answer{code: 503, body: down})
+	api := purgetest.New(t, purgetest.Answer{Code: 503, Body: down})
 	c := &Client{BaseURL: api.URL, Token: "tok", Retries: -1}
 	if _, err := c.Purge(t.Context(), "www", Request{All: true}, Options{}); err == nil {
 		t.Errorf("Purge() = nil, want the 503")
 	}
-	if n := len(api.sent()); n != 1 {
+	if n := len(api.Calls()); n != 1 {
 		t.Errorf("control got %d calls, want 1", n)
 	}
 }
@@ -310,7 +243,7 @@ func TestClientInvalid(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			api := newFakeAPI(t, answer{code: 202, body: accepted})
+			api := purgetest.New(t, purgetest.Answer{Code: 202, Body: accepted})
 			c := &Client{BaseURL: api.URL, Token: "tok"}
 			site := "www"
 			if tt.site == "-" {
@@ -323,7 +256,7 @@ func TestClientInvalid(t *testing.T) {
 			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("Purge() = %v, want ErrInvalid containing %q", err, tt.wantErr)
 			}
-			if n := len(api.sent()); n != 0 {
+			if n := len(api.Calls()); n != 0 {
 				t.Errorf("control got %d calls, want none", n)
 			}
 		})
@@ -335,21 +268,21 @@ func TestClientStatus(t *testing.T) {
 	tests := []struct {
 		name           string
 		wait           time.Duration
-		answers        []answer
+		answers        []purgetest.Answer
 		wantCalls      int
 		wantQuery      string
 		wantPending    []string
 		wantStatusCode int
 	}{
-		{name: "now", answers: []answer{{code: 200, body: status}}, wantCalls: 1, wantPending: []string{"e1"}},
-		{name: "waited, not applied", wait: 30 * time.Second, answers: []answer{{code: 200, body: status}},
+		{name: "now", answers: []purgetest.Answer{{Code: 200, Body: status}}, wantCalls: 1, wantPending: []string{"e1"}},
+		{name: "waited, not applied", wait: 30 * time.Second, answers: []purgetest.Answer{{Code: 200, Body: status}},
 			wantCalls: 1, wantQuery: "wait=30s", wantPending: []string{"e1"}},
-		{name: "503 then ok", answers: []answer{{code: 503, body: down}, {code: 200, body: status}}, wantCalls: 2, wantPending: []string{"e1"}},
-		{name: "unknown version", answers: []answer{{code: 404, body: apiErr("not_found", "no purge 7")}}, wantCalls: 1, wantStatusCode: 404},
+		{name: "503 then ok", answers: []purgetest.Answer{{Code: 503, Body: down}, {Code: 200, Body: status}}, wantCalls: 2, wantPending: []string{"e1"}},
+		{name: "unknown version", answers: []purgetest.Answer{{Code: 404, Body: apiErr("not_found", "no purge 7")}}, wantCalls: 1, wantStatusCode: 404},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			api := newFakeAPI(t, tt.answers...)
+			api := purgetest.New(t, tt.answers...)
 			c := &Client{BaseURL: api.URL, Token: "tok"}
 			recordPauses(c)
 			st, err := c.Status(t.Context(), 7, tt.wait)
@@ -360,13 +293,13 @@ func TestClientStatus(t *testing.T) {
 			} else if err != nil || st.Version != 7 || st.Applied || !slices.Equal(st.Pending, tt.wantPending) {
 				t.Errorf("Status(7) = %+v, %v; want version 7 pending %v", st, err, tt.wantPending)
 			}
-			calls := api.sent()
+			calls := api.Calls()
 			if len(calls) != tt.wantCalls {
 				t.Fatalf("control got %d calls, want %d", len(calls), tt.wantCalls)
 			}
 			for i, s := range calls {
-				if s.method != "GET" || s.path != "/v1/purges/7" || s.query != tt.wantQuery || s.key != "" {
-					t.Errorf("call %d: %s %s?%s key %q, want GET /v1/purges/7?%s without a key", i, s.method, s.path, s.query, s.key, tt.wantQuery)
+				if s.Method != "GET" || s.Path != "/v1/purges/7" || s.Query != tt.wantQuery || s.Key != "" {
+					t.Errorf("call %d: %s %s?%s key %q, want GET /v1/purges/7?%s without a key", i, s.Method, s.Path, s.Query, s.Key, tt.wantQuery)
 				}
 			}
 		})

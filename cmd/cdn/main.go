@@ -27,6 +27,7 @@ var commands = []command{
 	{"edge", "run a caching edge (standalone, from a config file or --origin)", runEdge},
 	{"origin", "run the reference static-site origin", runOrigin},
 	{"control", "run the control plane (API, health checks, embedded NATS)", runControl},
+	{"geodns", "run the authoritative GeoDNS server (nearest healthy edges)", runGeoDNS},
 	{"status", "summarize the network: edges, regions, health (CDN_CONTROL_URL, CDN_TOKEN)", runStatus},
 	{"purge", "purge URLs, prefixes, tags or a site, and wait for the edges (for CI)", runPurge},
 	{"up", "run control, origin and edges on this machine, for a first try", runUp},

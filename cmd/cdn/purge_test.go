@@ -7,63 +7,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/selfcdn/cdn/purge"
+	"github.com/selfcdn/cdn/purge/purgetest"
 )
-
-// controlAnswer is what the fake control says to one purge call.
-type controlAnswer struct {
-	code int
-	body string
-}
-
-// purgeCall is one purge call the fake control received.
-type purgeCall struct {
-	path, query, auth, key string
-	req                    purge.Request
-}
-
-// fakePurgeControl plays control's purge endpoint: scripted answers in
-// order, the last one repeated, every call recorded.
-type fakePurgeControl struct {
-	*httptest.Server
-	mu    sync.Mutex // protects calls
-	calls []purgeCall
-}
-
-func newFakePurgeControl(t *testing.T, answers ...controlAnswer) *fakePurgeControl {
-	t.Helper()
-	f := &fakePurgeControl{}
-	f.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req purge.Request
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			t.Errorf("decode purge request: %v", err)
-		}
-		f.mu.Lock()
-		f.calls = append(f.calls, purgeCall{path: r.URL.Path, query: r.URL.RawQuery,
-			auth: r.Header.Get("Authorization"), key: r.Header.Get("Idempotency-Key"), req: req})
-		a := answers[min(len(f.calls), len(answers))-1]
-		f.mu.Unlock()
-		if a.code == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", "1") // capped by the test's maxBackoff
-		}
-		w.WriteHeader(a.code)
-		io.WriteString(w, a.body)
-	}))
-	t.Cleanup(f.Close)
-	return f
-}
-
-func (f *fakePurgeControl) received() []purgeCall {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.calls)
-}
 
 const (
 	purgeAccepted = `{"version":42,"site":"www"}`
@@ -82,7 +32,7 @@ func TestPurgeCommand(t *testing.T) {
 		args       []string
 		env        map[string]string // over CDN_CONTROL_URL and CDN_TOKEN set to the fake; "" unsets
 		stdin      string
-		answers    []controlAnswer
+		answers    []purgetest.Answer
 		wantCode   int
 		wantCalls  int
 		wantReq    *purge.Request // the body of every call; nil: not checked
@@ -92,49 +42,49 @@ func TestPurgeCommand(t *testing.T) {
 		wantStderr string // a substring
 	}{
 		{name: "accepted", args: []string{"--site", "www", "/a.css", "https://www.example.com/b.js"},
-			answers: []controlAnswer{{202, purgeAccepted}}, wantCode: 0, wantCalls: 1,
+			answers: []purgetest.Answer{{Code: 202, Body: purgeAccepted}}, wantCode: 0, wantCalls: 1,
 			wantReq:    &purge.Request{URLs: []string{"/a.css", "https://www.example.com/b.js"}},
 			wantStdout: "accepted site=www version=42 (not waiting)\n", wantStderr: "idempotency key "},
 		{name: "waited", args: []string{"--site", "www", "--wait", "30s", "--tag", "release-1", "--tag", "home", "--soft"},
-			answers: []controlAnswer{{200, purgeApplied}}, wantCode: 0, wantCalls: 1, wantQuery: "wait=30s",
+			answers: []purgetest.Answer{{Code: 200, Body: purgeApplied}}, wantCode: 0, wantCalls: 1, wantQuery: "wait=30s",
 			wantReq:    &purge.Request{Tags: []string{"release-1", "home"}, Soft: true},
 			wantStdout: "purged site=www version=42 applied by 2/2 edges in "},
 		{name: "urls from flags, args and stdin", args: []string{"--url", "/a.css", "/b.css", "-", "--prefix", "/assets/", "/c.css"},
 			env:     map[string]string{"CDN_SITE": "www"},
 			stdin:   "# changed files\n/d.css\n\n  /e.css  \n#/f.css\n",
-			answers: []controlAnswer{{202, purgeAccepted}}, wantCode: 0, wantCalls: 1,
+			answers: []purgetest.Answer{{Code: 202, Body: purgeAccepted}}, wantCode: 0, wantCalls: 1,
 			wantReq: &purge.Request{URLs: []string{"/a.css", "/b.css", "/d.css", "/e.css", "/c.css"}, Prefixes: []string{"/assets/"}}},
 		{name: "after -- everything is a URL", args: []string{"--site", "www", "--", "/a.css", "--all"},
 			wantCode: 2, wantStderr: `urls[1]: "--all": want a path`},
 		{name: "key from env, duplicate", args: []string{"--site", "www", "--all"}, env: map[string]string{"CDN_PURGE_KEY": "deploy-7"},
-			answers: []controlAnswer{{202, purgeDuplicate}}, wantCode: 0, wantCalls: 1, wantKey: "deploy-7",
+			answers: []purgetest.Answer{{Code: 202, Body: purgeDuplicate}}, wantCode: 0, wantCalls: 1, wantKey: "deploy-7",
 			wantReq: &purge.Request{All: true}, wantStdout: "(key seen before: nothing new written)"},
 		{name: "key flag over env", args: []string{"--site", "www", "--all", "--idempotency-key", "flag-key"},
 			env:     map[string]string{"CDN_PURGE_KEY": "env-key"},
-			answers: []controlAnswer{{202, purgeAccepted}}, wantCode: 0, wantCalls: 1, wantKey: "flag-key"},
+			answers: []purgetest.Answer{{Code: 202, Body: purgeAccepted}}, wantCode: 0, wantCalls: 1, wantKey: "flag-key"},
 		{name: "json", args: []string{"--site", "www", "--all", "--json", "--wait", "1m"},
-			answers: []controlAnswer{{200, purgeApplied}}, wantCode: 0, wantCalls: 1, wantQuery: "wait=1m0s",
+			answers: []purgetest.Answer{{Code: 200, Body: purgeApplied}}, wantCode: 0, wantCalls: 1, wantQuery: "wait=1m0s",
 			wantStdout: "\"applied\": true"},
 		{name: "not applied", args: []string{"--site", "www", "--all", "--wait", "30s"},
-			answers: []controlAnswer{{504, purgeNotApplied}}, wantCode: 1, wantCalls: 1, wantQuery: "wait=30s",
+			answers: []purgetest.Answer{{Code: 504, Body: purgeNotApplied}}, wantCode: 1, wantCalls: 1, wantQuery: "wait=30s",
 			wantStderr: "site=www version=42 written, but not applied by every healthy edge within 30s; pending edges: e2"},
 		{name: "503 then applied", args: []string{"--site", "www", "/a.css", "--wait", "30s"},
-			answers:  []controlAnswer{{503, purgeDown}, {200, purgeApplied}},
+			answers:  []purgetest.Answer{{Code: 503, Body: purgeDown, RetryAfter: "1"}, {Code: 200, Body: purgeApplied}},
 			wantCode: 0, wantCalls: 2, wantQuery: "wait=30s", wantStdout: "purged site=www version=42"},
 		{name: "503 forever", args: []string{"--site", "www", "/a.css"},
-			answers:  []controlAnswer{{503, purgeDown}},
+			answers:  []purgetest.Answer{{Code: 503, Body: purgeDown, RetryAfter: "1"}},
 			wantCode: 4, wantCalls: 1 + purge.DefaultRetries, wantStderr: "re-running with --idempotency-key"},
 		{name: "bad request", args: []string{"--site", "www", "https://evil.example.net/a"},
-			answers:  []controlAnswer{{400, `{"error":{"code":"invalid","message":"urls[0]: host evil.example.net is not a host of this site"}}`}},
+			answers:  []purgetest.Answer{{Code: 400, Body: `{"error":{"code":"invalid","message":"urls[0]: host evil.example.net is not a host of this site"}}`}},
 			wantCode: 2, wantCalls: 1},
 		{name: "too large", args: []string{"--site", "www", "/a"},
-			answers: []controlAnswer{{413, `{"error":{"code":"too_large","message":"request body over 1048576 bytes"}}`}}, wantCode: 2, wantCalls: 1},
+			answers: []purgetest.Answer{{Code: 413, Body: `{"error":{"code":"too_large","message":"request body over 1048576 bytes"}}`}}, wantCode: 2, wantCalls: 1},
 		{name: "unknown site", args: []string{"--site", "www", "/a"},
-			answers: []controlAnswer{{404, `{"error":{"code":"not_found","message":"no site www"}}`}}, wantCode: 2, wantCalls: 1},
+			answers: []purgetest.Answer{{Code: 404, Body: `{"error":{"code":"not_found","message":"no site www"}}`}}, wantCode: 2, wantCalls: 1},
 		{name: "forbidden", args: []string{"--site", "www", "/a"},
-			answers: []controlAnswer{{403, `{"error":{"code":"forbidden","message":"token lacks purge:www"}}`}}, wantCode: 3, wantCalls: 1},
+			answers: []purgetest.Answer{{Code: 403, Body: `{"error":{"code":"forbidden","message":"token lacks purge:www"}}`}}, wantCode: 3, wantCalls: 1},
 		{name: "unauthorized", args: []string{"--site", "www", "/a"},
-			answers: []controlAnswer{{401, `{"error":{"code":"unauthorized","message":"bad token"}}`}}, wantCode: 3, wantCalls: 1},
+			answers: []purgetest.Answer{{Code: 401, Body: `{"error":{"code":"unauthorized","message":"bad token"}}`}}, wantCode: 3, wantCalls: 1},
 		{name: "no site", args: []string{"/a"}, wantCode: 2, wantStderr: ""},
 		{name: "no token", args: []string{"--site", "www", "/a"}, env: map[string]string{"CDN_TOKEN": ""}, wantCode: 2},
 		{name: "no control URL", args: []string{"--site", "www", "/a"}, env: map[string]string{"CDN_CONTROL_URL": ""}, wantCode: 2},
@@ -147,7 +97,7 @@ func TestPurgeCommand(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			control := newFakePurgeControl(t, tt.answers...)
+			control := purgetest.New(t, tt.answers...)
 			env := map[string]string{"CDN_CONTROL_URL": control.URL, "CDN_TOKEN": "tok"}
 			maps.Copy(env, tt.env)
 			var stdout, stderr strings.Builder
@@ -166,27 +116,31 @@ func TestPurgeCommand(t *testing.T) {
 			if !strings.Contains(stderr.String(), tt.wantStderr) {
 				t.Errorf("cdn purge %q: stderr %q, want it to contain %q", tt.args, stderr.String(), tt.wantStderr)
 			}
-			calls := control.received()
+			calls := control.Calls()
 			if len(calls) != tt.wantCalls {
 				t.Fatalf("cdn purge %q: control got %d calls, want %d", tt.args, len(calls), tt.wantCalls)
 			}
 			for i, c := range calls {
-				if c.path != "/v1/sites/www/purge" || c.query != tt.wantQuery || c.auth != "Bearer tok" {
-					t.Errorf("call %d: %s?%s auth %q, want /v1/sites/www/purge?%s auth %q", i, c.path, c.query, c.auth, tt.wantQuery, "Bearer tok")
+				if c.Path != "/v1/sites/www/purge" || c.Query != tt.wantQuery || c.Auth != "Bearer tok" {
+					t.Errorf("call %d: %s?%s auth %q, want /v1/sites/www/purge?%s auth %q", i, c.Path, c.Query, c.Auth, tt.wantQuery, "Bearer tok")
 				}
-				if tt.wantReq != nil && !reflect.DeepEqual(c.req, *tt.wantReq) {
-					t.Errorf("call %d: request %+v, want %+v", i, c.req, *tt.wantReq)
+				var req purge.Request
+				if err := json.Unmarshal(c.Body, &req); err != nil {
+					t.Errorf("call %d: body %q: %v", i, c.Body, err)
 				}
-				if c.key != calls[0].key {
-					t.Errorf("call %d: Idempotency-Key %q, want the first call's %q", i, c.key, calls[0].key)
+				if tt.wantReq != nil && !reflect.DeepEqual(req, *tt.wantReq) {
+					t.Errorf("call %d: request %+v, want %+v", i, req, *tt.wantReq)
 				}
-				if tt.wantKey != "" && c.key != tt.wantKey {
-					t.Errorf("call %d: Idempotency-Key %q, want %q", i, c.key, tt.wantKey)
+				if c.Key != calls[0].Key {
+					t.Errorf("call %d: Idempotency-Key %q, want the first call's %q", i, c.Key, calls[0].Key)
+				}
+				if tt.wantKey != "" && c.Key != tt.wantKey {
+					t.Errorf("call %d: Idempotency-Key %q, want %q", i, c.Key, tt.wantKey)
 				}
 			}
 			// A generated key is printed, so a re-run can reuse it.
-			if len(calls) > 0 && tt.wantKey == "" && !strings.Contains(stderr.String(), "idempotency key "+calls[0].key) {
-				t.Errorf("cdn purge %q: stderr %q does not name the key %q", tt.args, stderr.String(), calls[0].key)
+			if len(calls) > 0 && tt.wantKey == "" && !strings.Contains(stderr.String(), "idempotency key "+calls[0].Key) {
+				t.Errorf("cdn purge %q: stderr %q does not name the key %q", tt.args, stderr.String(), calls[0].Key)
 			}
 		})
 	}

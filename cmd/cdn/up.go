@@ -19,6 +19,7 @@ import (
 
 	"github.com/selfcdn/cdn/control"
 	"github.com/selfcdn/cdn/edge"
+	"github.com/selfcdn/cdn/geodns"
 	"github.com/selfcdn/cdn/internal/demosite"
 	"github.com/selfcdn/cdn/internal/metrics"
 	"github.com/selfcdn/cdn/origin/static"
@@ -29,13 +30,15 @@ type upInfo struct {
 	Origin string `json:"origin"`
 	// Control is the control API's base URL, AdminToken its bootstrap
 	// admin token, NATS the URL edges follow.
-	Control    string   `json:"control"`
-	AdminToken string   `json:"admin_token"`
-	NATS       string   `json:"nats"`
-	Site       upSite   `json:"site"`
-	Edges      []upEdge `json:"edges"`
-	Data       string   `json:"data"`
-	PID        int      `json:"pid"`
+	Control    string `json:"control"`
+	AdminToken string `json:"admin_token"`
+	NATS       string `json:"nats"`
+	// GeoDNS is the DNS server's host:port (UDP and TCP).
+	GeoDNS string   `json:"geodns"`
+	Site   upSite   `json:"site"`
+	Edges  []upEdge `json:"edges"`
+	Data   string   `json:"data"`
+	PID    int      `json:"pid"`
 }
 
 type upSite struct {
@@ -63,12 +66,38 @@ var upEdges = []struct {
 
 var demoHosts = []string{"demo.cdn.test", "*"}
 
+// upNetworks place documentation address ranges (as EDNS Client Subnets)
+// near each edge, so `dig +subnet=...` shows GeoDNS at work without a
+// geo database; the resolver's own loopback address is New York's.
+var upNetworks = []geodns.NetworkConfig{
+	{CIDR: "192.0.2.0/24", Region: "local-a"},
+	{CIDR: "127.0.0.0/8", Region: "local-b"},
+	{CIDR: "198.51.100.0/24", Region: "local-c"},
+}
+
+// upGeoDNS is the GeoDNS config of `cdn up`: the zone cdn.test, the demo
+// site's hosts from control, the edges' health from control.
+func upGeoDNS(natsURL, mmdb string) geodns.Config {
+	cfg := geodns.DefaultConfig()
+	cfg.AdminListen = ""
+	cfg.Zones = []geodns.ZoneConfig{{Name: "cdn.test", Records: []string{
+		"@ SOA ns1 hostmaster 1 7200 3600 1209600 60",
+		"@ NS ns1",
+		"ns1 A 127.0.0.1",
+	}}}
+	cfg.Control = &geodns.ControlConfig{NATS: natsURL}
+	cfg.Geo = geodns.GeoConfig{MMDB: mmdb, Networks: upNetworks}
+	cfg.Answer.TTL = 5 * time.Second
+	cfg.QueryLogSample = 1
+	return cfg
+}
+
 func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
 		data, originAddr, edgePort, adminPort string
-		controlAddr, natsAddr                 string
+		controlAddr, natsAddr, dnsAddr, mmdb  string
 		accessLog                             bool
 		lf                                    logFlags
 	)
@@ -78,6 +107,8 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&natsAddr, "nats-listen", "127.0.0.1:4222", "embedded NATS address (port 0 picks a free one)")
 	fs.StringVar(&edgePort, "edge-port", "8080", "HTTP port of every edge (0 picks free ports)")
 	fs.StringVar(&adminPort, "admin-port", "9090", "admin port of every edge (0 picks free ports)")
+	fs.StringVar(&dnsAddr, "geodns-listen", "127.0.0.1:8553", "GeoDNS address, UDP and TCP (port 0 picks a free one)")
+	fs.StringVar(&mmdb, "mmdb", "", "MaxMind-format City database for GeoDNS (default: documentation ranges only)")
 	fs.BoolVar(&accessLog, "access-log", false, "log every request")
 	lf.register(fs, "text")
 	if err := parse(fs, args); err != nil {
@@ -145,12 +176,27 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("start control: %w", err)
 	}
 	info.Control, info.NATS = "http://"+controlLn.Addr().String(), "nats://"+natsAddr
+	dnsPC, dnsLn, err := geodns.Listen(dnsAddr)
+	if err != nil {
+		for _, l := range listeners {
+			l.Close()
+		}
+		return fmt.Errorf("geodns: %w", err)
+	}
+	info.GeoDNS = dnsLn.Addr().String()
+	gsrv, err := geodns.New(upGeoDNS(info.NATS, mmdb), geodns.Deps{Logger: log.With("component", "geodns")})
+	if err != nil {
+		dnsPC.Close()
+		dnsLn.Close()
+		return fmt.Errorf("start geodns: %w", err)
+	}
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return osrv.Serve(gctx, originLn) })
 	g.Go(func() error { return csrv.Serve(gctx, controlLn) })
+	g.Go(func() error { return gsrv.Serve(gctx, dnsPC, dnsLn, nil) })
 	// The demo site goes in through the API, as an operator's would.
 	if info.AdminToken, err = demoSiteViaControl(gctx, info, ccfg.DataDir); err != nil {
 		for _, l := range listeners[2:] { // the edges' (origin and control close their own)
@@ -260,6 +306,7 @@ func printTour(w io.Writer, info upInfo) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nThe CDN is up (Ctrl-C stops it). Addresses are in %s.\n\n", filepath.Join(info.Data, "up.json"))
 	fmt.Fprintf(&b, "  control  %s  (NATS %s)\n", info.Control, info.NATS)
+	fmt.Fprintf(&b, "  geodns   %s  (UDP and TCP, zone cdn.test)\n", info.GeoDNS)
 	fmt.Fprintf(&b, "  origin   %s  (serving %s)\n", info.Origin, filepath.Join(info.Data, "site"))
 	for _, e := range info.Edges {
 		fmt.Fprintf(&b, "  %-8s %s  region %s, metrics %s/metrics\n", e.Name, e.HTTP, e.Region, e.Admin)
@@ -268,6 +315,11 @@ func printTour(w io.Writer, info upInfo) {
 	fmt.Fprintf(&b, "\nTry it (the second request is a cache hit):\n\n")
 	fmt.Fprintf(&b, "  curl -si -H 'Host: %s' %s/ | grep -iE '^(HTTP|cache-status|age)'\n", info.Site.Hosts[0], e.HTTP)
 	fmt.Fprintf(&b, "  curl -si -H 'Host: %s' %s/ | grep -iE '^(HTTP|cache-status|age)'\n\n", info.Site.Hosts[0], e.HTTP)
+	host, port, _ := net.SplitHostPort(info.GeoDNS)
+	fmt.Fprintf(&b, "GeoDNS answers %s with the nearest healthy edge (by EDNS Client Subnet, else your address):\n\n", info.Site.Hosts[0])
+	fmt.Fprintf(&b, "  dig @%s -p %s %s +short                         # from here: %s\n", host, port, info.Site.Hosts[0], info.Edges[1].Name)
+	fmt.Fprintf(&b, "  dig @%s -p %s %s +short +subnet=192.0.2.0/24     # a client near %s\n", host, port, info.Site.Hosts[0], info.Edges[0].Name)
+	fmt.Fprintf(&b, "  dig @%s -p %s %s +short +subnet=198.51.100.0/24  # a client near %s\n\n", host, port, info.Site.Hosts[0], info.Edges[2].Name)
 	fmt.Fprintf(&b, "The network, from control:\n\n")
 	fmt.Fprintf(&b, "  CDN_CONTROL_URL=%s CDN_TOKEN=$(jq -r .admin_token %s) bin/cdn status\n\n", info.Control, filepath.Join(info.Data, "up.json"))
 	io.WriteString(w, b.String())

@@ -17,10 +17,17 @@ type Edge struct {
 	// base URL, which control's health checks use.
 	HTTP  string `json:"http"`
 	Admin string `json:"admin,omitempty"`
+	// Addrs are the public IP addresses GeoDNS answers with; empty means
+	// the host of HTTP, when that is an IP address.
+	Addrs []string `json:"addrs,omitempty"`
 	// Capacity weighs the edge against others in its region (1 if unset).
-	Capacity float64   `json:"capacity,omitempty"`
-	Version  string    `json:"version,omitempty"`
-	Started  time.Time `json:"started"`
+	Capacity float64 `json:"capacity,omitempty"`
+	// Load is how busy the edge was over its last heartbeat period, 0 to
+	// 1 (CPU time used over CPU time available); GeoDNS sends a loaded
+	// edge fewer clients.
+	Load    float64   `json:"load,omitempty"`
+	Version string    `json:"version,omitempty"`
+	Started time.Time `json:"started"`
 	// Seen is the time of the last heartbeat, by the NATS server's clock
 	// when read back (edges' clocks may be off).
 	Seen time.Time `json:"seen"`
@@ -66,6 +73,20 @@ func (s *Store) Edge(ctx context.Context, name string) (Edge, error) {
 func seen(e Edge, entry jetstream.KeyValueEntry) Edge {
 	e.Seen = entry.Created()
 	return e
+}
+
+// WatchEdges calls f with every registered edge (by name) once the
+// current set is known, and again after every change (every heartbeat),
+// until ctx ends or the watch fails. f must not keep the map.
+func (s *Store) WatchEdges(ctx context.Context, f func(map[string]Edge)) error {
+	return watchBucket(ctx, s.edges, func(_ string, e Edge, entry jetstream.KeyValueEntry) Edge { return seen(e, entry) }, f)
+}
+
+// WatchEdgeStatuses calls f with control's status of every judged edge
+// (by name) once the current set is known, and again after every change,
+// until ctx ends or the watch fails. f must not keep the map.
+func (s *Store) WatchEdgeStatuses(ctx context.Context, f func(map[string]EdgeStatus)) error {
+	return watchBucket(ctx, s.status, func(_ string, st EdgeStatus, _ jetstream.KeyValueEntry) EdgeStatus { return st }, f)
 }
 
 // DeleteEdge forgets an edge and its status.

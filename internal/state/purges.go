@@ -133,7 +133,10 @@ func (s *Store) FollowPurges(ctx context.Context, from uint64, f func(p Purge, p
 	defer stop()
 	defer it.Stop()
 	for {
-		m, err := it.Next()
+		// The context as well as Stop: an ordered consumer that is
+		// resetting (its node died) when Stop comes can start a new
+		// subscription that Stop never reached.
+		m, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			if ctx.Err() != nil {
 				return ctx.Err()

@@ -184,74 +184,8 @@ func (s *Store) DeleteSite(ctx context.Context, name string) error { return del(
 // again with the whole set after every change, until ctx ends or the watch
 // fails (for instance when NATS goes away for good; the caller restarts it).
 func (s *Store) WatchSites(ctx context.Context, f func([]Site)) error {
-	w, err := s.sites.WatchAll(ctx)
-	if err != nil {
-		return fmt.Errorf("watch sites: %w", err)
-	}
-	defer w.Stop()
-	current := map[string]Site{}
-	initial := true
-	var seen uint64 // the latest revision delivered
-	// A watch can stall without an error (its consumer lived on a cluster
-	// node that died): compare with the bucket now and then, and give up
-	// on a watch that stays behind, so the caller starts a fresh one.
-	check := time.NewTicker(stallCheck)
-	defer check.Stop()
-	behind := 0
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-check.C:
-			if last, err := s.lastRevision(ctx); err == nil && last > seen && !initial {
-				if behind++; behind >= 2 {
-					return fmt.Errorf("watch sites: stalled at revision %d, bucket at %d", seen, last)
-				}
-			} else {
-				behind = 0
-			}
-		case e, ok := <-w.Updates():
-			if !ok {
-				return errors.New("watch sites: closed")
-			}
-			if e == nil { // the current values have all been delivered
-				initial = false
-				f(snapshot(current))
-				continue
-			}
-			seen = max(seen, e.Revision())
-			if e.Operation() != jetstream.KeyValuePut {
-				delete(current, e.Key())
-			} else {
-				var site Site
-				if err := json.Unmarshal(e.Value(), &site); err != nil {
-					continue // written by something else; not ours to apply
-				}
-				current[e.Key()] = site
-			}
-			if !initial {
-				f(snapshot(current))
-			}
-		}
-	}
-}
-
-// stallCheck is how often a site watch compares itself with the bucket.
-const stallCheck = time.Second
-
-// lastRevision is the sites bucket's latest revision.
-func (s *Store) lastRevision(ctx context.Context) (uint64, error) {
-	ctx, cancel := context.WithTimeout(ctx, stallCheck)
-	defer cancel()
-	st, err := s.sites.Status(ctx)
-	if err != nil {
-		return 0, err
-	}
-	bs, ok := st.(*jetstream.KeyValueBucketStatus)
-	if !ok {
-		return 0, errors.New("no stream info for the sites bucket")
-	}
-	return bs.StreamInfo().State.LastSeq, nil
+	return watchBucket(ctx, s.sites, func(_ string, v Site, _ jetstream.KeyValueEntry) Site { return v },
+		func(m map[string]Site) { f(snapshot(m)) })
 }
 
 func snapshot(m map[string]Site) []Site {

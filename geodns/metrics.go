@@ -1,0 +1,117 @@
+package geodns
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
+
+	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
+)
+
+// metrics are geodns's Prometheus series.
+type metrics struct {
+	queries     *prometheus.CounterVec // proto, qtype, rcode
+	answers     *prometheus.CounterVec // region
+	answerEdges prometheus.Histogram
+	failOpen    prometheus.Counter
+	ecs         prometheus.Counter
+	limited     *prometheus.CounterVec // action
+	malformed   prometheus.Counter
+	truncated   prometheus.Counter
+	edges       *prometheus.GaugeVec // state
+	connected   prometheus.Gauge
+	updated     prometheus.Gauge
+	latency     prometheus.Histogram
+
+	// children and regions cache the counters per label set:
+	// WithLabelValues hashes its labels on every call, and this is the
+	// hot path.
+	children sync.Map // queryLabels -> prometheus.Counter
+	regions  sync.Map // region -> prometheus.Counter
+}
+
+type queryLabels struct {
+	tcp   bool
+	qtype uint16
+	rcode int
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		queries: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cdn_geodns_queries_total",
+			Help: "DNS queries answered, by protocol, query type and response code."}, []string{"proto", "qtype", "rcode"}),
+		answers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cdn_geodns_edge_answers_total",
+			Help: "Answers with edges, by the region that answered (\"any\": client of unknown place; \"fail_open\": no healthy edge)."},
+			[]string{"region"}),
+		answerEdges: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "cdn_geodns_answer_edges",
+			Help: "Edges in an edge answer.", Buckets: []float64{0, 1, 2, 3, 4, 6, 8, 16, 32}}),
+		failOpen: prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_geodns_fail_open_total",
+			Help: "Edge answers given while no edge was healthy (every edge answered): alert on it."}),
+		ecs: prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_geodns_client_subnet_queries_total",
+			Help: "Queries that carried an EDNS Client Subnet."}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cdn_geodns_rate_limited_total",
+			Help: "Responses over the rate limit, by what was done (drop, or slip: sent truncated)."}, []string{"action"}),
+		malformed: prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_geodns_malformed_total",
+			Help: "Packets that did not parse as a DNS query (answered FORMERR when the header allowed)."}),
+		truncated: prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_geodns_truncated_total",
+			Help: "UDP responses truncated to the client's size (TC set)."}),
+		edges: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cdn_geodns_edges",
+			Help: "Edges known, by state (healthy, down, draining, unknown)."}, []string{"state"}),
+		connected: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdn_geodns_control_connected",
+			Help: "1 while geodns follows control through NATS; answers keep the last state otherwise."}),
+		updated: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdn_geodns_state_updated_timestamp_seconds",
+			Help: "When the edge and site state last changed."}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "cdn_geodns_response_seconds",
+			Help: "Time to build a response, sampled 1 in 64.", Buckets: cdnmetrics.LatencyBuckets}),
+	}
+	reg.MustRegister(m.queries, m.answers, m.answerEdges, m.failOpen, m.ecs, m.limited, m.malformed, m.truncated,
+		m.edges, m.connected, m.updated, m.latency)
+	return m
+}
+
+// query counts one query.
+func (m *metrics) query(tcp bool, qtype uint16, rcode int) {
+	k := queryLabels{tcp, qtype, rcode}
+	if c, ok := m.children.Load(k); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	proto := "udp"
+	if tcp {
+		proto = "tcp"
+	}
+	c := m.queries.WithLabelValues(proto, qtypeLabel(qtype), rcodeLabel(rcode))
+	m.children.Store(k, c)
+	c.Inc()
+}
+
+// answer counts one edge answer from region.
+func (m *metrics) answer(region string) {
+	if c, ok := m.regions.Load(region); ok {
+		c.(prometheus.Counter).Inc()
+		return
+	}
+	c := m.answers.WithLabelValues(region)
+	m.regions.Store(region, c)
+	c.Inc()
+}
+
+// qtypeLabel bounds the qtype label: the types a CDN zone holds by name,
+// every other as "other", so odd queries cannot grow the series.
+func qtypeLabel(t uint16) string {
+	switch t {
+	case dns.TypeA, dns.TypeAAAA, dns.TypeCNAME, dns.TypeNS, dns.TypeSOA, dns.TypeTXT, dns.TypeCAA, dns.TypeMX,
+		dns.TypeSRV, dns.TypeANY, dns.TypeHTTPS, dns.TypeSVCB, dns.TypePTR, dns.TypeAXFR, dns.TypeIXFR:
+		return dns.TypeToString[t]
+	}
+	return "other"
+}
+
+func rcodeLabel(r int) string {
+	if s, ok := dns.RcodeToString[r]; ok {
+		return s
+	}
+	return strconv.Itoa(r)
+}

@@ -1,0 +1,39 @@
+// Package deps is what every long-running part of the CDN (edge, control,
+// geodns) takes from the process that runs it: a logger, a metrics
+// registry, a clock, and what each means when left nil.
+package deps
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
+)
+
+// Deps are what the caller owns and a part uses.
+type Deps struct {
+	// Logger receives lifecycle events (and an edge's access log, geodns's
+	// query log). Nil discards.
+	Logger *slog.Logger
+	// Registry receives the part's metrics, served on its /metrics. Nil
+	// uses a fresh registry.
+	Registry *prometheus.Registry
+	// Now is the clock. Nil uses time.Now.
+	Now func() time.Time
+}
+
+// WithDefaults returns d with every nil field given its default.
+func (d Deps) WithDefaults() Deps {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Registry == nil {
+		d.Registry = cdnmetrics.NewRegistry()
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	return d
+}

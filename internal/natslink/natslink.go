@@ -1,0 +1,73 @@
+// Package natslink is how a long-running part (an edge, geodns) holds its
+// link to control's NATS: a connection that reconnects forever and says
+// when it has, and a retry pause that doubles up to a ceiling.
+package natslink
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// Config says where NATS is and how to authenticate.
+type Config struct {
+	// URL is the NATS URL (several: comma-separated).
+	URL string
+	// Creds is a NATS credentials file; CA a PEM file for tls:// URLs.
+	Creds, CA string
+}
+
+// Connect opens a connection named name that reconnects forever (and
+// keeps trying if NATS is not up yet). After every reconnect it sends on
+// the returned channel (without blocking): a watch started before should
+// start again, as a fresh one re-reads everything missed while away.
+func Connect(cfg Config, name string, extra ...nats.Option) (*nats.Conn, <-chan struct{}, error) {
+	reconnected := make(chan struct{}, 1)
+	opts := []nats.Option{nats.Name(name), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			select {
+			case reconnected <- struct{}{}:
+			default:
+			}
+		})}
+	if cfg.Creds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.Creds))
+	}
+	if cfg.CA != "" {
+		opts = append(opts, nats.RootCAs(cfg.CA))
+	}
+	nc, err := nats.Connect(cfg.URL, append(opts, extra...)...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return nc, reconnected, nil
+}
+
+// Backoff is the pause between attempts: 250 ms, doubling to 5 s.
+type Backoff struct{ next time.Duration }
+
+const (
+	firstWait = 250 * time.Millisecond
+	maxWait   = 5 * time.Second
+)
+
+// Reset starts the pauses over, after an attempt that worked.
+func (b *Backoff) Reset() { b.next = 0 }
+
+// Wait pauses, and reports false if ctx ended first.
+func (b *Backoff) Wait(ctx context.Context) bool {
+	if b.next == 0 {
+		b.next = firstWait
+	}
+	t := time.NewTimer(b.next)
+	defer t.Stop()
+	b.next = min(b.next*2, maxWait)
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
