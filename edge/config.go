@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"net/netip"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/selfcdn/cdn/edge/cachekey"
+	"github.com/selfcdn/cdn/edge/certs"
 	"github.com/selfcdn/cdn/internal/config"
 	"github.com/selfcdn/cdn/origin"
 )
@@ -23,6 +25,8 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// AdminListen serves /metrics, /healthz and /readyz. Default "127.0.0.1:9090".
 	AdminListen string `yaml:"admin_listen"`
+	// TLS serves HTTPS for the sites that have a certificate mode.
+	TLS TLSConfig `yaml:"tls"`
 	// Cache sizes the cache.
 	Cache CacheConfig `yaml:"cache"`
 	// Origin tunes the connections to every origin.
@@ -121,6 +125,92 @@ func (c *ControlConfig) validate() error {
 	return errors.Join(errs...)
 }
 
+// TLSConfig is the edge's HTTPS listener and where its certificates
+// come from.
+type TLSConfig struct {
+	// Listen is the HTTPS address: HTTP/1.1 and HTTP/2 (ALPN) over TCP,
+	// HTTP/3 over UDP on the same port. Empty: no HTTPS.
+	Listen string `yaml:"listen"`
+	// HTTP3 serves HTTP/3 and advertises it (Alt-Svc). Default true.
+	HTTP3 bool `yaml:"http3"`
+	// Storage holds certificates, keys and the ACME account. Default
+	// cache.dir/certs.
+	Storage string `yaml:"storage"`
+	// DevCA is the development CA's directory, for sites with tls: dev
+	// (made on first use). Default storage/dev-ca.
+	DevCA string `yaml:"dev_ca"`
+	// ACME is the account sites with tls: acme use.
+	ACME ACMEConfig `yaml:"acme"`
+	// HandshakeTimeout bounds a TLS or QUIC handshake. Default 10s.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	// MaxStreams bounds the concurrent requests on one HTTP/2 or HTTP/3
+	// connection. Default 100.
+	MaxStreams int `yaml:"max_streams"`
+}
+
+// ACMEConfig is an ACME account.
+type ACMEConfig struct {
+	// CA is the directory URL. Default Let's Encrypt.
+	CA string `yaml:"ca"`
+	// Email is the account's contact; required for ACME sites (the CA
+	// warns there before a certificate expires).
+	Email string `yaml:"email"`
+	// CARoot is a PEM file of roots for a private CA's API.
+	CARoot string `yaml:"ca_root"`
+	// HTTPPort and TLSPort are the ports the CA's http-01 and
+	// tls-alpn-01 challenges arrive on, when a forward from 80 and 443
+	// sits in front. Default: none (80, 443).
+	HTTPPort int `yaml:"http_port"`
+	TLSPort  int `yaml:"tls_port"`
+}
+
+func (t TLSConfig) validate(cacheDir string, sites []SiteConfig) error {
+	var errs []error
+	if t.Listen == "" {
+		for _, s := range sites {
+			if s.TLS != certs.None {
+				errs = append(errs, fmt.Errorf("sites (%s): tls %q needs tls.listen", s.Name, s.TLS))
+			}
+		}
+		return errors.Join(errs...)
+	}
+	if t.Storage == "" && cacheDir == "" {
+		errs = append(errs, errors.New("tls.storage: required when cache.dir is not set"))
+	}
+	if t.HandshakeTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("tls.handshake_timeout: must be > 0, got %s", t.HandshakeTimeout))
+	}
+	if t.MaxStreams <= 0 {
+		errs = append(errs, fmt.Errorf("tls.max_streams: must be > 0, got %d", t.MaxStreams))
+	}
+	for _, s := range sites {
+		if s.TLS == certs.ACME && t.ACME.Email == "" {
+			errs = append(errs, fmt.Errorf("tls.acme.email: required for the ACME site %s", s.Name))
+			break
+		}
+	}
+	if t.ACME.HTTPPort < 0 || t.ACME.HTTPPort > 65535 || t.ACME.TLSPort < 0 || t.ACME.TLSPort > 65535 {
+		errs = append(errs, errors.New("tls.acme: http_port and tls_port must be ports"))
+	}
+	return errors.Join(errs...)
+}
+
+// storageDir is where certificates are kept.
+func (c Config) storageDir() string {
+	if c.TLS.Storage != "" {
+		return c.TLS.Storage
+	}
+	return filepath.Join(c.Cache.Dir, "certs")
+}
+
+// devCADir is the development CA's directory.
+func (c Config) devCADir() string {
+	if c.TLS.DevCA != "" {
+		return c.TLS.DevCA
+	}
+	return filepath.Join(c.storageDir(), "dev-ca")
+}
+
 // CacheConfig sizes the cache.
 type CacheConfig struct {
 	// Memory bounds the memory tier. Default 256MiB.
@@ -165,6 +255,38 @@ type SiteConfig struct {
 	TTL TTLConfig `yaml:"ttl"`
 	// CacheKey says which parts of the URL make the cache key.
 	CacheKey cachekey.Rules `yaml:"cache_key"`
+	// TLS is how the site's certificate is obtained: "acme", "files"
+	// (cert_file and key_file, reloaded when they change), "dev" (the
+	// development CA), or "" for plain HTTP only.
+	TLS      certs.Mode `yaml:"tls"`
+	CertFile string     `yaml:"cert_file"`
+	KeyFile  string     `yaml:"key_file"`
+	// HTTPSRedirect answers plain-HTTP requests with a 308 to https.
+	HTTPSRedirect bool `yaml:"https_redirect"`
+	// HSTS is the Strict-Transport-Security sent over HTTPS; zero sends none.
+	HSTS HSTSConfig `yaml:"hsts"`
+}
+
+// HSTSConfig is a site's Strict-Transport-Security (RFC 6797).
+type HSTSConfig struct {
+	MaxAge            time.Duration `yaml:"max_age"`
+	IncludeSubdomains bool          `yaml:"include_subdomains"`
+	Preload           bool          `yaml:"preload"`
+}
+
+// header is the field value, or nil when HSTS is off.
+func (h HSTSConfig) header() []string {
+	if h.MaxAge <= 0 {
+		return nil
+	}
+	v := fmt.Sprintf("max-age=%d", int64(h.MaxAge/time.Second))
+	if h.IncludeSubdomains {
+		v += "; includeSubDomains"
+	}
+	if h.Preload {
+		v += "; preload"
+	}
+	return []string{v}
 }
 
 // TTLConfig is a site's freshness overrides; zero fields mean "none".
@@ -198,6 +320,7 @@ func DefaultConfig() Config {
 		WriteTimeout:      60 * time.Second,
 		ShutdownTimeout:   10 * time.Second,
 		TCPNotSentLowat:   32 << 10,
+		TLS:               TLSConfig{HTTP3: true, HandshakeTimeout: 10 * time.Second, MaxStreams: 100},
 	}
 }
 
@@ -227,6 +350,9 @@ func (c Config) Validate() error {
 	check(c.ShutdownTimeout > 0, "shutdown_timeout must be > 0, got %s", c.ShutdownTimeout)
 	if err := c.Origin.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("origin: %w", err))
+	}
+	if err := c.TLS.validate(c.Cache.Dir, c.Sites); err != nil {
+		errs = append(errs, err)
 	}
 	check(len(c.Sites) > 0 || c.Control != nil, "sites: at least one site is required (or a control link)")
 	if c.Control != nil {
@@ -286,6 +412,18 @@ func (s SiteConfig) validate() error {
 	}
 	if err := s.CacheKey.Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("cache_key: %w", err))
+	}
+	if !s.TLS.Valid() {
+		errs = append(errs, fmt.Errorf("tls: must be acme, files, dev or empty, got %q", s.TLS))
+	}
+	if s.TLS == certs.Files && (s.CertFile == "" || s.KeyFile == "") {
+		errs = append(errs, errors.New("tls files: cert_file and key_file are required"))
+	}
+	if s.HSTS.MaxAge < 0 {
+		errs = append(errs, errors.New("hsts.max_age: must be >= 0"))
+	}
+	if s.HTTPSRedirect && s.TLS == certs.None {
+		errs = append(errs, errors.New("https_redirect: the site has no tls mode"))
 	}
 	return errors.Join(errs...)
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/selfcdn/cdn/edge/cachekey"
+	"github.com/selfcdn/cdn/edge/certs"
 	"github.com/selfcdn/cdn/internal/natslink"
 	"github.com/selfcdn/cdn/internal/state"
 )
@@ -38,6 +39,8 @@ func siteConfig(s state.Site) SiteConfig {
 			Query: cachekey.QueryMode(s.CacheKey.Query), IgnoreParams: s.CacheKey.IgnoreParams, AllowParams: s.CacheKey.AllowParams,
 			VersionParam: s.CacheKey.VersionParam, Version: s.CacheKey.Version,
 		},
+		TLS: certs.Mode(s.TLS), CertFile: s.CertFile, KeyFile: s.KeyFile, HTTPSRedirect: s.HTTPSRedirect,
+		HSTS: HSTSConfig{MaxAge: time.Duration(s.HSTS.MaxAge), IncludeSubdomains: s.HSTS.IncludeSubdomains, Preload: s.HSTS.Preload},
 	}
 }
 
@@ -55,6 +58,11 @@ func (s *Server) applySites(sites []state.Site, from string) error {
 	}
 	if err := s.handler.useSites(cfgs); err != nil {
 		return fmt.Errorf("apply sites from %s: %w", from, err)
+	}
+	if s.certs != nil {
+		if err := s.certs.Update(certSites(cfgs)); err != nil {
+			s.log.Warn("certificates of sites from "+from, "err", err)
+		}
 	}
 	s.sitesLoaded.Store(true)
 	s.log.Info("sites applied", "from", from, "sites", len(cfgs))

@@ -36,6 +36,9 @@ func (h *Handler) serveH1(ctx *fasthttp.RequestCtx) {
 	h.bridge(ctx)
 }
 
+// acmeChallengePrefix is acmeChallengePath as bytes.
+var acmeChallengePrefix = []byte(acmeChallengePath)
+
 // plainHitBlockers are request fields that need the full request path
 // (validation, ranges, conditionals, authorization).
 var plainHitBlockers = []string{"Cache-Control", "Authorization", "Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range"}
@@ -58,12 +61,20 @@ func (h *Handler) serveH1Hit(ctx *fasthttp.RequestCtx) bool {
 	if s == nil {
 		return false
 	}
+	secure := ctx.IsTLS()
+	if s.httpsRedirect && !secure {
+		return false
+	}
 	uri := ctx.URI()
 	path := uri.PathOriginal()
-	if !plainPath(path) {
+	if !plainPath(path) || (h.certs != nil && bytes.HasPrefix(path, acmeChallengePrefix)) {
 		return false // let net/http's escaping (or its 400) decide the key
 	}
-	base := cachekey.New("http", host, b2s(path), b2s(uri.QueryString()), s.keyRules)
+	scheme := "http"
+	if secure {
+		scheme = "https"
+	}
+	base := cachekey.New(scheme, host, b2s(path), b2s(uri.QueryString()), s.keyRules)
 	e, _, verdict := h.find(s, base, fastHeader{rh})
 	if e == nil || e.HitForMiss || verdict != purge.Keep || freshness.Check(e.Meta, freshness.Directives{}, now) != freshness.Fresh {
 		e.Release()
@@ -90,6 +101,14 @@ func (h *Handler) serveH1Hit(ctx *fasthttp.RequestCtx) bool {
 	}
 	res.Header.Set("Age", ageHeader(e.Meta.Age(now))[0])
 	res.Header.Set("Cache-Status", h.statusHit[0])
+	if secure {
+		if h.altSvc != nil {
+			res.Header.Set("Alt-Svc", h.altSvc[0])
+		}
+		if s.hsts != nil {
+			res.Header.Set("Strict-Transport-Security", s.hsts[0])
+		}
+	}
 	out := outcome{status: e.Status, result: resultHit}
 	switch {
 	case e.Disk != nil && ctx.IsHead():
@@ -285,6 +304,7 @@ func h1Request(ctx *fasthttp.RequestCtx, base context.Context) (*http.Request, e
 		Host:       string(ctx.Host()),
 		RemoteAddr: ctx.RemoteAddr().String(),
 		RequestURI: uri,
+		TLS:        ctx.TLSConnectionState(),
 	}
 	if !ctx.Request.Header.IsHTTP11() {
 		r.Proto, r.ProtoMinor = "HTTP/1.0", 0

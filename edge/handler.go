@@ -4,12 +4,14 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/selfcdn/cdn/edge/cache"
 	"github.com/selfcdn/cdn/edge/cachekey"
+	"github.com/selfcdn/cdn/edge/certs"
 	"github.com/selfcdn/cdn/edge/fill"
 	"github.com/selfcdn/cdn/edge/freshness"
 	"github.com/selfcdn/cdn/edge/routing"
@@ -56,6 +58,13 @@ type Handler struct {
 	gen    atomic.Uint64 // Vary index generations
 	inval  atomic.Uint64 // invalidations so far; see cache.Entry.Invalidated
 
+	// certs answers ACME http-01 challenges; nil without HTTPS.
+	certs *certs.Manager
+	// altSvc advertises HTTP/3 on HTTPS responses; nil without it.
+	altSvc []string
+	// httpsPort is the port redirects to HTTPS name.
+	httpsPort string
+
 	// Cache-Status values prepared once (RFC 9211).
 	statusHit, statusStale, statusMiss, statusMissStored, statusCollapsed []string
 	statusRevalidated, statusStaleError, statusPass, statusMethod         []string
@@ -77,7 +86,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
 	s := h.routes.Load().Lookup(r.Host)
 	var out outcome
+	if r.TLS != nil {
+		h.addSecure(w.Header(), s, r.ProtoMajor)
+	} else if h.certs != nil && strings.HasPrefix(r.URL.Path, acmeChallengePath) && h.certs.HandleHTTPChallenge(w, r) {
+		return
+	}
 	switch {
+	case r.TLS == nil && s != nil && s.httpsRedirect:
+		out = h.redirectHTTPS(w, r)
 	case s == nil:
 		out = h.fail(w, r, errUnknownHost)
 	case r.Method == http.MethodGet || r.Method == http.MethodHead:

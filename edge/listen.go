@@ -2,11 +2,15 @@ package edge
 
 import (
 	"bytes"
+	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // h2Preface starts every HTTP/2 connection with prior knowledge (RFC 9113
@@ -20,7 +24,11 @@ type protoMux struct {
 	peekTimeout  time.Duration
 	writeTimeout time.Duration
 	notSentLowat int // TCP_NOTSENT_LOWAT for every connection; 0 leaves the kernel's
-	h1, h2       *chanListener
+	// tls, when set, makes this the HTTPS listener: each connection's
+	// handshake is finished within peekTimeout, and ALPN picks the server.
+	tls        *tls.Config
+	handshakes *prometheus.CounterVec // by result; with tls
+	h1, h2     *chanListener
 
 	mu    sync.Mutex // protects conns
 	conns map[net.Conn]struct{}
@@ -66,6 +74,10 @@ func (m *protoMux) run() {
 // sniff reads the first bytes (within the header timeout, so a silent
 // client cannot hold a goroutine forever) and hands the connection on.
 func (m *protoMux) sniff(c net.Conn) {
+	if m.tls != nil {
+		m.handshake(c)
+		return
+	}
 	c.SetReadDeadline(time.Now().Add(m.peekTimeout))
 	var first [4]byte
 	n, err := io.ReadFull(c, first[:])
@@ -84,6 +96,45 @@ func (m *protoMux) sniff(c net.Conn) {
 	}
 	if !to.deliver(tc) {
 		tc.Close()
+	}
+}
+
+// handshake finishes a TLS handshake within the header timeout and hands
+// the connection to the server its ALPN protocol names.
+func (m *protoMux) handshake(c net.Conn) {
+	tc := &trackedConn{Conn: c, mux: m}
+	m.mu.Lock()
+	m.conns[tc] = struct{}{}
+	m.mu.Unlock()
+	conn := tls.Server(tc, m.tls)
+	ctx, cancel := context.WithTimeout(context.Background(), m.peekTimeout)
+	err := conn.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		var rec tls.RecordHeaderError
+		if errors.As(err, &rec) && rec.Conn != nil {
+			// Plain HTTP on the TLS port: say so, as net/http does.
+			m.handshakes.WithLabelValues("plain_http").Inc()
+			rec.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+			io.WriteString(rec.Conn, "HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\nThis port speaks HTTPS: use https://\n")
+		} else {
+			m.handshakes.WithLabelValues("failed").Inc()
+		}
+		tc.Close()
+		return
+	}
+	m.handshakes.WithLabelValues("ok").Inc()
+	to := m.h1
+	switch conn.ConnectionState().NegotiatedProtocol {
+	case "h2":
+		to = m.h2
+	case "acme-tls/1":
+		// The CA's tls-alpn-01 check is done with the handshake.
+		conn.Close()
+		return
+	}
+	if !to.deliver(conn) {
+		conn.Close()
 	}
 }
 

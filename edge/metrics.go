@@ -41,6 +41,9 @@ type metrics struct {
 	// compressed counts bodies compressed, by coding (indexed by
 	// contentcoding.Coding; Identity unused).
 	compressed [3]prometheus.Counter
+	// tlsHandshakes counts HTTPS handshakes by result: ok, failed, or
+	// plain_http (an http:// request sent to the TLS port).
+	tlsHandshakes *prometheus.CounterVec
 }
 
 // tier is the cache tier a stored object was found in.
@@ -88,8 +91,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}, []string{"coding"})
 	m.compressed[contentcoding.Gzip] = compressed.WithLabelValues("gzip")
 	m.compressed[contentcoding.Zstd] = compressed.WithLabelValues("zstd")
+	m.tlsHandshakes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cdn_edge_tls_handshakes_total", Help: "TLS handshakes on the HTTPS port (TCP), by result: ok, failed, plain_http.",
+	}, []string{"result"})
 	if reg != nil {
-		reg.MustRegister(m.requests, m.bytes, m.duration, m.fetches, m.fetchDur, m.coalesced, tierHits, compressed)
+		reg.MustRegister(m.requests, m.bytes, m.duration, m.fetches, m.fetchDur, m.coalesced, tierHits, compressed, m.tlsHandshakes)
 	}
 	return m
 }

@@ -5,18 +5,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quic-go/quic-go/http3"
 	"github.com/selfcdn/cdn/edge/cache"
+	"github.com/selfcdn/cdn/edge/certs"
 	"github.com/selfcdn/cdn/edge/fill"
 	"github.com/selfcdn/cdn/edge/purgesync"
 	"github.com/selfcdn/cdn/internal/deps"
@@ -46,9 +50,11 @@ type Server struct {
 	// control or from the copy on disk); it is not ready before.
 	sitesLoaded atomic.Bool
 	started     time.Time
-	// addr and adminAddr are the listeners' actual addresses, for the
-	// registration with control.
-	addr, adminAddr string
+	// certs gives the HTTPS listeners their certificates; nil without TLS.
+	certs *certs.Manager
+	// addr, adminAddr and httpsAddr are the listeners' actual addresses,
+	// for the registration with control.
+	addr, adminAddr, httpsAddr string
 }
 
 // New builds an edge from cfg. It opens no sockets.
@@ -64,8 +70,12 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	var disk *cache.Disk
 	built := false
+	var cm *certs.Manager
 	defer func() {
 		if !built { // an error below: close what was opened
+			if cm != nil {
+				cm.Close()
+			}
 			mem.Close()
 			if disk != nil {
 				disk.Close()
@@ -86,6 +96,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
+	}
+	if cm, err = newCertManager(cfg, d); err != nil {
+		return nil, err
 	}
 	m := newMetrics(reg)
 	maxObj := int64(cfg.Cache.MaxObject)
@@ -115,11 +128,18 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if err := h.useSites(cfg.Sites); err != nil {
 		return nil, err
 	}
+	if cm != nil {
+		h.certs = cm
+		_, h.httpsPort, _ = net.SplitHostPort(cfg.TLS.Listen)
+		if err := cm.Update(certSites(cfg.Sites)); err != nil {
+			return nil, fmt.Errorf("certificates: %w", err)
+		}
+	}
 	// Vary index generations go into keys that outlive the process on
 	// disk: start past any number an earlier run could have used.
 	h.gen.Store(uint64(time.Now().UnixNano()))
 	h.prepareStatus()
-	s := &Server{cfg: cfg, log: log, reg: reg, handler: h, mem: mem, fetcher: h.fetcher, started: now()}
+	s := &Server{cfg: cfg, log: log, reg: reg, handler: h, mem: mem, fetcher: h.fetcher, certs: cm, started: now()}
 	if cfg.Control != nil {
 		s.loadSitesFile()
 		s.purges, err = purgesync.Open(h.purges, purgesync.Config{
@@ -154,24 +174,44 @@ func (s *Server) Handler() http.Handler { return s.handler }
 
 // Run listens on the configured addresses and serves until ctx ends.
 func (s *Server) Run(ctx context.Context) error {
-	ln, err := net.Listen("tcp", s.cfg.Listen)
-	if err != nil {
+	var l Listeners
+	var err error
+	closeAll := func() {
+		for _, c := range []io.Closer{l.HTTP, l.Admin, l.HTTPS, l.QUIC} {
+			if c != nil && !reflect.ValueOf(c).IsNil() {
+				c.Close()
+			}
+		}
+	}
+	if l.HTTP, err = net.Listen("tcp", s.cfg.Listen); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	var admin net.Listener
 	if s.cfg.AdminListen != "" {
-		if admin, err = net.Listen("tcp", s.cfg.AdminListen); err != nil {
-			ln.Close()
+		if l.Admin, err = net.Listen("tcp", s.cfg.AdminListen); err != nil {
+			closeAll()
 			return fmt.Errorf("admin listen: %w", err)
 		}
 	}
-	return s.Serve(ctx, ln, admin)
+	if l.HTTPS, l.QUIC, err = s.listenTLS(); err != nil {
+		closeAll()
+		return err
+	}
+	return s.ServeListeners(ctx, l)
 }
 
-// Serve serves HTTP/1.1 (fasthttp) and h2c (net/http) on ln and the admin endpoints on admin
-// (which may be nil) until ctx ends, then drains connections within
-// ShutdownTimeout, cancels fetches still running and waits for them.
+// Serve serves HTTP/1.1 and h2c on ln and the admin endpoints on admin
+// (which may be nil); see ServeListeners.
 func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
+	return s.ServeListeners(ctx, Listeners{HTTP: ln, Admin: admin})
+}
+
+// ServeListeners serves HTTP/1.1 (fasthttp) and h2c (net/http) on
+// l.HTTP, HTTPS (HTTP/1.1 and HTTP/2) on l.HTTPS, HTTP/3 on l.QUIC and the
+// admin endpoints on l.Admin until ctx ends, then drains connections
+// within ShutdownTimeout, cancels fetches still running and waits for
+// them.
+func (s *Server) ServeListeners(ctx context.Context, l Listeners) error {
+	ln, admin := l.HTTP, l.Admin
 	bgCtx, cancelBG := context.WithCancel(context.WithoutCancel(ctx))
 	s.handler.bgCtx = bgCtx
 	defer s.close(cancelBG)
@@ -180,15 +220,22 @@ func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 	mux := newProtoMux(ln, s.cfg.ReadHeaderTimeout, s.cfg.WriteTimeout, int(s.cfg.TCPNotSentLowat))
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
 	protocols.SetUnencryptedHTTP2(true)
+	maxStreams := uint32(s.cfg.TLS.MaxStreams)
 	srv := &http.Server{
 		Handler:           s.handler,
 		Protocols:         &protocols,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    int(s.cfg.MaxHeaderBytes),
-		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: 250, MaxReadFrameSize: 1 << 20},
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		HTTP2: &http.HTTP2Config{
+			MaxConcurrentStreams:          int(maxStreams),
+			MaxReadFrameSize:              1 << 20,
+			MaxReceiveBufferPerConnection: 4 << 20,
+			MaxReceiveBufferPerStream:     1 << 20,
+		},
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	fsrv := &fasthttp.Server{
 		Handler:               s.handler.serveH1,
@@ -208,20 +255,53 @@ func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 		Logger:                slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	servers := []*http.Server{srv}
-	errc := make(chan error, 3)
-	mux.run()
-	go func() { errc <- srv.Serve(mux.h2) }()
-	go func() {
-		if err := fsrv.Serve(mux.h1); err != nil && !errors.Is(err, net.ErrClosed) {
+	errc := make(chan error, 6)
+	serveFast := func(l net.Listener) {
+		if err := fsrv.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) {
 			errc <- err
 			return
 		}
 		errc <- http.ErrServerClosed
-	}()
+	}
+	mux.run()
+	go func() { errc <- srv.Serve(mux.h2) }()
+	go serveFast(mux.h1)
+	running := 2
+	muxes := []*protoMux{mux}
+	var h3 *http3.Server
+	if l.HTTPS != nil && s.certs != nil {
+		tc := s.certs.TLSConfig()
+		tlsMux := newProtoMux(l.HTTPS, s.cfg.TLS.HandshakeTimeout, s.cfg.WriteTimeout, int(s.cfg.TCPNotSentLowat))
+		tlsMux.tls, tlsMux.handshakes = tc, s.handler.metrics.tlsHandshakes
+		tlsMux.run()
+		muxes = append(muxes, tlsMux)
+		go func() { errc <- srv.Serve(tlsMux.h2) }()
+		go serveFast(tlsMux.h1)
+		running += 2
+		if l.QUIC != nil {
+			_, port, _ := net.SplitHostPort(l.HTTPS.Addr().String())
+			s.handler.altSvc = altSvc(port)
+			h3 = s.h3Server(tc, 0)
+			go serveQUIC(h3, l.QUIC, errc)
+			running++
+		}
+		s.httpsAddr = l.HTTPS.Addr().String()
+		certsCtx, stopCerts := context.WithCancel(bgCtx)
+		certsDone := make(chan struct{})
+		go func() {
+			defer close(certsDone)
+			s.certs.Run(certsCtx)
+		}()
+		defer func() {
+			stopCerts()
+			<-certsDone
+		}()
+	}
 	if admin != nil {
 		asrv := &http.Server{Handler: s.adminMux(), ReadHeaderTimeout: 10 * time.Second}
 		servers = append(servers, asrv)
 		go func() { errc <- asrv.Serve(admin) }()
+		running++
 	}
 	s.addr = ln.Addr().String()
 	if admin != nil {
@@ -247,9 +327,14 @@ func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 	s.ready.Store(false)
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
 	defer cancel()
-	ln.Close()
+	for _, m := range muxes {
+		m.ln.Close()
+	}
 	var wg sync.WaitGroup
 	wg.Go(func() { fsrv.ShutdownWithContext(shutCtx) })
+	if h3 != nil {
+		wg.Go(func() { shutdownQUIC(shutCtx, h3) })
+	}
 	for _, srv := range servers {
 		wg.Go(func() {
 			if serr := srv.Shutdown(shutCtx); serr != nil {
@@ -258,9 +343,11 @@ func (s *Server) Serve(ctx context.Context, ln, admin net.Listener) error {
 		})
 	}
 	wg.Wait()
-	mux.close() // whatever did not drain in time
+	for _, m := range muxes {
+		m.close() // whatever did not drain in time
+	}
 	// Drain the remaining Serve results so no goroutine is left behind.
-	for range len(servers) + 1 - boolInt(err != nil) {
+	for range running - boolInt(err != nil) {
 		if e := <-errc; !errors.Is(e, http.ErrServerClosed) && !errors.Is(e, net.ErrClosed) && err == nil {
 			err = e
 		}
@@ -281,6 +368,9 @@ func (s *Server) close(cancelBG context.CancelFunc) {
 		}
 	}
 	s.fetcher.Close()
+	if s.certs != nil {
+		s.certs.Close()
+	}
 	if s.purges != nil {
 		if err := s.purges.Close(); err != nil {
 			s.log.Warn("closing the purge log", "err", err)

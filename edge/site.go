@@ -28,6 +28,10 @@ type site struct {
 	// purges are the site's purge rules; every object served is checked
 	// against them.
 	purges *purge.SiteRules
+	// httpsRedirect sends plain-HTTP requests to HTTPS; hsts is the
+	// Strict-Transport-Security value for HTTPS responses (nil: none).
+	httpsRedirect bool
+	hsts          []string
 }
 
 // originTarget is one fallback origin: its base URL and the Host to send.
@@ -73,6 +77,9 @@ func buildRoutes(sites []SiteConfig, m *metrics, purges *purge.Table) (*routing.
 			keyRules:     sc.CacheKey,
 			metrics:      m.forSite(sc.Name),
 			purges:       purges.Site(sc.Name),
+			// Without a certificate mode there is no HTTPS to send anyone to.
+			httpsRedirect: sc.HTTPSRedirect && sc.TLS != "",
+			hsts:          sc.HSTS.header(),
 		}
 		switch sc.OriginHost {
 		case "":

@@ -32,9 +32,23 @@ type Site struct {
 	TTL TTL `json:"ttl,omitzero"`
 	// CacheKey says which parts of the URL make the cache key.
 	CacheKey CacheKey `json:"cache_key,omitzero"`
-	// TLS is how the site's certificates are obtained: "" (none yet),
-	// "acme", "manual" or "self-signed".
-	TLS string `json:"tls,omitempty"`
+	// TLS is how the site's certificate is obtained: "acme", "files"
+	// (CertFile and KeyFile on every edge), "dev" (the edges' development
+	// CA), or "" for plain HTTP only.
+	TLS      string `json:"tls,omitempty"`
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
+	// HTTPSRedirect answers plain-HTTP requests with a 308 to https.
+	HTTPSRedirect bool `json:"https_redirect,omitempty"`
+	// HSTS is the Strict-Transport-Security sent over HTTPS.
+	HSTS HSTS `json:"hsts,omitzero"`
+}
+
+// HSTS is a site's Strict-Transport-Security (RFC 6797); zero sends none.
+type HSTS struct {
+	MaxAge            Duration `json:"max_age,omitzero"`
+	IncludeSubdomains bool     `json:"include_subdomains,omitempty"`
+	Preload           bool     `json:"preload,omitempty"`
 }
 
 // TTL is a site's freshness overrides; zero means none.
@@ -134,8 +148,17 @@ func (s Site) Validate() error {
 	if len(s.CacheKey.Version) > 128 || strings.ContainsFunc(s.CacheKey.Version, func(c rune) bool { return c <= ' ' || c == 0x7f }) {
 		bad("cache_key.version", "must be up to 128 printable characters without spaces, got %q", s.CacheKey.Version)
 	}
-	if !slices.Contains([]string{"", "acme", "manual", "self-signed"}, s.TLS) {
-		bad("tls", "must be acme, manual or self-signed, got %q", s.TLS)
+	if !slices.Contains([]string{"", "acme", "files", "dev"}, s.TLS) {
+		bad("tls", "must be acme, files, dev or empty, got %q", s.TLS)
+	}
+	if s.TLS == "files" && (s.CertFile == "" || s.KeyFile == "") {
+		bad("cert_file", "cert_file and key_file are required with tls: files")
+	}
+	if s.HSTS.MaxAge < 0 {
+		bad("hsts.max_age", "must be >= 0")
+	}
+	if s.HTTPSRedirect && s.TLS == "" {
+		bad("https_redirect", "the site has no tls mode")
 	}
 	if strings.ContainsAny(s.OriginHost, " /\r\n") {
 		bad("origin_host", "not a host, got %q", s.OriginHost)

@@ -1,0 +1,462 @@
+// Package certs gives the edge's TLS listeners their certificates through
+// certmagic, by each site's mode: ACME (obtained and renewed; on demand
+// only for hostnames a site names, never for whatever SNI a client
+// sends), files from the operator (reloaded when they change), or the
+// development CA. Certificates, keys and ACME accounts go through a
+// certmagic.Storage, so edges can later share them.
+package certs
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/certmagic"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// Mode is how a site's certificate is obtained.
+type Mode string
+
+// The modes; None serves the site over plain HTTP only.
+const (
+	None  Mode = ""
+	ACME  Mode = "acme"
+	Files Mode = "files"
+	Dev   Mode = "dev"
+)
+
+// Valid reports whether m is a known mode.
+func (m Mode) Valid() bool { return slices.Contains([]Mode{None, ACME, Files, Dev}, m) }
+
+// Site is what a site's certificate depends on.
+type Site struct {
+	Name  string
+	Hosts []string
+	Mode  Mode
+	// CertFile and KeyFile are PEM files, for Files.
+	CertFile, KeyFile string
+}
+
+// ACMEConfig is the ACME account sites in ACME mode share.
+type ACMEConfig struct {
+	// CA is the ACME directory URL. Default Let's Encrypt's.
+	CA string
+	// Email is the account's contact; the CA mails expiry warnings there.
+	Email string
+	// CARoot is a PEM file of roots for the CA's own HTTPS (a private CA
+	// such as step-ca or pebble); empty uses the system's.
+	CARoot string
+	// HTTPPort and TLSPort are where the edge's listeners receive the
+	// CA's http-01 and tls-alpn-01 challenges, when not 80 and 443 (a
+	// port forward in front); certmagic answers through them.
+	HTTPPort, TLSPort int
+}
+
+// Config configures a Manager.
+type Config struct {
+	// Storage is the directory for certificates, keys and ACME accounts.
+	Storage string
+	// DevCA is the development CA's directory (made on first use).
+	DevCA string
+	ACME  ACMEConfig
+	// NextProtos are the ALPN protocols the listener offers, in order.
+	NextProtos []string
+	// FileCheck is how often certificate files are checked for changes.
+	// Default 5s.
+	FileCheck time.Duration
+	Logger    *slog.Logger
+	Registry  prometheus.Registerer
+}
+
+// Manager picks each handshake's certificate by its server name.
+type Manager struct {
+	cfg     Config
+	log     *slog.Logger
+	storage certmagic.Storage
+	metrics *metrics
+
+	acme, dev, files *certmagic.Config
+	acmeIssuer       *certmagic.ACMEIssuer
+	caches           map[Mode]*certmagic.Cache
+	devCA            *DevCA
+
+	// tlsByMode are the listener configs each mode's handshakes use; an
+	// unknown name gets refuse, which holds no certificate, so the client
+	// gets an unrecognized_name alert and nothing is minted.
+	tlsByMode map[Mode]*tls.Config
+	refuse    *tls.Config
+
+	hosts atomic.Pointer[hostTable]
+
+	mu        sync.Mutex // protects what follows, and Update
+	fileCerts map[string]*fileCert
+	want      map[Mode][]string        // the names the sites need, by mode
+	managed   map[Mode]map[string]bool // names handed to certmagic, by mode
+	changed   chan struct{}            // Update tells Run
+}
+
+// New builds a Manager with no sites yet. It makes no network calls.
+func New(cfg Config) (*Manager, error) {
+	if cfg.Storage == "" {
+		return nil, errors.New("certs: a storage directory is required")
+	}
+	if cfg.FileCheck <= 0 {
+		cfg.FileCheck = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	m := &Manager{
+		cfg: cfg, log: cfg.Logger,
+		storage:   &certmagic.FileStorage{Path: cfg.Storage},
+		metrics:   newMetrics(cfg.Registry),
+		fileCerts: map[string]*fileCert{},
+		managed:   map[Mode]map[string]bool{},
+		changed:   make(chan struct{}, 1),
+	}
+	m.hosts.Store(&hostTable{})
+	m.caches = map[Mode]*certmagic.Cache{}
+	m.acme = m.newConfig(ACME)
+	m.dev = m.newConfig(Dev)
+	m.files = m.newConfig(Files)
+
+	acme := certmagic.ACMEIssuer{
+		CA: cfg.ACME.CA, Email: cfg.ACME.Email, Agreed: true,
+		AltHTTPPort: cfg.ACME.HTTPPort, AltTLSALPNPort: cfg.ACME.TLSPort,
+		Logger: zap.NewNop(),
+	}
+	if acme.CA == "" {
+		acme.CA = certmagic.LetsEncryptProductionCA
+	}
+	if cfg.ACME.CARoot != "" {
+		b, err := os.ReadFile(cfg.ACME.CARoot)
+		if err != nil {
+			return nil, fmt.Errorf("certs: acme ca_root: %w", err)
+		}
+		acme.TrustedRoots = x509.NewCertPool()
+		if !acme.TrustedRoots.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("certs: acme ca_root %s: no PEM certificate", cfg.ACME.CARoot)
+		}
+	}
+	m.acmeIssuer = certmagic.NewACMEIssuer(m.acme, acme)
+	m.acme.Issuers = []certmagic.Issuer{m.acmeIssuer}
+
+	base := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: cfg.NextProtos}
+	m.tlsByMode = map[Mode]*tls.Config{}
+	for mode, c := range map[Mode]*certmagic.Config{ACME: m.acme, Dev: m.dev, Files: m.files} {
+		tc := base.Clone()
+		tc.GetCertificate = c.GetCertificate
+		if mode == ACME {
+			tc.NextProtos = append(slices.Clip(tc.NextProtos), "acme-tls/1")
+		}
+		m.tlsByMode[mode] = tc
+	}
+	m.refuse = base.Clone()
+	return m, nil
+}
+
+// newConfig makes the certmagic config of one mode, with its own cache.
+func (m *Manager) newConfig(mode Mode) *certmagic.Config {
+	var cfg *certmagic.Config
+	cache := certmagic.NewCache(certmagic.CacheOptions{
+		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
+		Logger:           zap.NewNop(),
+	})
+	m.caches[mode] = cache
+	cfg = certmagic.New(cache, certmagic.Config{
+		Storage: m.storage,
+		Logger:  zap.NewNop(),
+		OnEvent: m.onEvent,
+	})
+	if mode != Files {
+		cfg.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: func(_ context.Context, name string) error {
+			if got, ok := m.hosts.Load().lookup(name); !ok || got != mode {
+				return fmt.Errorf("no %s site serves %q", mode, name)
+			}
+			if mode == ACME && net.ParseIP(name) != nil {
+				return fmt.Errorf("no ACME certificate for the address %s", name)
+			}
+			return nil
+		}}
+	}
+	return cfg
+}
+
+// TLSConfig is the listener's config: each handshake gets the config of
+// its site's mode, or one that refuses it.
+func (m *Manager) TLSConfig() *tls.Config {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: m.cfg.NextProtos}
+	tc.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		mode, ok := m.hosts.Load().lookup(serverName(hello))
+		if !ok || mode == None {
+			m.metrics.refused.Inc()
+			return m.refuse, nil
+		}
+		return m.tlsByMode[mode], nil
+	}
+	return tc
+}
+
+// serverName is the name a handshake asks for: its SNI, or without one
+// (a URL with an IP address) the address it reached, as certmagic does.
+func serverName(hello *tls.ClientHelloInfo) string {
+	if hello.ServerName != "" {
+		return strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+	}
+	if hello.Conn == nil {
+		return ""
+	}
+	if a, ok := hello.Conn.LocalAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	if a, ok := hello.Conn.LocalAddr().(*net.UDPAddr); ok {
+		return a.IP.String()
+	}
+	return ""
+}
+
+// HandleHTTPChallenge answers an ACME http-01 challenge request and
+// reports whether r was one.
+func (m *Manager) HandleHTTPChallenge(w http.ResponseWriter, r *http.Request) bool {
+	return m.acmeIssuer.HandleHTTPChallenge(w, r)
+}
+
+// DevCA returns the development CA, once a site in Dev mode opened it.
+func (m *Manager) DevCA() *DevCA {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.devCA
+}
+
+// Update makes sites the ones served: files are loaded now, names no
+// site has any more are dropped, and certificates for new names are
+// obtained by Run, in the background. A site whose certificate cannot be
+// had is reported in the error; the others are served.
+func (m *Manager) Update(sites []Site) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var errs []error
+	table := newHostTable(sites)
+	m.hosts.Store(table)
+	m.want = map[Mode][]string{}
+	for _, s := range sites {
+		switch s.Mode {
+		case ACME, Dev:
+			for _, h := range s.Hosts {
+				if !strings.HasPrefix(h, "*") && (s.Mode == Dev || net.ParseIP(h) == nil) {
+					m.want[s.Mode] = append(m.want[s.Mode], strings.ToLower(h))
+				}
+			}
+		case Files:
+			if err := m.loadFiles(context.Background(), s); err != nil {
+				errs = append(errs, fmt.Errorf("site %s: %w", s.Name, err))
+			}
+		}
+	}
+	if table.hasMode(Dev) {
+		if err := m.openDevCA(); err != nil {
+			errs = append(errs, err)
+			delete(m.want, Dev)
+		}
+	}
+	m.dropFiles(sites)
+	select {
+	case m.changed <- struct{}{}:
+	default:
+	}
+	return errors.Join(errs...)
+}
+
+// manageAll brings certmagic's managed names in line with the sites.
+func (m *Manager) manageAll(ctx context.Context) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for mode, cfg := range map[Mode]*certmagic.Config{ACME: m.acme, Dev: m.dev} {
+		if err := m.manage(ctx, mode, cfg, m.want[mode]); err != nil {
+			m.log.Error("certificates not managed", "err", err)
+		}
+	}
+}
+
+// manage hands new names to certmagic and forgets the ones gone.
+func (m *Manager) manage(ctx context.Context, mode Mode, cfg *certmagic.Config, names []string) error {
+	had := m.managed[mode]
+	now := map[string]bool{}
+	var add []string
+	for _, n := range names {
+		now[n] = true
+		if !had[n] {
+			add = append(add, n)
+		}
+	}
+	var gone []certmagic.SubjectIssuer
+	for n := range had {
+		if !now[n] {
+			gone = append(gone, certmagic.SubjectIssuer{Subject: n})
+		}
+	}
+	if len(gone) > 0 {
+		m.caches[mode].RemoveManaged(gone)
+	}
+	m.managed[mode] = now
+	if len(add) == 0 {
+		return nil
+	}
+	if err := cfg.ManageAsync(ctx, add); err != nil {
+		return fmt.Errorf("%s certificates for %s: %w", mode, strings.Join(add, ", "), err)
+	}
+	return nil
+}
+
+func (m *Manager) openDevCA() error {
+	if m.devCA != nil {
+		return nil
+	}
+	if m.cfg.DevCA == "" {
+		return errors.New("dev certificates: no dev_ca directory configured")
+	}
+	ca, err := OpenDevCA(m.cfg.DevCA)
+	if err != nil {
+		return err
+	}
+	m.devCA = ca
+	m.dev.Issuers = []certmagic.Issuer{ca}
+	return nil
+}
+
+// Run obtains and renews the sites' certificates and reloads certificate
+// files that changed, until ctx ends.
+func (m *Manager) Run(ctx context.Context) {
+	t := time.NewTicker(m.cfg.FileCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.changed:
+			m.manageAll(ctx)
+		case <-t.C:
+			m.reloadFiles(ctx)
+		}
+	}
+}
+
+// Close stops certmagic's maintenance.
+func (m *Manager) Close() {
+	for _, c := range m.caches {
+		c.Stop()
+	}
+}
+
+func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) error {
+	switch event {
+	case "cert_obtained", "cert_failed", "cached_unmanaged_cert":
+	default:
+		return nil
+	}
+	m.metrics.events.WithLabelValues(event).Inc()
+	attrs := []any{"event", event}
+	for _, k := range []string{"identifier", "issuer", "renewal", "error", "sans"} {
+		if v, ok := data[k]; ok {
+			attrs = append(attrs, k, v)
+		}
+	}
+	if event == "cert_failed" {
+		m.log.Error("certificate not obtained", attrs...)
+	} else {
+		m.log.Info("certificate ready", attrs...)
+	}
+	return nil
+}
+
+// hostTable maps server names to their site's mode.
+type hostTable struct {
+	exact    map[string]Mode
+	wildcard map[string]Mode // by the part after "*."
+	// anyHost is the mode of a "*" site; it answers only handshakes
+	// without SNI (by the address reached), never arbitrary names.
+	anyHost Mode
+	hasAny  bool
+}
+
+func newHostTable(sites []Site) *hostTable {
+	t := &hostTable{exact: map[string]Mode{}, wildcard: map[string]Mode{}}
+	for _, s := range sites {
+		for _, h := range s.Hosts {
+			h = strings.ToLower(h)
+			switch {
+			case h == "*":
+				t.anyHost, t.hasAny = s.Mode, true
+			case strings.HasPrefix(h, "*."):
+				t.wildcard[h[2:]] = s.Mode
+			default:
+				t.exact[h] = s.Mode
+			}
+		}
+	}
+	return t
+}
+
+func (t *hostTable) lookup(name string) (Mode, bool) {
+	if mode, ok := t.exact[name]; ok {
+		return mode, true
+	}
+	if net.ParseIP(name) != nil {
+		return t.anyHost, t.hasAny
+	}
+	if _, parent, ok := strings.Cut(name, "."); ok {
+		if mode, ok := t.wildcard[parent]; ok {
+			return mode, true
+		}
+	}
+	return None, false
+}
+
+func (t *hostTable) hasMode(mode Mode) bool {
+	for _, m := range t.exact {
+		if m == mode {
+			return true
+		}
+	}
+	for _, m := range t.wildcard {
+		if m == mode {
+			return true
+		}
+	}
+	return t.hasAny && t.anyHost == mode
+}
+
+type metrics struct {
+	refused prometheus.Counter
+	events  *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "cdn_edge_tls_unknown_name_total",
+			Help: "TLS handshakes refused (unrecognized_name) because no site serves the name asked for.",
+		}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "cdn_edge_cert_events_total",
+			Help: "Certificates obtained, failed or loaded from files.",
+		}, []string{"event"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.refused, m.events)
+	}
+	return m
+}

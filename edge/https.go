@@ -1,0 +1,156 @@
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
+
+	"github.com/selfcdn/cdn/edge/certs"
+)
+
+// HTTPS: one TLS port serves HTTP/1.1 (fasthttp) and HTTP/2 (net/http) by
+// ALPN over TCP, and HTTP/3 (quic-go) over UDP, every one through the
+// same Handler; certificates come from edge/certs by each site's mode.
+
+// acmeChallengePath starts the paths of ACME http-01 challenges.
+const acmeChallengePath = "/.well-known/acme-challenge/"
+
+// Listeners are the sockets an edge serves. HTTP is required; the others
+// may be nil.
+type Listeners struct {
+	HTTP  net.Listener // HTTP/1.1 and h2c
+	Admin net.Listener // /metrics, /healthz, /readyz
+	HTTPS net.Listener // TLS: HTTP/1.1 and HTTP/2
+	QUIC  net.PacketConn
+}
+
+// listenTLS opens the HTTPS sockets the config asks for.
+func (s *Server) listenTLS() (net.Listener, net.PacketConn, error) {
+	if s.cfg.TLS.Listen == "" {
+		return nil, nil, nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.TLS.Listen)
+	if err != nil {
+		return nil, nil, fmt.Errorf("tls listen: %w", err)
+	}
+	if !s.cfg.TLS.HTTP3 {
+		return ln, nil, nil
+	}
+	// The same port over UDP: clients try h3 where Alt-Svc said h2 was.
+	pc, err := net.ListenPacket("udp", ln.Addr().String())
+	if err != nil {
+		ln.Close()
+		return nil, nil, fmt.Errorf("http3 listen: %w", err)
+	}
+	return ln, pc, nil
+}
+
+// newCertManager builds the certificate manager, when HTTPS is on.
+func newCertManager(cfg Config, d Deps) (*certs.Manager, error) {
+	if cfg.TLS.Listen == "" {
+		return nil, nil
+	}
+	return certs.New(certs.Config{
+		Storage: cfg.storageDir(), DevCA: cfg.devCADir(),
+		ACME: certs.ACMEConfig{
+			CA: cfg.TLS.ACME.CA, Email: cfg.TLS.ACME.Email, CARoot: cfg.TLS.ACME.CARoot,
+			HTTPPort: cfg.TLS.ACME.HTTPPort, TLSPort: cfg.TLS.ACME.TLSPort,
+		},
+		NextProtos: []string{"h2", "http/1.1"},
+		Logger:     d.Logger,
+		Registry:   d.Registry,
+	})
+}
+
+// certSites is what the certificate manager needs of the sites.
+func certSites(sites []SiteConfig) []certs.Site {
+	out := make([]certs.Site, 0, len(sites))
+	for _, s := range sites {
+		out = append(out, certs.Site{Name: s.Name, Hosts: s.Hosts, Mode: s.TLS, CertFile: s.CertFile, KeyFile: s.KeyFile})
+	}
+	return out
+}
+
+// altSvc is the Alt-Svc field that points h1 and h2 clients at HTTP/3
+// on the TLS port (RFC 9114 §3.1.1).
+func altSvc(port string) []string {
+	return []string{`h3=":` + port + `"; ma=86400`}
+}
+
+// addSecure adds HTTPS-only response fields: Alt-Svc, and the site's HSTS.
+func (h *Handler) addSecure(hdr http.Header, s *site, proto int) {
+	if h.altSvc != nil && proto != 3 {
+		hdr["Alt-Svc"] = h.altSvc
+	}
+	if s != nil && s.hsts != nil {
+		hdr["Strict-Transport-Security"] = s.hsts
+	}
+}
+
+// redirectHTTPS sends a plain-HTTP request to the same URL over HTTPS.
+func (h *Handler) redirectHTTPS(w http.ResponseWriter, r *http.Request) outcome {
+	host := r.Host
+	if hp, _, err := net.SplitHostPort(host); err == nil {
+		host = hp
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]" // an IPv6 literal
+	}
+	if h.httpsPort != "443" {
+		host += ":" + h.httpsPort
+	}
+	hdr := w.Header()
+	hdr["Location"] = []string{"https://" + host + r.URL.RequestURI()}
+	hdr["Cache-Control"] = []string{"no-store"}
+	hdr["Content-Type"] = []string{"text/plain; charset=utf-8"}
+	w.WriteHeader(http.StatusPermanentRedirect)
+	n, _ := fmt.Fprintln(w, "HTTPS only:", hdr["Location"][0])
+	return outcome{status: http.StatusPermanentRedirect, result: resultPass, bytes: int64(n)}
+}
+
+// h3Server builds the HTTP/3 server, with QUIC limits against clients
+// that open streams they never use or handshakes they never finish.
+func (s *Server) h3Server(tc *tls.Config, port int) *http3.Server {
+	t := s.cfg.TLS
+	return &http3.Server{
+		Handler:        s.handler,
+		TLSConfig:      http3.ConfigureTLSConfig(tc),
+		Port:           port,
+		MaxHeaderBytes: int(s.cfg.MaxHeaderBytes),
+		IdleTimeout:    s.cfg.IdleTimeout,
+		QUICConfig: &quic.Config{
+			HandshakeIdleTimeout:           t.HandshakeTimeout,
+			MaxIdleTimeout:                 s.cfg.IdleTimeout,
+			MaxIncomingStreams:             int64(t.MaxStreams),
+			MaxIncomingUniStreams:          16,
+			InitialStreamReceiveWindow:     512 << 10,
+			MaxStreamReceiveWindow:         6 << 20,
+			InitialConnectionReceiveWindow: 1 << 20,
+			MaxConnectionReceiveWindow:     15 << 20,
+		},
+		Logger: slog.New(slog.DiscardHandler),
+	}
+}
+
+// serveQUIC serves HTTP/3 on pc until Shutdown.
+func serveQUIC(srv *http3.Server, pc net.PacketConn, errc chan<- error) {
+	err := srv.Serve(pc)
+	if err == http.ErrServerClosed || err == quic.ErrServerClosed {
+		err = http.ErrServerClosed
+	}
+	errc <- err
+}
+
+// shutdownQUIC drains HTTP/3 connections within ctx, then closes the rest.
+func shutdownQUIC(ctx context.Context, srv *http3.Server) {
+	if err := srv.Shutdown(ctx); err != nil {
+		srv.Close()
+	}
+}
