@@ -1,9 +1,13 @@
 package e2e
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -15,6 +19,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/http3"
 )
 
 type upInfo struct {
@@ -27,8 +33,9 @@ type upInfo struct {
 		Hosts []string `json:"hosts"`
 	} `json:"site"`
 	Edges []struct {
-		Name, Region, HTTP, Admin string
+		Name, Region, HTTP, HTTPS, Admin string
 	} `json:"edges"`
+	CACert string `json:"ca_cert"`
 }
 
 func fetch(t *testing.T, url, host string) (*http.Response, string) {
@@ -54,7 +61,7 @@ func fetch(t *testing.T, url, host string) (*http.Response, string) {
 // that every edge serves the demo site through the cache.
 func TestUp(t *testing.T) {
 	data := t.TempDir()
-	p := start(t, "up", "--data", data, "--origin-listen", "127.0.0.1:0", "--edge-port", "0", "--admin-port", "0",
+	p := start(t, "up", "--data", data, "--origin-listen", "127.0.0.1:0", "--edge-port", "0", "--https-port", "0", "--admin-port", "0",
 		"--control-listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
 	upPath := filepath.Join(data, "up.json")
 	var info upInfo
@@ -109,6 +116,8 @@ func TestUp(t *testing.T) {
 			t.Errorf("%s GET / after the tag purge: Cache-Status %q, want a miss", e.Name, res.Header.Get("Cache-Status"))
 		}
 	}
+	// HTTPS with the development CA, over HTTP/1.1, HTTP/2 and HTTP/3.
+	checkUpHTTPS(t, info)
 	// GeoDNS answers the demo host with the edge nearest the client.
 	for _, tc := range []struct {
 		subnet string
@@ -123,6 +132,67 @@ func TestUp(t *testing.T) {
 		})
 	}
 	p.stop(t)
+}
+
+// checkUpHTTPS fetches the demo site from every edge over HTTPS, verifying
+// the certificate against up.json's ca_cert, with each protocol.
+func checkUpHTTPS(t *testing.T, info upInfo) {
+	t.Helper()
+	pem, err := os.ReadFile(info.CACert)
+	if err != nil {
+		t.Fatalf("up.json ca_cert: %v", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		t.Fatalf("%s holds no certificate", info.CACert)
+	}
+	host := info.Site.Hosts[0]
+	for _, e := range info.Edges {
+		u, err := url.Parse(e.HTTPS)
+		if err != nil || u.Scheme != "https" {
+			t.Errorf("%s: https %q", e.Name, e.HTTPS)
+			continue
+		}
+		addr := u.Host
+		for _, proto := range []string{"h1", "h2", "h3"} {
+			c := httpsClient(t, proto, addr, roots)
+			res, err := c.Get("https://" + host + ":" + u.Port() + "/")
+			if err != nil {
+				t.Errorf("%s %s: %v", e.Name, proto, err)
+				continue
+			}
+			b, _ := io.ReadAll(res.Body)
+			res.Body.Close()
+			want := map[string]int{"h1": 1, "h2": 2, "h3": 3}[proto]
+			if res.StatusCode != 200 || res.ProtoMajor != want || !strings.Contains(string(b), "It works") {
+				t.Errorf("%s %s: %d over HTTP/%d, %q", e.Name, proto, res.StatusCode, res.ProtoMajor, b)
+			}
+			if proto != "h3" && !strings.HasPrefix(res.Header.Get("Alt-Svc"), `h3=":`+u.Port()+`"`) {
+				t.Errorf("%s %s: Alt-Svc %q", e.Name, proto, res.Header.Get("Alt-Svc"))
+			}
+		}
+	}
+}
+
+// httpsClient speaks proto to addr whatever the URL's host, verifying
+// against roots.
+func httpsClient(t *testing.T, proto, addr string, roots *x509.CertPool) *http.Client {
+	tc := &tls.Config{RootCAs: roots}
+	if proto == "h3" {
+		tr := &http3.Transport{TLSClientConfig: tc, Dial: func(ctx context.Context, _ string, tc *tls.Config, qc *quic.Config) (*quic.Conn, error) {
+			return quic.DialAddrEarly(ctx, addr, tc, qc)
+		}}
+		t.Cleanup(func() { tr.Close() })
+		return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	}
+	var p http.Protocols
+	p.SetHTTP1(proto == "h1")
+	p.SetHTTP2(proto == "h2")
+	tr := &http.Transport{TLSClientConfig: tc, Protocols: &p, DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
 }
 
 // geoAnswer asks server for host's A records, from subnet ("" for none).

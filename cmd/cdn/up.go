@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/selfcdn/cdn/control"
 	"github.com/selfcdn/cdn/edge"
+	"github.com/selfcdn/cdn/edge/certs"
 	"github.com/selfcdn/cdn/geodns"
 	"github.com/selfcdn/cdn/internal/demosite"
 	"github.com/selfcdn/cdn/internal/metrics"
@@ -37,6 +39,9 @@ type upInfo struct {
 	GeoDNS string   `json:"geodns"`
 	Site   upSite   `json:"site"`
 	Edges  []upEdge `json:"edges"`
+	// CACert is the development CA's certificate: the edges' HTTPS
+	// certificates chain to it (curl --cacert).
+	CACert string `json:"ca_cert"`
 	Data   string   `json:"data"`
 	PID    int      `json:"pid"`
 }
@@ -50,7 +55,9 @@ type upEdge struct {
 	Name   string `json:"name"`
 	Region string `json:"region"`
 	HTTP   string `json:"http"`
-	Admin  string `json:"admin"`
+	// HTTPS is the base URL of HTTP/1.1, HTTP/2 (TCP) and HTTP/3 (UDP).
+	HTTPS string `json:"https"`
+	Admin string `json:"admin"`
 }
 
 // upEdges are the edges `cdn up` starts: one per region, each on its own
@@ -98,6 +105,7 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	var (
 		data, originAddr, edgePort, adminPort string
 		controlAddr, natsAddr, dnsAddr, mmdb  string
+		httpsPort                             string
 		accessLog                             bool
 		lf                                    logFlags
 	)
@@ -106,6 +114,7 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&controlAddr, "control-listen", "127.0.0.1:8800", "control API address")
 	fs.StringVar(&natsAddr, "nats-listen", "127.0.0.1:4222", "embedded NATS address (port 0 picks a free one)")
 	fs.StringVar(&edgePort, "edge-port", "8080", "HTTP port of every edge (0 picks free ports)")
+	fs.StringVar(&httpsPort, "https-port", "8443", "HTTPS port of every edge, TCP and UDP (0 picks free ports)")
 	fs.StringVar(&adminPort, "admin-port", "9090", "admin port of every edge (0 picks free ports)")
 	fs.StringVar(&dnsAddr, "geodns-listen", "127.0.0.1:8553", "GeoDNS address, UDP and TCP (port 0 picks a free one)")
 	fs.StringVar(&mmdb, "mmdb", "", "MaxMind-format City database for GeoDNS (default: documentation ranges only)")
@@ -205,12 +214,23 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		cancel()
 		return errors.Join(err, g.Wait())
 	}
+	// One development CA for every edge, made before they start, so the
+	// one ca.pem verifies them all.
+	caDir := filepath.Join(data, "dev-ca")
+	if _, err := certs.OpenDevCA(caDir); err != nil {
+		return err
+	}
+	info.CACert = filepath.Join(caDir, certs.CACertFile)
 	for _, e := range upEdges {
 		ln, err := listen(net.JoinHostPort(e.ip, edgePort))
 		if err != nil {
 			return err
 		}
 		admin, err := listen(net.JoinHostPort(e.ip, adminPort))
+		if err != nil {
+			return err
+		}
+		tln, pc, err := listenTCPUDP(net.JoinHostPort(e.ip, httpsPort))
 		if err != nil {
 			return err
 		}
@@ -221,14 +241,15 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		cfg.Cache.Dir = filepath.Join(data, "edges", e.name)
 		cfg.Cache.Disk = 1 << 30 // a demo: 1 GiB of disk per edge
 		cfg.AccessLog = accessLog
+		cfg.TLS.Listen, cfg.TLS.DevCA = tln.Addr().String(), caDir
 		cfg.Control = &edge.ControlConfig{NATS: info.NATS, Lat: e.lat, Lon: e.lon, Heartbeat: time.Second}
 		srv, err := edge.New(cfg, edge.Deps{Logger: log.With("component", "edge", "edge", e.name)})
 		if err != nil {
 			return fmt.Errorf("start %s: %w", e.name, err)
 		}
-		g.Go(func() error { return srv.Serve(gctx, ln, admin) })
+		g.Go(func() error { return srv.ServeListeners(gctx, edge.Listeners{HTTP: ln, Admin: admin, HTTPS: tln, QUIC: pc}) })
 		info.Edges = append(info.Edges, upEdge{Name: e.name, Region: e.region,
-			HTTP: "http://" + ln.Addr().String(), Admin: "http://" + admin.Addr().String()})
+			HTTP: "http://" + ln.Addr().String(), HTTPS: "https://" + tln.Addr().String(), Admin: "http://" + admin.Addr().String()})
 	}
 	if err := writeJSON(filepath.Join(data, "up.json"), info); err != nil {
 		return err
@@ -249,6 +270,26 @@ func writeJSON(path string, v any) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return os.Rename(tmp, path)
+}
+
+// listenTCPUDP binds addr over TCP and the same port over UDP (HTTPS and
+// HTTP/3); port 0 picks one free for both.
+func listenTCPUDP(addr string) (net.Listener, net.PacketConn, error) {
+	for range 10 {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listen: %w", err)
+		}
+		pc, err := net.ListenPacket("udp", ln.Addr().String())
+		if err == nil {
+			return ln, pc, nil
+		}
+		ln.Close()
+		if _, port, _ := net.SplitHostPort(addr); port != "0" {
+			return nil, nil, fmt.Errorf("listen udp: %w", err)
+		}
+	}
+	return nil, nil, fmt.Errorf("listen %s: no port free over both TCP and UDP", addr)
 }
 
 // pickPort turns port 0 in addr into a free port: the embedded NATS server
@@ -287,7 +328,7 @@ func demoSiteViaControl(ctx context.Context, info upInfo, controlData string) (s
 		return "", fmt.Errorf("bootstrap token: %w", err)
 	}
 	token := strings.TrimSpace(string(b))
-	body, _ := json.Marshal(map[string]any{"name": info.Site.Name, "hosts": info.Site.Hosts, "origin": info.Origin})
+	body, _ := json.Marshal(map[string]any{"name": info.Site.Name, "hosts": info.Site.Hosts, "origin": info.Origin, "tls": "dev"})
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPut, info.Control+"/v1/sites/"+info.Site.Name, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+token)
 	res, err := http.DefaultClient.Do(req)
@@ -315,6 +356,10 @@ func printTour(w io.Writer, info upInfo) {
 	fmt.Fprintf(&b, "\nTry it (the second request is a cache hit):\n\n")
 	fmt.Fprintf(&b, "  curl -si -H 'Host: %s' %s/ | grep -iE '^(HTTP|cache-status|age)'\n", info.Site.Hosts[0], e.HTTP)
 	fmt.Fprintf(&b, "  curl -si -H 'Host: %s' %s/ | grep -iE '^(HTTP|cache-status|age)'\n\n", info.Site.Hosts[0], e.HTTP)
+	u, _ := url.Parse(e.HTTPS)
+	fmt.Fprintf(&b, "Over HTTPS (HTTP/2; HTTP/3 on the same UDP port), trusting the development CA:\n\n")
+	fmt.Fprintf(&b, "  curl -si --cacert %s --resolve %s:%s:%s https://%s:%s/ | grep -iE '^(HTTP|cache-status|alt-svc)'\n\n",
+		info.CACert, info.Site.Hosts[0], u.Port(), u.Hostname(), info.Site.Hosts[0], u.Port())
 	host, port, _ := net.SplitHostPort(info.GeoDNS)
 	fmt.Fprintf(&b, "GeoDNS answers %s with the nearest healthy edge (by EDNS Client Subnet, else your address):\n\n", info.Site.Hosts[0])
 	fmt.Fprintf(&b, "  dig @%s -p %s %s +short                         # from here: %s\n", host, port, info.Site.Hosts[0], info.Edges[1].Name)
