@@ -5,7 +5,7 @@ RACE  := ./edge/... ./origin/... ./internal/... ./control/... ./purge/... ./geod
 FUZZ  := ./edge:FuzzServeH1 ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./edge/cachekey:FuzzNew ./edge/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath ./control/api:FuzzSiteRequest ./purge:FuzzRequest ./purge:FuzzTags ./geodns:FuzzServeDNS
 DATA  ?= .data
 
-.PHONY: help build run test test-race test-e2e fuzz bench bench-go bench-peers bench-zipf bench-disk-start bench-disk bench-purge bench-dns lint
+.PHONY: help build run test test-race test-e2e fuzz bench bench-go bench-peers bench-zipf bench-disk-start bench-disk bench-purge bench-dns bench-tls conformance lint
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n",$$1,$$2}'
 
@@ -27,10 +27,13 @@ test-e2e: ## real cdn processes on loopback
 fuzz: ## each fuzz target for 20s
 	@for f in $(FUZZ); do $(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime 20s $${f%:*} || exit 1; done
 
-bench: bench-go bench-peers bench-disk bench-dns ## Go benchmarks, then the load tests beside nginx and Varnish
+bench: bench-go bench-peers bench-disk bench-dns bench-tls ## Go benchmarks, then the load tests beside nginx and Varnish
 
 bench-go: ## hot-path benchmarks (benchstat-ready)
 	$(GO) test -run '^$$' -bench . -skip 'ZipfHitRatio|OpenDisk|TagPurgeMillion' -benchmem -count 6 ./edge/... ./purge/ ./geodns/... | tee bench.txt
+
+bench-tls: ## HTTPS hits over h1 (wrk), h2 (h2load) and h3 (scripts/h3load) beside nginx with TLS and h2
+	scripts/bench-tls.sh
 
 bench-zipf: ## hit ratio of the two tiers on Zipf traffic, beside a plain LRU of the same bytes
 	$(GO) test ./edge/cache/ -run '^$$' -bench ZipfHitRatio
