@@ -38,6 +38,12 @@ const (
 	Dev   Mode = "dev"
 )
 
+// acmeOnDemand is the ACME of names that only a wildcard site covers:
+// obtained during the first handshake that asks for one. An exact name
+// is obtained ahead, and renewed ahead, by the plain ACME config
+// (certmagic neither obtains nor renews on-demand names in the background).
+const acmeOnDemand Mode = "acme-on-demand"
+
 // Valid reports whether m is a known mode.
 func (m Mode) Valid() bool { return slices.Contains([]Mode{None, ACME, Files, Dev}, m) }
 
@@ -88,8 +94,8 @@ type Manager struct {
 	storage certmagic.Storage
 	metrics *metrics
 
-	acme, dev, files *certmagic.Config
-	acmeIssuer       *certmagic.ACMEIssuer
+	acme, acmeWild, dev, files *certmagic.Config
+	acmeIssuers                []*certmagic.ACMEIssuer
 	caches           map[Mode]*certmagic.Cache
 	devCA            *DevCA
 
@@ -130,6 +136,7 @@ func New(cfg Config) (*Manager, error) {
 	m.hosts.Store(&hostTable{})
 	m.caches = map[Mode]*certmagic.Cache{}
 	m.acme = m.newConfig(ACME)
+	m.acmeWild = m.newConfig(acmeOnDemand)
 	m.dev = m.newConfig(Dev)
 	m.files = m.newConfig(Files)
 
@@ -151,15 +158,19 @@ func New(cfg Config) (*Manager, error) {
 			return nil, fmt.Errorf("certs: acme ca_root %s: no PEM certificate", cfg.ACME.CARoot)
 		}
 	}
-	m.acmeIssuer = certmagic.NewACMEIssuer(m.acme, acme)
-	m.acme.Issuers = []certmagic.Issuer{m.acmeIssuer}
+	for _, c := range []*certmagic.Config{m.acme, m.acmeWild} {
+		// One account and one challenge store (storage), two configs.
+		iss := certmagic.NewACMEIssuer(c, acme)
+		c.Issuers = []certmagic.Issuer{iss}
+		m.acmeIssuers = append(m.acmeIssuers, iss)
+	}
 
 	base := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: cfg.NextProtos}
 	m.tlsByMode = map[Mode]*tls.Config{}
-	for mode, c := range map[Mode]*certmagic.Config{ACME: m.acme, Dev: m.dev, Files: m.files} {
+	for mode, c := range map[Mode]*certmagic.Config{ACME: m.acme, acmeOnDemand: m.acmeWild, Dev: m.dev, Files: m.files} {
 		tc := base.Clone()
 		tc.GetCertificate = c.GetCertificate
-		if mode == ACME {
+		if mode == ACME || mode == acmeOnDemand {
 			tc.NextProtos = append(slices.Clip(tc.NextProtos), "acme-tls/1")
 		}
 		m.tlsByMode[mode] = tc
@@ -181,12 +192,12 @@ func (m *Manager) newConfig(mode Mode) *certmagic.Config {
 		Logger:  zap.NewNop(),
 		OnEvent: m.onEvent,
 	})
-	if mode != Files {
+	if mode == Dev || mode == acmeOnDemand {
 		cfg.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: func(_ context.Context, name string) error {
-			if got, ok := m.hosts.Load().lookup(name); !ok || got != mode {
+			if got, ok := m.hosts.Load().route(name); !ok || got != mode {
 				return fmt.Errorf("no %s site serves %q", mode, name)
 			}
-			if mode == ACME && net.ParseIP(name) != nil {
+			if mode == acmeOnDemand && net.ParseIP(name) != nil {
 				return fmt.Errorf("no ACME certificate for the address %s", name)
 			}
 			return nil
@@ -200,7 +211,7 @@ func (m *Manager) newConfig(mode Mode) *certmagic.Config {
 func (m *Manager) TLSConfig() *tls.Config {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: m.cfg.NextProtos}
 	tc.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-		mode, ok := m.hosts.Load().lookup(serverName(hello))
+		mode, ok := m.hosts.Load().route(serverName(hello))
 		if !ok || mode == None {
 			m.metrics.refused.Inc()
 			return m.refuse, nil
@@ -231,7 +242,7 @@ func serverName(hello *tls.ClientHelloInfo) string {
 // HandleHTTPChallenge answers an ACME http-01 challenge request and
 // reports whether r was one.
 func (m *Manager) HandleHTTPChallenge(w http.ResponseWriter, r *http.Request) bool {
-	return m.acmeIssuer.HandleHTTPChallenge(w, r)
+	return m.acmeIssuers[0].HandleHTTPChallenge(w, r)
 }
 
 // DevCA returns the development CA, once a site in Dev mode opened it.
@@ -410,19 +421,31 @@ func newHostTable(sites []Site) *hostTable {
 	return t
 }
 
-func (t *hostTable) lookup(name string) (Mode, bool) {
+// lookup returns the mode of the site that serves name, and whether one
+// does; wild says the match was by a wildcard host.
+func (t *hostTable) lookup(name string) (mode Mode, wild, ok bool) {
 	if mode, ok := t.exact[name]; ok {
-		return mode, true
+		return mode, false, true
 	}
 	if net.ParseIP(name) != nil {
-		return t.anyHost, t.hasAny
+		return t.anyHost, true, t.hasAny
 	}
 	if _, parent, ok := strings.Cut(name, "."); ok {
 		if mode, ok := t.wildcard[parent]; ok {
-			return mode, true
+			return mode, true, true
 		}
 	}
-	return None, false
+	return None, false, false
+}
+
+// route is lookup's answer as the config that serves it: ACME names a
+// wildcard covers are obtained on demand.
+func (t *hostTable) route(name string) (Mode, bool) {
+	mode, wild, ok := t.lookup(name)
+	if mode == ACME && wild {
+		return acmeOnDemand, ok
+	}
+	return mode, ok
 }
 
 func (t *hostTable) hasMode(mode Mode) bool {

@@ -24,7 +24,7 @@ func TestHostTableLookup(t *testing.T) {
 		ok   bool
 	}{
 		{"www.example.com", ACME, true},
-		{"a.img.example.com", ACME, true},
+		{"a.img.example.com", acmeOnDemand, true}, // obtained in the handshake
 		{"a.b.img.example.com", None, false}, // a wildcard covers one label
 		{"img.example.com", None, false},
 		{"example.com", None, false},
@@ -34,9 +34,9 @@ func TestHostTableLookup(t *testing.T) {
 		{"plain.test", None, true},
 		{"", None, false},
 	} {
-		mode, ok := table.lookup(tt.name)
+		mode, ok := table.route(tt.name)
 		if mode != tt.mode || ok != tt.ok {
-			t.Errorf("lookup(%q) = %q, %v; want %q, %v", tt.name, mode, ok, tt.mode, tt.ok)
+			t.Errorf("route(%q) = %q, %v; want %q, %v", tt.name, mode, ok, tt.mode, tt.ok)
 		}
 	}
 }
