@@ -15,11 +15,14 @@ build: ## build bin/cdn
 run: build ## the whole CDN on this machine: origin + three edges (see up.json in DATA)
 	$(BIN) up --data $(DATA)
 
-test: lint test-race test-e2e ## lint, unit tests with -race, end-to-end tests; under 10 min on 2 cores
+test: lint test-race test-e2e conformance ## lint, unit tests with -race, end-to-end tests; under 10 min on 2 cores
 
 test-race: ## unit and integration tests, race detector on
 	$(GO) test -race -timeout 8m $(RACE)
 	$(GO) test -timeout 5m ./cmd/... ./configs/...
+
+conformance: ## h2spec against the edge's TLS listener (installs h2spec into bin/tools once)
+	GO=$(GO) scripts/h2spec.sh
 
 test-e2e: ## real cdn processes on loopback
 	$(GO) test -count=1 -timeout 5m ./e2e/...

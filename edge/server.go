@@ -231,7 +231,9 @@ func (s *Server) ServeListeners(ctx context.Context, l Listeners) error {
 		MaxHeaderBytes:    int(s.cfg.MaxHeaderBytes),
 		HTTP2: &http.HTTP2Config{
 			MaxConcurrentStreams:          int(maxStreams),
-			MaxReadFrameSize:              1 << 20,
+			// 16 KiB, the protocol default: a larger HEADERS frame is a
+			// FRAME_SIZE_ERROR (h2spec 4.2/3), and browsers send no larger.
+			MaxReadFrameSize:              16 << 10,
 			MaxReceiveBufferPerConnection: 4 << 20,
 			MaxReceiveBufferPerStream:     1 << 20,
 		},
