@@ -107,7 +107,7 @@ func TestHTTP2Floods(t *testing.T) {
 			t.Fatal(err)
 		}
 		sentBytes := 1000
-		for i := 0; i < 10_000; i++ {
+		for range 10_000 {
 			if fr.WriteContinuation(1, false, frag) != nil {
 				break
 			}

@@ -230,7 +230,7 @@ func (s *Server) ServeListeners(ctx context.Context, l Listeners) error {
 		IdleTimeout:       s.cfg.IdleTimeout,
 		MaxHeaderBytes:    int(s.cfg.MaxHeaderBytes),
 		HTTP2: &http.HTTP2Config{
-			MaxConcurrentStreams:          int(maxStreams),
+			MaxConcurrentStreams: int(maxStreams),
 			// 16 KiB, the protocol default: a larger HEADERS frame is a
 			// FRAME_SIZE_ERROR (h2spec 4.2/3), and browsers send no larger.
 			MaxReadFrameSize:              16 << 10,

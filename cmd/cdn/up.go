@@ -42,8 +42,8 @@ type upInfo struct {
 	// CACert is the development CA's certificate: the edges' HTTPS
 	// certificates chain to it (curl --cacert).
 	CACert string `json:"ca_cert"`
-	Data   string   `json:"data"`
-	PID    int      `json:"pid"`
+	Data   string `json:"data"`
+	PID    int    `json:"pid"`
 }
 
 type upSite struct {
@@ -247,7 +247,9 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("start %s: %w", e.name, err)
 		}
-		g.Go(func() error { return srv.ServeListeners(gctx, edge.Listeners{HTTP: ln, Admin: admin, HTTPS: tln, QUIC: pc}) })
+		g.Go(func() error {
+			return srv.ServeListeners(gctx, edge.Listeners{HTTP: ln, Admin: admin, HTTPS: tln, QUIC: pc})
+		})
 		info.Edges = append(info.Edges, upEdge{Name: e.name, Region: e.region,
 			HTTP: "http://" + ln.Addr().String(), HTTPS: "https://" + tln.Addr().String(), Admin: "http://" + admin.Addr().String()})
 	}

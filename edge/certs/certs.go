@@ -96,8 +96,8 @@ type Manager struct {
 
 	acme, acmeWild, dev, files *certmagic.Config
 	acmeIssuers                []*certmagic.ACMEIssuer
-	caches           map[Mode]*certmagic.Cache
-	devCA            *DevCA
+	caches                     map[Mode]*certmagic.Cache
+	devCA                      *DevCA
 
 	// tlsByMode are the listener configs each mode's handshakes use; an
 	// unknown name gets refuse, which holds no certificate, so the client

@@ -25,7 +25,7 @@ func TestHostTableLookup(t *testing.T) {
 	}{
 		{"www.example.com", ACME, true},
 		{"a.img.example.com", acmeOnDemand, true}, // obtained in the handshake
-		{"a.b.img.example.com", None, false}, // a wildcard covers one label
+		{"a.b.img.example.com", None, false},      // a wildcard covers one label
 		{"img.example.com", None, false},
 		{"example.com", None, false},
 		{"dev.test", Dev, true},
