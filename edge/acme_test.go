@@ -2,7 +2,6 @@ package edge
 
 import (
 	"bytes"
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
@@ -11,14 +10,12 @@ import (
 	"io"
 	"io/fs"
 	"log"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -70,30 +67,11 @@ func TestACMEIssuesFromPebble(t *testing.T) {
 	// binds nothing itself (not 80, not 443).
 	cfg.TLS.ACME = ACMEConfig{CA: p.dirURL, Email: "ops@acme.test", CARoot: p.apiRootFile, HTTPPort: httpPort, TLSPort: tlsPort}
 	cfg.Sites = []SiteConfig{{Name: "acme", Hosts: []string{"www.acme.test"}, Origin: o.URL, TLS: certs.ACME}}
-	reg := prometheus.NewRegistry()
-	srv, err := New(cfg, Deps{Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})), Registry: reg})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.ServeListeners(ctx, Listeners{HTTP: plainLn, HTTPS: tlsLn}) }()
 	// Cleanups run last-in first-out: the edge (and certmagic's obtain,
 	// on its context) stops before the CA, the resolver and the origin.
-	stop := sync.OnceFunc(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve returned %v", err)
-		}
-	})
-	t.Cleanup(stop)
-	e := &tlsEdge{
-		testEdge:  &testEdge{URL: "http://" + plainLn.Addr().String(), Reg: reg, stop: stop},
-		httpsAddr: tlsLn.Addr().String(),
-		port:      strconv.Itoa(tlsPort),
-		roots:     p.roots,
-		srv:       srv,
-	}
+	e := runTLSEdge(t, cfg, Listeners{HTTP: plainLn, HTTPS: tlsLn})
+	e.roots = p.roots
+	reg := e.Reg
 
 	// The edge manages its exact ACME names as soon as it serves: wait
 	// for certmagic's event, without a handshake (which could ask for the

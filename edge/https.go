@@ -31,25 +31,32 @@ type Listeners struct {
 	QUIC  net.PacketConn
 }
 
-// listenTLS opens the HTTPS sockets the config asks for.
-func (s *Server) listenTLS() (net.Listener, net.PacketConn, error) {
-	if s.cfg.TLS.Listen == "" {
-		return nil, nil, nil
-	}
-	ln, err := net.Listen("tcp", s.cfg.TLS.Listen)
+// ListenHTTPS binds addr over TCP and, with http3, the same port over
+// UDP (clients try h3 where Alt-Svc said h2 was). Port 0 picks a port
+// free for both.
+func ListenHTTPS(addr string, http3 bool) (net.Listener, net.PacketConn, error) {
+	_, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, nil, fmt.Errorf("tls listen: %w", err)
 	}
-	if !s.cfg.TLS.HTTP3 {
-		return ln, nil, nil
-	}
-	// The same port over UDP: clients try h3 where Alt-Svc said h2 was.
-	pc, err := net.ListenPacket("udp", ln.Addr().String())
-	if err != nil {
+	for range 10 {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("tls listen: %w", err)
+		}
+		if !http3 {
+			return ln, nil, nil
+		}
+		pc, err := net.ListenPacket("udp", ln.Addr().String())
+		if err == nil {
+			return ln, pc, nil
+		}
 		ln.Close()
-		return nil, nil, fmt.Errorf("http3 listen: %w", err)
+		if port != "0" {
+			return nil, nil, fmt.Errorf("http3 listen: %w", err)
+		}
 	}
-	return ln, pc, nil
+	return nil, nil, fmt.Errorf("tls listen %s: no port free over both TCP and UDP", addr)
 }
 
 // newCertManager builds the certificate manager, when HTTPS is on.

@@ -35,19 +35,11 @@ type tlsEdge struct {
 // listenTCPUDP opens TCP and UDP sockets on one free loopback port.
 func listenTCPUDP(t *testing.T) (net.Listener, net.PacketConn) {
 	t.Helper()
-	for range 20 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		pc, err := net.ListenPacket("udp", ln.Addr().String())
-		if err == nil {
-			return ln, pc
-		}
-		ln.Close() // the UDP port was taken: try another
+	ln, pc, err := ListenHTTPS("127.0.0.1:0", true)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no port free for both TCP and UDP")
-	return nil, nil
+	return ln, pc
 }
 
 // startTLSEdge runs an edge whose site "www.example.test" (and
@@ -70,11 +62,6 @@ func startTLSEdge(t *testing.T, originURL string, mutate func(*Config)) *tlsEdge
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	reg := prometheus.NewRegistry()
-	srv, err := New(cfg, Deps{Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})), Registry: reg})
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		t.Fatal(err)
@@ -83,9 +70,24 @@ func startTLSEdge(t *testing.T, originURL string, mutate func(*Config)) *tlsEdge
 		udp.Close()
 		udp = nil
 	}
+	e := runTLSEdge(t, cfg, Listeners{HTTP: ln, HTTPS: tcp, QUIC: udp})
+	if ca := e.srv.certs.DevCA(); ca != nil {
+		e.roots = ca.Pool()
+	}
+	return e
+}
+
+// runTLSEdge serves cfg on l until the test ends (or stop).
+func runTLSEdge(t *testing.T, cfg Config, l Listeners) *tlsEdge {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	srv, err := New(cfg, Deps{Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn})), Registry: reg})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- srv.ServeListeners(ctx, Listeners{HTTP: ln, HTTPS: tcp, QUIC: udp}) }()
+	go func() { done <- srv.ServeListeners(ctx, l) }()
 	stop := sync.OnceFunc(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -94,14 +96,11 @@ func startTLSEdge(t *testing.T, originURL string, mutate func(*Config)) *tlsEdge
 	})
 	t.Cleanup(stop)
 	e := &tlsEdge{
-		testEdge:  &testEdge{URL: "http://" + ln.Addr().String(), Reg: reg, stop: stop},
-		httpsAddr: tcp.Addr().String(),
+		testEdge:  &testEdge{URL: "http://" + l.HTTP.Addr().String(), Reg: reg, stop: stop},
+		httpsAddr: l.HTTPS.Addr().String(),
 		srv:       srv,
 	}
 	_, e.port, _ = net.SplitHostPort(e.httpsAddr)
-	if ca := srv.certs.DevCA(); ca != nil {
-		e.roots = ca.Pool()
-	}
 	return e
 }
 

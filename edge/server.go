@@ -12,7 +12,6 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
-	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -176,25 +175,26 @@ func (s *Server) Handler() http.Handler { return s.handler }
 func (s *Server) Run(ctx context.Context) error {
 	var l Listeners
 	var err error
-	closeAll := func() {
-		for _, c := range []io.Closer{l.HTTP, l.Admin, l.HTTPS, l.QUIC} {
-			if c != nil && !reflect.ValueOf(c).IsNil() {
+	fail := func(err error) error { // close what was opened before err
+		for _, c := range []io.Closer{l.HTTP, l.Admin} {
+			if c != nil {
 				c.Close()
 			}
 		}
+		return err
 	}
 	if l.HTTP, err = net.Listen("tcp", s.cfg.Listen); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	if s.cfg.AdminListen != "" {
 		if l.Admin, err = net.Listen("tcp", s.cfg.AdminListen); err != nil {
-			closeAll()
-			return fmt.Errorf("admin listen: %w", err)
+			return fail(fmt.Errorf("admin listen: %w", err))
 		}
 	}
-	if l.HTTPS, l.QUIC, err = s.listenTLS(); err != nil {
-		closeAll()
-		return err
+	if s.cfg.TLS.Listen != "" {
+		if l.HTTPS, l.QUIC, err = ListenHTTPS(s.cfg.TLS.Listen, s.cfg.TLS.HTTP3); err != nil {
+			return fail(err)
+		}
 	}
 	return s.ServeListeners(ctx, l)
 }

@@ -230,7 +230,7 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		tln, pc, err := listenTCPUDP(net.JoinHostPort(e.ip, httpsPort))
+		tln, pc, err := edge.ListenHTTPS(net.JoinHostPort(e.ip, httpsPort), true)
 		if err != nil {
 			return err
 		}
@@ -272,26 +272,6 @@ func writeJSON(path string, v any) error {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	return os.Rename(tmp, path)
-}
-
-// listenTCPUDP binds addr over TCP and the same port over UDP (HTTPS and
-// HTTP/3); port 0 picks one free for both.
-func listenTCPUDP(addr string) (net.Listener, net.PacketConn, error) {
-	for range 10 {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return nil, nil, fmt.Errorf("listen: %w", err)
-		}
-		pc, err := net.ListenPacket("udp", ln.Addr().String())
-		if err == nil {
-			return ln, pc, nil
-		}
-		ln.Close()
-		if _, port, _ := net.SplitHostPort(addr); port != "0" {
-			return nil, nil, fmt.Errorf("listen udp: %w", err)
-		}
-	}
-	return nil, nil, fmt.Errorf("listen %s: no port free over both TCP and UDP", addr)
 }
 
 // pickPort turns port 0 in addr into a free port: the embedded NATS server

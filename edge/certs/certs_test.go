@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -137,7 +139,9 @@ func TestFilesReloaded(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(c1, k1)
-	m, err := New(Config{Storage: filepath.Join(dir, "storage"), FileCheck: 20 * time.Millisecond})
+	var logs lockedBuffer
+	m, err := New(Config{Storage: filepath.Join(dir, "storage"), FileCheck: 20 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,9 +184,32 @@ func TestFilesReloaded(t *testing.T) {
 	second, _ := handshake(addr, "files.test", ca.Pool())
 
 	write([]byte("garbage"), k2) // a broken pair: the loaded one stays
-	time.Sleep(200 * time.Millisecond)
+	for deadline := time.Now().Add(5 * time.Second); !strings.Contains(logs.String(), "not reloaded"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the broken files were not tried within 5s; log:\n%s", logs.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	got, err := handshake(addr, "files.test", ca.Pool())
 	if err != nil || got.SerialNumber.Cmp(second.SerialNumber) != 0 {
 		t.Errorf("after broken files: %v, want the certificate loaded before", err)
 	}
+}
+
+// lockedBuffer is a log sink safe for the manager's goroutine and the test.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }

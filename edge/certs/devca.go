@@ -106,23 +106,12 @@ func createDevCA(dir string) error {
 	}
 	body := append(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
 		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})...)
-	tmp, err := os.CreateTemp(dir, ".ca-*.key")
+	tmp, err := writeTemp(dir, ".ca-*.key", body, 0o600)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(body); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Link(tmp.Name(), filepath.Join(dir, CAKeyFile)); err != nil && !errors.Is(err, os.ErrExist) {
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, filepath.Join(dir, CAKeyFile)); err != nil && !errors.Is(err, os.ErrExist) {
 		return err
 	}
 	return nil
@@ -255,21 +244,33 @@ func randomSerial() (*big.Int, error) {
 
 // writeFileAtomic replaces path with b, whole or not at all.
 func writeFileAtomic(path string, b []byte, perm os.FileMode) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
+	tmp, err := writeTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*", b, perm)
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return err
+	defer os.Remove(tmp)
+	return os.Rename(tmp, path)
+}
+
+// writeTemp writes b, synced, to a new file in dir and returns its path.
+func writeTemp(dir, pattern string, b []byte, perm os.FileMode) (string, error) {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return "", err
 	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Chmod(perm)
 	}
-	if err := tmp.Close(); err != nil {
-		return err
+	if err == nil {
+		err = f.Sync()
 	}
-	return os.Rename(tmp.Name(), path)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
 }
