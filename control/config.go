@@ -25,6 +25,24 @@ type Config struct {
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
 	// Purges bounds the purge log.
 	Purges PurgeConfig `yaml:"purges"`
+	// Releases bounds pushed releases.
+	Releases ReleasesConfig `yaml:"releases"`
+}
+
+// ReleasesConfig bounds pushed content and says when it is collected.
+type ReleasesConfig struct {
+	// MaxBlobBytes bounds one pushed file. Default 1GiB.
+	MaxBlobBytes int64 `yaml:"max_blob_bytes"`
+	// Retain is how many releases of a site are kept besides the live one
+	// (rollback targets). Default 10.
+	Retain int `yaml:"retain"`
+	// GCInterval is how often old releases and unreferenced blobs are
+	// collected. Default 10m.
+	GCInterval time.Duration `yaml:"gc_interval"`
+	// GCGrace keeps an unreferenced blob at least this long after it was
+	// stored, and every unreferenced blob while a push started within it,
+	// so a push in progress does not lose what it uploaded. Default 1h.
+	GCGrace time.Duration `yaml:"gc_grace"`
 }
 
 // PurgeConfig bounds the purge log (a JetStream stream). An edge away for
@@ -80,6 +98,7 @@ func DefaultConfig() Config {
 		Health: HealthConfig{Interval: 2 * time.Second, Timeout: time.Second, HeartbeatTimeout: 6 * time.Second,
 			FailAfter: 2, RecoverAfter: 2},
 		MaxBodyBytes: 1 << 20,
+		Releases:     ReleasesConfig{MaxBlobBytes: 1 << 30, Retain: 10, GCInterval: 10 * time.Minute, GCGrace: time.Hour},
 	}
 }
 
@@ -105,5 +124,9 @@ func (c Config) Validate() error {
 		"purges: retention, max_purges and idempotency_window must be >= 0 (0: the default)")
 	check(c.Purges.IdempotencyWindow == 0 || c.Purges.IdempotencyWindow >= 100*time.Millisecond,
 		"purges.idempotency_window must be at least 100ms, got %s", c.Purges.IdempotencyWindow)
+	check(c.Releases.MaxBlobBytes > 0, "releases.max_blob_bytes must be > 0, got %d", c.Releases.MaxBlobBytes)
+	check(c.Releases.Retain >= 0, "releases.retain must be >= 0, got %d", c.Releases.Retain)
+	check(c.Releases.GCInterval > 0, "releases.gc_interval must be > 0, got %s", c.Releases.GCInterval)
+	check(c.Releases.GCGrace >= 0, "releases.gc_grace must be >= 0, got %s", c.Releases.GCGrace)
 	return errors.Join(errs...)
 }

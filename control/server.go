@@ -141,7 +141,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return err // creates the certificates bucket with the cluster's replicas
 	}
 	progress := api.NewProgress()
-	a := api.New(store, progress, s.log, s.now, s.cfg.MaxBodyBytes)
+	a := api.New(store, progress, s.log, s.now, s.cfg.MaxBodyBytes, s.cfg.Releases.MaxBlobBytes)
 	a.Requests = api.NewRequestsMetric()
 	s.reg.MustRegister(a.Requests)
 	apiReady.Store(a)
@@ -151,6 +151,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { checks.run(ctx) })
 	wg.Go(func() { s.watchPurgeReports(ctx, store, progress) })
+	wg.Go(func() { s.collectReleases(ctx, store) })
 	s.ready.Store(true)
 	s.log.Info("control ready", "api", "http://"+ln.Addr().String(), "nats", joined)
 	select {

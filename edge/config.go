@@ -95,6 +95,12 @@ type ControlConfig struct {
 	// applies the purges it missed. Past it, the edge turns ready anyway:
 	// NATS may be down, and stale is better than nothing. Default 10s.
 	PurgeCatchUp time.Duration `yaml:"purge_catch_up"`
+	// PinnedMax bounds the disk space of pushed releases (under
+	// cache.dir/pinned); a release that would not fit is not switched to,
+	// and the edge reports why. 0: only the disk bounds it.
+	PinnedMax config.Size `yaml:"pinned_max"`
+	// ReleaseFetchers bounds pushed blobs fetched at once. Default 8.
+	ReleaseFetchers int `yaml:"release_fetchers"`
 }
 
 func (c *ControlConfig) validate() error {
@@ -107,6 +113,9 @@ func (c *ControlConfig) validate() error {
 	}
 	if c.Capacity < 0 {
 		errs = append(errs, fmt.Errorf("capacity: must be >= 0, got %g", c.Capacity))
+	}
+	if c.PinnedMax < 0 || c.ReleaseFetchers < 0 {
+		errs = append(errs, errors.New("pinned_max and release_fetchers: must be >= 0"))
 	}
 	if c.PurgeCatchUp < 0 {
 		errs = append(errs, fmt.Errorf("purge_catch_up: must be >= 0, got %s", c.PurgeCatchUp))
@@ -265,6 +274,10 @@ type SiteConfig struct {
 	HTTPSRedirect bool `yaml:"https_redirect"`
 	// HSTS is the Strict-Transport-Security sent over HTTPS; zero sends none.
 	HSTS HSTSConfig `yaml:"hsts"`
+	// PushOnly serves only pushed releases: a path not in the live
+	// release gets the release's 404 page, never the origin (which may
+	// then be empty).
+	PushOnly bool `yaml:"push_only"`
 }
 
 // HSTSConfig is a site's Strict-Transport-Security (RFC 6797).
@@ -397,6 +410,9 @@ func (s SiteConfig) validate() error {
 		field := "origin"
 		if i > 0 {
 			field = fmt.Sprintf("fallback_origins[%d]", i-1)
+		}
+		if i == 0 && o == "" && s.PushOnly {
+			continue // a push-only site needs no origin
 		}
 		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			errs = append(errs, fmt.Errorf("%s must be an http(s) URL, got %q", field, o))

@@ -40,7 +40,8 @@ func siteConfig(s state.Site) SiteConfig {
 			VersionParam: s.CacheKey.VersionParam, Version: s.CacheKey.Version,
 		},
 		TLS: certs.Mode(s.TLS), CertFile: s.CertFile, KeyFile: s.KeyFile, HTTPSRedirect: s.HTTPSRedirect,
-		HSTS: HSTSConfig{MaxAge: time.Duration(s.HSTS.MaxAge), IncludeSubdomains: s.HSTS.IncludeSubdomains, Preload: s.HSTS.Preload},
+		HSTS:     HSTSConfig{MaxAge: time.Duration(s.HSTS.MaxAge), IncludeSubdomains: s.HSTS.IncludeSubdomains, Preload: s.HSTS.Preload},
+		PushOnly: s.PushOnly,
 	}
 }
 
@@ -132,6 +133,9 @@ func (s *Server) followControl(ctx context.Context) {
 			var linked sync.WaitGroup
 			linked.Go(func() { s.heartbeat(hbCtx, store) })
 			linked.Go(func() { s.followPurges(hbCtx, store) })
+			if s.releases != nil {
+				linked.Go(func() { s.releases.Run(hbCtx, store) })
+			}
 			watchCtx, stopWatch := context.WithCancel(ctx)
 			go func() {
 				select {
@@ -161,6 +165,9 @@ func (s *Server) followControl(ctx context.Context) {
 		if !down {
 			down = true
 			s.log.Warn("control link down; serving the last sites, retrying", "err", err)
+			if s.releases != nil {
+				s.releases.Unreachable()
+			}
 		}
 		if !backoff.Wait(ctx) {
 			return

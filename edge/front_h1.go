@@ -62,8 +62,8 @@ func (h *Handler) serveH1Hit(ctx *fasthttp.RequestCtx) bool {
 		return false
 	}
 	secure := ctx.IsTLS()
-	if s.httpsRedirect && !secure {
-		return false
+	if s.httpsRedirect && !secure || s.pushOnly || s.release.Load() != nil {
+		return false // pushed content answers before the cache
 	}
 	uri := ctx.URI()
 	path := uri.PathOriginal()

@@ -58,6 +58,11 @@ type Handler struct {
 	gen    atomic.Uint64 // Vary index generations
 	inval  atomic.Uint64 // invalidations so far; see cache.Entry.Invalidated
 
+	// pinned holds pushed blobs and pushed each push site's live
+	// release; pinned is nil without a control link.
+	pinned *cache.Pinned
+	pushed pushedReleases
+
 	// certs answers ACME http-01 challenges; nil without HTTPS.
 	certs *certs.Manager
 	// altSvc advertises HTTP/3 on HTTPS responses; nil without it.
@@ -68,7 +73,7 @@ type Handler struct {
 	// Cache-Status values prepared once (RFC 9211).
 	statusHit, statusStale, statusMiss, statusMissStored, statusCollapsed []string
 	statusRevalidated, statusStaleError, statusPass, statusMethod         []string
-	statusRangePass                                                       []string
+	statusRangePass, statusPushed                                         []string
 }
 
 // outcome is what a request step reports for metrics and the access log.
@@ -98,6 +103,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out = h.fail(w, r, errUnknownHost)
 	case r.Method == http.MethodGet || r.Method == http.MethodHead:
 		out = h.serveCacheable(w, r, s, start)
+	case s.pushOnly:
+		out = h.methodNotAllowed(w)
 	default:
 		out = h.pass(w, r, s)
 	}
@@ -110,6 +117,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // serveCacheable answers a GET or HEAD: from the cache when it can, else
 // through a coalesced fill.
 func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, s *site, now time.Time) outcome {
+	if x := s.release.Load(); x != nil || s.pushOnly {
+		if out, ok := h.servePushed(w, r, s, x, now); ok {
+			return out
+		}
+	}
 	var reqCC freshness.Directives
 	if len(r.Header["Cache-Control"]) > 0 {
 		reqCC = freshness.ParseHeader(r.Header, "Cache-Control")

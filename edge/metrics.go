@@ -18,10 +18,11 @@ const (
 	resultMiss                      // fetched from the origin
 	resultPass                      // not cacheable: passed to the origin
 	resultError                     // answered with an error status
+	resultPushed                    // served from a pushed release
 	numResults
 )
 
-var resultNames = [numResults]string{"hit", "stale", "revalidated", "miss", "pass", "error"}
+var resultNames = [numResults]string{"hit", "stale", "revalidated", "miss", "pass", "error", "pushed"}
 
 func (r result) String() string { return resultNames[r] }
 

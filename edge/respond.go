@@ -29,7 +29,9 @@ var (
 func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *cache.Entry, status []string, res result, now time.Time) outcome {
 	hdr := w.Header()
 	maps.Copy(hdr, e.Header)
-	hdr["Age"] = ageHeader(e.Meta.Age(now))
+	if !e.Meta.ResponseTime.IsZero() { // pushed content has no age
+		hdr["Age"] = ageHeader(e.Meta.Age(now))
+	}
 	hdr["Cache-Status"] = status
 	if e.Status == http.StatusOK && hasValidators(r.Header) {
 		return h.serveContent(w, r, e, res)

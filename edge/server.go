@@ -22,6 +22,7 @@ import (
 	"github.com/selfcdn/cdn/edge/certs"
 	"github.com/selfcdn/cdn/edge/fill"
 	"github.com/selfcdn/cdn/edge/purgesync"
+	"github.com/selfcdn/cdn/edge/release"
 	"github.com/selfcdn/cdn/internal/deps"
 	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
 	"github.com/selfcdn/cdn/origin"
@@ -45,6 +46,9 @@ type Server struct {
 	ready   atomic.Bool
 	// purges follows the purge log; nil without a control link.
 	purges *purgesync.Follower
+	// releases keeps pushed releases; nil without a control link and a
+	// cache dir.
+	releases *release.Syncer
 	// sitesLoaded is set once an edge with a control link has sites (from
 	// control or from the copy on disk); it is not ready before.
 	sitesLoaded atomic.Bool
@@ -148,6 +152,20 @@ func New(cfg Config, d Deps) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open the purge log: %w", err)
 		}
+		if dir == "" {
+			log.Warn("no cache.dir: pushed releases are not served")
+		} else {
+			pinned, err := cache.OpenPinned(filepath.Join(dir, "pinned"), int64(cfg.Control.PinnedMax), reg)
+			if err != nil {
+				return nil, err
+			}
+			h.pinned = pinned
+			s.releases = release.NewSyncer(release.Config{
+				Edge: cfg.Name, Dir: filepath.Join(dir, "releases"), Fetchers: cfg.Control.ReleaseFetchers,
+				Apply: h.setRelease, Log: log,
+			}, pinned, reg)
+			s.releases.Load()
+		}
 	}
 	built = true
 	return s, nil
@@ -166,6 +184,7 @@ func (h *Handler) prepareStatus() {
 	h.statusPass = v(`fwd=uri-miss; detail="not-storable"`)
 	h.statusMethod = v("fwd=method")
 	h.statusRangePass = v(`fwd=uri-miss; detail="range-from-origin"`)
+	h.statusPushed = v(`hit; detail="pushed"`)
 }
 
 // Handler returns the request path, for tests and embedding.
@@ -389,7 +408,7 @@ func (s *Server) adminMux() *http.ServeMux {
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !s.ready.Load() || (s.cfg.Control != nil && (!s.sitesLoaded.Load() || !s.purgesCaughtUp())) {
+		if !s.ready.Load() || (s.cfg.Control != nil && (!s.sitesLoaded.Load() || !s.purgesCaughtUp() || !s.releasesSettled())) {
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
 		}
@@ -397,6 +416,11 @@ func (s *Server) adminMux() *http.ServeMux {
 	})
 	return mux
 }
+
+// releasesSettled reports whether every push site serves the release
+// control names: a new or returning edge syncs them before it takes
+// clients.
+func (s *Server) releasesSettled() bool { return s.releases == nil || s.releases.Settled() }
 
 // purgesCaughtUp reports whether the edge applied the purges it missed
 // while away, or has waited long enough for them.

@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"sync/atomic"
 
 	"github.com/selfcdn/cdn/edge/cachekey"
 	"github.com/selfcdn/cdn/edge/freshness"
+	"github.com/selfcdn/cdn/edge/release"
 	"github.com/selfcdn/cdn/edge/routing"
 	"github.com/selfcdn/cdn/purge"
 )
@@ -32,6 +34,10 @@ type site struct {
 	// Strict-Transport-Security value for HTTPS responses (nil: none).
 	httpsRedirect bool
 	hsts          []string
+	// release is the site's live pushed release (nil: none), shared by
+	// every rebuild of the site; pushOnly never goes to the origin.
+	release  *atomic.Pointer[release.Index]
+	pushOnly bool
 }
 
 // originTarget is one fallback origin: its base URL and the Host to send.
@@ -39,7 +45,7 @@ type originTarget struct{ prefix, host string }
 
 // useSites builds the routes for sites and swaps them in.
 func (h *Handler) useSites(sites []SiteConfig) error {
-	routes, err := buildRoutes(sites, h.metrics, h.purges)
+	routes, err := buildRoutes(sites, h.metrics, h.purges, h.pushed.holder)
 	if err != nil {
 		return err
 	}
@@ -62,7 +68,7 @@ func (h *Handler) siteKeyRules(name string) cachekey.Rules {
 }
 
 // buildRoutes turns the configured sites into a routing table.
-func buildRoutes(sites []SiteConfig, m *metrics, purges *purge.Table) (*routing.Table[site], error) {
+func buildRoutes(sites []SiteConfig, m *metrics, purges *purge.Table, releases func(string) *atomic.Pointer[release.Index]) (*routing.Table[site], error) {
 	var routes []routing.Route[site]
 	for _, sc := range sites {
 		u, err := url.Parse(sc.Origin)
@@ -80,6 +86,8 @@ func buildRoutes(sites []SiteConfig, m *metrics, purges *purge.Table) (*routing.
 			// Without a certificate mode there is no HTTPS to send anyone to.
 			httpsRedirect: sc.HTTPSRedirect && sc.TLS != "",
 			hsts:          sc.HSTS.header(),
+			release:       releases(sc.Name),
+			pushOnly:      sc.PushOnly,
 		}
 		switch sc.OriginHost {
 		case "":

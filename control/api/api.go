@@ -41,6 +41,7 @@ type Store interface {
 	DeleteToken(ctx context.Context, id string) error
 	PublishPurge(ctx context.Context, site, idempotencyKey string, data []byte) (uint64, bool, error)
 	Purge(ctx context.Context, version uint64) (state.Purge, error)
+	ReleaseStore
 }
 
 // API serves the control HTTP API.
@@ -49,6 +50,8 @@ type API struct {
 	log     *slog.Logger
 	now     func() time.Time
 	maxBody int64
+	// maxBlob bounds one pushed blob.
+	maxBlob int64
 	mux     *http.ServeMux
 	routes  []string // "METHOD /path", as openapi.yaml lists them
 	// progress is the edges' purge reports, for ?wait.
@@ -64,11 +67,12 @@ func NewRequestsMetric() *prometheus.CounterVec {
 	}, []string{"route", "code"})
 }
 
-// New returns the API over store. maxBody bounds request bodies; progress
-// is fed the edges' purge reports by the caller.
-func New(store Store, progress *Progress, log *slog.Logger, now func() time.Time, maxBody int64) *API {
-	a := &API{store: store, progress: progress, log: log, now: now, maxBody: maxBody, mux: http.NewServeMux()}
+// New returns the API over store. maxBody bounds request bodies, maxBlob
+// one pushed blob; progress is fed the edges' purge reports by the caller.
+func New(store Store, progress *Progress, log *slog.Logger, now func() time.Time, maxBody, maxBlob int64) *API {
+	a := &API{store: store, progress: progress, log: log, now: now, maxBody: maxBody, maxBlob: maxBlob, mux: http.NewServeMux()}
 	read := []string{ScopeRead}
+	pusher := []string{"push:{site}"}
 	a.handle("GET /v1/sites", read, a.listSites)
 	a.handle("POST /v1/sites", nil, a.createSite)
 	a.handle("GET /v1/sites/{site}", read, a.getSite)
@@ -82,6 +86,12 @@ func New(store Store, progress *Progress, log *slog.Logger, now func() time.Time
 	a.handle("POST /v1/edges/{edge}/undrain", nil, a.drain(false))
 	a.handle("POST /v1/sites/{site}/purge", []string{"purge:{site}"}, a.purge)
 	a.handle("GET /v1/purges/{version}", []string{ScopeRead, scopeAnyPurge}, a.purgeStatus)
+	a.handleWith("POST /v1/sites/{site}/blobs/missing", pusher, maxManifestBody, a.missingBlobs)
+	a.handleWith("PUT /v1/sites/{site}/blobs/{hash}", pusher, maxBlob, a.putBlob)
+	a.handleWith("POST /v1/sites/{site}/releases", pusher, maxManifestBody, a.createRelease)
+	a.handle("GET /v1/sites/{site}/releases", read, a.listReleases)
+	a.handle("GET /v1/sites/{site}/releases/{n}", read, a.releaseStatus)
+	a.handle("POST /v1/sites/{site}/releases/{n}/activate", pusher, a.activate)
 	a.handle("GET /v1/tokens", nil, a.listTokens)
 	a.handle("POST /v1/tokens", nil, a.createToken)
 	a.handle("DELETE /v1/tokens/{id}", nil, a.deleteToken)
@@ -96,6 +106,11 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTT
 // handle registers an endpoint that needs a token with one of scopes (nil:
 // admin only). A GET of one site also admits that site's own scopes.
 func (a *API) handle(pattern string, scopes []string, h func(http.ResponseWriter, *http.Request) error) {
+	a.handleWith(pattern, scopes, a.maxBody, h)
+}
+
+// handleWith is handle with its own bound on the request body.
+func (a *API) handleWith(pattern string, scopes []string, maxBody int64, h func(http.ResponseWriter, *http.Request) error) {
 	a.routes = append(a.routes, pattern)
 	a.mux.HandleFunc(pattern, func(rw http.ResponseWriter, r *http.Request) {
 		w := &httpstats.Writer{ResponseWriter: rw}
@@ -124,7 +139,7 @@ func (a *API) handle(pattern string, scopes []string, h func(http.ResponseWriter
 			writeError(w, http.StatusForbidden, "forbidden", "this token may not "+r.Method+" "+r.URL.Path)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, a.maxBody)
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		r = r.WithContext(context.WithValue(r.Context(), tokenKey{}, t))
 		if err := h(w, r); err != nil {
 			a.fail(w, r, err)
@@ -139,7 +154,10 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var field *state.FieldError
 	var purgeField *purge.FieldError
 	var conflicting *conflict
+	var collected *gone
 	switch {
+	case errors.As(err, &collected):
+		writeError(w, http.StatusGone, "gone", err.Error())
 	case errors.Is(err, purge.ErrTooLarge):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
 	case errors.As(err, &purgeField):

@@ -34,7 +34,7 @@ func startAPI(t *testing.T) *testAPI {
 	}
 	clock := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
 	ta := &testAPI{store: store, clock: &clock, progress: NewProgress(), nats: srv}
-	h := httptest.NewServer(New(store, ta.progress, slog.New(slog.DiscardHandler), func() time.Time { return *ta.clock }, 4096))
+	h := httptest.NewServer(New(store, ta.progress, slog.New(slog.DiscardHandler), func() time.Time { return *ta.clock }, 4096, 1<<20))
 	t.Cleanup(h.Close)
 	ta.url = h.URL
 	return ta
@@ -208,7 +208,7 @@ func TestOpenAPIListsEveryRoute(t *testing.T) {
 			}
 		}
 	}
-	a := New(nil, nil, slog.New(slog.DiscardHandler), time.Now, 1)
+	a := New(nil, nil, slog.New(slog.DiscardHandler), time.Now, 1, 1)
 	for _, route := range a.routes {
 		if !documented[route] {
 			t.Errorf("route %s is not in openapi.yaml", route)

@@ -191,7 +191,16 @@ var errOtherKey = errors.New("object file holds another key")
 const maxSmallOverhead = 8 << 10
 
 func (d *Disk) read(hash uint64, key string, inlineMax int64) (*Entry, error) {
-	f, err := os.Open(d.path(hash))
+	return readObjectFile(d.path(hash), key, inlineMax, func() {
+		d.dropCorrupt(hash, key, errors.New("body block checksum mismatch"))
+	})
+}
+
+// readObjectFile reads the object file at path, which must hold key: a
+// body up to inlineMax whole (verified), a larger one left on disk,
+// verified as it streams; a block that fails calls onCorrupt.
+func readObjectFile(path, key string, inlineMax int64, onCorrupt func()) (*Entry, error) {
+	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
@@ -267,8 +276,7 @@ func (d *Disk) read(hash uint64, key string, inlineMax int64) (*Entry, error) {
 		return e, nil
 	}
 	keep = true
-	e.Disk = &DiskBody{f: f, off: l.bodyOff(), size: l.bodyLen, sums: sums, bufBlock: -1,
-		onCorrupt: func() { d.dropCorrupt(hash, key, errors.New("body block checksum mismatch")) }}
+	e.Disk = &DiskBody{f: f, off: l.bodyOff(), size: l.bodyLen, sums: sums, bufBlock: -1, onCorrupt: onCorrupt}
 	return e, nil
 }
 

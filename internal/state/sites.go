@@ -42,6 +42,9 @@ type Site struct {
 	HTTPSRedirect bool `json:"https_redirect,omitempty"`
 	// HSTS is the Strict-Transport-Security sent over HTTPS.
 	HSTS HSTS `json:"hsts,omitzero"`
+	// PushOnly serves only pushed releases: paths not in the live release
+	// get its 404 page, never the origin (which may then be empty).
+	PushOnly bool `json:"push_only,omitempty"`
 }
 
 // HSTS is a site's Strict-Transport-Security (RFC 6797); zero sends none.
@@ -123,6 +126,9 @@ func (s Site) Validate() error {
 		field := "origin"
 		if i > 0 {
 			field = fmt.Sprintf("fallback_origins[%d]", i-1)
+		}
+		if i == 0 && o == "" && s.PushOnly {
+			continue // a push-only site needs no origin
 		}
 		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" {
 			bad(field, "must be an http or https URL with a host and no query, got %q", o)

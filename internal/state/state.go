@@ -48,6 +48,9 @@ type Store struct {
 	js                                  jetstream.JetStream
 	sites, edges, status, tkns, applied jetstream.KeyValue
 	purges                              jetstream.Stream
+	// Push releases (releases.go).
+	releases, live, edgeRel jetstream.KeyValue
+	blobs                   jetstream.ObjectStore
 }
 
 // Open creates (or binds to) the buckets. Safe to call from every process:
@@ -69,6 +72,9 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		{&s.status, EdgeStatusBucket, 1},
 		{&s.tkns, TokensBucket, 1},
 		{&s.applied, PurgeAppliedBucket, 1},
+		{&s.releases, ReleasesBucket, 1},
+		{&s.live, LiveBucket, 1},
+		{&s.edgeRel, EdgeReleasesBucket, 1},
 	} {
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b.name, History: b.history, Replicas: replicas})
 		if err != nil {
@@ -78,6 +84,9 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	}
 	if s.purges, err = js.CreateOrUpdateStream(ctx, purgeStreamConfig(opts)); err != nil {
 		return nil, fmt.Errorf("open stream %s: %w", PurgeStream, err)
+	}
+	if err := openReleaseStores(ctx, js, replicas, s); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -94,7 +103,7 @@ func Bind(ctx context.Context, nc *nats.Conn) (*Store, error) {
 		kv   *jetstream.KeyValue
 		name string
 	}{{&s.sites, SitesBucket}, {&s.edges, EdgesBucket}, {&s.status, EdgeStatusBucket}, {&s.tkns, TokensBucket},
-		{&s.applied, PurgeAppliedBucket}} {
+		{&s.applied, PurgeAppliedBucket}, {&s.releases, ReleasesBucket}, {&s.live, LiveBucket}, {&s.edgeRel, EdgeReleasesBucket}} {
 		kv, err := js.KeyValue(ctx, b.name)
 		if err != nil {
 			return nil, fmt.Errorf("bind bucket %s: %w", b.name, err)
@@ -103,6 +112,9 @@ func Bind(ctx context.Context, nc *nats.Conn) (*Store, error) {
 	}
 	if s.purges, err = js.Stream(ctx, PurgeStream); err != nil {
 		return nil, fmt.Errorf("bind stream %s: %w", PurgeStream, err)
+	}
+	if err := bindReleaseStores(ctx, js, s); err != nil {
+		return nil, err
 	}
 	return s, nil
 }

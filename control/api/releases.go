@@ -1,0 +1,381 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/selfcdn/cdn/internal/state"
+	"github.com/selfcdn/cdn/push"
+)
+
+// Push releases. A push asks which blobs control lacks, uploads them one
+// by one (each checked against its hash), then commits the manifest: only
+// when every blob it names is stored does the release exist, and only then
+// is the site switched to it, by one write that every edge follows.
+
+// ReleaseStore is the part of the shared state releases use.
+type ReleaseStore interface {
+	Blob(ctx context.Context, hash string) (state.BlobInfo, error)
+	PutBlob(ctx context.Context, hash string, r io.Reader) (int64, bool, error)
+	OpenBlob(ctx context.Context, hash string) (io.ReadCloser, int64, error)
+	CreateRelease(ctx context.Context, r state.Release) (state.Release, error)
+	Release(ctx context.Context, site string, n uint64) (state.Release, error)
+	Releases(ctx context.Context, site string) ([]state.Release, error)
+	SetLive(ctx context.Context, l state.Live) error
+	Live(ctx context.Context, site string) (state.Live, error)
+	EdgeReleases(ctx context.Context) ([]state.EdgeReleases, error)
+	TouchPush(ctx context.Context) error
+}
+
+// Limits of the push endpoints' bodies.
+const (
+	maxManifestBody = 128 << 20
+	blobCheckers    = 16 // blobs looked up at once
+)
+
+// missingBlobs answers which of the named blobs control lacks.
+func (a *API) missingBlobs(w http.ResponseWriter, r *http.Request) error {
+	if _, err := a.pushSite(r); err != nil {
+		return err
+	}
+	var q push.Missing
+	if err := decode(r, &q); err != nil {
+		return err
+	}
+	if len(q.Blobs) > push.MaxMissingQuery {
+		return &badRequest{fmt.Sprintf("blobs: %d named, limit %d per query", len(q.Blobs), push.MaxMissingQuery)}
+	}
+	for _, h := range q.Blobs {
+		if !push.ValidHash(h) {
+			return &badRequest{fmt.Sprintf("blobs: %q is not a SHA-256 in lower-case hex", h)}
+		}
+	}
+	// A push is under way: garbage collection leaves unreferenced blobs
+	// alone for a while, so what this answer calls present stays present.
+	if err := a.store.TouchPush(r.Context()); err != nil {
+		return err
+	}
+	missing, err := a.findMissing(r.Context(), q.Blobs, nil)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, push.Missing{Blobs: missing})
+	return nil
+}
+
+// findMissing returns the hashes (sorted) that are not stored, or that
+// are stored with another size than sizes says.
+func (a *API) findMissing(ctx context.Context, hashes []string, sizes map[string]int64) ([]string, error) {
+	var (
+		mu       sync.Mutex // protects missing and firstErr
+		missing  = []string{}
+		firstErr error
+		wg       sync.WaitGroup
+		next     = make(chan string)
+	)
+	for range min(blobCheckers, len(hashes)) {
+		wg.Go(func() {
+			for h := range next {
+				info, err := a.store.Blob(ctx, h)
+				mu.Lock()
+				switch {
+				case errors.Is(err, state.ErrNotFound):
+					missing = append(missing, h)
+				case err != nil:
+					firstErr = cmpErr(firstErr, err)
+				case sizes != nil && info.Size != sizes[h]:
+					missing = append(missing, h)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	for _, h := range slices.Compact(slices.Sorted(slices.Values(hashes))) {
+		next <- h
+	}
+	close(next)
+	wg.Wait()
+	slices.Sort(missing)
+	return missing, firstErr
+}
+
+func cmpErr(first, err error) error {
+	if first != nil {
+		return first
+	}
+	return err
+}
+
+// putBlob stores one blob, checked against its name as it streams in.
+func (a *API) putBlob(w http.ResponseWriter, r *http.Request) error {
+	if _, err := a.pushSite(r); err != nil {
+		return err
+	}
+	hash := r.PathValue("hash")
+	if !push.ValidHash(hash) {
+		return &badRequest{fmt.Sprintf("%q is not a SHA-256 in lower-case hex", hash)}
+	}
+	size, created, err := a.store.PutBlob(r.Context(), hash, r.Body)
+	if errors.Is(err, state.ErrBlobMismatch) {
+		writeError(w, http.StatusUnprocessableEntity, "hash_mismatch", "the uploaded bytes do not hash to "+hash+"; nothing was stored")
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, push.Blob{Hash: hash, Size: size})
+	return nil
+}
+
+// createRelease commits a manifest as the site's next release and, unless
+// asked not to, switches the site to it.
+func (a *API) createRelease(w http.ResponseWriter, r *http.Request) error {
+	site, err := a.pushSite(r)
+	if err != nil {
+		return err
+	}
+	wait, err := waitParam(r)
+	if err != nil {
+		return err
+	}
+	var c push.Commit
+	if err := decode(r, &c); err != nil {
+		return err
+	}
+	if c.Manifest == nil {
+		return &badRequest{"manifest: required"}
+	}
+	if err := c.Manifest.Validate(); err != nil {
+		return &badRequest{"manifest: " + err.Error()}
+	}
+	if len(c.Message) > 1024 {
+		return &badRequest{"message: longer than 1024 bytes"}
+	}
+	blobs := c.Manifest.Blobs()
+	hashes := make([]string, len(blobs))
+	sizes := make(map[string]int64, len(blobs))
+	for i, b := range blobs {
+		hashes[i], sizes[b.Hash] = b.Hash, b.Size
+	}
+	missing, err := a.findMissing(r.Context(), hashes, sizes)
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{
+			"error":   map[string]string{"code": "missing_blobs", "message": fmt.Sprintf("%d blobs the manifest names are not stored (or differ in size); upload them and commit again; no release was made", len(missing))},
+			"missing": missing,
+		})
+		return nil
+	}
+	body, err := c.Manifest.Encode()
+	if err != nil {
+		return err
+	}
+	manifest := push.HashOf(body)
+	if _, _, err := a.store.PutBlob(r.Context(), manifest, bytes.NewReader(body)); err != nil {
+		return fmt.Errorf("store manifest: %w", err)
+	}
+	var total int64
+	for _, f := range c.Manifest.Files {
+		total += f.Size
+	}
+	rel, err := a.store.CreateRelease(r.Context(), state.Release{
+		Site: site, Manifest: manifest, Files: len(c.Manifest.Files), Bytes: total, Blobs: len(blobs),
+		Created: a.now().UTC(), Message: c.Message,
+	})
+	if err != nil {
+		return err
+	}
+	if c.Activate == nil || *c.Activate {
+		if err := a.store.SetLive(r.Context(), state.Live{Site: site, Release: rel.Number, Manifest: manifest, Since: a.now().UTC()}); err != nil {
+			return err
+		}
+	}
+	a.log.Info("release committed", "site", site, "release", rel.Number, "files", rel.Files, "bytes", rel.Bytes)
+	st, err := a.waitRelease(r.Context(), rel, wait)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", "/v1/sites/"+site+"/releases/"+strconv.FormatUint(rel.Number, 10))
+	writeJSON(w, http.StatusCreated, st)
+	return nil
+}
+
+// listReleases lists a site's releases, newest first, and the live one.
+func (a *API) listReleases(w http.ResponseWriter, r *http.Request) error {
+	site := r.PathValue("site")
+	if _, _, err := a.store.Site(r.Context(), site); err != nil {
+		return err
+	}
+	rels, err := a.store.Releases(r.Context(), site)
+	if err != nil {
+		return err
+	}
+	var live uint64
+	if l, err := a.store.Live(r.Context(), site); err == nil {
+		live = l.Release
+	} else if !errors.Is(err, state.ErrNotFound) {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"site": site, "live": live, "releases": nonNil(rels)})
+	return nil
+}
+
+// releaseStatus answers how far the edges are with a release, waiting
+// (with ?wait=) for every healthy edge to serve it.
+func (a *API) releaseStatus(w http.ResponseWriter, r *http.Request) error {
+	rel, err := a.releaseOf(r)
+	if err != nil {
+		return err
+	}
+	wait, err := waitParam(r)
+	if err != nil {
+		return err
+	}
+	st, err := a.waitRelease(r.Context(), rel, wait)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+// activate switches a site to one of its releases: a deploy held back, or
+// a rollback. The blobs must still be stored (a collected release cannot
+// come back).
+func (a *API) activate(w http.ResponseWriter, r *http.Request) error {
+	if _, err := a.pushSite(r); err != nil {
+		return err
+	}
+	rel, err := a.releaseOf(r)
+	if err != nil {
+		return err
+	}
+	wait, err := waitParam(r)
+	if err != nil {
+		return err
+	}
+	if _, err := a.store.Blob(r.Context(), rel.Manifest); err != nil {
+		if errors.Is(err, state.ErrNotFound) {
+			return &gone{fmt.Sprintf("release %d's manifest is no longer stored", rel.Number)}
+		}
+		return err
+	}
+	if err := a.store.SetLive(r.Context(), state.Live{Site: rel.Site, Release: rel.Number, Manifest: rel.Manifest, Since: a.now().UTC()}); err != nil {
+		return err
+	}
+	a.log.Info("release activated", "site", rel.Site, "release", rel.Number)
+	st, err := a.waitRelease(r.Context(), rel, wait)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, st)
+	return nil
+}
+
+// gone is a request for something that was collected (410).
+type gone struct{ msg string }
+
+func (e *gone) Error() string { return e.msg }
+
+// pushSite returns the request's site, which must exist.
+func (a *API) pushSite(r *http.Request) (string, error) {
+	site := r.PathValue("site")
+	if _, _, err := a.store.Site(r.Context(), site); err != nil {
+		if errors.Is(err, state.ErrNotFound) {
+			return "", fmt.Errorf("site %q: %w", site, err)
+		}
+		return "", err
+	}
+	return site, nil
+}
+
+// releaseOf returns the release the request's path names.
+func (a *API) releaseOf(r *http.Request) (state.Release, error) {
+	n, err := strconv.ParseUint(r.PathValue("n"), 10, 64)
+	if err != nil || n == 0 {
+		return state.Release{}, &badRequest{fmt.Sprintf("release: want a positive number, got %q", r.PathValue("n"))}
+	}
+	rel, err := a.store.Release(r.Context(), r.PathValue("site"), n)
+	if errors.Is(err, state.ErrNotFound) {
+		return rel, fmt.Errorf("release %d of site %s: %w", n, r.PathValue("site"), err)
+	}
+	return rel, err
+}
+
+// releasePoll is how often a wait reads the edges' reports.
+const releasePoll = 200 * time.Millisecond
+
+// waitRelease returns rel's status, waiting up to wait for it to be
+// complete, or for every pending edge to have failed. Edges that are not
+// up are listed but not waited for, as with purges.
+func (a *API) waitRelease(ctx context.Context, rel state.Release, wait time.Duration) (push.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	for {
+		st, err := a.releaseState(context.WithoutCancel(ctx), rel)
+		if err != nil || st.Complete || !st.Live || len(st.Failed) == len(st.Pending) && len(st.Failed) > 0 {
+			return st, err
+		}
+		select {
+		case <-ctx.Done():
+			return st, nil // st says how far it got
+		case <-time.After(releasePoll):
+		}
+	}
+}
+
+// releaseState reads rel's status once.
+func (a *API) releaseState(ctx context.Context, rel state.Release) (push.Status, error) {
+	st := push.Status{Release: rel, Edges: []push.EdgeStatus{}, Pending: []string{}}
+	live, err := a.store.Live(ctx, rel.Site)
+	if err != nil && !errors.Is(err, state.ErrNotFound) {
+		return st, err
+	}
+	st.Live = err == nil && live.Release == rel.Number
+	health, err := a.edgeHealth(ctx)
+	if err != nil {
+		return st, err
+	}
+	reports, err := a.store.EdgeReleases(ctx)
+	if err != nil {
+		return st, err
+	}
+	byEdge := make(map[string]state.SiteRelease, len(reports))
+	for _, rep := range reports {
+		byEdge[rep.Edge] = rep.Sites[rel.Site]
+	}
+	for name, h := range health {
+		sr := byEdge[name]
+		es := push.EdgeStatus{Edge: name, Health: h, Serving: sr.Serving}
+		if sr.Wanted == rel.Number {
+			es.Error = sr.Error
+		}
+		st.Edges = append(st.Edges, es)
+		if h == state.HealthUp && sr.Serving != rel.Number {
+			st.Pending = append(st.Pending, name)
+			if es.Error != "" {
+				st.Failed = append(st.Failed, name)
+			}
+		}
+	}
+	slices.SortFunc(st.Edges, func(x, y push.EdgeStatus) int { return strings.Compare(x.Edge, y.Edge) })
+	slices.Sort(st.Pending)
+	slices.Sort(st.Failed)
+	st.Complete = st.Live && len(st.Pending) == 0
+	return st, nil
+}

@@ -1,0 +1,46 @@
+package push
+
+import "github.com/selfcdn/cdn/internal/state"
+
+// Commit is the body of POST /v1/sites/{site}/releases.
+type Commit struct {
+	Manifest *Manifest `json:"manifest"`
+	// Message is a note kept with the release ("deploy abc123").
+	Message string `json:"message,omitempty"`
+	// Activate switches the site to the release once committed (the
+	// default); false stores it for a later activation.
+	Activate *bool `json:"activate,omitempty"`
+}
+
+// Status is a release and how far the edges are with it, as the API
+// answers about it.
+type Status struct {
+	Release state.Release `json:"release"`
+	// Live says the release is the one the site serves.
+	Live  bool         `json:"live"`
+	Edges []EdgeStatus `json:"edges"`
+	// Pending are the healthy edges not serving the release yet; Failed
+	// those of them that report why they cannot.
+	Pending []string `json:"pending"`
+	Failed  []string `json:"failed,omitempty"`
+	// Complete is set when the release is live and every healthy edge
+	// serves it.
+	Complete bool `json:"complete"`
+}
+
+// EdgeStatus is one edge's state for a release.
+type EdgeStatus struct {
+	Edge    string `json:"edge"`
+	Health  string `json:"health"`
+	Serving uint64 `json:"serving"`
+	Error   string `json:"error,omitempty"`
+}
+
+// Missing is the body of POST /v1/sites/{site}/blobs/missing and of its
+// answer: the blobs asked about, and those control lacks.
+type Missing struct {
+	Blobs []string `json:"blobs"`
+}
+
+// MaxMissingQuery bounds the blobs one missing query names.
+const MaxMissingQuery = 2 * MaxFiles
