@@ -10,6 +10,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/selfcdn/cdn/internal/state"
 	"github.com/selfcdn/cdn/push"
 )
@@ -23,6 +25,10 @@ import (
 
 // collectReleases runs the collection every GCInterval until ctx ends.
 func (s *Server) collectReleases(ctx context.Context, store *state.Store) {
+	collected := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cdn_control_release_gc_total", Help: "Releases and blobs removed by garbage collection.",
+	}, []string{"kind"})
+	s.reg.MustRegister(collected)
 	t := time.NewTicker(s.cfg.Releases.GCInterval)
 	defer t.Stop()
 	for {
@@ -36,6 +42,8 @@ func (s *Server) collectReleases(ctx context.Context, store *state.Store) {
 			s.log.Warn("release garbage collection failed; retrying next round", slog.Any("err", err))
 			continue
 		}
+		collected.WithLabelValues("release").Add(float64(st.Releases))
+		collected.WithLabelValues("blob").Add(float64(st.Blobs))
 		if st.Releases+st.Blobs > 0 {
 			s.log.Info("release garbage collected", slog.Int("releases", st.Releases), slog.Int("blobs", st.Blobs), slog.Int64("bytes", st.Bytes))
 		}

@@ -30,6 +30,9 @@ var commands = []command{
 	{"geodns", "run the authoritative GeoDNS server (nearest healthy edges)", runGeoDNS},
 	{"status", "summarize the network: edges, regions, health (CDN_CONTROL_URL, CDN_TOKEN)", runStatus},
 	{"purge", "purge URLs, prefixes, tags or a site, and wait for the edges (for CI)", runPurge},
+	{"push", "deploy a directory as a site's next release, on every edge at once", runPush},
+	{"releases", "list a site's pushed releases", runReleases},
+	{"rollback", "switch a site to an earlier (or held) release", runRollback},
 	{"up", "run control, origin and edges on this machine, for a first try", runUp},
 }
 

@@ -1,0 +1,432 @@
+package e2e
+
+import (
+	"bytes"
+	"compress/gzip"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/selfcdn/cdn/push"
+)
+
+// pushNet is control and edges as separate cdn processes, with a
+// push-only site "docs" (host docs.test).
+type pushNet struct {
+	dir, control, token, nats string
+	edges                     []*pushEdge
+}
+
+type pushEdge struct {
+	name, http, admin, config string
+	proc                      *proc
+}
+
+func freeAddr(t *testing.T, ip string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func writeFile(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func startPushNet(t *testing.T, edges int) *pushNet {
+	t.Helper()
+	n := &pushNet{dir: t.TempDir()}
+	api, natsAddr := freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.1")
+	n.control, n.nats = "http://"+api, "nats://"+natsAddr
+	cfg := filepath.Join(n.dir, "control.yaml")
+	writeFile(t, cfg, fmt.Sprintf(`listen: %s
+data_dir: %s
+nats: {listen: %s}
+health: {interval: 300ms, timeout: 1s, heartbeat_timeout: 3s, fail_after: 2, recover_after: 1}
+releases: {gc_interval: 1s, gc_grace: 5s, retain: 1}
+`, api, filepath.Join(n.dir, "control"), natsAddr))
+	start(t, "control", "--config", cfg, "--log-level", "warn")
+	waitOK(t, n.control+"/readyz")
+	tok, err := os.ReadFile(filepath.Join(n.dir, "control", "admin-token"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.token = strings.TrimSpace(string(tok))
+	n.api(t, "POST", "/v1/sites", `{"name":"docs","hosts":["docs.test"],"push_only":true}`, http.StatusCreated)
+	for i := range edges {
+		ip := fmt.Sprintf("127.0.0.%d", 2+i)
+		e := &pushEdge{name: fmt.Sprintf("edge-%d", i+1), config: filepath.Join(n.dir, fmt.Sprintf("edge-%d.yaml", i+1))}
+		httpAddr, adminAddr := freeAddr(t, ip), freeAddr(t, ip)
+		e.http, e.admin = "http://"+httpAddr, "http://"+adminAddr
+		writeFile(t, e.config, fmt.Sprintf(`name: %s
+region: r%d
+listen: %s
+admin_listen: %s
+access_log: false
+cache: {memory: 64MiB, dir: %s, disk: 256MiB}
+control: {nats: %s, heartbeat: 300ms, purge_catch_up: 1s}
+`, e.name, i, httpAddr, adminAddr, filepath.Join(n.dir, e.name), n.nats))
+		e.start(t)
+		n.edges = append(n.edges, e)
+	}
+	// Every edge up in control's eyes, so waits count them.
+	waitFor(t, "edges up", func() bool {
+		var out struct{ Edges []struct{ Health string } }
+		n.getJSON(t, "/v1/edges", &out)
+		up := 0
+		for _, e := range out.Edges {
+			if e.Health == "up" {
+				up++
+			}
+		}
+		return up == edges
+	})
+	return n
+}
+
+func (e *pushEdge) start(t *testing.T) {
+	t.Helper()
+	e.proc = start(t, "edge", "--config", e.config, "--log-level", "warn")
+	waitOK(t, e.admin+"/readyz")
+}
+
+func (n *pushNet) api(t *testing.T, method, path, body string, want int) {
+	t.Helper()
+	req, _ := http.NewRequest(method, n.control+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+n.token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != want {
+		t.Fatalf("%s %s: %d %s, want %d", method, path, res.StatusCode, b, want)
+	}
+}
+
+func (n *pushNet) getJSON(t *testing.T, path string, v any) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", n.control+path, nil)
+	req.Header.Set("Authorization", "Bearer "+n.token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	if err := json.NewDecoder(res.Body).Decode(v); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (n *pushNet) client() *push.Client { return &push.Client{BaseURL: n.control, Token: n.token} }
+
+func (n *pushNet) push(t *testing.T, dir string, wait time.Duration) push.Result {
+	t.Helper()
+	scan, err := push.ScanDir(t.Context(), dir, push.ScanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := n.client().Push(t.Context(), "docs", scan, push.Options{Wait: wait})
+	if err != nil {
+		t.Fatalf("push %s: %v", dir, err)
+	}
+	return res
+}
+
+// get fetches path from an edge as docs.test.
+func get(t *testing.T, base, path string, header ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", base+path, nil)
+	req.Host = "docs.test"
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	res, err := http.DefaultTransport.RoundTrip(req)
+	if err != nil {
+		t.Fatalf("GET %s%s: %v", base, path, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("GET %s%s: body: %v", base, path, err)
+	}
+	return res, b
+}
+
+// makeSite writes files text and binary files under dir and returns
+// their contents by URL path.
+func makeSite(t *testing.T, dir string, files int) map[string][]byte {
+	t.Helper()
+	out := map[string][]byte{}
+	rng := mrand.New(mrand.NewPCG(1, 2))
+	add := func(p string, b []byte) {
+		out[p] = b
+		full := filepath.Join(dir, filepath.FromSlash(p[1:]))
+		os.MkdirAll(filepath.Dir(full), 0o755)
+		if err := os.WriteFile(full, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	add("/index.html", []byte("<h1>home</h1>"))
+	add("/404.html", []byte("<h1>not here</h1>"))
+	add("/about/index.html", []byte("<h1>about</h1>"))
+	for i := range files - 3 {
+		p := fmt.Sprintf("/s%d/page-%d", i%17, i)
+		switch i % 3 {
+		case 0: // text, compressible
+			add(p+".html", bytes.Repeat([]byte(fmt.Sprintf("<p>page %d of the site</p>\n", i)), 20+rng.IntN(200)))
+		case 1:
+			add(p+".css", []byte(fmt.Sprintf("body{margin:%dpx}", i)))
+		default: // binary
+			b := make([]byte, 100+rng.IntN(20000))
+			rand.Read(b)
+			add(p+".bin", b)
+		}
+	}
+	return out
+}
+
+func TestPushReleases(t *testing.T) {
+	n := startPushNet(t, 3)
+	site := filepath.Join(n.dir, "site")
+	files := makeSite(t, site, 1000)
+
+	// Release 1: the whole site, served byte-exact by every edge.
+	res := n.push(t, site, time.Minute)
+	st := res.Status
+	if st.Release.Number != 1 || !st.Complete || st.Release.Files != 1000 || res.Skipped != 0 || res.Uploaded != st.Release.Blobs {
+		t.Fatalf("first push: %+v, uploaded %d, skipped %d", st, res.Uploaded, res.Skipped)
+	}
+	for _, e := range n.edges {
+		for p, want := range files {
+			r, body := get(t, e.http, p)
+			if r.StatusCode != 200 || !bytes.Equal(body, want) {
+				t.Fatalf("%s %s: %d, %d bytes, want 200 and %d bytes", e.name, p, r.StatusCode, len(body), len(want))
+			}
+		}
+	}
+	e0 := n.edges[0].http
+	t.Run("serving", func(t *testing.T) {
+		for _, c := range []struct{ path, want string }{{"/about", "<h1>about</h1>"}, {"/about/", "<h1>about</h1>"}, {"/", "<h1>home</h1>"}} {
+			if r, body := get(t, e0, c.path); r.StatusCode != 200 || string(body) != c.want {
+				t.Errorf("pretty URL %s: %d %q", c.path, r.StatusCode, body)
+			}
+		}
+		if r, body := get(t, e0, "/nope"); r.StatusCode != 404 || string(body) != "<h1>not here</h1>" {
+			t.Errorf("missing path on a push-only site: %d %q, want the release's 404 page", r.StatusCode, body)
+		}
+		r, body := get(t, e0, "/s0/page-0.html", "Accept-Encoding", "gzip")
+		if r.Header.Get("Content-Encoding") != "gzip" || r.Header.Get("Vary") != "Accept-Encoding" {
+			t.Fatalf("precompressed variant: header %v", r.Header)
+		}
+		zr, err := gzip.NewReader(bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, _ := io.ReadAll(zr)
+		if !bytes.Equal(plain, files["/s0/page-0.html"]) {
+			t.Errorf("gzip variant does not decode to the file")
+		}
+		etag := r.Header.Get("Etag")
+		if r, _ := get(t, e0, "/s0/page-0.html", "Accept-Encoding", "gzip", "If-None-Match", etag); r.StatusCode != 304 {
+			t.Errorf("If-None-Match with the variant's ETag: %d, want 304", r.StatusCode)
+		}
+		if r, body := get(t, e0, "/s0/page-0.html", "Range", "bytes=0-9"); r.StatusCode != 206 || !bytes.Equal(body, files["/s0/page-0.html"][:10]) {
+			t.Errorf("range: %d %q", r.StatusCode, body)
+		}
+	})
+
+	// Release 2 changes three small files: three blobs go up, and readers
+	// hammering every edge during the switch see each file go from the
+	// old body to the new one, never back and never anything else.
+	changed := []string{"/s1/page-1.css", "/s4/page-4.css", "/s7/page-7.css"}
+	old := map[string][]byte{}
+	for _, p := range changed {
+		old[p] = files[p]
+		files[p] = []byte("body{color:red} /* release 2 " + p + " */")
+		writeFile(t, filepath.Join(site, p[1:]), string(files[p]))
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var bad atomic.Value
+	var reads atomic.Int64
+	for _, e := range n.edges {
+		for _, p := range changed {
+			wg.Go(func() {
+				seenNew := false
+				for !stop.Load() {
+					req, _ := http.NewRequest("GET", e.http+p, nil)
+					req.Host = "docs.test"
+					res, err := http.DefaultTransport.RoundTrip(req)
+					if err != nil {
+						bad.Store(err.Error())
+						return
+					}
+					body, _ := io.ReadAll(res.Body)
+					res.Body.Close()
+					reads.Add(1)
+					switch {
+					case bytes.Equal(body, files[p]):
+						seenNew = true
+					case bytes.Equal(body, old[p]) && !seenNew:
+					default:
+						bad.Store(fmt.Sprintf("%s %s: %d %q after new=%v", e.name, p, res.StatusCode, body, seenNew))
+						return
+					}
+				}
+			})
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	res = n.push(t, site, time.Minute)
+	time.Sleep(100 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	if v := bad.Load(); v != nil {
+		t.Fatalf("reader during the switch: %v", v)
+	}
+	if res.Status.Release.Number != 2 || res.Uploaded != 3 || !res.Status.Complete {
+		t.Fatalf("second push: release %d, uploaded %d blobs (want 3), complete %v", res.Status.Release.Number, res.Uploaded, res.Status.Complete)
+	}
+	t.Logf("second push: %d blobs uploaded, %d skipped; %d reads during the switch", res.Uploaded, res.Skipped, reads.Load())
+	for _, e := range n.edges {
+		for _, p := range changed {
+			if _, body := get(t, e.http, p); !bytes.Equal(body, files[p]) {
+				t.Fatalf("%s %s after release 2: %q", e.name, p, body)
+			}
+		}
+	}
+
+	t.Run("rollback", func(t *testing.T) {
+		st, err := n.client().Activate(t.Context(), "docs", 1, time.Minute)
+		if err != nil || !st.Complete {
+			t.Fatalf("rollback to 1: %v %+v", err, st)
+		}
+		for _, e := range n.edges {
+			for _, p := range changed {
+				if _, body := get(t, e.http, p); !bytes.Equal(body, old[p]) {
+					t.Fatalf("%s %s after rollback: %q", e.name, p, body)
+				}
+			}
+		}
+		if st, err := n.client().Activate(t.Context(), "docs", 2, time.Minute); err != nil || !st.Complete {
+			t.Fatalf("forward to 2: %v %+v", err, st)
+		}
+	})
+
+	t.Run("edge killed mid-sync", func(t *testing.T) {
+		big := filepath.Join(n.dir, "big")
+		for i := range 60 {
+			b := make([]byte, 512<<10)
+			rand.Read(b)
+			writeFile(t, filepath.Join(big, fmt.Sprintf("blob-%02d.bin", i)), string(b))
+		}
+		victim := n.edges[2]
+		before := metric(t, victim.admin+"/metrics", "cdn_edge_release_blobs_fetched_total")
+		go func() {
+			scan, err := push.ScanDir(t.Context(), big, push.ScanOptions{})
+			if err == nil {
+				_, err = n.client().Push(t.Context(), "docs", scan, push.Options{})
+			}
+			if err != nil {
+				t.Errorf("push 3: %v", err)
+			}
+		}()
+		waitFor(t, "the victim fetching", func() bool {
+			return metric(t, victim.admin+"/metrics", "cdn_edge_release_blobs_fetched_total") > before
+		})
+		victim.proc.cmd.Process.Kill()
+		<-victim.proc.done
+		victim.start(t) // ready only once it serves what control says
+		var fetched float64
+		waitFor(t, "release 3 on the restarted edge", func() bool {
+			r, _ := get(t, victim.http, "/blob-00.bin")
+			fetched = metric(t, victim.admin+"/metrics", "cdn_edge_release_blobs_fetched_total")
+			return r.StatusCode == 200
+		})
+		for i := range 60 {
+			p := fmt.Sprintf("/blob-%02d.bin", i)
+			want, _ := os.ReadFile(filepath.Join(big, p[1:]))
+			if r, body := get(t, victim.http, p); r.StatusCode != 200 || !bytes.Equal(body, want) {
+				t.Fatalf("%s after restart: %d, %d bytes", p, r.StatusCode, len(body))
+			}
+		}
+		if fetched >= 60 {
+			t.Errorf("restarted edge fetched %v blobs; those pinned before the kill should not be fetched again", fetched)
+		}
+		t.Logf("restarted edge fetched %v of 60 blobs", fetched)
+	})
+
+	t.Run("garbage collection", func(t *testing.T) {
+		// Retain 1: release 3 is live, 2 is kept, 1 goes, and with it the
+		// three css blobs only release 1 named. What is live stays.
+		waitFor(t, "release 1 collected", func() bool {
+			var out struct{ Releases []struct{ Number uint64 } }
+			n.getJSON(t, "/v1/sites/docs/releases", &out)
+			return len(out.Releases) == 2 && out.Releases[1].Number == 2
+		})
+		var oldHashes []string
+		for _, p := range changed {
+			oldHashes = append(oldHashes, push.HashOf(old[p]))
+		}
+		live, _ := push.ScanDir(t.Context(), filepath.Join(n.dir, "big"), push.ScanOptions{})
+		r2, _ := push.ScanDir(t.Context(), site, push.ScanOptions{})
+		var keep []string
+		for _, b := range append(live.Manifest.Blobs(), r2.Manifest.Blobs()...) {
+			keep = append(keep, b.Hash)
+		}
+		// Asking which blobs exist counts as a push starting, which holds
+		// collection off: wait on control's metric, then ask once.
+		waitFor(t, "blobs collected", func() bool {
+			return metric(t, n.control+"/metrics", `cdn_control_release_gc_total{kind="blob"}`) > 0
+		})
+		if m := n.missing(t, oldHashes); len(m) != len(oldHashes) {
+			t.Fatalf("blobs only release 1 named: %d of %d collected", len(m), len(oldHashes))
+		}
+		if m := n.missing(t, keep); len(m) != 0 {
+			t.Fatalf("garbage collection deleted %d blobs of kept releases", len(m))
+		}
+		if st, err := n.client().Activate(t.Context(), "docs", 1, 0); err == nil {
+			t.Fatalf("activating a collected release: %+v, want an error", st)
+		}
+	})
+}
+
+// missing asks control which of hashes it lacks.
+func (n *pushNet) missing(t *testing.T, hashes []string) []string {
+	t.Helper()
+	b, _ := json.Marshal(push.Missing{Blobs: hashes})
+	req, _ := http.NewRequest("POST", n.control+"/v1/sites/docs/blobs/missing", bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+n.token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out push.Missing
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	return out.Blobs
+}
