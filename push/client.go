@@ -195,7 +195,7 @@ func (c *Client) uploadOne(ctx context.Context, site string, scan *Scan, hash st
 		}
 		var retry bool
 		retry, err = c.sendBlob(ctx, site, scan, hash)
-		if err == nil || !retry {
+		if err == nil || !retry || errors.Is(err, ErrChanged) {
 			break
 		}
 	}

@@ -22,6 +22,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/net/http/httpguts"
@@ -118,7 +119,7 @@ func CheckPath(p string) error {
 		return bad(fmt.Sprintf("longer than %d bytes", MaxPathBytes))
 	case !utf8.ValidString(p):
 		return bad("not valid UTF-8")
-	case strings.ContainsFunc(p, func(r rune) bool { return r < ' ' || r == 0x7f || r == '\\' }):
+	case strings.ContainsFunc(p, func(r rune) bool { return unicode.IsControl(r) || r == '\\' }):
 		return bad("holds a control character, NUL or backslash")
 	case p == "/" || strings.HasSuffix(p, "/"):
 		return bad("names a directory")
@@ -156,6 +157,13 @@ func (m *Manifest) Validate() error {
 		if err := m.Files[p].check(); err != nil {
 			errs = append(errs, fmt.Errorf("path %q: %w", p, err))
 		}
+	}
+	sizes := map[string]int64{}
+	for _, b := range m.allBlobs() {
+		if size, ok := sizes[b.Hash]; ok && size != b.Size {
+			errs = append(errs, fmt.Errorf("blob %s: named with sizes %d and %d", b.Hash, size, b.Size))
+		}
+		sizes[b.Hash] = b.Size
 	}
 	for i, r := range m.Redirects {
 		if err := r.check(); err != nil {
@@ -235,7 +243,9 @@ func (r Redirect) check() error {
 	default:
 		return fmt.Errorf("status: want 301, 302, 303, 307 or 308, got %d", r.Status)
 	}
-	if strings.HasPrefix(r.To, "/") && !strings.HasPrefix(r.To, "//") {
+	// "//host" and "/\host" leave the site in a browser: they must be
+	// written as URLs.
+	if strings.HasPrefix(r.To, "/") && !strings.HasPrefix(r.To, "//") && !strings.HasPrefix(r.To, "/\\") {
 		if !httpguts.ValidHeaderFieldValue(r.To) || len(r.To) > MaxPathBytes {
 			return fmt.Errorf("to: not a valid path: %q", r.To)
 		}
@@ -251,18 +261,20 @@ func (r Redirect) check() error {
 // Blobs returns every blob m names (files and their variants), each once,
 // sorted by hash.
 func (m *Manifest) Blobs() []Blob {
-	seen := make(map[string]Blob, len(m.Files))
+	out := m.allBlobs()
+	slices.SortFunc(out, func(a, b Blob) int { return strings.Compare(a.Hash, b.Hash) })
+	return slices.CompactFunc(out, func(a, b Blob) bool { return a.Hash == b.Hash })
+}
+
+// allBlobs lists every blob named, repeats included.
+func (m *Manifest) allBlobs() []Blob {
+	out := make([]Blob, 0, len(m.Files))
 	for _, f := range m.Files {
-		seen[f.Hash] = f.Blob
+		out = append(out, f.Blob)
 		for _, b := range f.Encoded {
-			seen[b.Hash] = b
+			out = append(out, b)
 		}
 	}
-	out := make([]Blob, 0, len(seen))
-	for _, b := range seen {
-		out = append(out, b)
-	}
-	slices.SortFunc(out, func(a, b Blob) int { return strings.Compare(a.Hash, b.Hash) })
 	return out
 }
 
