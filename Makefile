@@ -1,11 +1,11 @@
 GO    ?= go
 BIN   := bin/cdn
 # Core packages run with the race detector.
-RACE  := ./edge/... ./origin/... ./internal/... ./control/... ./purge/... ./geodns/...
-FUZZ  := ./edge:FuzzServeH1 ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./edge/cachekey:FuzzNew ./edge/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath ./control/api:FuzzSiteRequest ./purge:FuzzRequest ./purge:FuzzTags ./geodns:FuzzServeDNS
+RACE  := ./edge/... ./origin/... ./internal/... ./control/... ./purge/... ./push/... ./geodns/...
+FUZZ  := ./edge:FuzzServeH1 ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./edge/cachekey:FuzzNew ./edge/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath ./control/api:FuzzSiteRequest ./purge:FuzzRequest ./purge:FuzzTags ./geodns:FuzzServeDNS ./push:FuzzCheckPath ./push:FuzzDecode ./push:FuzzParseRedirects
 DATA  ?= .data
 
-.PHONY: help build run test test-race test-e2e fuzz bench bench-go bench-peers bench-zipf bench-disk-start bench-disk bench-purge bench-dns bench-tls conformance lint
+.PHONY: help build run test test-race test-e2e fuzz bench bench-go bench-peers bench-zipf bench-disk-start bench-disk bench-purge bench-dns bench-tls bench-push conformance lint
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n",$$1,$$2}'
 
@@ -34,6 +34,9 @@ bench: bench-go bench-peers bench-disk bench-dns bench-tls ## Go benchmarks, the
 
 bench-go: ## hot-path benchmarks (benchstat-ready)
 	$(GO) test -run '^$$' -bench . -skip 'ZipfHitRatio|OpenDisk|TagPurgeMillion' -benchmem -count 6 ./edge/... ./purge/ ./geodns/... | tee bench.txt
+
+bench-push: ## push a 10,000-file / ~500 MB site to 3 edge processes, then one-file changes
+	$(GO) test ./e2e/ -run '^$$' -bench Push -benchtime 1x -timeout 20m
 
 bench-tls: ## HTTPS hits over h1 (wrk), h2 (h2load) and h3 (scripts/h3load) beside nginx with TLS and h2
 	scripts/bench-tls.sh

@@ -178,7 +178,7 @@ func countFiles(dir string) int {
 }
 
 // metric reads one sample from a Prometheus text page.
-func metric(t *testing.T, url, series string) float64 {
+func metric(t testing.TB, url, series string) float64 {
 	t.Helper()
 	res, err := http.Get(url)
 	if err != nil {

@@ -47,7 +47,7 @@ type proc struct {
 
 // start runs cdn with args; the process is killed when the test ends if it
 // is still running, and its output is shown when the test fails.
-func start(t *testing.T, args ...string) *proc {
+func start(t testing.TB, args ...string) *proc {
 	t.Helper()
 	p := &proc{output: &bytes.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(cdnBin, args...)
@@ -74,7 +74,7 @@ func start(t *testing.T, args ...string) *proc {
 }
 
 // stop sends SIGINT and waits for a clean exit.
-func (p *proc) stop(t *testing.T) {
+func (p *proc) stop(t testing.TB) {
 	t.Helper()
 	p.cmd.Process.Signal(syscall.SIGINT)
 	select {
@@ -103,7 +103,7 @@ func run(t *testing.T, args ...string) (int, string) {
 }
 
 // waitFor polls cond until it holds or 10s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for !cond() {
@@ -115,7 +115,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // waitOK waits until a GET of url answers 200.
-func waitOK(t *testing.T, url string) {
+func waitOK(t testing.TB, url string) {
 	t.Helper()
 	waitFor(t, url, func() bool {
 		res, err := http.Get(url)

@@ -33,7 +33,7 @@ type pushEdge struct {
 	proc                      *proc
 }
 
-func freeAddr(t *testing.T, ip string) string {
+func freeAddr(t testing.TB, ip string) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
@@ -43,7 +43,7 @@ func freeAddr(t *testing.T, ip string) string {
 	return ln.Addr().String()
 }
 
-func writeFile(t *testing.T, path, text string) {
+func writeFile(t testing.TB, path, text string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		t.Fatal(err)
@@ -53,7 +53,7 @@ func writeFile(t *testing.T, path, text string) {
 	}
 }
 
-func startPushNet(t *testing.T, edges int) *pushNet {
+func startPushNet(t testing.TB, edges int) *pushNet {
 	t.Helper()
 	n := &pushNet{dir: t.TempDir()}
 	api, natsAddr := freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.1")
@@ -104,13 +104,13 @@ control: {nats: %s, heartbeat: 300ms, purge_catch_up: 1s}
 	return n
 }
 
-func (e *pushEdge) start(t *testing.T) {
+func (e *pushEdge) start(t testing.TB) {
 	t.Helper()
 	e.proc = start(t, "edge", "--config", e.config, "--log-level", "warn")
 	waitOK(t, e.admin+"/readyz")
 }
 
-func (n *pushNet) api(t *testing.T, method, path, body string, want int) {
+func (n *pushNet) api(t testing.TB, method, path, body string, want int) {
 	t.Helper()
 	req, _ := http.NewRequest(method, n.control+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+n.token)
@@ -125,7 +125,7 @@ func (n *pushNet) api(t *testing.T, method, path, body string, want int) {
 	}
 }
 
-func (n *pushNet) getJSON(t *testing.T, path string, v any) {
+func (n *pushNet) getJSON(t testing.TB, path string, v any) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", n.control+path, nil)
 	req.Header.Set("Authorization", "Bearer "+n.token)
@@ -141,7 +141,7 @@ func (n *pushNet) getJSON(t *testing.T, path string, v any) {
 
 func (n *pushNet) client() *push.Client { return &push.Client{BaseURL: n.control, Token: n.token} }
 
-func (n *pushNet) push(t *testing.T, dir string, wait time.Duration) push.Result {
+func (n *pushNet) push(t testing.TB, dir string, wait time.Duration) push.Result {
 	t.Helper()
 	scan, err := push.ScanDir(t.Context(), dir, push.ScanOptions{})
 	if err != nil {
@@ -155,7 +155,7 @@ func (n *pushNet) push(t *testing.T, dir string, wait time.Duration) push.Result
 }
 
 // get fetches path from an edge as docs.test.
-func get(t *testing.T, base, path string, header ...string) (*http.Response, []byte) {
+func get(t testing.TB, base, path string, header ...string) (*http.Response, []byte) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", base+path, nil)
 	req.Host = "docs.test"
@@ -176,7 +176,7 @@ func get(t *testing.T, base, path string, header ...string) (*http.Response, []b
 
 // makeSite writes files text and binary files under dir and returns
 // their contents by URL path.
-func makeSite(t *testing.T, dir string, files int) map[string][]byte {
+func makeSite(t testing.TB, dir string, files int) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
 	rng := mrand.New(mrand.NewPCG(1, 2))
@@ -414,7 +414,7 @@ func TestPushReleases(t *testing.T) {
 }
 
 // missing asks control which of hashes it lacks.
-func (n *pushNet) missing(t *testing.T, hashes []string) []string {
+func (n *pushNet) missing(t testing.TB, hashes []string) []string {
 	t.Helper()
 	b, _ := json.Marshal(push.Missing{Blobs: hashes})
 	req, _ := http.NewRequest("POST", n.control+"/v1/sites/docs/blobs/missing", bytes.NewReader(b))

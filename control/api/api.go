@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -52,8 +53,10 @@ type API struct {
 	maxBody int64
 	// maxBlob bounds one pushed blob.
 	maxBlob int64
-	mux     *http.ServeMux
-	routes  []string // "METHOD /path", as openapi.yaml lists them
+	// lastTouch is when push activity was last recorded (Unix ns).
+	lastTouch atomic.Int64
+	mux       *http.ServeMux
+	routes    []string // "METHOD /path", as openapi.yaml lists them
 	// progress is the edges' purge reports, for ?wait.
 	progress *Progress
 	// Requests counts answers by route and status; nil counts nothing.

@@ -61,7 +61,7 @@ func (a *API) missingBlobs(w http.ResponseWriter, r *http.Request) error {
 	}
 	// A push is under way: garbage collection leaves unreferenced blobs
 	// alone for a while, so what this answer calls present stays present.
-	if err := a.store.TouchPush(r.Context()); err != nil {
+	if err := a.touchPush(r.Context()); err != nil {
 		return err
 	}
 	missing, err := a.findMissing(r.Context(), q.Blobs, nil)
@@ -70,6 +70,16 @@ func (a *API) missingBlobs(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, push.Missing{Blobs: missing})
 	return nil
+}
+
+// touchPush records push activity, at most once a second.
+func (a *API) touchPush(ctx context.Context) error {
+	now := a.now().UnixNano()
+	last := a.lastTouch.Load()
+	if now-last < int64(time.Second) || !a.lastTouch.CompareAndSwap(last, now) {
+		return nil
+	}
+	return a.store.TouchPush(ctx)
 }
 
 // findMissing returns the hashes (sorted) that are not stored, or that
@@ -123,6 +133,11 @@ func (a *API) putBlob(w http.ResponseWriter, r *http.Request) error {
 	hash := r.PathValue("hash")
 	if !push.ValidHash(hash) {
 		return &badRequest{fmt.Sprintf("%q is not a SHA-256 in lower-case hex", hash)}
+	}
+	// Uploading is pushing: keep garbage collection off the blobs this
+	// push already sent, however long it takes.
+	if err := a.touchPush(r.Context()); err != nil {
+		return err
 	}
 	size, created, err := a.store.PutBlob(r.Context(), hash, r.Body)
 	if errors.Is(err, state.ErrBlobMismatch) {

@@ -231,6 +231,11 @@ func (s *Syncer) syncSite(ctx context.Context, src Source, live state.Live) erro
 	cur := s.current[live.Site]
 	s.mu.Unlock()
 	if cur != nil && cur.Number == live.Release && cur.Manifest == live.Manifest {
+		// Serving it already; fetch again what was dropped as corrupt.
+		if missing := s.missing(cur.blobs); len(missing) > 0 {
+			s.cfg.Log.Warn("release lost blobs; fetching them again", slog.String("site", live.Site), slog.Int("blobs", len(missing)))
+			return s.fetchBlobs(ctx, src, missing)
+		}
 		return nil
 	}
 	s.setStatus(live.Site, func(st *state.SiteRelease) { st.Wanted, st.Error = live.Release, "" })

@@ -1,0 +1,78 @@
+package e2e
+
+import (
+	"bytes"
+	"crypto/rand"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/selfcdn/cdn/push"
+)
+
+// BenchmarkPush pushes a 10,000-file, ~500 MB site to control and three
+// edge processes and waits until every edge serves it, then measures
+// one-file changes. Run it alone (make bench-push): it writes ~2.5 GB to
+// the temp dir.
+//
+//	go test ./e2e -run '^$' -bench Push -benchtime 1x
+func BenchmarkPush(b *testing.B) {
+	n := startPushNet(b, 3)
+	site := filepath.Join(n.dir, "site")
+	var total int64
+	rng := mrand.New(mrand.NewPCG(3, 4))
+	for i := range 10_000 {
+		size := 1000 + rng.IntN(99_000) // mean ~50 KB
+		var body []byte
+		name := fmt.Sprintf("d%02d/f%05d", i%50, i)
+		if i%3 == 0 { // a third text, which push compresses
+			name += ".html"
+			body = bytes.Repeat([]byte(fmt.Sprintf("<p>file %d, line of text %d</p>\n", i, rng.IntN(1000))), size/20+1)[:size]
+		} else {
+			name += ".bin"
+			body = make([]byte, size)
+			rand.Read(body)
+		}
+		total += int64(len(body))
+		p := filepath.Join(site, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		if err := os.WriteFile(p, body, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
+	push1 := func(b *testing.B) push.Result {
+		scan, err := push.ScanDir(b.Context(), site, push.ScanOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		res, err := n.client().Push(b.Context(), "docs", scan, push.Options{Wait: push.MaxWait})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return res
+	}
+	b.Run("full-10k-files", func(b *testing.B) {
+		var res push.Result
+		for b.Loop() { // -benchtime 1x: blobs are shared, a second round would send none
+			res = push1(b)
+		}
+		b.ReportMetric(float64(total)/1e6, "site-MB")
+		b.ReportMetric(float64(res.UploadedBytes)/1e6, "uploaded-MB")
+		b.ReportMetric(float64(res.Uploaded), "blobs-uploaded")
+	})
+	b.Run("one-file-change", func(b *testing.B) {
+		push1(b) // the whole site is there before the clock starts
+		var res push.Result
+		i := 0
+		for b.Loop() {
+			i++
+			os.WriteFile(filepath.Join(site, "d00", "changed.html"), []byte(fmt.Sprintf("<p>change %d at %s</p>", i, time.Now())), 0o644)
+			res = push1(b)
+		}
+		b.ReportMetric(float64(res.UploadedBytes), "uploaded-B")
+		b.ReportMetric(float64(res.Uploaded), "blobs-uploaded")
+	})
+}

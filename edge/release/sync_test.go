@@ -1,0 +1,204 @@
+package release
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/selfcdn/cdn/edge/cache"
+	"github.com/selfcdn/cdn/internal/natstest"
+	"github.com/selfcdn/cdn/internal/state"
+	"github.com/selfcdn/cdn/push"
+)
+
+// publish stores files as a release of site on real JetStream and makes
+// it live, as control does.
+func publish(t *testing.T, store *state.Store, site string, files map[string][]byte) uint64 {
+	t.Helper()
+	m := &push.Manifest{Files: map[string]push.File{}}
+	for p, b := range files {
+		h := push.HashOf(b)
+		if _, _, err := store.PutBlob(t.Context(), h, bytes.NewReader(b)); err != nil {
+			t.Fatal(err)
+		}
+		m.Files[p] = push.File{Blob: push.Blob{Hash: h, Size: int64(len(b))}}
+	}
+	body, _ := m.Encode()
+	mh := push.HashOf(body)
+	if _, _, err := store.PutBlob(t.Context(), mh, bytes.NewReader(body)); err != nil {
+		t.Fatal(err)
+	}
+	rel, err := store.CreateRelease(t.Context(), state.Release{Site: site, Manifest: mh})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.SetLive(t.Context(), state.Live{Site: site, Release: rel.Number, Manifest: mh}); err != nil {
+		t.Fatal(err)
+	}
+	return rel.Number
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	rand.Read(b)
+	return b
+}
+
+// syncer runs a Syncer with pinned bounded by maxPinned, recording what
+// it switches to.
+type syncer struct {
+	*Syncer
+	pinned  *cache.Pinned
+	mu      sync.Mutex
+	applied map[string]*Index
+}
+
+func runSyncer(t *testing.T, store *state.Store, dir string, maxPinned int64) *syncer {
+	t.Helper()
+	pinned, err := cache.OpenPinned(filepath.Join(dir, "pinned"), maxPinned, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &syncer{pinned: pinned, applied: map[string]*Index{}}
+	s.Syncer = NewSyncer(Config{Edge: "e1", Dir: filepath.Join(dir, "releases"), Log: slog.New(slog.DiscardHandler),
+		Apply: func(site string, x *Index) {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			s.applied[site] = x
+		}}, pinned, nil)
+	s.Load()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { s.Run(ctx, store); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return s
+}
+
+func (s *syncer) serving(site string) uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if x := s.applied[site]; x != nil {
+		return x.Number
+	}
+	return 0
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestDiskFull: a release that does not fit is not switched to; the edge
+// keeps serving the one it has, reports why, and switches once there is
+// room (here: after a restart with a larger bound).
+func TestDiskFull(t *testing.T) {
+	srv := natstest.Start(t, "", "")
+	store, err := state.Open(t.Context(), natstest.Connect(t, srv.URL), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	small := map[string][]byte{"/a.txt": []byte("release one")}
+	publish(t, store, "s", small)
+	s := runSyncer(t, store, dir, 256<<10)
+	waitUntil(t, "release 1", func() bool { return s.serving("s") == 1 })
+	waitUntil(t, "settled", s.Settled)
+
+	big := map[string][]byte{}
+	for i := range 4 {
+		big[fmt.Sprintf("/big-%d.bin", i)] = randomBytes(100 << 10)
+	}
+	publish(t, store, "s", big)
+	var rep state.SiteRelease
+	waitUntil(t, "a report of the failure", func() bool {
+		reps, err := store.EdgeReleases(t.Context())
+		if err != nil || len(reps) == 0 {
+			return false
+		}
+		rep = reps[0].Sites["s"]
+		return rep.Error != ""
+	})
+	if rep.Serving != 1 || rep.Wanted != 2 || !strings.HasPrefix(rep.Error, "disk_full") {
+		t.Fatalf("report %+v, want serving 1, wanted 2, a disk_full error", rep)
+	}
+	if s.serving("s") != 1 {
+		t.Fatalf("switched to %d with release 2 not fitting", s.serving("s"))
+	}
+	if e, err := s.pinned.Open(push.HashOf(small["/a.txt"]), 1<<20); err != nil || string(e.Body) != "release one" {
+		t.Fatalf("release 1's blob after the failed sync: %v", err)
+	}
+}
+
+// TestRestartResumes: blobs pinned before a stop are not fetched again,
+// the saved release is served at once on restart, and a pinned blob
+// corrupted meanwhile is dropped and fetched again.
+func TestRestartResumes(t *testing.T) {
+	srv := natstest.Start(t, "", "")
+	store, err := state.Open(t.Context(), natstest.Connect(t, srv.URL), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	files := map[string][]byte{"/a.bin": randomBytes(300 << 10), "/b.bin": randomBytes(1000)}
+	publish(t, store, "s", files)
+	ctx, cancel := context.WithCancel(t.Context())
+	func() {
+		pinned, _ := cache.OpenPinned(filepath.Join(dir, "pinned"), 0, nil)
+		s := &syncer{pinned: pinned, applied: map[string]*Index{}}
+		s.Syncer = NewSyncer(Config{Edge: "e1", Dir: filepath.Join(dir, "releases"), Log: slog.New(slog.DiscardHandler),
+			Apply: func(site string, x *Index) { s.mu.Lock(); s.applied[site] = x; s.mu.Unlock() }}, pinned, nil)
+		done := make(chan struct{})
+		go func() { s.Run(ctx, store); close(done) }()
+		waitUntil(t, "release 1", func() bool { return s.serving("s") == 1 })
+		cancel()
+		<-done
+	}()
+	// Flip a byte of the large blob behind the edge's back.
+	path := filepath.Join(dir, "pinned", "blobs", push.HashOf(files["/a.bin"])[:2], push.HashOf(files["/a.bin"]))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 1
+	os.WriteFile(path, b, 0o644)
+
+	s := runSyncer(t, store, dir, 0)
+	if s.serving("s") != 1 {
+		t.Fatalf("restart: saved release not served at once")
+	}
+	// The corrupt block is caught as it is read: the blob is dropped, and
+	// the next sync round fetches it again.
+	e, err := s.applied["s"].files["/a.bin"].Variants[0].Entry(s.pinned)
+	if err == nil {
+		_, err = e.Disk.WriteTo(&bytes.Buffer{})
+		e.Release()
+	}
+	if err == nil {
+		t.Fatal("a flipped byte in a pinned blob was served")
+	}
+	waitUntil(t, "the corrupt blob fetched again", func() bool { return s.pinned.Has(push.HashOf(files["/a.bin"])) })
+	waitUntil(t, "a good copy", func() bool {
+		e, err := s.applied["s"].files["/a.bin"].Variants[0].Entry(s.pinned)
+		if err != nil {
+			return false
+		}
+		defer e.Release()
+		var buf bytes.Buffer
+		_, err = e.Disk.WriteTo(&buf)
+		return err == nil && bytes.Equal(buf.Bytes(), files["/a.bin"])
+	})
+}
