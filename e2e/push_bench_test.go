@@ -30,7 +30,7 @@ func BenchmarkPush(b *testing.B) {
 		name := fmt.Sprintf("d%02d/f%05d", i%50, i)
 		if i%3 == 0 { // a third text, which push compresses
 			name += ".html"
-			body = bytes.Repeat([]byte(fmt.Sprintf("<p>file %d, line of text %d</p>\n", i, rng.IntN(1000))), size/20+1)[:size]
+			body = bytes.Repeat(fmt.Appendf(nil, "<p>file %d, line of text %d</p>\n", i, rng.IntN(1000)), size/20+1)[:size]
 		} else {
 			name += ".bin"
 			body = make([]byte, size)
@@ -69,7 +69,7 @@ func BenchmarkPush(b *testing.B) {
 		i := 0
 		for b.Loop() {
 			i++
-			os.WriteFile(filepath.Join(site, "d00", "changed.html"), []byte(fmt.Sprintf("<p>change %d at %s</p>", i, time.Now())), 0o644)
+			os.WriteFile(filepath.Join(site, "d00", "changed.html"), fmt.Appendf(nil, "<p>change %d at %s</p>", i, time.Now()), 0o644)
 			res = push1(b)
 		}
 		b.ReportMetric(float64(res.UploadedBytes), "uploaded-B")

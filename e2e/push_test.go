@@ -195,9 +195,9 @@ func makeSite(t testing.TB, dir string, files int) map[string][]byte {
 		p := fmt.Sprintf("/s%d/page-%d", i%17, i)
 		switch i % 3 {
 		case 0: // text, compressible
-			add(p+".html", bytes.Repeat([]byte(fmt.Sprintf("<p>page %d of the site</p>\n", i)), 20+rng.IntN(200)))
+			add(p+".html", bytes.Repeat(fmt.Appendf(nil, "<p>page %d of the site</p>\n", i), 20+rng.IntN(200)))
 		case 1:
-			add(p+".css", []byte(fmt.Sprintf("body{margin:%dpx}", i)))
+			add(p+".css", fmt.Appendf(nil, "body{margin:%dpx}", i))
 		default: // binary
 			b := make([]byte, 100+rng.IntN(20000))
 			rand.Read(b)

@@ -5,6 +5,7 @@
 package release
 
 import (
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -80,9 +81,7 @@ func newFile(f push.File, load func(push.Blob) []byte) *File {
 			}
 		}
 		h := make(http.Header, len(f.Header)+6)
-		for k, v := range f.Header {
-			h[k] = v
-		}
+		maps.Copy(h, f.Header)
 		h["Content-Type"] = []string{cmpOr(f.Type, "application/octet-stream")}
 		h["Content-Length"] = []string{strconv.FormatInt(b.Size, 10)}
 		// A strong validator per representation (RFC 9110 §8.8.3): the
