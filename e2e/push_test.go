@@ -298,9 +298,12 @@ func TestPushReleases(t *testing.T) {
 			})
 		}
 	}
-	time.Sleep(100 * time.Millisecond)
+	// Readers running before the push and reading on after every edge
+	// serves release 2.
+	waitFor(t, "readers under way", func() bool { return reads.Load() >= 100 })
 	res = n.push(t, site, time.Minute)
-	time.Sleep(100 * time.Millisecond)
+	after := reads.Load()
+	waitFor(t, "reads after the switch", func() bool { return reads.Load() >= after+100 || bad.Load() != nil })
 	stop.Store(true)
 	wg.Wait()
 	if v := bad.Load(); v != nil {

@@ -13,8 +13,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/selfcdn/cdn/internal/state"
 	"github.com/selfcdn/cdn/purge"
@@ -133,53 +134,37 @@ func (c *Client) Push(ctx context.Context, site string, scan *Scan, opts Options
 }
 
 // upload sends blobs, Uploaders at a time; the first failure stops the
-// rest.
+// rest. It returns what was sent.
 func (c *Client) upload(ctx context.Context, site string, scan *Scan, hashes []string, sizes map[string]int64, progress func(Progress)) (int, int64, error) {
-	total := Progress{BlobsTotal: len(hashes)}
-	for _, h := range hashes {
-		total.BytesTotal += sizes[h]
-	}
 	var (
-		mu       sync.Mutex // protects done and serializes progress
-		done     = Progress{BlobsTotal: total.BlobsTotal, BytesTotal: total.BytesTotal}
-		firstErr atomic.Pointer[error]
-		wg       sync.WaitGroup
-		next     = make(chan string)
+		mu   sync.Mutex // protects done and serializes progress
+		done = Progress{BlobsTotal: len(hashes)}
 	)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	for range min(cmp.Or(c.Uploaders, 4), len(hashes)) {
-		wg.Go(func() {
-			for h := range next {
-				if err := c.uploadOne(ctx, site, scan, h); err != nil {
-					firstErr.CompareAndSwap(nil, &err)
-					cancel()
-					continue
-				}
-				mu.Lock()
-				done.Blobs++
-				done.Bytes += sizes[h]
-				if progress != nil {
-					progress(done)
-				}
-				mu.Unlock()
+	for _, h := range hashes {
+		done.BytesTotal += sizes[h]
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(cmp.Or(c.Uploaders, 4))
+	for _, h := range hashes {
+		if ctx.Err() != nil {
+			break
+		}
+		g.Go(func() error {
+			if err := c.uploadOne(ctx, site, scan, h); err != nil {
+				return err
 			}
+			mu.Lock()
+			defer mu.Unlock()
+			done.Blobs++
+			done.Bytes += sizes[h]
+			if progress != nil {
+				progress(done)
+			}
+			return nil
 		})
 	}
-feed:
-	for _, h := range hashes {
-		select {
-		case next <- h:
-		case <-ctx.Done():
-			break feed
-		}
-	}
-	close(next)
-	wg.Wait()
-	if p := firstErr.Load(); p != nil {
-		return done.Blobs, done.Bytes, *p
-	}
-	return done.Blobs, done.Bytes, ctx.Err()
+	err := g.Wait()
+	return done.Blobs, done.Bytes, err
 }
 
 // uploadOne sends one blob, retrying transient failures.

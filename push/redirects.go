@@ -1,13 +1,13 @@
 package push
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/selfcdn/cdn/internal/headerrules"
 )
 
 // maxRedirectLine is the longest _redirects line accepted, line ending
@@ -27,38 +27,20 @@ const maxRedirectLine = 8 << 10
 // something other than what its author meant is worse than a failed push.
 // Errors name the line: "line 3: status "30x": not a number".
 func parseRedirects(r io.Reader) ([]Redirect, error) {
-	sc := bufio.NewScanner(r)
-	// Room for the longest line plus "\r\n"; a longer one stops the
-	// scanner with bufio.ErrTooLong, reported below with its number.
-	sc.Buffer(make([]byte, 0, 4096), maxRedirectLine+2)
 	var out []Redirect
-	n := 0
-	for sc.Scan() {
-		n++
-		line := strings.TrimSuffix(sc.Text(), "\r")
-		if n == 1 {
-			line = strings.TrimPrefix(line, "\ufeff") // a UTF-8 byte-order mark
-		}
-		if len(line) > maxRedirectLine {
-			return nil, fmt.Errorf("line %d: longer than %d bytes", n, maxRedirectLine)
-		}
+	err := headerrules.ScanLines(r, maxRedirectLine, func(line string) error {
 		r, ok, err := parseRedirect(line)
-		if err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
-		}
-		if !ok {
-			continue
+		if err != nil || !ok {
+			return err
 		}
 		if len(out) >= MaxRedirects {
-			return nil, fmt.Errorf("line %d: more than %d redirects", n, MaxRedirects)
+			return fmt.Errorf("more than %d redirects", MaxRedirects)
 		}
 		out = append(out, r)
-	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, fmt.Errorf("line %d: longer than %d bytes", n+1, maxRedirectLine)
-		}
-		return nil, fmt.Errorf("read redirects: %w", err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }

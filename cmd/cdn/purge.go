@@ -140,16 +140,9 @@ func (c purgeCmd) parse(args []string) (purgeFlags, error) {
 	if err != nil {
 		return f, err
 	}
-	for dst, env := range map[*string]string{&f.controlURL: "CDN_CONTROL_URL", &f.token: "CDN_TOKEN", &f.site: "CDN_SITE", &f.key: "CDN_PURGE_KEY"} {
-		if *dst == "" {
-			*dst = c.getenv(env)
-		}
-	}
-	switch {
-	case f.controlURL == "" || f.token == "":
-		return f, usageError{errors.New("set CDN_CONTROL_URL and CDN_TOKEN (or --control-url and --token)")}
-	case f.site == "":
-		return f, usageError{errors.New("set --site (or CDN_SITE)")}
+	fromEnv(c.getenv, map[*string]string{&f.controlURL: "CDN_CONTROL_URL", &f.token: "CDN_TOKEN", &f.site: "CDN_SITE", &f.key: "CDN_PURGE_KEY"})
+	if err := needControl(f.controlURL, f.token, f.site); err != nil {
+		return f, err
 	}
 	stdinRead := false
 	for _, a := range args {
@@ -269,5 +262,27 @@ func (l *listFlag) String() string { return strings.Join(*l, ",") }
 
 func (l *listFlag) Set(s string) error {
 	*l = append(*l, s)
+	return nil
+}
+
+// fromEnv fills each setting a flag left empty from its environment
+// variable.
+func fromEnv(getenv func(string) string, vars map[*string]string) {
+	for dst, env := range vars {
+		if *dst == "" {
+			*dst = getenv(env)
+		}
+	}
+}
+
+// needControl refuses a CI command that does not know where control is,
+// how to authenticate, or which site it acts on.
+func needControl(controlURL, token, site string) error {
+	switch {
+	case controlURL == "" || token == "":
+		return usageError{errors.New("set CDN_CONTROL_URL and CDN_TOKEN (or --control-url and --token)")}
+	case site == "":
+		return usageError{errors.New("set --site (or CDN_SITE)")}
+	}
 	return nil
 }

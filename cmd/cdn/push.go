@@ -58,16 +58,9 @@ func (e *pushEnv) register(fs *flag.FlagSet) {
 
 // fill takes what the flags left unset from the environment.
 func (e *pushEnv) fill() (*push.Client, error) {
-	for dst, env := range map[*string]string{&e.controlURL: "CDN_CONTROL_URL", &e.token: "CDN_TOKEN", &e.site: "CDN_SITE"} {
-		if *dst == "" {
-			*dst = os.Getenv(env)
-		}
-	}
-	switch {
-	case e.controlURL == "" || e.token == "":
-		return nil, usageError{errors.New("set CDN_CONTROL_URL and CDN_TOKEN (or --control-url and --token)")}
-	case e.site == "":
-		return nil, usageError{errors.New("set --site (or CDN_SITE)")}
+	fromEnv(os.Getenv, map[*string]string{&e.controlURL: "CDN_CONTROL_URL", &e.token: "CDN_TOKEN", &e.site: "CDN_SITE"})
+	if err := needControl(e.controlURL, e.token, e.site); err != nil {
+		return nil, err
 	}
 	return &push.Client{BaseURL: e.controlURL, Token: e.token}, nil
 }

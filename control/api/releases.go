@@ -13,6 +13,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/selfcdn/cdn/internal/state"
 	"github.com/selfcdn/cdn/push"
 )
@@ -86,43 +88,28 @@ func (a *API) touchPush(ctx context.Context) error {
 // are stored with another size than sizes says.
 func (a *API) findMissing(ctx context.Context, hashes []string, sizes map[string]int64) ([]string, error) {
 	var (
-		mu       sync.Mutex // protects missing and firstErr
-		missing  = []string{}
-		firstErr error
-		wg       sync.WaitGroup
-		next     = make(chan string)
+		mu      sync.Mutex // protects missing
+		missing = []string{}
 	)
-	for range min(blobCheckers, len(hashes)) {
-		wg.Go(func() {
-			for h := range next {
-				info, err := a.store.Blob(ctx, h)
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(blobCheckers)
+	for _, h := range slices.Compact(slices.Sorted(slices.Values(hashes))) {
+		g.Go(func() error {
+			info, err := a.store.Blob(ctx, h)
+			if err != nil && !errors.Is(err, state.ErrNotFound) {
+				return err
+			}
+			if err != nil || sizes != nil && info.Size != sizes[h] {
 				mu.Lock()
-				switch {
-				case errors.Is(err, state.ErrNotFound):
-					missing = append(missing, h)
-				case err != nil:
-					firstErr = cmpErr(firstErr, err)
-				case sizes != nil && info.Size != sizes[h]:
-					missing = append(missing, h)
-				}
+				missing = append(missing, h)
 				mu.Unlock()
 			}
+			return nil
 		})
 	}
-	for _, h := range slices.Compact(slices.Sorted(slices.Values(hashes))) {
-		next <- h
-	}
-	close(next)
-	wg.Wait()
+	err := g.Wait()
 	slices.Sort(missing)
-	return missing, firstErr
-}
-
-func cmpErr(first, err error) error {
-	if first != nil {
-		return first
-	}
-	return err
+	return missing, err
 }
 
 // putBlob stores one blob, checked against its name as it streams in.
@@ -221,12 +208,18 @@ func (a *API) createRelease(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	a.log.Info("release committed", "site", site, "release", rel.Number, "files", rel.Files, "bytes", rel.Bytes)
+	w.Header().Set("Location", "/v1/sites/"+site+"/releases/"+strconv.FormatUint(rel.Number, 10))
+	return a.answerRelease(w, r, rel, wait, http.StatusCreated)
+}
+
+// answerRelease writes rel's status, after waiting up to wait for the
+// edges to serve it.
+func (a *API) answerRelease(w http.ResponseWriter, r *http.Request, rel state.Release, wait time.Duration, status int) error {
 	st, err := a.waitRelease(r.Context(), rel, wait)
 	if err != nil {
 		return err
 	}
-	w.Header().Set("Location", "/v1/sites/"+site+"/releases/"+strconv.FormatUint(rel.Number, 10))
-	writeJSON(w, http.StatusCreated, st)
+	writeJSON(w, status, st)
 	return nil
 }
 
@@ -261,12 +254,7 @@ func (a *API) releaseStatus(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	st, err := a.waitRelease(r.Context(), rel, wait)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, st)
-	return nil
+	return a.answerRelease(w, r, rel, wait, http.StatusOK)
 }
 
 // activate switches a site to one of its releases: a deploy held back, or
@@ -294,12 +282,7 @@ func (a *API) activate(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.log.Info("release activated", "site", rel.Site, "release", rel.Number)
-	st, err := a.waitRelease(r.Context(), rel, wait)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, st)
-	return nil
+	return a.answerRelease(w, r, rel, wait, http.StatusOK)
 }
 
 // gone is a request for something that was collected (410).

@@ -27,8 +27,7 @@ type Pinned struct {
 	sizes map[string]int64
 	total int64
 
-	bytes, blobs prometheus.GaugeFunc
-	corrupt      prometheus.Counter
+	corrupt prometheus.Counter
 }
 
 // Errors of Pinned.Put.
@@ -72,13 +71,13 @@ func OpenPinned(dir string, maxBytes int64, reg prometheus.Registerer) (*Pinned,
 }
 
 func (p *Pinned) registerMetrics(reg prometheus.Registerer) {
-	p.bytes = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cdn_edge_pinned_bytes", Help: "Bytes of pushed content pinned on disk."},
-		func() float64 { return float64(p.Bytes()) })
-	p.blobs = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cdn_edge_pinned_blobs", Help: "Pushed blobs pinned on disk."},
-		func() float64 { return float64(len(p.Hashes())) })
 	p.corrupt = prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_pinned_corrupt_total", Help: "Pinned blobs found corrupt and dropped."})
 	if reg != nil {
-		reg.MustRegister(p.bytes, p.blobs, p.corrupt)
+		reg.MustRegister(p.corrupt,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cdn_edge_pinned_bytes", Help: "Bytes of pushed content pinned on disk."},
+				func() float64 { return float64(p.Bytes()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cdn_edge_pinned_blobs", Help: "Pushed blobs pinned on disk."},
+				func() float64 { return float64(p.Len()) }))
 	}
 }
 
@@ -241,6 +240,13 @@ func (p *Pinned) Hashes() []string {
 		out = append(out, h)
 	}
 	return out
+}
+
+// Len is the number of pinned blobs.
+func (p *Pinned) Len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.sizes)
 }
 
 // Bytes is the disk space pinned content takes.

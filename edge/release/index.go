@@ -5,6 +5,7 @@
 package release
 
 import (
+	"cmp"
 	"maps"
 	"net/http"
 	"strconv"
@@ -82,7 +83,7 @@ func newFile(f push.File, load func(push.Blob) []byte) *File {
 		}
 		h := make(http.Header, len(f.Header)+6)
 		maps.Copy(h, f.Header)
-		h["Content-Type"] = []string{cmpOr(f.Type, "application/octet-stream")}
+		h["Content-Type"] = []string{cmp.Or(f.Type, "application/octet-stream")}
 		h["Content-Length"] = []string{strconv.FormatInt(b.Size, 10)}
 		// A strong validator per representation (RFC 9110 §8.8.3): the
 		// blob's own hash differs per coding.
@@ -99,13 +100,6 @@ func newFile(f push.File, load func(push.Blob) []byte) *File {
 		out.Variants[c] = &Variant{Hash: b.Hash, Size: b.Size, Header: h, Body: load(b)}
 	}
 	return &out
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // Lookup finds what answers urlPath (decoded): a file, then a pretty URL

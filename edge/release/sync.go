@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/selfcdn/cdn/edge/cache"
 	"github.com/selfcdn/cdn/internal/state"
@@ -266,30 +267,15 @@ func (s *Syncer) fetchManifest(ctx context.Context, src Source, hash string) (*p
 // fetchBlobs fetches and pins blobs, Fetchers at a time; the first
 // failure stops the rest.
 func (s *Syncer) fetchBlobs(ctx context.Context, src Source, blobs []push.Blob) error {
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	next := make(chan push.Blob)
-	var wg sync.WaitGroup
-	for range min(s.cfg.Fetchers, len(blobs)) {
-		wg.Go(func() {
-			for b := range next {
-				if err := s.fetchBlob(ctx, src, b); err != nil {
-					cancel(err)
-				}
-			}
-		})
-	}
-feed:
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.cfg.Fetchers)
 	for _, b := range blobs {
-		select {
-		case next <- b:
-		case <-ctx.Done():
-			break feed
+		if ctx.Err() != nil {
+			break
 		}
+		g.Go(func() error { return s.fetchBlob(ctx, src, b) })
 	}
-	close(next)
-	wg.Wait()
-	return context.Cause(ctx)
+	return g.Wait()
 }
 
 func (s *Syncer) fetchBlob(ctx context.Context, src Source, b push.Blob) error {

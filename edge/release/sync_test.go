@@ -83,12 +83,17 @@ func runSyncer(t *testing.T, store *state.Store, dir string, maxPinned int64) *s
 }
 
 func (s *syncer) serving(site string) uint64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if x := s.applied[site]; x != nil {
+	if x := s.index(site); x != nil {
 		return x.Number
 	}
 	return 0
+}
+
+// index is the release Apply last gave site.
+func (s *syncer) index(site string) *Index {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.applied[site]
 }
 
 func waitUntil(t *testing.T, what string, cond func() bool) {
@@ -182,7 +187,7 @@ func TestRestartResumes(t *testing.T) {
 	}
 	// The corrupt block is caught as it is read: the blob is dropped, and
 	// the next sync round fetches it again.
-	e, err := s.applied["s"].files["/a.bin"].Variants[0].Entry(s.pinned)
+	e, err := s.index("s").files["/a.bin"].Variants[0].Entry(s.pinned)
 	if err == nil {
 		_, err = e.Disk.WriteTo(&bytes.Buffer{})
 		e.Release()
@@ -192,7 +197,7 @@ func TestRestartResumes(t *testing.T) {
 	}
 	waitUntil(t, "the corrupt blob fetched again", func() bool { return s.pinned.Has(push.HashOf(files["/a.bin"])) })
 	waitUntil(t, "a good copy", func() bool {
-		e, err := s.applied["s"].files["/a.bin"].Variants[0].Entry(s.pinned)
+		e, err := s.index("s").files["/a.bin"].Variants[0].Entry(s.pinned)
 		if err != nil {
 			return false
 		}

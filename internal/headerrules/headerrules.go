@@ -76,11 +76,22 @@ func ParseFile(path string) (*Rules, error) {
 // Parse reads a rules file from r. Errors name the offending line:
 // "line 3: header line before any path".
 func Parse(r io.Reader) (*Rules, error) {
+	rs := &Rules{}
+	if err := ScanLines(r, MaxLineBytes, rs.parseLine); err != nil {
+		return nil, err
+	}
+	return rs, nil
+}
+
+// ScanLines calls f with each line of a Netlify-style rules file
+// (_headers, _redirects): a leading byte-order mark and "\r" line ends
+// removed, lines longer than maxLine refused. An error, f's included,
+// names its line ("line 3: ...").
+func ScanLines(r io.Reader, maxLine int, f func(line string) error) error {
 	sc := bufio.NewScanner(r)
 	// Room for the longest allowed line plus "\r\n"; longer lines stop the
 	// scanner with bufio.ErrTooLong, reported below with their number.
-	sc.Buffer(make([]byte, 0, 4096), MaxLineBytes+2)
-	rs := &Rules{}
+	sc.Buffer(make([]byte, 0, 4096), maxLine+2)
 	n := 0
 	for sc.Scan() {
 		n++
@@ -88,20 +99,20 @@ func Parse(r io.Reader) (*Rules, error) {
 		if n == 1 {
 			line = strings.TrimPrefix(line, "\ufeff") // a UTF-8 byte-order mark
 		}
-		if len(line) > MaxLineBytes {
-			return nil, fmt.Errorf("line %d: longer than %d bytes", n, MaxLineBytes)
+		if len(line) > maxLine {
+			return fmt.Errorf("line %d: longer than %d bytes", n, maxLine)
 		}
-		if err := rs.parseLine(line); err != nil {
-			return nil, fmt.Errorf("line %d: %w", n, err)
+		if err := f(line); err != nil {
+			return fmt.Errorf("line %d: %w", n, err)
 		}
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {
-			return nil, fmt.Errorf("line %d: longer than %d bytes", n+1, MaxLineBytes)
+			return fmt.Errorf("line %d: longer than %d bytes", n+1, maxLine)
 		}
-		return nil, fmt.Errorf("read rules: %w", err)
+		return fmt.Errorf("read rules: %w", err)
 	}
-	return rs, nil
+	return nil
 }
 
 // parseLine adds one line to rs: a new rule, a header of the last rule, or

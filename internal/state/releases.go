@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/hex"
@@ -241,24 +242,14 @@ func (s *Store) Release(ctx context.Context, site string, n uint64) (Release, er
 
 // Releases lists a site's releases, newest first.
 func (s *Store) Releases(ctx context.Context, site string) ([]Release, error) {
-	out, err := listFiltered[Release](ctx, s.releases, "rel."+site+".*")
-	slices.SortFunc(out, func(a, b Release) int { return -cmpUint(a.Number, b.Number) })
+	out, err := list[Release](ctx, s.releases, "rel."+site+".*")
+	slices.SortFunc(out, func(a, b Release) int { return cmp.Compare(b.Number, a.Number) })
 	return out, err
 }
 
 // AllReleases lists every site's releases.
 func (s *Store) AllReleases(ctx context.Context) ([]Release, error) {
-	return listFiltered[Release](ctx, s.releases, "rel.>")
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
+	return list[Release](ctx, s.releases, "rel.>")
 }
 
 // DeleteRelease forgets a release (its blobs are collected separately).
@@ -306,30 +297,6 @@ func (s *Store) ReportReleases(ctx context.Context, r EdgeReleases) error {
 // EdgeReleases lists every edge's report.
 func (s *Store) EdgeReleases(ctx context.Context) ([]EdgeReleases, error) {
 	return list[EdgeReleases](ctx, s.edgeRel)
-}
-
-// listFiltered lists the values under keys matching filter.
-func listFiltered[T any](ctx context.Context, kv jetstream.KeyValue, filter string) ([]T, error) {
-	lister, err := kv.ListKeysFiltered(ctx, filter)
-	if err != nil {
-		if errors.Is(err, jetstream.ErrNoKeysFound) {
-			return nil, nil
-		}
-		return nil, fmt.Errorf("list %s %s: %w", kv.Bucket(), filter, err)
-	}
-	defer lister.Stop()
-	var out []T
-	for key := range lister.Keys() {
-		v, _, err := get[T](ctx, kv, key)
-		if errors.Is(err, ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, nil
 }
 
 // pushActivityKey records when a push last asked which blobs it must send.

@@ -154,19 +154,27 @@ func put(ctx context.Context, kv jetstream.KeyValue, key string, v any) (uint64,
 	return rev, nil
 }
 
-func list[T any](ctx context.Context, kv jetstream.KeyValue) ([]T, error) {
-	return listEntries(ctx, kv, func(v T, _ jetstream.KeyValueEntry) T { return v })
+func list[T any](ctx context.Context, kv jetstream.KeyValue, filters ...string) ([]T, error) {
+	return listEntries(ctx, kv, func(v T, _ jetstream.KeyValueEntry) T { return v }, filters...)
 }
 
-// listEntries lists a bucket, letting each value see its KV entry.
-func listEntries[T any](ctx context.Context, kv jetstream.KeyValue, f func(T, jetstream.KeyValueEntry) T) ([]T, error) {
-	lister, err := kv.ListKeys(ctx)
+// listEntries lists a bucket (only the keys matching filters, when there
+// are any), letting each value see its KV entry.
+func listEntries[T any](ctx context.Context, kv jetstream.KeyValue, f func(T, jetstream.KeyValueEntry) T, filters ...string) ([]T, error) {
+	var lister jetstream.KeyLister
+	var err error
+	if len(filters) > 0 {
+		lister, err = kv.ListKeysFiltered(ctx, filters...)
+	} else {
+		lister, err = kv.ListKeys(ctx)
+	}
 	if err != nil {
 		if errors.Is(err, jetstream.ErrNoKeysFound) {
 			return nil, nil
 		}
 		return nil, fmt.Errorf("list %s: %w", kv.Bucket(), err)
 	}
+	defer lister.Stop()
 	var out []T
 	for key := range lister.Keys() {
 		v, e, err := getEntry[T](ctx, kv, key)
