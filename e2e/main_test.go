@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -49,8 +50,16 @@ type proc struct {
 // is still running, and its output is shown when the test fails.
 func start(t testing.TB, args ...string) *proc {
 	t.Helper()
+	return startWrapped(t, nil, args...)
+}
+
+// startWrapped is start with cdn run by the command wrap (cdn's path and
+// args are appended to it), such as unshare for a mount of its own.
+func startWrapped(t testing.TB, wrap []string, args ...string) *proc {
+	t.Helper()
 	p := &proc{output: &bytes.Buffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(cdnBin, args...)
+	argv := append(append(slices.Clip(wrap), cdnBin), args...)
+	p.cmd = exec.Command(argv[0], argv[1:]...)
 	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start cdn %v: %v", args, err)

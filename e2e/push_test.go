@@ -29,8 +29,9 @@ type pushNet struct {
 }
 
 type pushEdge struct {
-	name, http, admin, config string
-	proc                      *proc
+	name, http, admin, config, cacheDir string
+	wrap                                []string // command the edge runs under, if any
+	proc                                *proc
 }
 
 func freeAddr(t testing.TB, ip string) string {
@@ -73,23 +74,17 @@ releases: {gc_interval: 1s, gc_grace: 5s, retain: 1}
 	}
 	n.token = strings.TrimSpace(string(tok))
 	n.api(t, "POST", "/v1/sites", `{"name":"docs","hosts":["docs.test"],"push_only":true}`, http.StatusCreated)
-	for i := range edges {
-		ip := fmt.Sprintf("127.0.0.%d", 2+i)
-		e := &pushEdge{name: fmt.Sprintf("edge-%d", i+1), config: filepath.Join(n.dir, fmt.Sprintf("edge-%d.yaml", i+1))}
-		httpAddr, adminAddr := freeAddr(t, ip), freeAddr(t, ip)
-		e.http, e.admin = "http://"+httpAddr, "http://"+adminAddr
-		writeFile(t, e.config, fmt.Sprintf(`name: %s
-region: r%d
-listen: %s
-admin_listen: %s
-access_log: false
-cache: {memory: 64MiB, dir: %s, disk: 256MiB}
-control: {nats: %s, heartbeat: 300ms, purge_catch_up: 1s}
-`, e.name, i, httpAddr, adminAddr, filepath.Join(n.dir, e.name), n.nats))
-		e.start(t)
-		n.edges = append(n.edges, e)
+	for range edges {
+		n.addEdge(t)
 	}
-	// Every edge up in control's eyes, so waits count them.
+	n.waitEdgesUp(t)
+	return n
+}
+
+// waitEdgesUp waits until control counts every edge up, so waits on a
+// release count them all.
+func (n *pushNet) waitEdgesUp(t testing.TB) {
+	t.Helper()
 	waitFor(t, "edges up", func() bool {
 		var out struct{ Edges []struct{ Health string } }
 		n.getJSON(t, "/v1/edges", &out)
@@ -99,14 +94,37 @@ control: {nats: %s, heartbeat: 300ms, purge_catch_up: 1s}
 				up++
 			}
 		}
-		return up == edges
+		return up == len(n.edges)
 	})
-	return n
+}
+
+// addEdge starts the next edge, on its own loopback address and region,
+// under the command wrap if one is given (wrap ends with the binary's
+// place: the edge's arguments follow it).
+func (n *pushNet) addEdge(t testing.TB, wrap ...string) *pushEdge {
+	t.Helper()
+	i := len(n.edges)
+	ip := fmt.Sprintf("127.0.0.%d", 2+i)
+	e := &pushEdge{name: fmt.Sprintf("edge-%d", i+1), config: filepath.Join(n.dir, fmt.Sprintf("edge-%d.yaml", i+1)), wrap: wrap}
+	e.cacheDir = filepath.Join(n.dir, e.name)
+	httpAddr, adminAddr := freeAddr(t, ip), freeAddr(t, ip)
+	e.http, e.admin = "http://"+httpAddr, "http://"+adminAddr
+	writeFile(t, e.config, fmt.Sprintf(`name: %s
+region: r%d
+listen: %s
+admin_listen: %s
+access_log: false
+cache: {memory: 64MiB, dir: %s, disk: 256MiB}
+control: {nats: %s, heartbeat: 300ms, purge_catch_up: 1s}
+`, e.name, i, httpAddr, adminAddr, e.cacheDir, n.nats))
+	e.start(t)
+	n.edges = append(n.edges, e)
+	return e
 }
 
 func (e *pushEdge) start(t testing.TB) {
 	t.Helper()
-	e.proc = start(t, "edge", "--config", e.config, "--log-level", "warn")
+	e.proc = startWrapped(t, e.wrap, "edge", "--config", e.config, "--log-level", "warn")
 	waitOK(t, e.admin+"/readyz")
 }
 

@@ -128,7 +128,7 @@ func (c *Client) Push(ctx context.Context, site string, scan *Scan, opts Options
 		break
 	}
 	if opts.Wait > 0 && !opts.Hold && !res.Status.Complete {
-		return res, fmt.Errorf("release %d: %w (pending: %s)", res.Status.Release.Number, ErrNotServed, strings.Join(res.Status.Pending, ", "))
+		return res, fmt.Errorf("release %d: %w (pending: %s)", res.Status.Release.Number, ErrNotServed, res.Status.PendingWhy())
 	}
 	return res, nil
 }
@@ -229,7 +229,7 @@ func (c *Client) Activate(ctx context.Context, site string, n uint64, wait time.
 		return st, fmt.Errorf("activate release %d of %s: %w", n, site, err)
 	}
 	if wait > 0 && !st.Complete {
-		return st, fmt.Errorf("release %d: %w (pending: %s)", n, ErrNotServed, strings.Join(st.Pending, ", "))
+		return st, fmt.Errorf("release %d: %w (pending: %s)", n, ErrNotServed, st.PendingWhy())
 	}
 	return st, nil
 }

@@ -1,6 +1,10 @@
 package push
 
-import "github.com/selfcdn/cdn/internal/state"
+import (
+	"strings"
+
+	"github.com/selfcdn/cdn/internal/state"
+)
 
 // Commit is the body of POST /v1/sites/{site}/releases.
 type Commit struct {
@@ -26,6 +30,26 @@ type Status struct {
 	// Complete is set when the release is live and every healthy edge
 	// serves it.
 	Complete bool `json:"complete"`
+}
+
+// PendingWhy names the pending edges, each with the error it reports,
+// for an operator reading why a release is not served everywhere.
+func (s Status) PendingWhy() string {
+	why := make(map[string]string, len(s.Edges))
+	for _, e := range s.Edges {
+		why[e.Edge] = e.Error
+	}
+	var b strings.Builder
+	for i, name := range s.Pending {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(name)
+		if why[name] != "" {
+			b.WriteString(" (" + why[name] + ")")
+		}
+	}
+	return b.String()
 }
 
 // EdgeStatus is one edge's state for a release.
