@@ -5,7 +5,7 @@ RACE  := ./edge/... ./origin/... ./internal/... ./control/... ./purge/... ./push
 FUZZ  := ./edge:FuzzServeH1 ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./edge/cachekey:FuzzNew ./edge/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath ./control/api:FuzzSiteRequest ./purge:FuzzRequest ./purge:FuzzTags ./geodns:FuzzServeDNS ./push:FuzzCheckPath ./push:FuzzDecode ./push:FuzzParseRedirects
 DATA  ?= .data
 
-.PHONY: help build run test test-race test-e2e fuzz bench bench-go bench-peers bench-zipf bench-disk-start bench-disk bench-purge bench-dns bench-tls bench-push conformance lint
+.PHONY: help build run test test-race test-e2e fuzz bench bench-go bench-peers bench-zipf bench-disk-start bench-disk bench-purge bench-dns bench-tls bench-push bench-pushed conformance lint
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n",$$1,$$2}'
 
@@ -37,6 +37,9 @@ bench-go: ## hot-path benchmarks (benchstat-ready)
 
 bench-push: ## push a 10,000-file / ~500 MB site to 3 edge processes, then one-file changes
 	$(GO) test ./e2e/ -run '^$$' -bench Push -benchtime 1x -timeout 20m
+
+bench-pushed: build ## pushed files served over HTTP/1.1 beside nginx static and the edge's own cache hits
+	scripts/bench-pushed.sh
 
 bench-tls: ## HTTPS hits over h1 (wrk), h2 (h2load) and h3 (scripts/h3load) beside nginx with TLS and h2
 	scripts/bench-tls.sh

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -274,6 +275,44 @@ func TestPushReleases(t *testing.T) {
 			t.Errorf("range: %d %q", r.StatusCode, body)
 		}
 	})
+	// HTTP/1.1 answers plain GETs of pushed files on its fast path; h2c
+	// takes the net/http handler. Both must send the same response.
+	t.Run("h1 and h2c agree", func(t *testing.T) {
+		var protos http.Protocols
+		protos.SetUnencryptedHTTP2(true)
+		h2c := &http.Transport{Protocols: &protos}
+		defer h2c.CloseIdleConnections()
+		for _, path := range []string{"/s0/page-0.html", "/s1/page-1.css", "/s2/page-2.bin", "/about", "/"} {
+			for _, method := range []string{"GET", "HEAD"} {
+				for _, ae := range []string{"", "gzip", "zstd, gzip;q=0.5", "br"} {
+					var answers [2]string
+					for i, rt := range []http.RoundTripper{http.DefaultTransport, h2c} {
+						req, _ := http.NewRequest(method, e0+path, nil)
+						req.Host = "docs.test"
+						req.Header.Set("Accept-Encoding", ae)
+						res, err := rt.RoundTrip(req)
+						if err != nil {
+							t.Fatal(err)
+						}
+						body, _ := io.ReadAll(res.Body)
+						res.Body.Close()
+						if i == 1 && res.ProtoMajor != 2 {
+							t.Fatalf("h2c answered over HTTP/%d", res.ProtoMajor)
+						}
+						var b strings.Builder
+						fmt.Fprintf(&b, "%d sha256:%x\n", res.StatusCode, sha256.Sum256(body))
+						for _, k := range []string{"Content-Type", "Content-Length", "Content-Encoding", "Etag", "Vary", "Cache-Control", "Cache-Status", "Age"} {
+							fmt.Fprintf(&b, "%s: %q\n", k, res.Header.Values(k))
+						}
+						answers[i] = b.String()
+					}
+					if answers[0] != answers[1] {
+						t.Errorf("%s %s, Accept-Encoding %q:\nh1:\n%sh2c:\n%s", method, path, ae, answers[0], answers[1])
+					}
+				}
+			}
+		}
+	})
 
 	// Release 2 changes three small files: three blobs go up, and readers
 	// hammering every edge during the switch see each file go from the
@@ -397,6 +436,42 @@ func TestPushReleases(t *testing.T) {
 			t.Errorf("restarted edge fetched %v blobs; those pinned before the kill should not be fetched again", fetched)
 		}
 		t.Logf("restarted edge fetched %v of 60 blobs", fetched)
+	})
+
+	// A pinned blob damaged behind a running edge's back, before anyone
+	// asked for it: the read that finds it fails (no wrong byte goes
+	// out), the blob is dropped and fetched again, and the file is then
+	// served whole.
+	t.Run("corrupt pinned blob", func(t *testing.T) {
+		e := n.edges[0]
+		want, _ := os.ReadFile(filepath.Join(n.dir, "big", "blob-59.bin"))
+		hash := push.HashOf(want)
+		path := filepath.Join(e.cacheDir, "pinned", "blobs", hash[:2], hash)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b[len(b)/2] ^= 1
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if r, body := get(t, e.http, "/blob-59.bin"); r.StatusCode == 200 && !bytes.Equal(body, want) {
+			t.Fatalf("a flipped byte was served: %d bytes", len(body))
+		} else if r.StatusCode != 503 {
+			t.Fatalf("first read of a corrupt blob: %d, want 503 (push-only: no origin to fall back to)", r.StatusCode)
+		}
+		if m := metric(t, e.admin+"/metrics", "cdn_edge_pinned_corrupt_total"); m < 1 {
+			t.Fatalf("cdn_edge_pinned_corrupt_total %v, want at least 1", m)
+		}
+		waitFor(t, "the blob fetched again", func() bool {
+			r, _ := get(t, e.http, "/blob-59.bin")
+			return r.StatusCode == 200
+		})
+		for range 3 {
+			if r, body := get(t, e.http, "/blob-59.bin"); r.StatusCode != 200 || !bytes.Equal(body, want) {
+				t.Fatalf("after the refetch: %d, %d bytes", r.StatusCode, len(body))
+			}
+		}
 	})
 
 	t.Run("garbage collection", func(t *testing.T) {

@@ -11,12 +11,15 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 	"unsafe"
 
 	"github.com/valyala/fasthttp"
 
+	"github.com/selfcdn/cdn/edge/cache"
 	"github.com/selfcdn/cdn/edge/cachekey"
 	"github.com/selfcdn/cdn/edge/freshness"
+	"github.com/selfcdn/cdn/edge/release"
 	"github.com/selfcdn/cdn/purge"
 )
 
@@ -62,13 +65,16 @@ func (h *Handler) serveH1Hit(ctx *fasthttp.RequestCtx) bool {
 		return false
 	}
 	secure := ctx.IsTLS()
-	if s.httpsRedirect && !secure || s.pushOnly || s.release.Load() != nil {
-		return false // pushed content answers before the cache
+	if s.httpsRedirect && !secure {
+		return false
 	}
 	uri := ctx.URI()
 	path := uri.PathOriginal()
 	if !plainPath(path) || (h.certs != nil && bytes.HasPrefix(path, acmeChallengePrefix)) {
 		return false // let net/http's escaping (or its 400) decide the key
+	}
+	if x := s.release.Load(); x != nil || s.pushOnly {
+		return h.serveH1Pushed(ctx, s, x, b2s(path), now) // pushed content answers before the cache
 	}
 	scheme := "http"
 	if secure {
@@ -81,53 +87,83 @@ func (h *Handler) serveH1Hit(ctx *fasthttp.RequestCtx) bool {
 		return false
 	}
 	if e.Encodable {
-		var ae [1]string // one field line, as browsers send; no allocation
-		accept := ae[:0]
-		if v := rh.Peek("Accept-Encoding"); v != nil {
-			ae[0] = b2s(v)
-			accept = ae[:1]
-		}
-		e = h.encoded(e, accept)
+		e = h.encoded(e, oneAcceptEncoding(rh, new([1]string)))
 	}
-	res := &ctx.Response
-	res.SetStatusCode(e.Status)
+	h.writeH1(ctx, s, e, h.statusHit[0], resultHit, now)
+	return true
+}
+
+// serveH1Pushed answers a file of release x as is and reports whether it
+// did; redirects, 404s and paths x does not hold take the full path.
+func (h *Handler) serveH1Pushed(ctx *fasthttp.RequestCtx, s *site, x *release.Index, path string, now time.Time) bool {
+	if x == nil {
+		return false
+	}
+	f, _ := x.Lookup(path)
+	if f == nil {
+		return false
+	}
+	e, err := h.pushedEntry(f.Pick(oneAcceptEncoding(&ctx.Request.Header, new([1]string))))
+	if err != nil {
+		return false // unreadable: the full path logs it and decides
+	}
+	h.writeH1(ctx, s, e, h.statusPushed[0], resultPushed, now)
+	return true
+}
+
+// oneAcceptEncoding returns the request's Accept-Encoding as one field
+// line, as browsers send it, held in buf so it does not allocate.
+func oneAcceptEncoding(rh *fasthttp.RequestHeader, buf *[1]string) []string {
+	v := rh.Peek("Accept-Encoding")
+	if v == nil {
+		return buf[:0]
+	}
+	buf[0] = b2s(v)
+	return buf[:1]
+}
+
+// writeH1 sends e, a stored response answered as is, and releases it.
+func (h *Handler) writeH1(ctx *fasthttp.RequestCtx, s *site, e *cache.Entry, cacheStatus string, res result, now time.Time) {
+	resp := &ctx.Response
+	resp.SetStatusCode(e.Status)
 	for k, vs := range e.Header {
 		if k == "Content-Length" {
 			continue // fasthttp frames the body itself
 		}
 		for _, v := range vs {
-			res.Header.Add(k, v)
+			resp.Header.Add(k, v)
 		}
 	}
-	res.Header.Set("Age", ageHeader(e.Meta.Age(now))[0])
-	res.Header.Set("Cache-Status", h.statusHit[0])
-	if secure {
+	if !e.Meta.ResponseTime.IsZero() { // pushed content has no age
+		resp.Header.Set("Age", ageHeader(e.Meta.Age(now))[0])
+	}
+	resp.Header.Set("Cache-Status", cacheStatus)
+	if ctx.IsTLS() {
 		if h.altSvc != nil {
-			res.Header.Set("Alt-Svc", h.altSvc[0])
+			resp.Header.Set("Alt-Svc", h.altSvc[0])
 		}
 		if s.hsts != nil {
-			res.Header.Set("Strict-Transport-Security", s.hsts[0])
+			resp.Header.Set("Strict-Transport-Security", s.hsts[0])
 		}
 	}
-	out := outcome{status: e.Status, result: resultHit}
+	out := outcome{status: e.Status, result: res}
 	switch {
 	case e.Disk != nil && ctx.IsHead():
 		e.Release()
-		res.Header.SetContentLength(int(e.Size()))
-		res.SkipBody = true
+		resp.Header.SetContentLength(int(e.Size()))
+		resp.SkipBody = true
 	case e.Disk != nil:
 		// Streamed from disk, verified block by block; fasthttp closes the
 		// reader when done and cuts the connection if a block is bad.
-		res.SetBodyStream(e.Disk.Reader(), int(e.Size()))
+		resp.SetBodyStream(e.Disk.Reader(), int(e.Size()))
 		out.bytes = e.Size()
 	default:
-		res.SetBodyRaw(e.Body) // entries are immutable: no copy
+		resp.SetBodyRaw(e.Body) // entries are immutable: no copy
 		if !ctx.IsHead() {
 			out.bytes = int64(len(e.Body))
 		}
 	}
 	h.observe(fastInfo{ctx}, s, out, now)
-	return true
 }
 
 // fastHeader reads request header values from fasthttp for Vary.

@@ -32,6 +32,7 @@ type Handler struct {
 	disk        *cache.Disk // nil: no disk tier
 	group       *fill.Group
 	compressing singleflight.Group // one compression per body and coding
+	pinnedReads singleflight.Group // one read of a pinned blob into memory at a time
 	fetcher     *origin.Fetcher
 	maxBody     int64
 	maxObject   int64 // bodies larger than this are streamed, not stored

@@ -1,12 +1,14 @@
 package edge
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/selfcdn/cdn/edge/cache"
 	"github.com/selfcdn/cdn/edge/release"
 	"github.com/selfcdn/cdn/push"
 )
@@ -69,7 +71,7 @@ func (h *Handler) servePushed(w http.ResponseWriter, r *http.Request, s *site, x
 		return outcome{status: http.StatusNotFound, result: resultPushed}, true
 	}
 	v := f.Pick(r.Header["Accept-Encoding"])
-	e, err := v.Entry(h.pinned)
+	e, err := h.pushedEntry(v)
 	if err != nil {
 		// Dropped as corrupt or gone behind the edge's back: release sync
 		// fetches it again. Meanwhile the origin answers, if there is one.
@@ -91,4 +93,34 @@ func (h *Handler) methodNotAllowed(w http.ResponseWriter) outcome {
 	w.Header()["Allow"] = []string{"GET, HEAD"}
 	http.Error(w, "405 method not allowed", http.StatusMethodNotAllowed)
 	return outcome{status: http.StatusMethodNotAllowed, result: resultPushed}
+}
+
+// pushedEntry opens v for one response: the body the index holds, the
+// memory tier's copy, or the pinned file. A blob the memory tier could
+// keep is read whole (once for concurrent requests), verified, and offered
+// to it, so hot pushed files are served from memory like cache hits and
+// admission keeps the hot ones; bigger blobs stream from disk.
+func (h *Handler) pushedEntry(v *release.Variant) (*cache.Entry, error) {
+	if v.Body != nil || v.Size == 0 || !h.mem.Fits(v.Size) {
+		return v.Entry(h.pinned)
+	}
+	if m, ok := h.mem.Get(v.MemoryKey); ok {
+		return &cache.Entry{Status: http.StatusOK, Header: v.Header, Body: m.Body}, nil
+	}
+	body, err, _ := h.pinnedReads.Do(v.MemoryKey, func() (any, error) {
+		e, err := h.pinned.Open(v.Hash, v.Size)
+		if err != nil {
+			return nil, err
+		}
+		if e.Disk != nil { // cannot happen with inlineMax = size; stay safe
+			e.Release()
+			return nil, fmt.Errorf("pinned blob %s: not read whole", v.Hash)
+		}
+		h.mem.PutBody(v.MemoryKey, e.Body)
+		return e.Body, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &cache.Entry{Status: http.StatusOK, Header: v.Header, Body: body.([]byte)}, nil
 }

@@ -65,6 +65,20 @@ func (m *Memory) put(key string, e *Entry, cost int64) bool {
 	return ok
 }
 
+// Fits reports whether a body of n bytes may be kept.
+func (m *Memory) Fits(n int64) bool { return n <= m.maxObj }
+
+// PutBody offers an immutable body (a pinned blob, read and verified) to
+// the tier under key, kept while space allows and admission agrees; it
+// does not wait for the body to become visible.
+func (m *Memory) PutBody(key string, body []byte) {
+	if !m.Fits(int64(len(body))) {
+		return
+	}
+	e := &Entry{Body: body}
+	m.c.SetWithTTL(key, e, e.cost(key), 0)
+}
+
 // PutMarker stores a small marker entry that expires after ttl.
 func (m *Memory) PutMarker(key string, e *Entry, ttl time.Duration) {
 	m.c.SetWithTTL(key, e, e.cost(key), ttl)

@@ -43,9 +43,15 @@ type Variant struct {
 	Size   int64
 	Header http.Header
 	// Body holds a small blob in memory; nil means open it from the
-	// pinned store on each request.
+	// pinned store, or find it in the memory tier under MemoryKey.
 	Body []byte
+	// MemoryKey is the blob's key in the edge's memory tier, apart from
+	// every cache key (those start with a scheme).
+	MemoryKey string
 }
+
+// memoryKey is a blob's key in the memory tier.
+func memoryKey(hash string) string { return "pinned\x00" + hash }
 
 // DefaultCacheControl is sent for pushed files whose rules set none: any
 // cache may keep them, and must check back (cheaply, by ETag) before
@@ -97,7 +103,7 @@ func newFile(f push.File, load func(push.Blob) []byte) *File {
 		if c != contentcoding.Identity {
 			h["Content-Encoding"] = []string{c.String()}
 		}
-		out.Variants[c] = &Variant{Hash: b.Hash, Size: b.Size, Header: h, Body: load(b)}
+		out.Variants[c] = &Variant{Hash: b.Hash, Size: b.Size, Header: h, Body: load(b), MemoryKey: memoryKey(b.Hash)}
 	}
 	return &out
 }
