@@ -286,6 +286,15 @@ func TestPushCLI(t *testing.T) {
 		if res, _ := get(t, n.edges[0].http, "/big.bin"); res.StatusCode != 404 {
 			t.Fatalf("edge-1 /big.bin after rollback: %d, want 404", res.StatusCode)
 		}
+		// A new edge joining reports ready only once it serves the live
+		// release: every file answers at the moment readyz does.
+		joined := n.addEdge(t)
+		for p, want := range files {
+			if res, body := get(t, joined.http, p); res.StatusCode != 200 || !bytes.Equal(body, want) {
+				t.Fatalf("new edge %s right after ready: %d, %d bytes", p, res.StatusCode, len(body))
+			}
+		}
+
 		r = cli(t, env, "releases")
 		lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 		if r.code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[1], "2 ") || !regexp.MustCompile(`^1\s+\*\s.*\sagain$`).MatchString(lines[2]) {
