@@ -43,28 +43,63 @@ func BenchmarkPush(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	// push1 pushes the site and adds the time spent scanning and the time
+	// from the first request to control until every edge serves it.
+	var scanTime, deployTime, askTime, commitTime time.Duration
+	// edgeSyncs sums the edges' release sync histograms.
+	edgeSyncs := func() (sum, count float64) {
+		for _, e := range n.edges {
+			sum += metric(b, e.admin+"/metrics", "cdn_edge_release_sync_seconds_sum")
+			count += metric(b, e.admin+"/metrics", "cdn_edge_release_sync_seconds_count")
+		}
+		return sum, count
+	}
+	lastSyncSum, lastSyncs := edgeSyncs()
 	push1 := func(b *testing.B) push.Result {
+		start := time.Now()
 		scan, err := push.ScanDir(b.Context(), site, push.ScanOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
+		scanned := time.Now()
 		res, err := n.client().Push(b.Context(), "docs", scan, push.Options{Wait: push.MaxWait})
 		if err != nil {
 			b.Fatal(err)
 		}
+		scanTime += scanned.Sub(start)
+		deployTime += time.Since(scanned)
+		askTime += res.Asking
+		commitTime += res.Committing
 		return res
+	}
+	// split reports the mean scan and deploy seconds of b's rounds.
+	split := func(b *testing.B, rounds int) {
+		b.ReportMetric(scanTime.Seconds()/float64(rounds), "scan-s/op")
+		b.ReportMetric(deployTime.Seconds()/float64(rounds), "deploy-s/op")
+		b.ReportMetric(askTime.Seconds()/float64(rounds), "ask-s/op")
+		// The edges' own time from learning of the release to serving it.
+		syncSum, syncs := edgeSyncs()
+		b.ReportMetric((syncSum-lastSyncSum)/(syncs-lastSyncs), "edge-sync-s/switch")
+		b.ReportMetric(commitTime.Seconds()/float64(rounds), "commit-s/op")
+		scanTime, deployTime, askTime, commitTime = 0, 0, 0, 0
+		lastSyncSum, lastSyncs = edgeSyncs()
 	}
 	b.Run("full-10k-files", func(b *testing.B) {
 		var res push.Result
+		rounds := 0
 		for b.Loop() { // -benchtime 1x: blobs are shared, a second round would send none
 			res = push1(b)
+			rounds++
 		}
+		split(b, rounds)
 		b.ReportMetric(float64(total)/1e6, "site-MB")
 		b.ReportMetric(float64(res.UploadedBytes)/1e6, "uploaded-MB")
 		b.ReportMetric(float64(res.Uploaded), "blobs-uploaded")
 	})
 	b.Run("one-file-change", func(b *testing.B) {
 		push1(b) // the whole site is there before the clock starts
+		scanTime, deployTime, askTime, commitTime = 0, 0, 0, 0
+		lastSyncSum, lastSyncs = edgeSyncs()
 		var res push.Result
 		i := 0
 		for b.Loop() {
@@ -72,6 +107,7 @@ func BenchmarkPush(b *testing.B) {
 			os.WriteFile(filepath.Join(site, "d00", "changed.html"), fmt.Appendf(nil, "<p>change %d at %s</p>", i, time.Now()), 0o644)
 			res = push1(b)
 		}
+		split(b, i)
 		b.ReportMetric(float64(res.UploadedBytes), "uploaded-B")
 		b.ReportMetric(float64(res.Uploaded), "blobs-uploaded")
 	})

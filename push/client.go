@@ -66,6 +66,9 @@ type Result struct {
 	Uploaded      int
 	UploadedBytes int64
 	Skipped       int
+	// Asking, Uploading and Committing are the time spent asking which
+	// blobs control lacks, sending them, and committing (with the wait).
+	Asking, Uploading, Committing time.Duration
 }
 
 // ErrNotServed reports a release committed and live that not every
@@ -95,9 +98,11 @@ func (c *Client) Push(ctx context.Context, site string, scan *Scan, opts Options
 		hashes[i], sizes[b.Hash] = b.Hash, b.Size
 	}
 	var missing Missing
+	start := time.Now()
 	if err := c.call(ctx, http.MethodPost, c.siteURL(site, "/blobs/missing"), Missing{Blobs: hashes}, &missing); err != nil {
 		return res, fmt.Errorf("ask which blobs control lacks: %w", err)
 	}
+	res.Asking = time.Since(start)
 	res.Skipped = len(hashes) - len(missing.Blobs)
 	commit := Commit{Manifest: scan.Manifest, Message: opts.Message}
 	if opts.Hold {
@@ -108,13 +113,17 @@ func (c *Client) Push(ctx context.Context, site string, scan *Scan, opts Options
 		u += "?wait=" + opts.Wait.String()
 	}
 	for round := 0; ; round++ {
+		start = time.Now()
 		n, b, err := c.upload(ctx, site, scan, missing.Blobs, sizes, opts.Progress)
 		res.Uploaded += n
 		res.UploadedBytes += b
+		res.Uploading += time.Since(start)
 		if err != nil {
 			return res, err
 		}
+		start = time.Now()
 		err = c.call(ctx, http.MethodPost, u, commit, &res.Status)
+		res.Committing += time.Since(start)
 		var ae *APIError
 		if errors.As(err, &ae) && ae.Code == "missing_blobs" && round == 0 {
 			// Collected between the question and the commit (an old,

@@ -108,6 +108,23 @@ func newFile(f push.File, load func(push.Blob) []byte) *File {
 	return &out
 }
 
+// heldBodies returns the blob bodies x holds in memory, by hash (none for
+// a nil x).
+func (x *Index) heldBodies() map[string][]byte {
+	if x == nil {
+		return nil
+	}
+	held := make(map[string][]byte, len(x.files))
+	for _, f := range x.files {
+		for _, v := range f.Variants {
+			if v != nil && v.Body != nil {
+				held[v.Hash] = v.Body
+			}
+		}
+	}
+	return held
+}
+
 // Lookup finds what answers urlPath (decoded): a file, then a pretty URL
 // ("/about" and "/about/" serve "/about/index.html", "/about" also
 // "/about.html"), then a redirect. Both results nil: not in the release.

@@ -67,6 +67,7 @@ type Syncer struct {
 
 	fetched, fetchedBytes prometheus.Counter
 	switches              prometheus.Counter
+	syncSeconds           prometheus.Histogram
 	failures              *prometheus.CounterVec
 }
 
@@ -80,11 +81,13 @@ func NewSyncer(cfg Config, pinned *cache.Pinned, reg prometheus.Registerer) *Syn
 		fetched:      prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_release_blobs_fetched_total", Help: "Pushed blobs fetched from control and pinned."}),
 		fetchedBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_release_fetched_bytes_total", Help: "Bytes of pushed blobs fetched."}),
 		switches:     prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_release_switches_total", Help: "Sites switched to another release."}),
+		syncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "cdn_edge_release_sync_seconds",
+			Help: "Time from starting on a site's new release to serving it: manifest, blobs, save, index.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cdn_edge_release_sync_failures_total",
 			Help: "Release syncs that failed, by reason (disk_full, corrupt, fetch)."}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(s.fetched, s.fetchedBytes, s.switches, s.failures)
+		reg.MustRegister(s.fetched, s.fetchedBytes, s.switches, s.syncSeconds, s.failures)
 	}
 	return s
 }
@@ -239,6 +242,7 @@ func (s *Syncer) syncSite(ctx context.Context, src Source, live state.Live) erro
 		}
 		return nil
 	}
+	start := time.Now()
 	s.setStatus(live.Site, func(st *state.SiteRelease) { st.Wanted, st.Error = live.Release, "" })
 	m, err := s.fetchManifest(ctx, src, live.Manifest)
 	if err != nil {
@@ -251,7 +255,9 @@ func (s *Syncer) syncSite(ctx context.Context, src Source, live state.Live) erro
 		return err
 	}
 	s.switchTo(live, m)
-	s.cfg.Log.Info("release switched", slog.String("site", live.Site), slog.Uint64("release", live.Release), slog.Int("files", len(m.Files)))
+	took := time.Since(start)
+	s.syncSeconds.Observe(took.Seconds())
+	s.cfg.Log.Info("release switched", slog.String("site", live.Site), slog.Uint64("release", live.Release), slog.Int("files", len(m.Files)), slog.Duration("took", took))
 	return nil
 }
 
@@ -328,9 +334,18 @@ func (s *Syncer) save(sv saved) error {
 // switchTo builds the index of m and swaps it in.
 func (s *Syncer) switchTo(live state.Live, m *push.Manifest) {
 	budget := s.cfg.InlineBudget
+	// Bodies the serving release holds are taken over, not read again: a
+	// small change to a big site reads only what changed.
+	s.mu.Lock()
+	held := s.current[live.Site].heldBodies()
+	s.mu.Unlock()
 	x := newIndex(live.Site, live.Release, live.Manifest, m, func(b push.Blob) []byte {
 		if b.Size > s.cfg.InlineMax || b.Size > budget {
 			return nil
+		}
+		if body, ok := held[b.Hash]; ok {
+			budget -= b.Size
+			return body
 		}
 		e, err := s.pinned.Open(b.Hash, s.cfg.InlineMax)
 		if err != nil || e.Disk != nil {

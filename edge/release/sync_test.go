@@ -207,3 +207,44 @@ func TestRestartResumes(t *testing.T) {
 		return err == nil && bytes.Equal(buf.Bytes(), files["/a.bin"])
 	})
 }
+
+// TestSwitchKeepsHeldBodies: a release that changes one file reads only
+// that file; bodies the serving release holds are taken over as they are,
+// even if their files were since damaged on disk.
+func TestSwitchKeepsHeldBodies(t *testing.T) {
+	srv := natstest.Start(t, "", "")
+	store, err := state.Open(t.Context(), natstest.Connect(t, srv.URL), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	files := map[string][]byte{"/a.txt": []byte("unchanged a"), "/b.txt": []byte("unchanged b"), "/c.txt": []byte("version 1")}
+	publish(t, store, "s", files)
+	s := runSyncer(t, store, dir, 0)
+	waitUntil(t, "release 1", func() bool { return s.serving("s") == 1 })
+	one := s.index("s")
+	// Damage a's pinned file: a fresh read would fail its checksum.
+	path := filepath.Join(dir, "pinned", "blobs", push.HashOf(files["/a.txt"])[:2], push.HashOf(files["/a.txt"]))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-1] ^= 1
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	files["/c.txt"] = []byte("version 2")
+	publish(t, store, "s", files)
+	waitUntil(t, "release 2", func() bool { return s.serving("s") == 2 })
+	two := s.index("s")
+	for _, p := range []string{"/a.txt", "/b.txt"} {
+		was, is := one.files[p].Variants[0].Body, two.files[p].Variants[0].Body
+		if len(is) == 0 || &was[0] != &is[0] {
+			t.Errorf("%s: release 2 read its body again instead of taking release 1's", p)
+		}
+	}
+	if got := string(two.files["/c.txt"].Variants[0].Body); got != "version 2" {
+		t.Errorf("/c.txt in release 2: %q", got)
+	}
+}
