@@ -152,6 +152,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	wg.Go(func() { checks.run(ctx) })
 	wg.Go(func() { s.watchPurgeReports(ctx, store, progress) })
 	wg.Go(func() { s.collectReleases(ctx, store) })
+	wg.Go(func() {
+		// Without it pushes still work, checking each blob with a request.
+		if err := store.IndexBlobs(ctx); err != nil {
+			s.log.Warn("no in-memory blob index; push checks ask JetStream per blob", slog.Any("err", err))
+		}
+	})
 	s.ready.Store(true)
 	s.log.Info("control ready", "api", "http://"+ln.Addr().String(), "nats", joined)
 	select {

@@ -112,6 +112,10 @@ func digestOf(hash string) string {
 // Blob returns a stored blob's description; ErrNotFound when there is no
 // blob of that name whose bytes match it.
 func (s *Store) Blob(ctx context.Context, hash string) (BlobInfo, error) {
+	x := s.blobIndex()
+	if b, ok := x.get(hash); ok {
+		return b, nil
+	}
 	info, err := s.blobs.GetInfo(ctx, hash)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return BlobInfo{}, ErrNotFound
@@ -122,7 +126,9 @@ func (s *Store) Blob(ctx context.Context, hash string) (BlobInfo, error) {
 	if info.Deleted || info.Digest != digestOf(hash) {
 		return BlobInfo{}, ErrNotFound
 	}
-	return BlobInfo{Hash: hash, Size: int64(info.Size), Modified: info.ModTime}, nil
+	b := BlobInfo{Hash: hash, Size: int64(info.Size), Modified: info.ModTime}
+	x.put(b) // the watch may not have brought it yet
+	return b, nil
 }
 
 // PutBlob stores the bytes of r as blob hash, unless it is there already
@@ -142,6 +148,7 @@ func (s *Store) PutBlob(ctx context.Context, hash string, r io.Reader) (int64, b
 		}
 		return 0, false, ErrBlobMismatch
 	}
+	s.blobIndex().put(BlobInfo{Hash: hash, Size: int64(info.Size), Modified: info.ModTime})
 	return int64(info.Size), true, nil
 }
 
@@ -182,6 +189,8 @@ func (s *Store) Blobs(ctx context.Context) ([]BlobInfo, error) {
 
 // DeleteBlob removes a blob.
 func (s *Store) DeleteBlob(ctx context.Context, hash string) error {
+	// Out of the index first: from here on the blob may be gone.
+	s.blobIndex().remove(hash)
 	if err := s.blobs.Delete(ctx, hash); err != nil && !errors.Is(err, jetstream.ErrObjectNotFound) {
 		return fmt.Errorf("delete blob %s: %w", hash, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -51,6 +52,7 @@ type Store struct {
 	// Push releases (releases.go).
 	releases, live, edgeRel jetstream.KeyValue
 	blobs                   jetstream.ObjectStore
+	index                   atomic.Pointer[blobIndex] // set by IndexBlobs
 }
 
 // Open creates (or binds to) the buckets. Safe to call from every process:
