@@ -17,6 +17,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/selfcdn/cdn/internal/testwait"
 )
 
 // objectBody is the origin's body for path: its size is in the path
@@ -160,7 +162,7 @@ func TestKillDuringFills(t *testing.T) {
 		t.Errorf("temporary files left after restart: %d", len(tmp))
 	}
 	// Once the start-up sweep ran, every object file is one the index knows.
-	waitFor(t, "object files to match the index", func() bool {
+	testwait.Until(t, "object files to match the index", func() bool {
 		return countFiles(filepath.Join(dir, "disk", "objects")) == int(metric(t, "http://"+admin+"/metrics", `cdn_edge_cache_objects{tier="disk"}`))
 	})
 	edge.stop(t)

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/selfcdn/cdn/internal/testwait"
 )
 
 // TestH2spec runs h2spec (github.com/summerwind/h2spec) against the
@@ -102,7 +104,7 @@ sites:
 	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, Protocols: &p}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 5 * time.Second}
-	waitFor(t, "an h2 answer on the TLS port", func() bool {
+	testwait.Until(t, "an h2 answer on the TLS port", func() bool {
 		res, err := client.Get("https://" + ip + ":" + tlsPort + "/")
 		if err != nil {
 			return false

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/selfcdn/cdn/internal/testwait"
 )
 
 // cdnBin is the binary under test, built once in TestMain.
@@ -111,22 +113,10 @@ func run(t *testing.T, args ...string) (int, string) {
 	return 0, string(out)
 }
 
-// waitFor polls cond until it holds or 10s pass.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // waitOK waits until a GET of url answers 200.
 func waitOK(t testing.TB, url string) {
 	t.Helper()
-	waitFor(t, url, func() bool {
+	testwait.Until(t, url, func() bool {
 		res, err := http.Get(url)
 		if err != nil {
 			return false

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/selfcdn/cdn/push"
+
+	"github.com/selfcdn/cdn/internal/testwait"
 )
 
 // pushNet is control and edges as separate cdn processes, with a
@@ -86,7 +88,7 @@ releases: {gc_interval: 1s, gc_grace: 5s, retain: 1}
 // release count them all.
 func (n *pushNet) waitEdgesUp(t testing.TB) {
 	t.Helper()
-	waitFor(t, "edges up", func() bool {
+	testwait.Until(t, "edges up", func() bool {
 		var out struct{ Edges []struct{ Health string } }
 		n.getJSON(t, "/v1/edges", &out)
 		up := 0
@@ -357,10 +359,10 @@ func TestPushReleases(t *testing.T) {
 	}
 	// Readers running before the push and reading on after every edge
 	// serves release 2.
-	waitFor(t, "readers under way", func() bool { return reads.Load() >= 100 })
+	testwait.Until(t, "readers under way", func() bool { return reads.Load() >= 100 })
 	res = n.push(t, site, time.Minute)
 	after := reads.Load()
-	waitFor(t, "reads after the switch", func() bool { return reads.Load() >= after+100 || bad.Load() != nil })
+	testwait.Until(t, "reads after the switch", func() bool { return reads.Load() >= after+100 || bad.Load() != nil })
 	stop.Store(true)
 	wg.Wait()
 	if v := bad.Load(); v != nil {
@@ -413,14 +415,14 @@ func TestPushReleases(t *testing.T) {
 				t.Errorf("push 3: %v", err)
 			}
 		}()
-		waitFor(t, "the victim fetching", func() bool {
+		testwait.Until(t, "the victim fetching", func() bool {
 			return metric(t, victim.admin+"/metrics", "cdn_edge_release_blobs_fetched_total") > before
 		})
 		victim.proc.cmd.Process.Kill()
 		<-victim.proc.done
 		victim.start(t) // ready only once it serves what control says
 		var fetched float64
-		waitFor(t, "release 3 on the restarted edge", func() bool {
+		testwait.Until(t, "release 3 on the restarted edge", func() bool {
 			r, _ := get(t, victim.http, "/blob-00.bin")
 			fetched = metric(t, victim.admin+"/metrics", "cdn_edge_release_blobs_fetched_total")
 			return r.StatusCode == 200
@@ -463,7 +465,7 @@ func TestPushReleases(t *testing.T) {
 		if m := metric(t, e.admin+"/metrics", "cdn_edge_pinned_corrupt_total"); m < 1 {
 			t.Fatalf("cdn_edge_pinned_corrupt_total %v, want at least 1", m)
 		}
-		waitFor(t, "the blob fetched again", func() bool {
+		testwait.Until(t, "the blob fetched again", func() bool {
 			r, _ := get(t, e.http, "/blob-59.bin")
 			return r.StatusCode == 200
 		})
@@ -477,7 +479,7 @@ func TestPushReleases(t *testing.T) {
 	t.Run("garbage collection", func(t *testing.T) {
 		// Retain 1: release 3 is live, 2 is kept, 1 goes, and with it the
 		// three css blobs only release 1 named. What is live stays.
-		waitFor(t, "release 1 collected", func() bool {
+		testwait.Until(t, "release 1 collected", func() bool {
 			var out struct{ Releases []struct{ Number uint64 } }
 			n.getJSON(t, "/v1/sites/docs/releases", &out)
 			return len(out.Releases) == 2 && out.Releases[1].Number == 2
@@ -494,7 +496,7 @@ func TestPushReleases(t *testing.T) {
 		}
 		// Asking which blobs exist counts as a push starting, which holds
 		// collection off: wait on control's metric, then ask once.
-		waitFor(t, "blobs collected", func() bool {
+		testwait.Until(t, "blobs collected", func() bool {
 			return metric(t, n.control+"/metrics", `cdn_control_release_gc_total{kind="blob"}`) > 0
 		})
 		if m := n.missing(t, oldHashes); len(m) != len(oldHashes) {

@@ -21,6 +21,8 @@ import (
 	"github.com/miekg/dns"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
+
+	"github.com/selfcdn/cdn/internal/testwait"
 )
 
 type upInfo struct {
@@ -65,7 +67,7 @@ func TestUp(t *testing.T) {
 		"--control-listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0")
 	upPath := filepath.Join(data, "up.json")
 	var info upInfo
-	waitFor(t, "up.json", func() bool {
+	testwait.Until(t, "up.json", func() bool {
 		b, err := os.ReadFile(upPath)
 		return err == nil && json.Unmarshal(b, &info) == nil
 	})
@@ -99,7 +101,7 @@ func TestUp(t *testing.T) {
 		}
 	}
 	// The network as control sees it: every edge registered and up.
-	waitFor(t, "every edge up in cdn status", func() bool {
+	testwait.Until(t, "every edge up in cdn status", func() bool {
 		cmd := exec.Command(cdnBin, "status")
 		cmd.Env = append(os.Environ(), "CDN_CONTROL_URL="+info.Control, "CDN_TOKEN="+info.AdminToken)
 		out, err := cmd.CombinedOutput()
@@ -126,7 +128,7 @@ func TestUp(t *testing.T) {
 		u, _ := url.Parse(info.Edges[tc.edge].HTTP)
 		want := u.Hostname()
 		var got []string
-		waitFor(t, fmt.Sprintf("GeoDNS answer %s for subnet %q", want, tc.subnet), func() bool {
+		testwait.Until(t, fmt.Sprintf("GeoDNS answer %s for subnet %q", want, tc.subnet), func() bool {
 			got = geoAnswer(t, info.GeoDNS, info.Site.Hosts[0], tc.subnet)
 			return len(got) == 1 && got[0] == want
 		})

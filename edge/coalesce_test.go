@@ -10,12 +10,14 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/selfcdn/cdn/internal/testwait"
 )
 
 // waitJoined waits until n requests joined another request's fetch.
 func waitJoined(t *testing.T, e *testEdge, n int) {
 	t.Helper()
-	eventually(t, fmt.Sprintf("%d coalesced requests", n), func() bool {
+	testwait.Until(t, fmt.Sprintf("%d coalesced requests", n), func() bool {
 		return metricValue(t, e, "cdn_edge_coalesced_requests_total") >= float64(n)
 	})
 }
@@ -114,7 +116,7 @@ func TestClientAbortDoesNotFailWaiters(t *testing.T) {
 			res.Body.Close()
 		}
 	}()
-	eventually(t, "leader's fetch", func() bool { return o.hits.Load() == 1 })
+	testwait.Until(t, "leader's fetch", func() bool { return o.hits.Load() == 1 })
 	waiter := make(chan string, 1)
 	go func() { waiter <- getBody(e.URL + "/a") }()
 	waitJoined(t, e, 1)

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/selfcdn/cdn/internal/config"
+
+	"github.com/selfcdn/cdn/internal/testwait"
 )
 
 // withDisk turns the disk tier on, in dir, with memory holding bodies up to
@@ -331,7 +333,7 @@ func TestRangeOnMiss(t *testing.T) {
 		t.Errorf("far range Cache-Status %q, want it answered from the origin", res.Header.Get("Cache-Status"))
 	}
 	close(release)
-	eventually(t, "the object stored", func() bool {
+	testwait.Until(t, "the object stored", func() bool {
 		res, _ := http.Get(e.URL + "/big")
 		if res == nil {
 			return false
@@ -474,7 +476,7 @@ func TestDiskTierNoFileLeak(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 	h2c.CloseIdleConnections()
-	eventually(t, "open files back to where they were", func() bool { return openFiles(t, dir) <= before })
+	testwait.Until(t, "open files back to where they were", func() bool { return openFiles(t, dir) <= before })
 }
 
 // TestVaryAfterInvalidationAndRestart: variants a POST orphaned stay

@@ -173,18 +173,6 @@ func cacheResult(cs string) string {
 	return "other: " + cs
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // metricValue sums every series of the named metric in the edge's registry.
 func metricValue(t *testing.T, e *testEdge, name string) float64 {
 	t.Helper()

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/selfcdn/cdn/internal/testwait"
 )
 
 func TestStaleWhileRevalidate(t *testing.T) {
@@ -30,8 +32,8 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	if age := res.Header.Get("Age"); age != "20" {
 		t.Errorf("Age = %q, want 20", age)
 	}
-	eventually(t, "background refresh", func() bool { return o.hits.Load() == 2 })
-	eventually(t, "refreshed entry", func() bool {
+	testwait.Until(t, "background refresh", func() bool { return o.hits.Load() == 2 })
+	testwait.Until(t, "refreshed entry", func() bool {
 		res, body := get(t, "GET", e.URL+"/swr", nil)
 		return cacheResult(res.Header.Get("Cache-Status")) == "hit" && body == "v2"
 	})
@@ -338,7 +340,7 @@ func TestFillDoesNotResurrectInvalidated(t *testing.T) {
 	e := startEdge(t, o.URL, nil, nil)
 	first := make(chan string, 1)
 	go func() { first <- getBody(e.URL + "/doc") }()
-	eventually(t, "the first fetch", func() bool { return o.hits.Load() == 1 })
+	testwait.Until(t, "the first fetch", func() bool { return o.hits.Load() == 1 })
 	if res, _ := get(t, "POST", e.URL+"/doc", nil); res.StatusCode != 200 {
 		t.Fatalf("POST: %d", res.StatusCode)
 	}

@@ -11,12 +11,13 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/selfcdn/cdn/edge/cache"
 	"github.com/selfcdn/cdn/internal/natstest"
 	"github.com/selfcdn/cdn/internal/state"
 	"github.com/selfcdn/cdn/push"
+
+	"github.com/selfcdn/cdn/internal/testwait"
 )
 
 // publish stores files as a release of site on real JetStream and makes
@@ -96,17 +97,6 @@ func (s *syncer) index(site string) *Index {
 	return s.applied[site]
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestDiskFull: a release that does not fit is not switched to; the edge
 // keeps serving the one it has, reports why, and switches once there is
 // room (here: after a restart with a larger bound).
@@ -120,8 +110,8 @@ func TestDiskFull(t *testing.T) {
 	small := map[string][]byte{"/a.txt": []byte("release one")}
 	publish(t, store, "s", small)
 	s := runSyncer(t, store, dir, 256<<10)
-	waitUntil(t, "release 1", func() bool { return s.serving("s") == 1 })
-	waitUntil(t, "settled", s.Settled)
+	testwait.Until(t, "release 1", func() bool { return s.serving("s") == 1 })
+	testwait.Until(t, "settled", s.Settled)
 
 	big := map[string][]byte{}
 	for i := range 4 {
@@ -129,7 +119,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	publish(t, store, "s", big)
 	var rep state.SiteRelease
-	waitUntil(t, "a report of the failure", func() bool {
+	testwait.Until(t, "a report of the failure", func() bool {
 		reps, err := store.EdgeReleases(t.Context())
 		if err != nil || len(reps) == 0 {
 			return false
@@ -168,7 +158,7 @@ func TestRestartResumes(t *testing.T) {
 			Apply: func(site string, x *Index) { s.mu.Lock(); s.applied[site] = x; s.mu.Unlock() }}, pinned, nil)
 		done := make(chan struct{})
 		go func() { s.Run(ctx, store); close(done) }()
-		waitUntil(t, "release 1", func() bool { return s.serving("s") == 1 })
+		testwait.Until(t, "release 1", func() bool { return s.serving("s") == 1 })
 		cancel()
 		<-done
 	}()
@@ -195,8 +185,8 @@ func TestRestartResumes(t *testing.T) {
 	if err == nil {
 		t.Fatal("a flipped byte in a pinned blob was served")
 	}
-	waitUntil(t, "the corrupt blob fetched again", func() bool { return s.pinned.Has(push.HashOf(files["/a.bin"])) })
-	waitUntil(t, "a good copy", func() bool {
+	testwait.Until(t, "the corrupt blob fetched again", func() bool { return s.pinned.Has(push.HashOf(files["/a.bin"])) })
+	testwait.Until(t, "a good copy", func() bool {
 		e, err := s.index("s").files["/a.bin"].Variants[0].Entry(s.pinned)
 		if err != nil {
 			return false
@@ -221,7 +211,7 @@ func TestSwitchKeepsHeldBodies(t *testing.T) {
 	files := map[string][]byte{"/a.txt": []byte("unchanged a"), "/b.txt": []byte("unchanged b"), "/c.txt": []byte("version 1")}
 	publish(t, store, "s", files)
 	s := runSyncer(t, store, dir, 0)
-	waitUntil(t, "release 1", func() bool { return s.serving("s") == 1 })
+	testwait.Until(t, "release 1", func() bool { return s.serving("s") == 1 })
 	one := s.index("s")
 	// Damage a's pinned file: a fresh read would fail its checksum.
 	path := filepath.Join(dir, "pinned", "blobs", push.HashOf(files["/a.txt"])[:2], push.HashOf(files["/a.txt"]))
@@ -236,7 +226,7 @@ func TestSwitchKeepsHeldBodies(t *testing.T) {
 
 	files["/c.txt"] = []byte("version 2")
 	publish(t, store, "s", files)
-	waitUntil(t, "release 2", func() bool { return s.serving("s") == 2 })
+	testwait.Until(t, "release 2", func() bool { return s.serving("s") == 2 })
 	two := s.index("s")
 	for _, p := range []string{"/a.txt", "/b.txt"} {
 		was, is := one.files[p].Variants[0].Body, two.files[p].Variants[0].Body

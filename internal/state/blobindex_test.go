@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/selfcdn/cdn/internal/natstest"
+
+	"github.com/selfcdn/cdn/internal/testwait"
 )
 
 func hashOf(b []byte) string {
@@ -37,7 +39,7 @@ func TestBlobIndex(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	done := make(chan error, 1)
 	go func() { done <- indexed.IndexBlobs(ctx) }()
-	eventually(t, "the listing loaded", func() bool { return indexed.blobIndex() != nil })
+	testwait.Until(t, "the listing loaded", func() bool { return indexed.blobIndex() != nil })
 	if _, ok := indexed.blobIndex().get(hashOf(a)); !ok {
 		t.Fatal("a blob stored before the index started is not in it")
 	}
@@ -54,7 +56,7 @@ func TestBlobIndex(t *testing.T) {
 	if _, _, err := other.PutBlob(t.Context(), wrong, bytes.NewReader(b)); !errors.Is(err, ErrBlobMismatch) {
 		t.Fatalf("mismatched put: %v", err)
 	}
-	eventually(t, "the index following the other process", func() bool {
+	testwait.Until(t, "the index following the other process", func() bool {
 		_, hasA := indexed.blobIndex().get(hashOf(a))
 		info, hasB := indexed.blobIndex().get(hashOf(b))
 		return !hasA && hasB && info.Size == int64(len(b))
@@ -90,16 +92,5 @@ func TestBlobIndex(t *testing.T) {
 	}
 	if indexed.blobIndex() != nil {
 		t.Fatal("the index outlived IndexBlobs")
-	}
-}
-
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
 	}
 }
