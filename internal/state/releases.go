@@ -89,6 +89,9 @@ func openReleaseStores(ctx context.Context, js jetstream.JetStream, replicas int
 	if err != nil {
 		return fmt.Errorf("open object store %s: %w", BlobsBucket, err)
 	}
+	if s.blobStream, err = js.Stream(ctx, blobStreamName); err != nil {
+		return fmt.Errorf("bind stream %s: %w", blobStreamName, err)
+	}
 	return nil
 }
 
@@ -96,6 +99,9 @@ func bindReleaseStores(ctx context.Context, js jetstream.JetStream, s *Store) er
 	var err error
 	if s.blobs, err = js.ObjectStore(ctx, BlobsBucket); err != nil {
 		return fmt.Errorf("bind object store %s: %w", BlobsBucket, err)
+	}
+	if s.blobStream, err = js.Stream(ctx, blobStreamName); err != nil {
+		return fmt.Errorf("bind stream %s: %w", blobStreamName, err)
 	}
 	return nil
 }
@@ -152,20 +158,19 @@ func (s *Store) PutBlob(ctx context.Context, hash string, r io.Reader) (int64, b
 	return int64(info.Size), true, nil
 }
 
-// OpenBlob reads a blob. The object store checks the bytes against the
-// digest it recorded as they are read; callers check them against the
-// name.
+// OpenBlob reads a blob, checking the bytes against the digest the store
+// recorded as they are read (a mismatch fails the read at its end);
+// callers check them against the name.
 func (s *Store) OpenBlob(ctx context.Context, hash string) (io.ReadCloser, int64, error) {
-	r, err := s.blobs.Get(ctx, hash)
+	info, err := s.blobs.GetInfo(ctx, hash)
 	if errors.Is(err, jetstream.ErrObjectNotFound) {
 		return nil, 0, ErrNotFound
 	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("open blob %s: %w", hash, err)
 	}
-	info, err := r.Info()
+	r, err := s.openChunks(ctx, info)
 	if err != nil {
-		r.Close()
 		return nil, 0, fmt.Errorf("open blob %s: %w", hash, err)
 	}
 	return r, int64(info.Size), nil

@@ -52,6 +52,7 @@ type Store struct {
 	// Push releases (releases.go).
 	releases, live, edgeRel jetstream.KeyValue
 	blobs                   jetstream.ObjectStore
+	blobStream              jetstream.Stream          // under blobs, for direct chunk reads
 	index                   atomic.Pointer[blobIndex] // set by IndexBlobs
 }
 
