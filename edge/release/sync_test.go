@@ -22,6 +22,18 @@ import (
 
 // publish stores files as a release of site on real JetStream and makes
 // it live, as control does.
+// openState starts a NATS server of the test's own and opens the shared
+// state on it.
+func openState(t *testing.T) *state.Store {
+	t.Helper()
+	srv := natstest.Start(t, "", "")
+	store, err := state.Open(t.Context(), natstest.Connect(t, srv.URL), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return store
+}
+
 func publish(t *testing.T, store *state.Store, site string, files map[string][]byte) uint64 {
 	t.Helper()
 	m := &push.Manifest{Files: map[string]push.File{}}
@@ -101,11 +113,7 @@ func (s *syncer) index(site string) *Index {
 // keeps serving the one it has, reports why, and switches once there is
 // room (here: after a restart with a larger bound).
 func TestDiskFull(t *testing.T) {
-	srv := natstest.Start(t, "", "")
-	store, err := state.Open(t.Context(), natstest.Connect(t, srv.URL), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := openState(t)
 	dir := t.TempDir()
 	small := map[string][]byte{"/a.txt": []byte("release one")}
 	publish(t, store, "s", small)
@@ -142,11 +150,7 @@ func TestDiskFull(t *testing.T) {
 // the saved release is served at once on restart, and a pinned blob
 // corrupted meanwhile is dropped and fetched again.
 func TestRestartResumes(t *testing.T) {
-	srv := natstest.Start(t, "", "")
-	store, err := state.Open(t.Context(), natstest.Connect(t, srv.URL), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := openState(t)
 	dir := t.TempDir()
 	files := map[string][]byte{"/a.bin": randomBytes(300 << 10), "/b.bin": randomBytes(1000)}
 	publish(t, store, "s", files)
@@ -202,11 +206,7 @@ func TestRestartResumes(t *testing.T) {
 // that file; bodies the serving release holds are taken over as they are,
 // even if their files were since damaged on disk.
 func TestSwitchKeepsHeldBodies(t *testing.T) {
-	srv := natstest.Start(t, "", "")
-	store, err := state.Open(t.Context(), natstest.Connect(t, srv.URL), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := openState(t)
 	dir := t.TempDir()
 	files := map[string][]byte{"/a.txt": []byte("unchanged a"), "/b.txt": []byte("unchanged b"), "/c.txt": []byte("version 1")}
 	publish(t, store, "s", files)
