@@ -326,35 +326,16 @@ func (d *Disk) put(key string, e *Entry, body io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("encode object meta: %w", err)
 	}
-	f, err := os.CreateTemp(d.tmpDir, "obj-*")
-	if err != nil {
-		return fmt.Errorf("create object file: %w", err)
-	}
-	committed := false
-	defer func() {
-		if !committed {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	ow, err := newObjWriter(f, meta)
+	tmp, bodyLen, err := writeTempObject(d.tmpDir, "obj-*", meta, false, func(ow io.Writer) error {
+		buf := blockPool.Get().(*[]byte)
+		defer blockPool.Put(buf)
+		_, err := io.CopyBuffer(&limitWriter{w: ow, n: d.maxObj}, body, *buf)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("write object file: %w", err)
 	}
-	buf := blockPool.Get().(*[]byte)
-	_, err = io.CopyBuffer(&limitWriter{w: ow, n: d.maxObj}, body, *buf)
-	blockPool.Put(buf)
-	if err != nil {
-		return fmt.Errorf("write object file: %w", err)
-	}
-	if err := ow.finish(); err != nil {
-		return fmt.Errorf("write object file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write object file: %w", err)
-	}
-	committed = true
-	return d.commit(keyHash(key), f.Name(), onDisk(objSize(ow.metaLen, ow.bodyLen)))
+	return d.commit(keyHash(key), tmp, onDisk(objSize(int64(len(meta)), bodyLen)))
 }
 
 // commit renames a finished object file into place and indexes it, evicting

@@ -104,6 +104,35 @@ func objSize(metaLen, bodyLen int64) int64 {
 	return objHeaderSize + metaLen + bodyLen + 4*numBlocks(bodyLen) + objTrailerSize
 }
 
+// writeTempObject writes a whole object file under dir (a temp name from
+// pattern): meta, then the body copy writes into the object, checksums and
+// all; synced to disk when durable is set. It returns the file's name and
+// body length, ready to be renamed into place; on an error nothing is left.
+func writeTempObject(dir, pattern string, meta []byte, durable bool, copy func(io.Writer) error) (string, int64, error) {
+	f, err := os.CreateTemp(dir, pattern)
+	if err != nil {
+		return "", 0, err
+	}
+	ow, err := newObjWriter(f, meta)
+	if err == nil {
+		err = copy(ow)
+	}
+	if err == nil {
+		err = ow.finish()
+	}
+	if err == nil && durable {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", 0, err
+	}
+	return f.Name(), ow.bodyLen, nil
+}
+
 // objWriter writes an object file front to back.
 type objWriter struct {
 	f       *os.File

@@ -118,43 +118,25 @@ func (p *Pinned) Put(hash string, r io.Reader, size int64) error {
 	}
 	committed := false
 	defer func() { p.settle(hash, need, committed) }()
-	f, err := os.CreateTemp(p.tmpDir, "blob-*")
-	if err != nil {
-		return fmt.Errorf("pin %s: %w", hash, err)
-	}
-	defer func() {
-		if !committed {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	ow, err := newObjWriter(f, meta)
-	if err != nil {
-		return fmt.Errorf("pin %s: %w", hash, err)
-	}
-	sum := sha256.New()
-	n, err := io.Copy(io.MultiWriter(ow, sum), io.LimitReader(r, size+1))
-	if err != nil {
-		return fmt.Errorf("pin %s: %w", hash, err)
-	}
-	if n != size || hex.EncodeToString(sum.Sum(nil)) != hash {
-		return fmt.Errorf("pin %s: %w", hash, ErrHashMismatch)
-	}
-	if err := ow.finish(); err != nil {
-		return fmt.Errorf("pin %s: %w", hash, err)
-	}
 	// Synced before it is renamed into place: a crash must not leave a
 	// name whose bytes never reached the disk.
-	if err := f.Sync(); err != nil {
+	tmp, _, err := writeTempObject(p.tmpDir, "blob-*", meta, true, func(ow io.Writer) error {
+		sum := sha256.New()
+		n, err := io.Copy(io.MultiWriter(ow, sum), io.LimitReader(r, size+1))
+		if err == nil && (n != size || hex.EncodeToString(sum.Sum(nil)) != hash) {
+			err = ErrHashMismatch
+		}
+		return err
+	})
+	if err != nil {
 		return fmt.Errorf("pin %s: %w", hash, err)
 	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("pin %s: %w", hash, err)
+	err = os.MkdirAll(filepath.Dir(p.path(hash)), 0o750)
+	if err == nil {
+		err = os.Rename(tmp, p.path(hash))
 	}
-	if err := os.MkdirAll(filepath.Dir(p.path(hash)), 0o750); err != nil {
-		return fmt.Errorf("pin %s: %w", hash, err)
-	}
-	if err := os.Rename(f.Name(), p.path(hash)); err != nil {
+	if err != nil {
+		os.Remove(tmp)
 		return fmt.Errorf("pin %s: %w", hash, err)
 	}
 	committed = true
