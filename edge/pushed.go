@@ -105,16 +105,16 @@ func (h *Handler) pushedEntry(v *release.Variant) (*cache.Entry, error) {
 		return v.Entry(h.pinned)
 	}
 	if m, ok := h.mem.Get(v.MemoryKey); ok {
-		return &cache.Entry{Status: http.StatusOK, Header: v.Header, Body: m.Body}, nil
+		return v.WithBody(m.Body), nil
 	}
 	body, err, _ := h.pinnedReads.Do(v.MemoryKey, func() (any, error) {
 		e, err := h.pinned.Open(v.Hash, v.Size)
 		if err != nil {
 			return nil, err
 		}
-		if e.Disk != nil { // cannot happen with inlineMax = size; stay safe
+		if e.Disk != nil { // the file records a longer body than the manifest
 			e.Release()
-			return nil, fmt.Errorf("pinned blob %s: not read whole", v.Hash)
+			return nil, fmt.Errorf("pinned blob %s: %w: longer than its %d bytes", v.Hash, cache.ErrCorrupt, v.Size)
 		}
 		h.mem.PutBody(v.MemoryKey, e.Body)
 		return e.Body, nil
@@ -122,5 +122,5 @@ func (h *Handler) pushedEntry(v *release.Variant) (*cache.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &cache.Entry{Status: http.StatusOK, Header: v.Header, Body: body.([]byte)}, nil
+	return v.WithBody(body.([]byte)), nil
 }

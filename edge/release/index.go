@@ -170,20 +170,24 @@ func (f *File) Pick(acceptEncoding []string) *Variant {
 // Entry returns v as a cache entry for the response path: its body in
 // memory, or opened from pinned. The caller must Release it.
 func (v *Variant) Entry(pinned *cache.Pinned) (*cache.Entry, error) {
-	e := &cache.Entry{Status: http.StatusOK, Header: v.Header, Body: v.Body}
 	if v.Body != nil || v.Size == 0 {
-		if e.Body == nil {
-			e.Body = []byte{}
-		}
-		return e, nil
+		return v.WithBody(v.Body), nil
 	}
-	d, err := pinned.Open(v.Hash, 0)
+	e, err := pinned.Open(v.Hash, 0)
 	if err != nil {
 		return nil, err
 	}
-	e.Disk = d.Disk
-	if d.Disk == nil { // an empty body comes back whole
-		e.Body = d.Body
+	if e.Disk == nil { // an empty body comes back whole
+		return v.WithBody(e.Body), nil
 	}
-	return e, nil
+	return &cache.Entry{Status: http.StatusOK, Header: v.Header, Disk: e.Disk}, nil
+}
+
+// WithBody returns v as a cache entry whose body is body (v's bytes,
+// wherever they were found).
+func (v *Variant) WithBody(body []byte) *cache.Entry {
+	if body == nil {
+		body = []byte{}
+	}
+	return &cache.Entry{Status: http.StatusOK, Header: v.Header, Body: body}
 }
