@@ -137,7 +137,7 @@ func (c *Client) Push(ctx context.Context, site string, scan *Scan, opts Options
 		break
 	}
 	if opts.Wait > 0 && !opts.Hold && !res.Status.Complete {
-		return res, fmt.Errorf("release %d: %w (pending: %s)", res.Status.Release.Number, ErrNotServed, res.Status.PendingWhy())
+		return res, notServed(res.Status.Release.Number, res.Status)
 	}
 	return res, nil
 }
@@ -238,9 +238,15 @@ func (c *Client) Activate(ctx context.Context, site string, n uint64, wait time.
 		return st, fmt.Errorf("activate release %d of %s: %w", n, site, err)
 	}
 	if wait > 0 && !st.Complete {
-		return st, fmt.Errorf("release %d: %w (pending: %s)", n, ErrNotServed, st.PendingWhy())
+		return st, notServed(n, st)
 	}
 	return st, nil
+}
+
+// notServed is ErrNotServed for release n, naming the edges st says are
+// pending and why.
+func notServed(n uint64, st Status) error {
+	return fmt.Errorf("release %d: %w (pending: %s)", n, ErrNotServed, st.PendingWhy())
 }
 
 func (c *Client) siteURL(site, rest string) string {
