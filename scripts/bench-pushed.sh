@@ -84,28 +84,31 @@ mkdir -p "$WORK/site"
 for size in $SIZES; do cp "$RUN/origin/www/$size.bin" "$WORK/site/"; done
 CDN_CONTROL_URL=http://$API CDN_TOKEN=$TOKEN bin/cdn push "$WORK/site" --site pushed --wait 60s --quiet
 
-check() { # check NAME URL HOST: the same bytes as the origin, and the answer kind
-    local got
-    got=$(curl -fsS -H "Host: $3" "$2" | sha256sum)
-    [[ $got == $(sha256sum <"$RUN/origin/www/$(basename "$2")") ]] || { echo "bench-pushed: $1 $2 body differs" >&2; exit 1; }
-    curl -fsS -o /dev/null -D - -H "Host: $3" "$2" | tr -d '\r' | { grep -i '^cache-status' || echo 'no Cache-Status'; } |
-        sed "s|^|$1 $(basename "$2"): |" | tee -a "$OUT/hit-check.txt"
-}
-for size in $SIZES; do
-    check nginx "http://$ORIGIN/$size.bin" "$ORIGIN"
-    check pushed "http://$EDGE/$size.bin" 127.0.0.1
-    for _ in 1 2 3; do curl -fsS -o /dev/null -H 'Host: pull.test' "http://$EDGE/$size.bin"; done
-    check pulled "http://$EDGE/$size.bin" pull.test
-done
-
-printf 'target\tsize\trun\trps\tmibps\tp99_ms\n' >"$OUT/rows.tsv"
-run_wrk() { # run_wrk TARGET SIZE RUN
-    local url host f res
+# target NAME SIZE sets url and host: nginx's document root, the pushed
+# site, or the same edge's pull cache.
+target() {
     case $1 in
     nginx) url=http://$ORIGIN/$2.bin host=$ORIGIN ;;
     pushed) url=http://$EDGE/$2.bin host=127.0.0.1 ;;
     pulled) url=http://$EDGE/$2.bin host=pull.test ;;
     esac
+}
+# Every target answers the origin's bytes; the edge's answers are hits.
+for size in $SIZES; do
+    for t in nginx pushed pulled; do
+        target "$t" "$size"
+        for _ in 1 2 3; do curl -fsS -o /dev/null -H "Host: $host" "$url"; done
+        got=$(curl -fsS -H "Host: $host" "$url" | sha256sum)
+        [[ $got == $(sha256sum <"$RUN/origin/www/$size.bin") ]] || { echo "bench-pushed: $t $url body differs" >&2; exit 1; }
+        curl -fsS -o /dev/null -D - -H "Host: $host" "$url" | tr -d '\r' | { grep -i '^cache-status' || echo 'no Cache-Status'; } |
+            sed "s|^|$t $size.bin: |" | tee -a "$OUT/hit-check.txt"
+    done
+done
+
+printf 'target\tsize\trun\trps\tmibps\tp99_ms\n' >"$OUT/rows.tsv"
+run_wrk() { # run_wrk TARGET SIZE RUN
+    local url host f res
+    target "$1" "$2"
     f=$OUT/raw/$1-$2-r$3.txt
     taskset -c "$CLIENT_CPU" wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "Host: $host" -s "$PEERS_DIR/tools/report.lua" "$url" >"$f" 2>&1 || true
     res=$(grep '^RESULT' "$f") || { echo "wrk failed: $f" >&2; return; }
@@ -116,7 +119,7 @@ run_wrk() { # run_wrk TARGET SIZE RUN
 }
 for ((r = 1; r <= REPEATS; r++)); do
     for size in $SIZES; do
-        for target in nginx pushed pulled; do run_wrk "$target" "$size" "$r"; sleep 1; done
+        for t in nginx pushed pulled; do run_wrk "$t" "$size" "$r"; sleep 1; done
     done
 done
 
