@@ -5,9 +5,9 @@
 package control
 
 import (
-	"errors"
-	"fmt"
 	"time"
+
+	"github.com/selfcdn/cdn/internal/config"
 )
 
 // Config is control's configuration.
@@ -104,12 +104,8 @@ func DefaultConfig() Config {
 
 // Validate reports every problem at once.
 func (c Config) Validate() error {
-	var errs []error
-	check := func(ok bool, format string, args ...any) {
-		if !ok {
-			errs = append(errs, fmt.Errorf(format, args...))
-		}
-	}
+	var problems config.Problems
+	check := problems.Check
 	check(c.Listen != "", "listen must be set")
 	check(c.DataDir != "", "data_dir must be set")
 	check(len(c.NATS.URLs) > 0 || c.NATS.Listen != "", "nats: give urls of an external cluster, or listen for the embedded server")
@@ -128,5 +124,5 @@ func (c Config) Validate() error {
 	check(c.Releases.Retain >= 0, "releases.retain must be >= 0, got %d", c.Releases.Retain)
 	check(c.Releases.GCInterval > 0, "releases.gc_interval must be > 0, got %s", c.Releases.GCInterval)
 	check(c.Releases.GCGrace >= 0, "releases.gc_grace must be >= 0, got %s", c.Releases.GCGrace)
-	return errors.Join(errs...)
+	return problems.Err()
 }

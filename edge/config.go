@@ -339,12 +339,8 @@ func DefaultConfig() Config {
 
 // Validate reports every problem at once.
 func (c Config) Validate() error {
-	var errs []error
-	check := func(ok bool, format string, args ...any) {
-		if !ok {
-			errs = append(errs, fmt.Errorf(format, args...))
-		}
-	}
+	var problems config.Problems
+	check := problems.Check
 	check(c.Name != "" && !strings.ContainsAny(c.Name, " ,;\"\r\n"), "name must be a non-empty token, got %q", c.Name)
 	check(c.Listen != "", "listen must be set")
 	check(c.Cache.Memory > 0, "cache.memory must be > 0, got %d", c.Cache.Memory)
@@ -362,35 +358,35 @@ func (c Config) Validate() error {
 	check(c.TCPNotSentLowat >= 0, "tcp_notsent_lowat must be >= 0, got %d", c.TCPNotSentLowat)
 	check(c.ShutdownTimeout > 0, "shutdown_timeout must be > 0, got %s", c.ShutdownTimeout)
 	if err := c.Origin.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("origin: %w", err))
+		problems.Add(fmt.Errorf("origin: %w", err))
 	}
 	if err := c.TLS.validate(c.Cache.Dir, c.Sites); err != nil {
-		errs = append(errs, err)
+		problems.Add(err)
 	}
 	check(len(c.Sites) > 0 || c.Control != nil, "sites: at least one site is required (or a control link)")
 	if c.Control != nil {
 		check(c.Region != "", "region: required with a control link (GeoDNS places the edge by it)")
 		if err := c.Control.validate(); err != nil {
-			errs = append(errs, fmt.Errorf("control: %w", err))
+			problems.Add(fmt.Errorf("control: %w", err))
 		}
 	}
 	names := map[string]bool{}
 	hosts := map[string]string{}
 	for i, s := range c.Sites {
 		if err := s.validate(); err != nil {
-			errs = append(errs, fmt.Errorf("sites[%d] (%s): %w", i, s.Name, err))
+			problems.Add(fmt.Errorf("sites[%d] (%s): %w", i, s.Name, err))
 		}
 		check(!names[s.Name], "sites[%d]: name %q used twice", i, s.Name)
 		names[s.Name] = true
 		for _, h := range s.Hosts {
 			h = strings.ToLower(h)
 			if prev, ok := hosts[h]; ok {
-				errs = append(errs, fmt.Errorf("sites[%d] (%s): host %q already belongs to site %q", i, s.Name, h, prev))
+				problems.Add(fmt.Errorf("sites[%d] (%s): host %q already belongs to site %q", i, s.Name, h, prev))
 			}
 			hosts[h] = s.Name
 		}
 	}
-	return errors.Join(errs...)
+	return problems.Err()
 }
 
 func (s SiteConfig) validate() error {

@@ -6,13 +6,13 @@
 package geodns
 
 import (
-	"errors"
-	"fmt"
 	"net/netip"
 	"strings"
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/selfcdn/cdn/internal/config"
 )
 
 // Config is geodns's configuration.
@@ -151,12 +151,8 @@ func DefaultConfig() Config {
 // Validate reports every problem at once. Zone contents are checked when
 // the server loads them (New), with the file and line.
 func (c Config) Validate() error {
-	var errs []error
-	check := func(ok bool, format string, args ...any) {
-		if !ok {
-			errs = append(errs, fmt.Errorf(format, args...))
-		}
-	}
+	var problems config.Problems
+	check := problems.Check
 	check(c.Listen != "", "listen must be set")
 	check(len(c.Zones) > 0, "zones: at least one zone is needed")
 	for i, z := range c.Zones {
@@ -206,7 +202,7 @@ func (c Config) Validate() error {
 	check(c.MaxUDPSize >= 512 && c.MaxUDPSize <= 65535, "max_udp_size must be 512-65535, got %d", c.MaxUDPSize)
 	check(c.QueryLogSample >= 0, "query_log_sample must be >= 0")
 	check(c.TCPIdleTimeout > 0, "tcp_idle_timeout must be > 0")
-	return errors.Join(errs...)
+	return problems.Err()
 }
 
 // validHost accepts a hostname or a one-label wildcard of one.
