@@ -21,6 +21,7 @@ import (
 
 	"github.com/selfcdn/cdn/control"
 	"github.com/selfcdn/cdn/internal/state"
+	"github.com/selfcdn/cdn/internal/testwait"
 )
 
 // fakeEdge registers and heartbeats like an edge, with an admin server
@@ -61,7 +62,7 @@ func startControlNet(t *testing.T) *controlNet {
 	cn := &controlNet{api: "http://" + ln.Addr().String(), nats: "nats://" + natsAddr, edges: map[string]*fakeEdge{}}
 	cn.stopControl = sync.OnceFunc(func() { cancel(); <-done })
 	t.Cleanup(cn.stopControl)
-	waitUntil(t, "control ready", 10*time.Second, func() bool {
+	testwait.Within(t, "control ready", 10*time.Second, func() bool {
 		res, err := http.Get(cn.api + "/readyz")
 		if err != nil {
 			return false
@@ -126,18 +127,6 @@ func (cn *controlNet) call(t *testing.T, method, path, body string) {
 	}
 }
 
-func waitUntil(t testing.TB, what string, limit time.Duration, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			t.Fatalf("%s: not within %s", what, limit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // GeoDNS follows control: sites' hosts, edges and their health, drains;
 // a down edge leaves answers within control's health period; the last
 // state stays when NATS goes away.
@@ -164,51 +153,51 @@ func TestFollowsControl(t *testing.T) {
 	is := func(want ...string) func() bool {
 		return func() bool { return slices.Equal(europeFrom(g), want) && slices.Equal(europeFrom(g2), want) }
 	}
-	waitUntil(t, "ready with both European edges healthy", 10*time.Second, is("127.0.2.1", "127.0.2.2"))
+	testwait.Within(t, "ready with both European edges healthy", 10*time.Second, is("127.0.2.1", "127.0.2.2"))
 	// Tokyo's health is checked on its own schedule: the European edges
 	// being up says nothing about it yet.
-	waitUntil(t, "AAAA for a wildcard host from Europe: Tokyo's IPv6 address", 10*time.Second, func() bool {
+	testwait.Within(t, "AAAA for a wildcard host from Europe: Tokyo's IPv6 address", 10*time.Second, func() bool {
 		r := ask(t, g.addr, "udp", query("x.shop.cdn.test.", dns.TypeAAAA, "192.0.2.0/24"))
 		return strings.Join(answers(r), ",") == "fd00::3:1"
 	})
 
 	// Down: control's checks fail twice 100 ms apart, then the watch.
 	cn.edges["fra-1"].fail.Store(true)
-	took := waitUntil(t, "fra-1 out of answers after it fails its checks", 5*time.Second, is("127.0.2.2"))
+	took := testwait.Within(t, "fra-1 out of answers after it fails its checks", 5*time.Second, is("127.0.2.2"))
 	t.Logf("a failing edge left the answers %s after its health checks began to fail (health interval 100ms, fail_after 2)", took.Round(time.Millisecond))
 	cn.edges["fra-1"].fail.Store(false)
-	waitUntil(t, "fra-1 back after recovering", 5*time.Second, is("127.0.2.1", "127.0.2.2"))
+	testwait.Within(t, "fra-1 back after recovering", 5*time.Second, is("127.0.2.1", "127.0.2.2"))
 
 	// Drained: out of answers at once, though healthy.
 	cn.call(t, "POST", "/v1/edges/fra-2/drain", "")
-	waitUntil(t, "fra-2 out of answers once drained", 5*time.Second, is("127.0.2.1"))
+	testwait.Within(t, "fra-2 out of answers once drained", 5*time.Second, is("127.0.2.1"))
 
 	// Europe empty: the next nearest region (Tokyo) answers.
 	cn.edges["fra-1"].fail.Store(true)
-	waitUntil(t, "Tokyo answers Europe", 5*time.Second, is("127.0.3.1"))
+	testwait.Within(t, "Tokyo answers Europe", 5*time.Second, is("127.0.3.1"))
 
 	// Nothing healthy: every edge answers, and the metric says so.
 	cn.edges["nrt-1"].fail.Store(true)
-	waitUntil(t, "fail open", 5*time.Second, is("127.0.2.1", "127.0.2.2", "127.0.3.1"))
+	testwait.Within(t, "fail open", 5*time.Second, is("127.0.2.1", "127.0.2.2", "127.0.3.1"))
 	if counterValue(t, g.reg, "cdn_geodns_fail_open_total") == 0 {
 		t.Fatal("fail-open answers not counted")
 	}
 	for _, name := range []string{"fra-1", "nrt-1"} {
 		cn.edges[name].fail.Store(false)
 	}
-	waitUntil(t, "healthy again", 5*time.Second, is("127.0.2.1"))
+	testwait.Within(t, "healthy again", 5*time.Second, is("127.0.2.1"))
 
 	// A site's hosts follow the site.
 	cn.call(t, "DELETE", "/v1/sites/demo", "")
-	waitUntil(t, "deleted site's host gone", 5*time.Second, func() bool {
+	testwait.Within(t, "deleted site's host gone", 5*time.Second, func() bool {
 		return ask(t, g.addr, "udp", query("demo.cdn.test.", dns.TypeA, "")).Rcode == dns.RcodeNameError
 	})
 	cn.call(t, "PUT", "/v1/sites/demo", `{"name":"demo","hosts":["demo.cdn.test"],"origin":"http://127.0.0.1:9"}`)
-	waitUntil(t, "site back", 5*time.Second, is("127.0.2.1"))
+	testwait.Within(t, "site back", 5*time.Second, is("127.0.2.1"))
 
 	// Control and its NATS gone: the last state keeps answering.
 	cn.stopControl()
-	waitUntil(t, "link down noticed", 10*time.Second, func() bool { return gaugeValue(t, g, "cdn_geodns_control_connected") == 0 })
+	testwait.Within(t, "link down noticed", 10*time.Second, func() bool { return gaugeValue(t, g, "cdn_geodns_control_connected") == 0 })
 	for range 5 {
 		if got := europe(); !slices.Equal(got, []string{"127.0.2.1"}) {
 			t.Fatalf("without NATS: %v, want the last state's answer", got)
