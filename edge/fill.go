@@ -74,14 +74,9 @@ func (h *Handler) startFill(r *http.Request, s *site, base, key string, stored *
 	if stored != nil && stored.Disk != nil {
 		// The request closes its handle when it is answered; the fill
 		// may need the body after that (304, stale-if-error).
-		c, err := stored.Disk.Clone()
-		if err != nil {
-			stored = nil // fetch whole instead
-		} else {
-			cp := *stored
-			cp.Disk = c
-			stored = &cp
-		}
+		cp := *stored
+		cp.Disk = stored.Disk.Clone()
+		stored = &cp
 	}
 	j := &fillJob{site: s, base: base, key: key, out: out, stored: stored, fl: fl, solo: solo, cancel: cancel,
 		clientHeader: r.Header.Clone(), inval: h.inval.Load(), uri: r.URL.RequestURI(), stamp: h.purges.Clock()}

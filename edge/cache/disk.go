@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -56,6 +57,8 @@ type Disk struct {
 	idx *sieve
 	jr  *journal
 
+	open *openFiles // object files of recent large hits
+
 	failing atomic.Bool   // the last write failed; logged once until one succeeds
 	deletes atomic.Uint64 // explicit Deletes so far (not evictions)
 	metrics diskMetrics
@@ -67,6 +70,14 @@ type Disk struct {
 type diskMetrics struct {
 	corrupt, evictions, writeErrors, writes prometheus.Counter
 }
+
+const (
+	// openFilesMax bounds the object files kept open between hits.
+	openFilesMax = 256
+	// recheckAfter is how long a block that passed its checksum is
+	// trusted, in an unchanged file, before a read checks it again.
+	recheckAfter = 10 * time.Second
+)
 
 var blockPool = sync.Pool{New: func() any { b := make([]byte, blockSize); return &b }}
 
@@ -85,6 +96,7 @@ func OpenDisk(cfg DiskConfig, reg prometheus.Registerer) (*Disk, error) {
 	if d.maxObj <= 0 {
 		d.maxObj = cfg.MaxBytes / 8
 	}
+	d.open = newOpenFiles(openFilesMax, recheckAfter, func() time.Time { return d.now() })
 	if d.log == nil {
 		d.log = slog.New(slog.DiscardHandler)
 	}
@@ -130,6 +142,7 @@ func OpenDisk(cfg DiskConfig, reg prometheus.Registerer) (*Disk, error) {
 func (d *Disk) Close() error {
 	d.stopSweep()
 	<-d.sweepDone
+	d.open.close()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return d.jr.close()
@@ -191,21 +204,49 @@ var errOtherKey = errors.New("object file holds another key")
 const maxSmallOverhead = 8 << 10
 
 func (d *Disk) read(hash uint64, key string, inlineMax int64) (*Entry, error) {
-	return readObjectFile(d.path(hash), key, inlineMax, func() {
+	path := d.path(hash)
+	if o := d.open.get(path); o != nil {
+		switch {
+		case o.key != key:
+			o.release()
+			return nil, errOtherKey
+		case o.size > inlineMax:
+			return o.newEntry(), nil
+		}
+		o.release() // the caller wants this body whole: read it below
+	}
+	e, o, err := openObjectFile(path, key, inlineMax, func() {
 		d.dropCorrupt(hash, key, errors.New("body block checksum mismatch"))
 	})
+	if o != nil {
+		d.open.keep(path, o)
+		e = o.newEntry()
+	}
+	return e, err
 }
 
 // readObjectFile reads the object file at path, which must hold key: a
 // body up to inlineMax whole (verified), a larger one left on disk,
 // verified as it streams; a block that fails calls onCorrupt.
 func readObjectFile(path, key string, inlineMax int64, onCorrupt func()) (*Entry, error) {
+	e, o, err := openObjectFile(path, key, inlineMax, onCorrupt)
+	if o != nil {
+		e = o.newEntry()
+	}
+	return e, err
+}
+
+// openObjectFile checks the object file at path, which must hold key, and
+// returns an entry with its body when that is at most inlineMax bytes
+// (read whole and verified), or else the open file, for the caller to
+// make entries of.
+func openObjectFile(path, key string, inlineMax int64, onCorrupt func()) (*Entry, *objectFile, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, err
+		return nil, nil, err
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	keep := false
 	defer func() {
@@ -213,23 +254,24 @@ func readObjectFile(path, key string, inlineMax int64, onCorrupt func()) (*Entry
 			f.Close()
 		}
 	}()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		return nil, nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
+	size := st.Size
 	// One read covers a file whose body will be read whole; for a body
 	// left on disk, only the start (header and, mostly, the meta).
-	firstLen := min(st.Size(), 4<<10)
-	if st.Size() <= inlineMax+maxSmallOverhead {
-		firstLen = st.Size()
+	firstLen := min(size, 4<<10)
+	if size <= inlineMax+maxSmallOverhead {
+		firstLen = size
 	}
 	first := make([]byte, firstLen)
 	if _, err := f.ReadAt(first, 0); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+		return nil, nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
-	l, err := parseHeader(first, st.Size())
+	l, err := parseHeader(first, size)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	part := func(off, n int64) ([]byte, error) {
 		if off+n <= int64(len(first)) {
@@ -243,41 +285,43 @@ func readObjectFile(path, key string, inlineMax int64, onCorrupt func()) (*Entry
 	}
 	metaBytes, err := part(objHeaderSize, l.metaLen)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if crc32.Checksum(metaBytes, castagnoli) != l.metaCRC {
-		return nil, fmt.Errorf("%w: meta checksum mismatch", ErrCorrupt)
+		return nil, nil, fmt.Errorf("%w: meta checksum mismatch", ErrCorrupt)
 	}
 	var m objMeta
 	if err := json.Unmarshal(metaBytes, &m); err != nil {
-		return nil, fmt.Errorf("%w: meta: %w", ErrCorrupt, err)
+		return nil, nil, fmt.Errorf("%w: meta: %w", ErrCorrupt, err)
 	}
 	if m.Key != key {
-		return nil, errOtherKey
+		return nil, nil, errOtherKey
 	}
-	sumBytes, err := part(l.sumsOff(), st.Size()-l.sumsOff())
+	sumBytes, err := part(l.sumsOff(), size-l.sumsOff())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	sums, err := parseSums(sumBytes, l.bodyLen)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	e := m.entry()
 	if l.bodyLen <= inlineMax {
 		body, err := part(l.bodyOff(), l.bodyLen)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := verifyBlocks(body, 0, sums); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		e.Body = body[:len(body):len(body)]
-		return e, nil
+		return e, nil, nil
 	}
 	keep = true
-	e.Disk = &DiskBody{f: f, off: l.bodyOff(), size: l.bodyLen, sums: sums, bufBlock: -1, onCorrupt: onCorrupt}
-	return e, nil
+	o := &objectFile{f: f, fd: int(f.Fd()), key: key, entry: *e, off: l.bodyOff(), size: l.bodyLen, sums: sums,
+		onCorrupt: onCorrupt, stamp: stampOf(&st)}
+	o.refs.Store(1)
+	return nil, o, nil
 }
 
 // forget drops an index entry whose file is gone, unless a new file
@@ -344,6 +388,7 @@ func (d *Disk) commit(hash uint64, tmp string, size int64) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.evictLocked(size - max(d.idx.size(hash), 0))
+	d.open.drop(d.path(hash))
 	if err := os.Rename(tmp, d.path(hash)); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("commit object file: %w", err)
@@ -413,6 +458,7 @@ func (d *Disk) removeLocked(hash uint64) {
 	if err := d.jr.append(record{op: opRemove, hash: hash}); err != nil {
 		d.log.Warn("disk tier: journal a removal", slog.Any("err", err))
 	}
+	d.open.drop(d.path(hash))
 	if err := os.Remove(d.path(hash)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		d.log.Warn("disk tier: remove an object file", slog.Any("err", err))
 	}

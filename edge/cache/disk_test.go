@@ -223,7 +223,7 @@ func TestDiskLargeBodyFlippedMidStream(t *testing.T) {
 	}
 	defer e.Release()
 	f, _ := os.OpenFile(d.path(keyHash("k")), os.O_RDWR, 0)
-	off := e.Disk.off + 2*blockSize + 1000
+	off := e.Disk.obj.off + 2*blockSize + 1000
 	b := []byte{0}
 	f.ReadAt(b, off)
 	b[0] ^= 0x10

@@ -9,7 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"syscall"
+	"sync"
 	"time"
 
 	"github.com/selfcdn/cdn/edge/freshness"
@@ -257,38 +257,45 @@ func verifyBlocks(body []byte, first int64, sums []uint32) error {
 }
 
 // DiskBody is a body served from its object file without loading it into
-// memory. Every block is verified as it is read; a mismatch drops the
-// object and fails the read, so the client is cut off rather than served
-// wrong bytes. A DiskBody is for one reader at a time; Close it when done.
+// memory. Every block is verified as it is read (or was, recently, by
+// another reader of the same unchanged file: see openFiles); a mismatch
+// drops the object and fails the read, so the client is cut off rather
+// than served wrong bytes. A DiskBody is for one reader at a time; Close
+// it when done.
 type DiskBody struct {
-	f          *os.File
-	off, size  int64
-	sums       []uint32
-	onCorrupt  func()
+	obj        *objectFile
 	buf        []byte // one verified block, for reads that are not whole blocks
 	bufBlock   int64
 	reportOnce bool
+	closed     bool
 }
 
 // Size is the body length.
-func (b *DiskBody) Size() int64 { return b.size }
+func (b *DiskBody) Size() int64 { return b.obj.size }
 
-// Close closes the object file.
-func (b *DiskBody) Close() error { return b.f.Close() }
+// Close lets go of the object file.
+func (b *DiskBody) Close() error {
+	if !b.closed {
+		b.closed = true
+		b.obj.release()
+	}
+	return nil
+}
 
 // ReadAt reads verified body bytes.
 func (b *DiskBody) ReadAt(p []byte, off int64) (int, error) {
 	if off < 0 {
 		return 0, errors.New("cache: negative offset")
 	}
+	size := b.obj.size
 	n := 0
-	for len(p) > 0 && off < b.size {
+	for len(p) > 0 && off < size {
 		blk := off / blockSize
 		start := blk * blockSize
-		blen := min(blockSize, b.size-start)
+		blen := min(blockSize, size-start)
 		if off == start && int64(len(p)) >= blen {
 			// A whole block straight into p: no copy.
-			if err := b.readBlock(p[:blen], blk); err != nil {
+			if err := b.readBlocks(p[:blen], blk); err != nil {
 				return n, err
 			}
 			n, off, p = n+int(blen), off+blen, p[blen:]
@@ -299,7 +306,7 @@ func (b *DiskBody) ReadAt(p []byte, off int64) (int, error) {
 				b.buf = make([]byte, blockSize)
 			}
 			b.bufBlock = -1
-			if err := b.readBlock(b.buf[:blen], blk); err != nil {
+			if err := b.readBlocks(b.buf[:blen], blk); err != nil {
 				return n, err
 			}
 			b.bufBlock = blk
@@ -313,20 +320,30 @@ func (b *DiskBody) ReadAt(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-func (b *DiskBody) readBlock(p []byte, blk int64) error {
-	if _, err := b.f.ReadAt(p, b.off+blk*blockSize); err != nil {
+// readBlocks reads p, whole blocks from block first on (the last may be
+// the body's short tail), in one read, and verifies them.
+func (b *DiskBody) readBlocks(p []byte, first int64) error {
+	o := b.obj
+	if _, err := o.f.ReadAt(p, o.off+first*blockSize); err != nil {
 		return b.corrupt(fmt.Errorf("read cached body: %w", err))
 	}
-	if err := verifyBlocks(p, blk, b.sums); err != nil {
-		return b.corrupt(err)
+	for blk := first; len(p) > 0; blk++ {
+		k := min(int64(len(p)), blockSize)
+		if !o.trusted(blk) {
+			if err := verifyBlocks(p[:k], blk, o.sums); err != nil {
+				return b.corrupt(err)
+			}
+			o.passed(blk)
+		}
+		p = p[k:]
 	}
 	return nil
 }
 
 func (b *DiskBody) corrupt(err error) error {
-	if !b.reportOnce && b.onCorrupt != nil {
+	if !b.reportOnce && b.obj.onCorrupt != nil {
 		b.reportOnce = true
-		b.onCorrupt()
+		b.obj.onCorrupt()
 	}
 	return err
 }
@@ -334,16 +351,17 @@ func (b *DiskBody) corrupt(err error) error {
 // WriteTo writes the whole body to w, verifying each block before it goes
 // out.
 func (b *DiskBody) WriteTo(w io.Writer) (int64, error) {
-	bp := blockPool.Get().(*[]byte)
-	defer blockPool.Put(bp)
+	bp := writePool.Get().(*[]byte)
+	defer writePool.Put(bp)
 	buf := *bp
 	var n int64
-	for blk := int64(0); blk*blockSize < b.size; blk++ {
-		blen := min(blockSize, b.size-blk*blockSize)
-		if err := b.readBlock(buf[:blen], blk); err != nil {
+	size := b.obj.size
+	for blk := int64(0); blk*blockSize < size; blk += writeBlocks {
+		k := min(writeBlocks*blockSize, size-blk*blockSize)
+		if err := b.readBlocks(buf[:k], blk); err != nil {
 			return n, err
 		}
-		m, err := w.Write(buf[:blen])
+		m, err := w.Write(buf[:k])
 		n += int64(m)
 		if err != nil {
 			return n, err
@@ -352,18 +370,18 @@ func (b *DiskBody) WriteTo(w io.Writer) (int64, error) {
 	return n, nil
 }
 
+// writeBlocks is how many blocks WriteTo reads and writes at once: fewer,
+// larger system calls (nginx's output_buffers 2 256k).
+const writeBlocks = 2
+
+var writePool = sync.Pool{New: func() any { b := make([]byte, writeBlocks*blockSize); return &b }}
+
 // Clone returns a second handle on the same object file, with its own read
 // state, for a task that outlives the request holding b (a background
 // revalidation). The file stays readable even if the object is replaced.
-func (b *DiskBody) Clone() (*DiskBody, error) {
-	fd, err := syscall.Dup(int(b.f.Fd()))
-	if err != nil {
-		return nil, fmt.Errorf("clone cached body: %w", err)
-	}
-	c := *b
-	c.f = os.NewFile(uintptr(fd), b.f.Name())
-	c.buf, c.bufBlock, c.reportOnce = nil, -1, false
-	return &c, nil
+func (b *DiskBody) Clone() *DiskBody {
+	b.obj.acquire()
+	return &DiskBody{obj: b.obj, bufBlock: -1}
 }
 
 // Reader returns a sequential reader over the body; closing it closes b.
