@@ -24,19 +24,6 @@ import (
 // binary in $H2SPEC (scripts/h2spec.sh, `make conformance`, installs it
 // into bin/tools); $H2SPEC_ARGS narrows it to some specs ("http2/6.5.3"),
 // $H2SPEC_REPORT keeps the JUnit report.
-// goHTTP2Deviations are the h2spec tests Go's HTTP/2 server (which serves
-// the edge's h2) fails, with the reason; any other failure fails the test.
-// Closing them needs a frame-level shim in front of net/http.
-var goHTTP2Deviations = map[string]bool{
-	// 6.5.3/1: Go closes the connection on a SETTINGS frame that repeats
-	// a parameter (h2_bundle.go processSettings); RFC 9113 says apply in order.
-	"1: Sends multiple values of SETTINGS_INITIAL_WINDOW_SIZE": true,
-	// 8.1.2.2/1-2: Go answers a request with connection-specific fields
-	// with a 400 instead of a PROTOCOL_ERROR stream error (golang/go#26321).
-	"1: Sends a HEADERS frame that contains the connection-specific header field":                     true,
-	`2: Sends a HEADERS frame that contains the TE header field with any value other than "trailers"`: true,
-}
-
 func TestH2spec(t *testing.T) {
 	h2spec := os.Getenv("H2SPEC")
 	if h2spec == "" {
@@ -131,17 +118,7 @@ sites:
 		if i := strings.Index(failures, "\nFailures:"); i >= 0 {
 			failures = failures[i+1:]
 		}
-		var unexpected []string
-		for line := range strings.Lines(failures) {
-			if _, name, ok := strings.Cut(line, "× "); ok && !goHTTP2Deviations[strings.TrimSpace(name)] {
-				unexpected = append(unexpected, strings.TrimSpace(name))
-			}
-		}
-		if len(unexpected) > 0 || !strings.Contains(failures, "×") {
-			t.Errorf("h2spec %s: %v\n%s", strings.Join(args, " "), err, failures)
-		} else {
-			t.Logf("h2spec: %s; the failures are Go's HTTP/2 server's known deviations:\n%s", summary, failures)
-		}
+		t.Errorf("h2spec %s: %v\n%s", strings.Join(args, " "), err, failures)
 	} else {
 		t.Logf("h2spec: %s", summary)
 	}

@@ -476,7 +476,11 @@ func TestDiskTierNoFileLeak(t *testing.T) {
 	}
 	http.DefaultClient.CloseIdleConnections()
 	h2c.CloseIdleConnections()
-	testwait.Until(t, "open files back to where they were", func() bool { return openFiles(t, dir) <= before })
+	// The disk tier keeps the files of recent large hits open on purpose
+	// (cdn_edge_disk_open_files); anything beyond those is a leak.
+	testwait.Until(t, "open files back to where they were", func() bool {
+		return openFiles(t, dir) <= before+int(metricValue(t, e, "cdn_edge_disk_open_files"))
+	})
 }
 
 // TestVaryAfterInvalidationAndRestart: variants a POST orphaned stay

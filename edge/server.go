@@ -21,6 +21,7 @@ import (
 	"github.com/selfcdn/cdn/edge/cache"
 	"github.com/selfcdn/cdn/edge/certs"
 	"github.com/selfcdn/cdn/edge/fill"
+	"github.com/selfcdn/cdn/edge/h2"
 	"github.com/selfcdn/cdn/edge/purgesync"
 	"github.com/selfcdn/cdn/edge/release"
 	"github.com/selfcdn/cdn/internal/deps"
@@ -237,26 +238,16 @@ func (s *Server) ServeListeners(ctx context.Context, l Listeners) error {
 
 	// HTTP/1.1 on fasthttp, h2c on net/http, one port (see front_h1.go).
 	mux := newProtoMux(ln, s.cfg.ReadHeaderTimeout, s.cfg.WriteTimeout, int(s.cfg.TCPNotSentLowat))
-	var protocols http.Protocols
-	protocols.SetHTTP1(true)
-	protocols.SetHTTP2(true)
-	protocols.SetUnencryptedHTTP2(true)
-	maxStreams := uint32(s.cfg.TLS.MaxStreams)
-	srv := &http.Server{
-		Handler:           s.handler,
-		Protocols:         &protocols,
-		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		IdleTimeout:       s.cfg.IdleTimeout,
-		MaxHeaderBytes:    int(s.cfg.MaxHeaderBytes),
-		HTTP2: &http.HTTP2Config{
-			MaxConcurrentStreams: int(maxStreams),
-			// 16 KiB, the protocol default: a larger HEADERS frame is a
-			// FRAME_SIZE_ERROR (h2spec 4.2/3), and browsers send no larger.
-			MaxReadFrameSize:              16 << 10,
-			MaxReceiveBufferPerConnection: 4 << 20,
-			MaxReceiveBufferPerStream:     1 << 20,
-		},
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	// HTTP/2 (h2c, and h2 over TLS) on the edge's own connection loop.
+	h2srv := &h2.Server{
+		Handler:              s.handler,
+		MaxConcurrentStreams: uint32(s.cfg.TLS.MaxStreams),
+		MaxHeaderListSize:    uint32(s.cfg.MaxHeaderBytes),
+		StreamWindow:         1 << 20,
+		ConnWindow:           4 << 20,
+		IdleTimeout:          s.cfg.IdleTimeout,
+		PrefaceTimeout:       s.cfg.ReadHeaderTimeout,
+		Log:                  s.log,
 	}
 	fsrv := &fasthttp.Server{
 		Handler:               s.handler.serveH1,
@@ -275,7 +266,7 @@ func (s *Server) ServeListeners(ctx context.Context, l Listeners) error {
 		ErrorHandler:          s.handler.h1Error,
 		Logger:                slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
-	servers := []*http.Server{srv}
+	var servers []*http.Server
 	errc := make(chan error, 6)
 	serveFast := func(l net.Listener) {
 		if err := fsrv.Serve(l); err != nil && !errors.Is(err, net.ErrClosed) {
@@ -285,7 +276,7 @@ func (s *Server) ServeListeners(ctx context.Context, l Listeners) error {
 		errc <- http.ErrServerClosed
 	}
 	mux.run()
-	go func() { errc <- srv.Serve(mux.h2) }()
+	go func() { errc <- h2srv.Serve(mux.h2) }()
 	go serveFast(mux.h1)
 	running := 2
 	muxes := []*protoMux{mux}
@@ -296,7 +287,7 @@ func (s *Server) ServeListeners(ctx context.Context, l Listeners) error {
 		tlsMux.tls, tlsMux.handshakes = tc, s.handler.metrics.tlsHandshakes
 		tlsMux.run()
 		muxes = append(muxes, tlsMux)
-		go func() { errc <- srv.Serve(tlsMux.h2) }()
+		go func() { errc <- h2srv.Serve(tlsMux.h2) }()
 		go serveFast(tlsMux.h1)
 		running += 2
 		if l.QUIC != nil {
@@ -353,6 +344,7 @@ func (s *Server) ServeListeners(ctx context.Context, l Listeners) error {
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { fsrv.ShutdownWithContext(shutCtx) })
+	wg.Go(func() { h2srv.Shutdown(shutCtx) })
 	if h3 != nil {
 		wg.Go(func() { shutdownQUIC(shutCtx, h3) })
 	}

@@ -537,6 +537,8 @@ func (d *Disk) registerMetrics(reg prometheus.Registerer) {
 			func() float64 { return float64(d.maxBytes) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cdn_edge_cache_objects", Help: "Objects held by the cache tier.", ConstLabels: tier},
 			func() float64 { return float64(d.Len()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cdn_edge_disk_open_files", Help: "Object files of recent disk hits kept open between hits."},
+			func() float64 { return float64(d.open.len()) }),
 	)
 }
 

@@ -1,0 +1,619 @@
+package h2
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+const (
+	errCodeNo       = http2.ErrCodeNo
+	errCodeProtocol = http2.ErrCodeProtocol
+	errCodeInternal = http2.ErrCodeInternal
+	errCodeFlow     = http2.ErrCodeFlowControl
+	errCodeClosed   = http2.ErrCodeStreamClosed
+	errCodeFrame    = http2.ErrCodeFrameSize
+	errCodeRefused  = http2.ErrCodeRefusedStream
+
+	// maxWindow is the largest flow-control window (RFC 9113 §6.9.1).
+	maxWindow = 1<<31 - 1
+	// initialWindow is every window before SETTINGS change it.
+	initialWindow = 65535
+	// readFrameSize is the largest frame accepted: the protocol default,
+	// which is all this server advertises.
+	readFrameSize = 16 << 10
+	// lingerAfterGoAway is how long a connection that sent GOAWAY keeps
+	// reading (and discarding) before it closes, so the client reads the
+	// GOAWAY instead of a reset.
+	lingerAfterGoAway = 250 * time.Millisecond
+	maxLingerBytes    = 1 << 20
+)
+
+var (
+	errClientReset  = errors.New("h2: stream reset by the client")
+	errStreamClosed = errors.New("h2: stream closed")
+	errConnClosed   = errors.New("h2: connection closed")
+)
+
+// flowError is a connection-level flow-control violation.
+type flowError struct{}
+
+func (flowError) Error() string { return "h2: connection flow-control window exceeded" }
+
+// conn is one HTTP/2 connection. Its read loop (serve) owns the Framer's
+// read side and the stream table's growth; handlers write their own
+// frames. mu guards the write side (Framer writes, HPACK encoder,
+// buffered writer) and everything the two sides share.
+type conn struct {
+	srv    *Server
+	nc     net.Conn
+	br     *bufio.Reader
+	fr     *http2.Framer
+	ctx    context.Context
+	cancel context.CancelFunc
+	tls    *tls.ConnectionState
+	remote string
+
+	// Read loop only.
+	sawSettings     bool
+	unackedSettings int
+
+	mu          sync.Mutex
+	cond        sync.Cond // windows grew, a stream ended, body data came, or the connection broke
+	bw          *bufio.Writer
+	henc        *hpack.Encoder
+	hbuf        bytes.Buffer
+	needFlush   bool  // frames are buffered that no handler will flush
+	sendWindow  int64 // bytes we may send on the connection
+	recvWindow  int64 // bytes the client may send on the connection
+	recvUnacked int64 // connection window consumed by reads, not yet given back
+	maxFrame    uint32
+	peerWindow  int64 // the client's SETTINGS_INITIAL_WINDOW_SIZE
+	streams     map[uint32]*stream
+	maxClientID uint32 // highest stream the client opened
+	handlers    int    // handler goroutines running, reset streams' included
+	goingAway   bool
+	goAwayID    uint32
+	broken      error
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	sc := &conn{
+		srv:        s,
+		nc:         nc,
+		br:         bufio.NewReaderSize(nc, 16<<10),
+		bw:         bufio.NewWriterSize(nc, 64<<10),
+		remote:     nc.RemoteAddr().String(),
+		sendWindow: initialWindow,
+		recvWindow: int64(s.ConnWindow),
+		maxFrame:   readFrameSize,
+		peerWindow: initialWindow,
+		streams:    make(map[uint32]*stream),
+	}
+	sc.cond.L = &sc.mu
+	sc.ctx, sc.cancel = context.WithCancel(context.Background())
+	if t, ok := nc.(*tls.Conn); ok {
+		st := t.ConnectionState()
+		sc.tls = &st
+	}
+	sc.fr = http2.NewFramer(sc.bw, sc.br)
+	sc.fr.SetMaxReadFrameSize(readFrameSize)
+	sc.fr.SetReuseFrames()
+	sc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	sc.fr.MaxHeaderListSize = s.MaxHeaderListSize
+	sc.henc = hpack.NewEncoder(&sc.hbuf)
+	return sc
+}
+
+// serve reads and handles frames until the connection ends.
+func (sc *conn) serve() {
+	defer sc.close()
+	sc.nc.SetReadDeadline(time.Now().Add(sc.srv.PrefaceTimeout))
+	var preface [len(http2.ClientPreface)]byte
+	if _, err := io.ReadFull(sc.br, preface[:]); err != nil || string(preface[:]) != http2.ClientPreface {
+		return
+	}
+	sc.mu.Lock()
+	sc.fr.WriteSettings(
+		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: sc.srv.MaxConcurrentStreams},
+		http2.Setting{ID: http2.SettingInitialWindowSize, Val: sc.srv.StreamWindow},
+		http2.Setting{ID: http2.SettingMaxHeaderListSize, Val: sc.srv.MaxHeaderListSize},
+	)
+	if grow := int64(sc.srv.ConnWindow) - initialWindow; grow > 0 {
+		sc.fr.WriteWindowUpdate(0, uint32(grow))
+	}
+	err := sc.flushLocked()
+	sc.mu.Unlock()
+	if err != nil {
+		return
+	}
+	sc.unackedSettings = 1
+	sc.nc.SetReadDeadline(time.Time{})
+	if sc.srv.IdleTimeout > 0 {
+		sc.nc.SetReadDeadline(time.Now().Add(sc.srv.IdleTimeout))
+	}
+	for {
+		f, err := sc.fr.ReadFrame()
+		if err == nil {
+			err = sc.process(f)
+		}
+		if err != nil && !sc.handleError(err, f) {
+			return
+		}
+		if sc.br.Buffered() == 0 {
+			// Every frame read so far is handled: send what they made.
+			sc.mu.Lock()
+			if sc.needFlush {
+				sc.flushLocked()
+			}
+			sc.mu.Unlock()
+		}
+	}
+}
+
+// handleError answers a frame's error and reports whether to go on reading.
+func (sc *conn) handleError(err error, f http2.Frame) bool {
+	var se http2.StreamError
+	var ce http2.ConnectionError
+	switch {
+	case errors.As(err, &se):
+		sc.resetStream(se.StreamID, se.Code)
+		return true
+	case errors.As(err, &ce):
+		sc.srv.Log.Debug("h2: connection error", slog.String("remote", sc.remote), slog.Any("err", err))
+		sc.abort(http2.ErrCode(ce))
+		return false
+	case errors.Is(err, flowError{}):
+		sc.abort(errCodeFlow)
+		return false
+	case errors.Is(err, http2.ErrFrameTooLarge):
+		sc.abort(errCodeFrame)
+		return false
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		sc.mu.Lock()
+		idle := len(sc.streams) == 0
+		sc.mu.Unlock()
+		if idle {
+			sc.goAway(errCodeNo) // idle, or done after a GOAWAY: a polite close
+		}
+		return false
+	default:
+		return false // the client went away, or the connection broke
+	}
+}
+
+// process handles one frame; an error is a StreamError, ConnectionError
+// or flowError for handleError.
+func (sc *conn) process(f http2.Frame) error {
+	if !sc.sawSettings {
+		if _, ok := f.(*http2.SettingsFrame); !ok {
+			return http2.ConnectionError(errCodeProtocol) // the preface's SETTINGS must come first
+		}
+		sc.sawSettings = true
+	}
+	sc.mu.Lock()
+	ignore := sc.goingAway && f.Header().StreamID > sc.goAwayID
+	sc.mu.Unlock()
+	if ignore {
+		// Streams above the GOAWAY's last one are not served; their
+		// DATA still counts against the connection's window.
+		if d, ok := f.(*http2.DataFrame); ok {
+			return sc.discardData(d)
+		}
+		return nil
+	}
+	switch f := f.(type) {
+	case *http2.SettingsFrame:
+		return sc.processSettings(f)
+	case *http2.MetaHeadersFrame:
+		return sc.processHeaders(f)
+	case *http2.DataFrame:
+		return sc.processData(f)
+	case *http2.WindowUpdateFrame:
+		return sc.processWindowUpdate(f)
+	case *http2.PingFrame:
+		if !f.IsAck() {
+			sc.mu.Lock()
+			sc.fr.WritePing(true, f.Data)
+			sc.needFlush = true
+			sc.mu.Unlock()
+		}
+		return nil
+	case *http2.RSTStreamFrame:
+		sc.mu.Lock()
+		defer sc.mu.Unlock()
+		if f.StreamID > sc.maxClientID {
+			return http2.ConnectionError(errCodeProtocol) // RST_STREAM on an idle stream
+		}
+		if st := sc.streams[f.StreamID]; st != nil {
+			sc.closeStreamLocked(st, errClientReset)
+		}
+		return nil
+	case *http2.PriorityFrame:
+		if f.StreamDep == f.StreamID {
+			return http2.StreamError{StreamID: f.StreamID, Code: errCodeProtocol, Cause: errors.New("stream depends on itself")}
+		}
+		return nil
+	case *http2.GoAwayFrame:
+		sc.goAway(errCodeNo) // the client is leaving: finish what runs, then close
+		return nil
+	case *http2.PushPromiseFrame:
+		return http2.ConnectionError(errCodeProtocol) // clients do not push
+	default:
+		return nil // unknown frame types are ignored (RFC 9113 §4.1)
+	}
+}
+
+func (sc *conn) processSettings(f *http2.SettingsFrame) error {
+	if f.IsAck() {
+		if sc.unackedSettings--; sc.unackedSettings < 0 {
+			return http2.ConnectionError(errCodeProtocol)
+		}
+		return nil
+	}
+	if f.NumSettings() > 100 {
+		return http2.ConnectionError(errCodeProtocol)
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	// Applied in order: a parameter that repeats takes its last value.
+	err := f.ForeachSetting(func(s http2.Setting) error {
+		if err := s.Valid(); err != nil {
+			return err
+		}
+		switch s.ID {
+		case http2.SettingHeaderTableSize:
+			sc.henc.SetMaxDynamicTableSize(s.Val)
+		case http2.SettingInitialWindowSize:
+			grow := int64(s.Val) - sc.peerWindow
+			sc.peerWindow = int64(s.Val)
+			for _, st := range sc.streams {
+				if st.sendWindow += grow; st.sendWindow > maxWindow {
+					return http2.ConnectionError(errCodeFlow)
+				}
+			}
+		case http2.SettingMaxFrameSize:
+			sc.maxFrame = s.Val
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	sc.fr.WriteSettingsAck()
+	sc.needFlush = true
+	sc.cond.Broadcast()
+	return nil
+}
+
+func (sc *conn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	inc := int64(f.Increment)
+	if f.StreamID == 0 {
+		if sc.sendWindow += inc; sc.sendWindow > maxWindow {
+			return flowError{}
+		}
+	} else {
+		st := sc.streams[f.StreamID]
+		if st == nil {
+			if f.StreamID > sc.maxClientID {
+				return http2.ConnectionError(errCodeProtocol) // WINDOW_UPDATE on an idle stream
+			}
+			return nil // closed: late, harmless
+		}
+		if st.sendWindow += inc; st.sendWindow > maxWindow {
+			return http2.StreamError{StreamID: f.StreamID, Code: errCodeFlow}
+		}
+	}
+	sc.cond.Broadcast()
+	return nil
+}
+
+// discardData takes a DATA frame nobody reads off the connection's window
+// and gives it straight back.
+func (sc *conn) discardData(f *http2.DataFrame) error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	n := int64(f.Length)
+	if n > sc.recvWindow {
+		return flowError{}
+	}
+	if n > 0 {
+		sc.fr.WriteWindowUpdate(0, uint32(n))
+		sc.needFlush = true
+	}
+	return nil
+}
+
+func (sc *conn) processData(f *http2.DataFrame) error {
+	id := f.StreamID
+	sc.mu.Lock()
+	if id > sc.maxClientID {
+		sc.mu.Unlock()
+		return http2.ConnectionError(errCodeProtocol) // DATA on an idle stream
+	}
+	st := sc.streams[id]
+	if st == nil || st.remoteDone {
+		sc.mu.Unlock()
+		if err := sc.discardData(f); err != nil {
+			return err
+		}
+		return http2.StreamError{StreamID: id, Code: errCodeClosed}
+	}
+	defer sc.mu.Unlock()
+	data := f.Data()
+	n := int64(f.Length)
+	if n > sc.recvWindow {
+		return flowError{}
+	}
+	if n > st.recvWindow {
+		return http2.StreamError{StreamID: id, Code: errCodeFlow}
+	}
+	sc.recvWindow -= n
+	st.recvWindow -= n
+	if st.declared >= 0 && st.received+int64(len(data)) > st.declared {
+		sc.giveBackLocked(nil, n)
+		return http2.StreamError{StreamID: id, Code: errCodeProtocol, Cause: errors.New("body longer than its Content-Length")}
+	}
+	st.received += int64(len(data))
+	if pad := n - int64(len(data)); pad > 0 {
+		sc.giveBackLocked(st, pad)
+	}
+	if len(data) > 0 {
+		if st.body.closed {
+			sc.giveBackLocked(nil, int64(len(data)))
+		} else {
+			st.body.buf.Write(data)
+			sc.cond.Broadcast()
+		}
+	}
+	if f.StreamEnded() {
+		return sc.endRemoteLocked(st)
+	}
+	return nil
+}
+
+// giveBackLocked returns n consumed bytes of flow-control window to the
+// client: on the connection, and on st unless it is nil.
+func (sc *conn) giveBackLocked(st *stream, n int64) {
+	sc.recvWindow += n
+	sc.fr.WriteWindowUpdate(0, uint32(n))
+	if st != nil && !st.remoteDone {
+		st.recvWindow += n
+		sc.fr.WriteWindowUpdate(st.id, uint32(n))
+	}
+	sc.needFlush = true
+}
+
+// endRemoteLocked records the client's END_STREAM on st.
+func (sc *conn) endRemoteLocked(st *stream) error {
+	st.remoteDone = true
+	if st.body != nil {
+		if st.declared >= 0 && st.received != st.declared {
+			err := fmt.Errorf("h2: request body of %d bytes, Content-Length said %d", st.received, st.declared)
+			st.body.err = err
+			sc.cond.Broadcast()
+			return http2.StreamError{StreamID: st.id, Code: errCodeProtocol, Cause: err}
+		}
+		st.body.err = io.EOF
+		sc.cond.Broadcast()
+	}
+	if st.localDone {
+		sc.closeStreamLocked(st, nil)
+	}
+	return nil
+}
+
+func (sc *conn) processHeaders(f *http2.MetaHeadersFrame) error {
+	id := f.StreamID
+	if id%2 != 1 {
+		return http2.ConnectionError(errCodeProtocol) // clients open odd streams
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if st := sc.streams[id]; st != nil {
+		// Trailers end the request body.
+		switch {
+		case st.remoteDone:
+			return http2.StreamError{StreamID: id, Code: errCodeClosed}
+		case !f.StreamEnded():
+			return http2.StreamError{StreamID: id, Code: errCodeProtocol, Cause: errors.New("trailers without END_STREAM")}
+		case len(f.PseudoFields()) > 0:
+			return http2.StreamError{StreamID: id, Code: errCodeProtocol, Cause: errors.New("pseudo-header in trailers")}
+		}
+		return sc.endRemoteLocked(st)
+	}
+	if id <= sc.maxClientID {
+		return http2.ConnectionError(errCodeProtocol) // a closed stream, or ids going down
+	}
+	sc.maxClientID = id
+	if f.HasPriority() && f.Priority.StreamDep == id {
+		return http2.StreamError{StreamID: id, Code: errCodeProtocol, Cause: errors.New("stream depends on itself")}
+	}
+	if uint32(len(sc.streams)) >= sc.srv.MaxConcurrentStreams {
+		code := errCodeProtocol
+		if sc.unackedSettings > 0 {
+			code = errCodeRefused // the client may not have our limit yet
+		}
+		return http2.StreamError{StreamID: id, Code: code, Cause: errors.New("too many concurrent streams")}
+	}
+	if sc.handlers >= 2*int(sc.srv.MaxConcurrentStreams) {
+		// Handlers of streams the client reset are still running: a
+		// reset flood does not get more work started.
+		return http2.StreamError{StreamID: id, Code: errCodeRefused, Cause: errors.New("too many handlers running")}
+	}
+	req, err := sc.newRequest(f)
+	if err != nil {
+		return http2.StreamError{StreamID: id, Code: errCodeProtocol, Cause: err}
+	}
+	st := &stream{id: id, sendWindow: sc.peerWindow, recvWindow: int64(sc.srv.StreamWindow), declared: -1, remoteDone: f.StreamEnded()}
+	st.ctx, st.cancel = context.WithCancel(sc.ctx)
+	if f.StreamEnded() {
+		req.Body = http.NoBody
+	} else {
+		st.declared = req.ContentLength
+		st.body = &requestBody{sc: sc, st: st}
+		req.Body = st.body
+	}
+	req = req.WithContext(st.ctx)
+	if len(sc.streams) == 0 && sc.srv.IdleTimeout > 0 {
+		sc.nc.SetReadDeadline(time.Time{})
+	}
+	sc.streams[id] = st
+	sc.handlers++
+	w := &responseWriter{sc: sc, st: st, head: req.Method == http.MethodHead, handlerHeader: make(http.Header), contentLength: -1}
+	h := sc.srv.Handler
+	if f.Truncated {
+		h = http.HandlerFunc(headerListTooLong)
+	}
+	go sc.runHandler(st, w, req, h)
+	return nil
+}
+
+func headerListTooLong(w http.ResponseWriter, _ *http.Request) {
+	http.Error(w, "request header fields too large", http.StatusRequestHeaderFieldsTooLarge)
+}
+
+// runHandler runs h for one stream and ends the stream when it returns.
+func (sc *conn) runHandler(st *stream, w *responseWriter, r *http.Request, h http.Handler) {
+	defer func() {
+		if e := recover(); e != nil {
+			if e != http.ErrAbortHandler {
+				sc.srv.Log.Error("h2: handler panicked", slog.String("remote", sc.remote), slog.Any("panic", e))
+			}
+			sc.resetStream(st.id, errCodeInternal)
+		} else {
+			w.finish()
+		}
+		st.cancel()
+		sc.mu.Lock()
+		sc.handlers--
+		sc.mu.Unlock()
+	}()
+	h.ServeHTTP(w, r)
+}
+
+// resetStream sends RST_STREAM and forgets the stream.
+func (sc *conn) resetStream(id uint32, code http2.ErrCode) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.broken != nil {
+		return
+	}
+	sc.fr.WriteRSTStream(id, code)
+	if st := sc.streams[id]; st != nil {
+		sc.closeStreamLocked(st, errStreamClosed)
+	}
+	sc.flushLocked()
+}
+
+// closeStreamLocked forgets st: its handler's writes fail from now on,
+// and its body reads fail with err (nil: the body ended normally).
+func (sc *conn) closeStreamLocked(st *stream, err error) {
+	if st.closed {
+		return
+	}
+	st.closed = true
+	delete(sc.streams, st.id)
+	if err != nil {
+		st.cancel()
+		if st.body != nil && st.body.err == nil {
+			st.body.err = err
+		}
+	}
+	if b := st.body; b != nil && b.buf.Len() > 0 && err != nil {
+		// Read by nobody now: the connection window comes back.
+		n := int64(b.buf.Len())
+		b.buf.Reset()
+		sc.recvWindow += n
+		sc.fr.WriteWindowUpdate(0, uint32(n))
+		sc.needFlush = true
+	}
+	sc.cond.Broadcast()
+	if len(sc.streams) == 0 {
+		switch {
+		case sc.goingAway:
+			sc.nc.SetReadDeadline(time.Now().Add(lingerAfterGoAway))
+		case sc.srv.IdleTimeout > 0:
+			sc.nc.SetReadDeadline(time.Now().Add(sc.srv.IdleTimeout))
+		}
+	}
+}
+
+// goAway tells the client no stream above the last it opened will be
+// served (code NO: a graceful close once the open streams are done).
+func (sc *conn) goAway(code http2.ErrCode) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.goingAway || sc.broken != nil {
+		return
+	}
+	sc.goingAway, sc.goAwayID = true, sc.maxClientID
+	sc.fr.WriteGoAway(sc.maxClientID, code, nil)
+	sc.flushLocked()
+	if len(sc.streams) == 0 {
+		sc.nc.SetReadDeadline(time.Now().Add(lingerAfterGoAway))
+	}
+}
+
+// abort ends the connection for a connection error: GOAWAY with code,
+// then a short linger so the client reads it, then close.
+func (sc *conn) abort(code http2.ErrCode) {
+	sc.goAway(code)
+	sc.mu.Lock()
+	sc.failLocked(errConnClosed)
+	sc.mu.Unlock()
+	if cw, ok := sc.nc.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	sc.nc.SetReadDeadline(time.Now().Add(lingerAfterGoAway))
+	io.CopyN(io.Discard, sc.br, maxLingerBytes) // a flood is not drained for long
+}
+
+// close ends the connection: handlers' contexts are cancelled, their
+// writes and body reads fail.
+func (sc *conn) close() {
+	sc.cancel()
+	sc.mu.Lock()
+	sc.failLocked(errConnClosed)
+	for _, st := range sc.streams {
+		sc.closeStreamLocked(st, errConnClosed)
+	}
+	sc.mu.Unlock()
+	sc.nc.Close()
+}
+
+// failLocked marks the connection broken; every write fails from now on.
+func (sc *conn) failLocked(err error) {
+	if sc.broken == nil {
+		sc.broken = err
+		sc.cond.Broadcast()
+	}
+}
+
+func (sc *conn) flushLocked() error {
+	if sc.broken != nil {
+		return sc.broken
+	}
+	sc.needFlush = false
+	if err := sc.bw.Flush(); err != nil {
+		sc.failLocked(err)
+		sc.cancel()
+		return err
+	}
+	return nil
+}

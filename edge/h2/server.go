@@ -1,0 +1,182 @@
+// Package h2 serves HTTP/2 connections (RFC 9113) to an http.Handler.
+//
+// net/http's HTTP/2 server sends every response's HEADERS frame from a
+// goroutine of its own, hands each frame to its serve loop over channels,
+// and flushes separately, so a small response costs several goroutine
+// switches and two write system calls; for a cache answering tens of
+// thousands of small hits a second that is most of its CPU. Here the
+// handler's goroutine encodes and writes its own frames under the
+// connection's write lock, so a small response is one HEADERS and one
+// DATA frame in one write. Framing, HPACK and header field validation are
+// golang.org/x/net/http2's.
+package h2
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+)
+
+// Server serves HTTP/2 connections whose client preface has not been read
+// yet (h2c with prior knowledge, or TLS after ALPN chose "h2").
+type Server struct {
+	// Handler answers every request.
+	Handler http.Handler
+	// MaxConcurrentStreams is the number of streams a client may have
+	// open at once (SETTINGS_MAX_CONCURRENT_STREAMS). Default 100.
+	MaxConcurrentStreams uint32
+	// MaxHeaderListSize bounds a request's header fields, as RFC 9113
+	// §6.5.2 counts them. Default 64 KiB.
+	MaxHeaderListSize uint32
+	// StreamWindow and ConnWindow are the request body bytes a client may
+	// send ahead on one stream and on the whole connection. Defaults
+	// 1 MiB and 4 MiB.
+	StreamWindow, ConnWindow uint32
+	// IdleTimeout closes a connection that has had no open stream for
+	// this long. 0: never.
+	IdleTimeout time.Duration
+	// PrefaceTimeout bounds the wait for the client preface and its
+	// SETTINGS. Default 10s.
+	PrefaceTimeout time.Duration
+	// Log receives connection errors at debug level; nil discards them.
+	Log *slog.Logger
+
+	once      sync.Once // fills in the defaults
+	mu        sync.Mutex
+	conns     map[*conn]struct{}
+	listeners map[net.Listener]struct{}
+	closing   bool
+	wg        sync.WaitGroup // connections being served
+}
+
+// ErrServerClosed is returned by Serve after Shutdown or Close: net/http's,
+// so callers serving both treat them alike.
+var ErrServerClosed = http.ErrServerClosed
+
+func (s *Server) defaults() {
+	if s.MaxConcurrentStreams == 0 {
+		s.MaxConcurrentStreams = 100
+	}
+	if s.MaxHeaderListSize == 0 {
+		s.MaxHeaderListSize = 64 << 10
+	}
+	if s.StreamWindow == 0 {
+		s.StreamWindow = 1 << 20
+	}
+	if s.ConnWindow == 0 {
+		s.ConnWindow = 4 << 20
+	}
+	if s.PrefaceTimeout == 0 {
+		s.PrefaceTimeout = 10 * time.Second
+	}
+	if s.Log == nil {
+		s.Log = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Serve serves every connection l accepts until l is closed or the
+// server shuts down.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return ErrServerClosed
+	}
+	if s.listeners == nil {
+		s.listeners = make(map[net.Listener]struct{})
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return ErrServerClosed
+			}
+			return err
+		}
+		go s.ServeConn(c)
+	}
+}
+
+// ServeConn serves one connection until it ends, and closes it.
+func (s *Server) ServeConn(c net.Conn) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		c.Close()
+		return
+	}
+	s.once.Do(s.defaults)
+	sc := newConn(s, c)
+	if s.conns == nil {
+		s.conns = make(map[*conn]struct{})
+	}
+	s.conns[sc] = struct{}{}
+	s.wg.Add(1)
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, sc)
+		s.mu.Unlock()
+		s.wg.Done()
+	}()
+	sc.serve()
+}
+
+// Shutdown stops accepting connections, tells every client with GOAWAY
+// that no new streams will be served, and waits until the streams in
+// progress are done or ctx ends; then it closes what is left.
+func (s *Server) Shutdown(ctx context.Context) error {
+	conns := s.stop()
+	for _, sc := range conns {
+		sc.goAway(errCodeNo)
+	}
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		<-done
+		return ctx.Err()
+	}
+}
+
+// Close closes the listeners and every connection at once.
+func (s *Server) Close() error {
+	for _, sc := range s.stop() {
+		sc.nc.Close()
+	}
+	return nil
+}
+
+// stop closes the listeners and returns the connections being served.
+func (s *Server) stop() []*conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closing = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for sc := range s.conns {
+		conns = append(conns, sc)
+	}
+	return conns
+}

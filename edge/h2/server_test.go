@@ -1,0 +1,417 @@
+package h2
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
+)
+
+// serve starts s on a loopback listener and returns its address; the
+// server is closed when the test ends.
+func serve(t testing.TB, s *Server) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		s.Close()
+		<-done
+	})
+	return ln.Addr().String()
+}
+
+// h2cClient speaks HTTP/2 with prior knowledge to addr.
+func h2cClient(t testing.TB) *http.Client {
+	tr := &http2.Transport{
+		AllowHTTP: true,
+		DialTLSContext: func(ctx context.Context, network, addr string, _ *tls.Config) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		},
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i*7 + i>>8)
+	}
+	return b
+}
+
+func TestRoundTrips(t *testing.T) {
+	large := randomBytes(3<<20 + 123) // beyond every default window
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/small":
+			w.Header().Set("Content-Type", "text/plain")
+			w.Header().Set("X-Proto", r.Proto)
+			io.WriteString(w, "hello "+r.Host)
+		case "/large":
+			w.Header().Set("Content-Length", strconv.Itoa(len(large)))
+			w.Write(large)
+		case "/chunks":
+			for i := range 5 {
+				fmt.Fprintf(w, "chunk %d\n", i)
+				w.(http.Flusher).Flush()
+			}
+		case "/echo":
+			sum := sha256.New()
+			n, err := io.Copy(sum, r.Body)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			fmt.Fprintf(w, "%d %x", n, sum.Sum(nil))
+		case "/notmodified":
+			w.Header().Set("Etag", `"x"`)
+			w.WriteHeader(http.StatusNotModified)
+		case "/short":
+			w.Header().Set("Content-Length", "100")
+			io.WriteString(w, "only this")
+		default:
+			http.NotFound(w, r)
+		}
+	})
+	addr := serve(t, &Server{Handler: h})
+	c := h2cClient(t)
+	get := func(method, path string, body io.Reader) (*http.Response, []byte, error) {
+		req, _ := http.NewRequest(method, "http://"+addr+path, body)
+		res, err := c.Do(req)
+		if err != nil {
+			return nil, nil, err
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		return res, b, err
+	}
+	sum := sha256.Sum256(large)
+	tests := []struct {
+		name, method, path string
+		body               []byte
+		status             int
+		want               string
+		header             map[string]string
+		wantErr            bool
+	}{
+		{name: "small", method: "GET", path: "/small", status: 200, want: "hello " + addr,
+			header: map[string]string{"Content-Length": strconv.Itoa(len("hello " + addr)), "X-Proto": "HTTP/2.0", "Content-Type": "text/plain"}},
+		{name: "head", method: "HEAD", path: "/large", status: 200, want: "", header: map[string]string{"Content-Length": strconv.Itoa(len(large))}},
+		{name: "large", method: "GET", path: "/large", status: 200, want: string(large)},
+		{name: "flushed chunks", method: "GET", path: "/chunks", status: 200, want: "chunk 0\nchunk 1\nchunk 2\nchunk 3\nchunk 4\n"},
+		{name: "request body beyond the windows", method: "POST", path: "/echo", body: large, status: 200, want: fmt.Sprintf("%d %x", len(large), sum)},
+		{name: "304 has no body", method: "GET", path: "/notmodified", status: 304, want: "", header: map[string]string{"Etag": `"x"`}},
+		{name: "404", method: "GET", path: "/nothing", status: 404, want: "404 page not found\n"},
+		{name: "body short of its Content-Length is cut off", method: "GET", path: "/short", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var body io.Reader
+			if tt.body != nil {
+				body = bytes.NewReader(tt.body)
+			}
+			res, got, err := get(tt.method, tt.path, body)
+			if tt.wantErr {
+				if err == nil {
+					t.Fatalf("want an error, got %d bytes", len(got))
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.StatusCode != tt.status || res.ProtoMajor != 2 {
+				t.Errorf("status %d over HTTP/%d, want %d over HTTP/2", res.StatusCode, res.ProtoMajor, tt.status)
+			}
+			if string(got) != tt.want {
+				t.Errorf("body %d bytes, want %d", len(got), len(tt.want))
+			}
+			for k, v := range tt.header {
+				if res.Header.Get(k) != v {
+					t.Errorf("%s = %q, want %q", k, res.Header.Get(k), v)
+				}
+			}
+			if res.Header.Get("Date") == "" {
+				t.Error("no Date")
+			}
+		})
+	}
+
+	t.Run("concurrent streams on one connection", func(t *testing.T) {
+		var wg sync.WaitGroup
+		errs := make(chan error, 64)
+		for i := range 64 {
+			wg.Go(func() {
+				path := "/small"
+				if i%8 == 0 {
+					path = "/large"
+				}
+				_, b, err := get("GET", path, nil)
+				if err == nil && path == "/large" && !bytes.Equal(b, large) {
+					err = fmt.Errorf("large body differs")
+				}
+				if err != nil {
+					errs <- err
+				}
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Error(err)
+		}
+	})
+}
+
+// rawConn is a client speaking frames directly, for what a well-behaved
+// client never sends.
+type rawConn struct {
+	t    *testing.T
+	nc   net.Conn
+	fr   *http2.Framer
+	henc *hpack.Encoder
+	hbuf bytes.Buffer
+}
+
+func dialRaw(t *testing.T, addr string) *rawConn {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	io.WriteString(nc, http2.ClientPreface)
+	c := &rawConn{t: t, nc: nc, fr: http2.NewFramer(nc, nc)}
+	c.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
+	c.henc = hpack.NewEncoder(&c.hbuf)
+	c.fr.WriteSettings()
+	return c
+}
+
+func (c *rawConn) headers(id uint32, end bool, fields ...string) {
+	c.hbuf.Reset()
+	for i := 0; i+1 < len(fields); i += 2 {
+		c.henc.WriteField(hpack.HeaderField{Name: fields[i], Value: fields[i+1]})
+	}
+	c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: c.hbuf.Bytes(), EndStream: end, EndHeaders: true})
+}
+
+var get = []string{":method", "GET", ":scheme", "http", ":path", "/", ":authority", "x"}
+
+// expect reads frames until one of the wanted kind, failing on EOF.
+func (c *rawConn) expect(kind string) (http2.Frame, error) {
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			return nil, err
+		}
+		switch f := f.(type) {
+		case *http2.GoAwayFrame:
+			if kind == "goaway" {
+				return f, nil
+			}
+			return f, fmt.Errorf("GOAWAY %v", f.ErrCode)
+		case *http2.RSTStreamFrame:
+			if kind == "rst" {
+				return f, nil
+			}
+		case *http2.MetaHeadersFrame:
+			if kind == "headers" {
+				return f, nil
+			}
+		}
+	}
+}
+
+func TestProtocolErrors(t *testing.T) {
+	addr := serve(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })})
+	tests := []struct {
+		name string
+		send func(c *rawConn)
+		kind string // the frame that answers: rst, goaway or headers (served)
+		code http2.ErrCode
+	}{
+		{name: "connection-specific field", send: func(c *rawConn) { c.headers(1, true, append(get, "connection", "keep-alive")...) }, kind: "rst", code: http2.ErrCodeProtocol},
+		{name: "te other than trailers", send: func(c *rawConn) { c.headers(1, true, append(get, "te", "gzip")...) }, kind: "rst", code: http2.ErrCodeProtocol},
+		{name: "te: trailers is fine", send: func(c *rawConn) { c.headers(1, true, append(get, "te", "trailers")...) }, kind: "headers"},
+		{name: "missing :path", send: func(c *rawConn) { c.headers(1, true, ":method", "GET", ":scheme", "http", ":authority", "x") }, kind: "rst", code: http2.ErrCodeProtocol},
+		{name: "uppercase field name", send: func(c *rawConn) { c.headers(1, true, append(get, "X-Up", "1")...) }, kind: "rst", code: http2.ErrCodeProtocol},
+		{name: "even stream id", send: func(c *rawConn) { c.headers(2, true, get...) }, kind: "goaway", code: http2.ErrCodeProtocol},
+		{name: "DATA on an idle stream", send: func(c *rawConn) { c.fr.WriteData(5, true, []byte("x")) }, kind: "goaway", code: http2.ErrCodeProtocol},
+		{name: "stream ids going down", send: func(c *rawConn) { c.headers(5, true, get...); c.headers(3, true, get...) }, kind: "goaway", code: http2.ErrCodeProtocol},
+		{name: "connection window overflow", send: func(c *rawConn) { c.fr.WriteWindowUpdate(0, 1<<31-1) }, kind: "goaway", code: http2.ErrCodeFlowControl},
+		{name: "repeated initial window size applies the last", send: func(c *rawConn) {
+			c.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 100}, http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1})
+			c.headers(1, true, get...)
+		}, kind: "headers"},
+		{name: "body longer than its content-length", send: func(c *rawConn) {
+			c.headers(1, false, append([]string{":method", "POST", ":scheme", "http", ":path", "/", ":authority", "x"}, "content-length", "1")...)
+			c.fr.WriteData(1, true, []byte("four"))
+		}, kind: "rst", code: http2.ErrCodeProtocol},
+		{name: "depends on itself", send: func(c *rawConn) {
+			c.fr.WritePriority(3, http2.PriorityParam{StreamDep: 3, Weight: 1})
+		}, kind: "rst", code: http2.ErrCodeProtocol},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := dialRaw(t, addr)
+			tt.send(c)
+			f, err := c.expect(tt.kind)
+			if err != nil {
+				t.Fatalf("want %s %v, got %v", tt.kind, tt.code, err)
+			}
+			switch f := f.(type) {
+			case *http2.RSTStreamFrame:
+				if f.ErrCode != tt.code {
+					t.Errorf("RST_STREAM %v, want %v", f.ErrCode, tt.code)
+				}
+			case *http2.GoAwayFrame:
+				if f.ErrCode != tt.code {
+					t.Errorf("GOAWAY %v, want %v", f.ErrCode, tt.code)
+				}
+			}
+		})
+	}
+}
+
+// TestRapidReset opens and resets streams as fast as it can, each of
+// whose handlers blocks until its stream's context ends: the server
+// stays within its limits and every handler ends.
+func TestRapidReset(t *testing.T) {
+	var mu sync.Mutex
+	cur, peak := 0, 0
+	s := &Server{MaxConcurrentStreams: 10, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		cur++
+		peak = max(peak, cur)
+		mu.Unlock()
+		<-r.Context().Done()
+		time.Sleep(time.Millisecond)
+		mu.Lock()
+		cur--
+		mu.Unlock()
+	})}
+	addr := serve(t, s)
+	before := runtime.NumGoroutine()
+	c := dialRaw(t, addr)
+	for id := uint32(1); id < 20000; id += 2 {
+		c.headers(id, true, get...)
+		c.fr.WriteRSTStream(id, http2.ErrCodeCancel)
+	}
+	c.fr.WritePing(false, [8]byte{1})
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p, ok := f.(*http2.PingFrame); ok && p.IsAck() {
+			break
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		n := cur
+		mu.Unlock()
+		if n == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if cur != 0 {
+		t.Errorf("%d handlers still running", cur)
+	}
+	if peak > 2*int(s.MaxConcurrentStreams) {
+		t.Errorf("%d handlers ran at once, limit %d", peak, 2*s.MaxConcurrentStreams)
+	}
+	if g := runtime.NumGoroutine(); g > before+10 {
+		t.Errorf("%d goroutines, %d before", g, before)
+	}
+}
+
+// TestShutdownDrains: a request in progress finishes after Shutdown
+// starts; the client is told GOAWAY and the connection ends.
+func TestShutdownDrains(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{})
+	s := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		close(started)
+		<-release
+		io.WriteString(w, "finished")
+	})}
+	addr := serve(t, s)
+	c := h2cClient(t)
+	type result struct {
+		body string
+		err  error
+	}
+	got := make(chan result, 1)
+	go func() {
+		res, err := c.Get("http://" + addr + "/")
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		b, err := io.ReadAll(res.Body)
+		res.Body.Close()
+		got <- result{string(b), err}
+	}()
+	<-started
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	r := <-got
+	if r.err != nil || r.body != "finished" {
+		t.Errorf("in-flight request: %q, %v", r.body, r.err)
+	}
+	select {
+	case err := <-shut:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("Shutdown did not return")
+	}
+	if _, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+		t.Error("still accepting after Shutdown")
+	}
+}
+
+func TestHeaderListTooLarge(t *testing.T) {
+	addr := serve(t, &Server{MaxHeaderListSize: 1 << 10, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})})
+	c := dialRaw(t, addr)
+	c.headers(1, true, append(get, "x-big", strings.Repeat("a", 900), "x-big2", strings.Repeat("b", 900))...)
+	f, err := c.expect("headers")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := f.(*http2.MetaHeadersFrame).PseudoValue("status"); s != "431" {
+		t.Errorf("status %s, want 431", s)
+	}
+}
