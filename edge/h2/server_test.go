@@ -415,3 +415,48 @@ func TestHeaderListTooLarge(t *testing.T) {
 		t.Errorf("status %s, want 431", s)
 	}
 }
+
+// BenchmarkSmallResponse: one 1 KiB response per round trip on one
+// connection (h2load -m1), client framing included.
+//
+//	go test ./edge/h2/ -run '^$' -bench SmallResponse -benchmem
+func BenchmarkSmallResponse(b *testing.B) {
+	body := randomBytes(1 << 10)
+	addr := serve(b, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("Content-Length", "1024")
+		w.Write(body)
+	})})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	io.WriteString(nc, http2.ClientPreface)
+	fr := http2.NewFramer(nc, nc)
+	fr.WriteSettings()
+	var hb bytes.Buffer
+	henc := hpack.NewEncoder(&hb)
+	for i := 0; i+1 < len(get); i += 2 {
+		henc.WriteField(hpack.HeaderField{Name: get[i], Value: get[i+1]})
+	}
+	id := uint32(1)
+	for b.Loop() {
+		fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: hb.Bytes(), EndStream: true, EndHeaders: true})
+		for {
+			f, err := fr.ReadFrame()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if d, ok := f.(*http2.DataFrame); ok {
+				if n := len(d.Data()); n > 0 {
+					fr.WriteWindowUpdate(0, uint32(n))
+				}
+				if d.StreamEnded() {
+					break
+				}
+			}
+		}
+		id += 2
+	}
+}
