@@ -79,7 +79,6 @@ type conn struct {
 	needFlush   bool  // frames are buffered that no handler will flush
 	sendWindow  int64 // bytes we may send on the connection
 	recvWindow  int64 // bytes the client may send on the connection
-	recvUnacked int64 // connection window consumed by reads, not yet given back
 	maxFrame    uint32
 	peerWindow  int64 // the client's SETTINGS_INITIAL_WINDOW_SIZE
 	streams     map[uint32]*stream
