@@ -247,6 +247,7 @@ func (s *Server) ServeListeners(ctx context.Context, l Listeners) error {
 		ConnWindow:           4 << 20,
 		IdleTimeout:          s.cfg.IdleTimeout,
 		PrefaceTimeout:       s.cfg.ReadHeaderTimeout,
+		StallTimeout:         s.cfg.WriteTimeout, // as for a write on HTTP/1.1
 		Log:                  s.log,
 	}
 	fsrv := &fasthttp.Server{

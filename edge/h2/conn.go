@@ -84,6 +84,7 @@ type conn struct {
 	streams     map[uint32]*stream
 	maxClientID uint32 // highest stream the client opened
 	handlers    int    // handler goroutines running, reset streams' included
+	prefaceSent bool   // our SETTINGS went out: frames may follow
 	goingAway   bool
 	goAwayID    uint32
 	broken      error
@@ -126,6 +127,10 @@ func (sc *conn) serve() {
 		return
 	}
 	sc.mu.Lock()
+	if sc.broken != nil { // shut down while the preface was on its way
+		sc.mu.Unlock()
+		return
+	}
 	sc.fr.WriteSettings(
 		http2.Setting{ID: http2.SettingMaxConcurrentStreams, Val: sc.srv.MaxConcurrentStreams},
 		http2.Setting{ID: http2.SettingInitialWindowSize, Val: sc.srv.StreamWindow},
@@ -135,15 +140,16 @@ func (sc *conn) serve() {
 		sc.fr.WriteWindowUpdate(0, uint32(grow))
 	}
 	err := sc.flushLocked()
+	sc.prefaceSent = true
+	sc.nc.SetReadDeadline(time.Time{})
+	if sc.srv.IdleTimeout > 0 {
+		sc.nc.SetReadDeadline(time.Now().Add(sc.srv.IdleTimeout))
+	}
 	sc.mu.Unlock()
 	if err != nil {
 		return
 	}
 	sc.unackedSettings = 1
-	sc.nc.SetReadDeadline(time.Time{})
-	if sc.srv.IdleTimeout > 0 {
-		sc.nc.SetReadDeadline(time.Now().Add(sc.srv.IdleTimeout))
-	}
 	for {
 		f, err := sc.fr.ReadFrame()
 		if err == nil {
@@ -169,7 +175,7 @@ func (sc *conn) handleError(err error, f http2.Frame) bool {
 	var ce http2.ConnectionError
 	switch {
 	case errors.As(err, &se):
-		sc.resetStream(se.StreamID, se.Code)
+		sc.resetStream(se.StreamID, se.Code, false)
 		return true
 	case errors.As(err, &ce):
 		sc.srv.Log.Debug("h2: connection error", slog.String("remote", sc.remote), slog.Any("err", err))
@@ -436,6 +442,9 @@ func (sc *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 		}
 		return sc.endRemoteLocked(st)
 	}
+	if sc.goingAway && id > sc.goAwayID {
+		return nil // above the GOAWAY's last stream: not served
+	}
 	if id <= sc.maxClientID {
 		return http2.ConnectionError(errCodeProtocol) // a closed stream, or ids going down
 	}
@@ -494,9 +503,14 @@ func (sc *conn) runHandler(st *stream, w *responseWriter, r *http.Request, h htt
 			if e != http.ErrAbortHandler {
 				sc.srv.Log.Error("h2: handler panicked", slog.String("remote", sc.remote), slog.Any("panic", e))
 			}
-			sc.resetStream(st.id, errCodeInternal)
+			sc.resetStream(st.id, errCodeInternal, true)
 		} else {
 			w.finish()
+		}
+		if st.body != nil {
+			// Whoever still reads it (a transport copying it to an
+			// origin) stops now, and its window comes back.
+			st.body.Close()
 		}
 		st.cancel()
 		sc.mu.Lock()
@@ -506,18 +520,27 @@ func (sc *conn) runHandler(st *stream, w *responseWriter, r *http.Request, h htt
 	h.ServeHTTP(w, r)
 }
 
-// resetStream sends RST_STREAM and forgets the stream.
-func (sc *conn) resetStream(id uint32, code http2.ErrCode) {
+// resetStream sends RST_STREAM and forgets the stream; the read loop
+// leaves the flush to its next idle moment (flush false), a handler
+// flushes at once.
+func (sc *conn) resetStream(id uint32, code http2.ErrCode, flush bool) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
+	sc.resetStreamLocked(id, code)
+	if flush {
+		sc.flushLocked()
+	}
+}
+
+func (sc *conn) resetStreamLocked(id uint32, code http2.ErrCode) {
 	if sc.broken != nil {
 		return
 	}
 	sc.fr.WriteRSTStream(id, code)
+	sc.needFlush = true
 	if st := sc.streams[id]; st != nil {
 		sc.closeStreamLocked(st, errStreamClosed)
 	}
-	sc.flushLocked()
 }
 
 // closeStreamLocked forgets st: its handler's writes fail from now on,
@@ -561,6 +584,12 @@ func (sc *conn) goAway(code http2.ErrCode) {
 	if sc.goingAway || sc.broken != nil {
 		return
 	}
+	if !sc.prefaceSent {
+		// Nothing was served: no GOAWAY may precede our SETTINGS, so
+		// the connection just ends.
+		sc.failLocked(errConnClosed)
+		return
+	}
 	sc.goingAway, sc.goAwayID = true, sc.maxClientID
 	sc.fr.WriteGoAway(sc.maxClientID, code, nil)
 	sc.flushLocked()
@@ -596,11 +625,29 @@ func (sc *conn) close() {
 	sc.nc.Close()
 }
 
+// waitLocked waits (mu released) for a Broadcast, or until deadline; it
+// reports false once deadline has passed.
+func (sc *conn) waitLocked(deadline time.Time) bool {
+	d := time.Until(deadline)
+	if d <= 0 {
+		return false
+	}
+	t := time.AfterFunc(d, func() {
+		sc.mu.Lock()
+		sc.cond.Broadcast()
+		sc.mu.Unlock()
+	})
+	sc.cond.Wait()
+	t.Stop()
+	return true
+}
+
 // failLocked marks the connection broken; every write fails from now on.
 func (sc *conn) failLocked(err error) {
 	if sc.broken == nil {
 		sc.broken = err
 		sc.cond.Broadcast()
+		sc.nc.SetReadDeadline(time.Now()) // the read loop ends too
 	}
 }
 

@@ -41,6 +41,10 @@ type Server struct {
 	// PrefaceTimeout bounds the wait for the client preface and its
 	// SETTINGS. Default 10s.
 	PrefaceTimeout time.Duration
+	// StallTimeout resets a stream whose response has waited this long
+	// for the client to open its flow-control window, or whose request
+	// body has not moved for this long. Default 60s.
+	StallTimeout time.Duration
 	// Log receives connection errors at debug level; nil discards them.
 	Log *slog.Logger
 
@@ -71,6 +75,9 @@ func (s *Server) defaults() {
 	}
 	if s.PrefaceTimeout == 0 {
 		s.PrefaceTimeout = 10 * time.Second
+	}
+	if s.StallTimeout == 0 {
+		s.StallTimeout = 60 * time.Second
 	}
 	if s.Log == nil {
 		s.Log = slog.New(slog.DiscardHandler)
@@ -139,9 +146,8 @@ func (s *Server) ServeConn(c net.Conn) {
 // that no new streams will be served, and waits until the streams in
 // progress are done or ctx ends; then it closes what is left.
 func (s *Server) Shutdown(ctx context.Context) error {
-	conns := s.stop()
-	for _, sc := range conns {
-		sc.goAway(errCodeNo)
+	for _, sc := range s.stop() {
+		go sc.goAway(errCodeNo) // a connection stuck writing does not hold up the rest
 	}
 	done := make(chan struct{})
 	go func() {

@@ -455,3 +455,210 @@ func BenchmarkSmallResponse(b *testing.B) {
 		id += 2
 	}
 }
+
+// frameKinds reads frames until stream id ends (END_STREAM or
+// RST_STREAM) and lists what came for it.
+func (c *rawConn) frameKinds(id uint32) []string {
+	c.t.Helper()
+	var kinds []string
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			c.t.Fatalf("after %v: %v", kinds, err)
+		}
+		if f.Header().StreamID != id {
+			continue
+		}
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			kinds = append(kinds, "HEADERS:"+f.PseudoValue("status"))
+			if f.StreamEnded() {
+				return kinds
+			}
+		case *http2.DataFrame:
+			k := "DATA"
+			if f.StreamEnded() {
+				k += "+END"
+			}
+			kinds = append(kinds, k)
+			if f.StreamEnded() {
+				// Anything sent after END_STREAM would show up before
+				// the PING answer.
+				c.fr.WritePing(false, [8]byte{9})
+				for {
+					g, err := c.fr.ReadFrame()
+					if err != nil {
+						c.t.Fatal(err)
+					}
+					if p, ok := g.(*http2.PingFrame); ok && p.IsAck() {
+						return kinds
+					}
+					if g.Header().StreamID == id {
+						kinds = append(kinds, fmt.Sprintf("%T", g))
+					}
+				}
+			}
+		case *http2.RSTStreamFrame:
+			return append(kinds, "RST:"+f.ErrCode.String())
+		}
+	}
+}
+
+// TestResponseEdges: responses whose shape once went wrong.
+func TestResponseEdges(t *testing.T) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/304-with-length": // an origin's 304 keeps its Content-Length
+			w.Header().Set("Content-Length", "1234")
+			w.WriteHeader(http.StatusNotModified)
+		case "/empty-write-after-body":
+			w.Header().Set("Content-Length", "2")
+			w.Write([]byte("ok"))
+			w.Write(nil)
+		case "/head":
+			w.Header().Set("Content-Length", "5")
+			w.Write([]byte("hello"))
+		}
+	})
+	addr := serve(t, &Server{Handler: h})
+	tests := []struct {
+		path, method string
+		want         string
+	}{
+		{"/304-with-length", "GET", "[HEADERS:304]"},
+		{"/empty-write-after-body", "GET", "[HEADERS:200 DATA+END]"},
+		{"/head", "HEAD", "[HEADERS:200]"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			c := dialRaw(t, addr)
+			c.headers(1, true, ":method", tt.method, ":scheme", "http", ":path", tt.path, ":authority", "x")
+			if got := fmt.Sprint(c.frameKinds(1)); got != tt.want {
+				t.Errorf("frames %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestUnreadBodyGivesWindowBack: handlers that return without reading
+// (all of) the request body do not use up the connection's window, and
+// a reader still holding the body after its handler returned is let go.
+func TestUnreadBodyGivesWindowBack(t *testing.T) {
+	leftReading := make(chan error, 1)
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/ignore":
+		case "/read-no-close":
+			io.ReadAll(r.Body)
+		case "/read-later":
+			go func() {
+				time.Sleep(50 * time.Millisecond)
+				_, err := io.ReadAll(r.Body)
+				leftReading <- err
+			}()
+		}
+		io.WriteString(w, "done")
+	})
+	addr := serve(t, &Server{Handler: h, ConnWindow: initialWindow, StreamWindow: initialWindow})
+	c := h2cClient(t)
+	body := randomBytes(40 << 10)
+	// Twelve 40 KiB bodies through a 64 KiB connection window: only
+	// possible if every one comes back.
+	for i := range 12 {
+		path := []string{"/ignore", "/read-no-close", "/read-later"}[i%3]
+		res, err := c.Post("http://"+addr+path, "application/octet-stream", bytes.NewReader(body))
+		if err != nil {
+			t.Fatalf("request %d (%s): %v", i, path, err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if path == "/read-later" {
+			select {
+			case err := <-leftReading:
+				if err == nil {
+					t.Error("a body read after its handler returned ended cleanly; want an error")
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("a body read after its handler returned is still blocked")
+			}
+		}
+	}
+}
+
+// TestShutdownDuringPreface: a connection that has not finished its
+// preface ends at once on Shutdown, without a GOAWAY ahead of SETTINGS.
+func TestShutdownDuringPreface(t *testing.T) {
+	s := &Server{Handler: http.NotFoundHandler()}
+	addr := serve(t, s)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	io.WriteString(nc, http2.ClientPreface[:10])
+	time.Sleep(50 * time.Millisecond) // the server is waiting for the rest
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v after %v", err, time.Since(start))
+	}
+	nc.SetReadDeadline(time.Now().Add(time.Second))
+	if n, _ := nc.Read(make([]byte, 100)); n != 0 {
+		t.Errorf("got %d bytes before the close; want none", n)
+	}
+}
+
+// stallingConn gives every write a short deadline, as the edge's
+// listener does, so a client that stops reading fails the writes.
+type stallingConn struct{ net.Conn }
+
+func (c stallingConn) Write(p []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(200 * time.Millisecond))
+	return c.Conn.Write(p)
+}
+
+// TestClientStopsReading: once a write fails, the connection ends and
+// so does its handler.
+func TestClientStopsReading(t *testing.T) {
+	big := randomBytes(8 << 20)
+	handlerDone := make(chan error, 1)
+	s := &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := w.Write(big)
+		handlerDone <- err
+	})}
+	s.once.Do(s.defaults)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	served := make(chan struct{})
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			close(served)
+			return
+		}
+		s.ServeConn(stallingConn{c})
+		close(served)
+	}()
+	c := dialRaw(t, ln.Addr().String())
+	c.fr.WriteWindowUpdate(0, 1<<30)
+	c.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1})
+	c.headers(1, true, get...)
+	// ... and never reads.
+	select {
+	case err := <-handlerDone:
+		if err == nil {
+			t.Error("writing to a client that stopped reading succeeded")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("handler still writing")
+	}
+	select {
+	case <-served:
+	case <-time.After(5 * time.Second):
+		t.Fatal("connection still served after its writes failed")
+	}
+}

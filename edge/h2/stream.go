@@ -113,20 +113,33 @@ type requestBody struct {
 // windowUpdateMin batches WINDOW_UPDATE frames for bodies being read.
 const windowUpdateMin = 16 << 10
 
+var (
+	errBodyStalled   = errors.New("h2: request body stalled")
+	errWindowStalled = errors.New("h2: client did not open its flow-control window in time")
+)
+
 func (b *requestBody) Read(p []byte) (int, error) {
 	sc := b.sc
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	for b.buf.Len() == 0 && b.err == nil && !b.closed {
+	deadline := time.Now().Add(sc.srv.StallTimeout)
+	for b.buf.Len() == 0 && b.err == nil && !b.closed && sc.broken == nil {
 		if b.unacked > 0 {
 			// Waiting for data: the client must be free to send it.
 			b.giveBackLocked()
 			sc.flushLocked()
 		}
-		sc.cond.Wait()
+		if !sc.waitLocked(deadline) {
+			sc.resetStreamLocked(b.st.id, http2.ErrCodeCancel)
+			sc.flushLocked()
+			return 0, errBodyStalled
+		}
 	}
-	if b.closed {
+	switch {
+	case b.closed:
 		return 0, errors.New("h2: read on a closed request body")
+	case b.buf.Len() == 0 && b.err == nil:
+		return 0, sc.broken
 	}
 	if b.buf.Len() == 0 {
 		return 0, b.err
@@ -143,6 +156,7 @@ func (b *requestBody) giveBackLocked() {
 	if b.st.closed {
 		b.sc.recvWindow += b.unacked
 		b.sc.fr.WriteWindowUpdate(0, uint32(b.unacked))
+		b.sc.needFlush = true
 	} else {
 		b.sc.giveBackLocked(b.st, b.unacked)
 	}
@@ -161,6 +175,7 @@ func (b *requestBody) Close() error {
 	b.buf.Reset()
 	if b.unacked > 0 && sc.broken == nil {
 		b.giveBackLocked()
+		sc.flushLocked()
 	}
 	sc.cond.Broadcast()
 	return nil
@@ -228,6 +243,8 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	case w.head:
 		w.written += int64(len(p))
 		return len(p), nil
+	case len(p) == 0:
+		return 0, nil
 	}
 	w.written += int64(len(p))
 	complete := w.written == w.contentLength
@@ -290,7 +307,7 @@ func (w *responseWriter) finish() {
 	st := w.st
 	switch {
 	case w.err != nil || st.closed:
-	case w.contentLength >= 0 && w.written < w.contentLength && !w.head:
+	case w.contentLength >= 0 && w.written < w.contentLength && !w.head && w.bodyAllowed():
 		// Short of its Content-Length: the client must not take it
 		// for the whole body.
 		sc.fr.WriteRSTStream(st.id, errCodeInternal)
@@ -415,12 +432,22 @@ func (w *responseWriter) headerFramesLocked(endStream bool) error {
 // the client's WINDOW_UPDATEs (with mu released) when it must.
 func (w *responseWriter) dataLocked(p []byte, endStream bool) error {
 	sc, st := w.sc, w.st
-	if len(p) == 0 && !endStream {
+	if st.localDone || len(p) == 0 && !endStream {
 		return nil
 	}
+	deadline := time.Now().Add(sc.srv.StallTimeout)
+	sent := 0
 	for {
 		if err := w.writableLocked(); err != nil {
 			return err
+		}
+		if sent >= yieldEvery {
+			// Let the other streams and the read loop in between the
+			// frames of a large body.
+			sent = 0
+			sc.mu.Unlock()
+			sc.mu.Lock()
+			continue
 		}
 		n := min(int64(len(p)), int64(sc.maxFrame), st.sendWindow, sc.sendWindow)
 		if n <= 0 && len(p) > 0 {
@@ -428,9 +455,15 @@ func (w *responseWriter) dataLocked(p []byte, endStream bool) error {
 			if w.flushLocked() != nil {
 				return w.err
 			}
-			sc.cond.Wait()
+			if !sc.waitLocked(deadline) {
+				sc.resetStreamLocked(st.id, http2.ErrCodeCancel)
+				w.err = errWindowStalled
+				return w.err
+			}
 			continue
 		}
+		deadline = time.Now().Add(sc.srv.StallTimeout)
+		sent += int(n)
 		n = max(n, 0)
 		last := endStream && n == int64(len(p))
 		if err := sc.fr.WriteData(st.id, last, p[:n]); err != nil {
@@ -450,6 +483,10 @@ func (w *responseWriter) dataLocked(p []byte, endStream bool) error {
 		}
 	}
 }
+
+// yieldEvery is how many body bytes one stream writes before it lets go
+// of the connection's lock for a moment.
+const yieldEvery = 64 << 10
 
 // statusText is the :status value for code, without allocating for the
 // common ones.
