@@ -168,6 +168,15 @@ func (c *trackedConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// WriteBuffers writes b with one writev (h2.BuffersWriter), under the
+// same per-write deadline as Write.
+func (c *trackedConn) WriteBuffers(b *net.Buffers) (int64, error) {
+	if c.mux.writeTimeout > 0 {
+		c.Conn.SetWriteDeadline(time.Now().Add(c.mux.writeTimeout))
+	}
+	return b.WriteTo(c.Conn)
+}
+
 func (c *trackedConn) Read(p []byte) (int, error) {
 	if len(c.pre) > 0 {
 		n := copy(p, c.pre)

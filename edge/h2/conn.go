@@ -73,7 +73,7 @@ type conn struct {
 
 	mu          sync.Mutex
 	cond        sync.Cond // windows grew, a stream ended, body data came, or the connection broke
-	bw          *bufio.Writer
+	out         *out
 	henc        *hpack.Encoder
 	hbuf        bytes.Buffer
 	needFlush   bool  // frames are buffered that no handler will flush
@@ -95,7 +95,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		srv:        s,
 		nc:         nc,
 		br:         bufio.NewReaderSize(nc, 16<<10),
-		bw:         bufio.NewWriterSize(nc, 64<<10),
+		out:        newOut(nc),
 		remote:     nc.RemoteAddr().String(),
 		sendWindow: initialWindow,
 		recvWindow: int64(s.ConnWindow),
@@ -109,7 +109,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		st := t.ConnectionState()
 		sc.tls = &st
 	}
-	sc.fr = http2.NewFramer(sc.bw, sc.br)
+	sc.fr = http2.NewFramer(sc.out, sc.br)
 	sc.fr.SetMaxReadFrameSize(readFrameSize)
 	sc.fr.SetReuseFrames()
 	sc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
@@ -646,6 +646,7 @@ func (sc *conn) waitLocked(deadline time.Time) bool {
 func (sc *conn) failLocked(err error) {
 	if sc.broken == nil {
 		sc.broken = err
+		sc.out.reset() // nothing more goes out; hold on to no payload
 		sc.cond.Broadcast()
 		sc.nc.SetReadDeadline(time.Now()) // the read loop ends too
 	}
@@ -656,7 +657,7 @@ func (sc *conn) flushLocked() error {
 		return sc.broken
 	}
 	sc.needFlush = false
-	if err := sc.bw.Flush(); err != nil {
+	if err := sc.out.flush(); err != nil {
 		sc.failLocked(err)
 		sc.cancel()
 		return err

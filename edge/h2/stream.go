@@ -429,8 +429,20 @@ func (w *responseWriter) headerFramesLocked(endStream bool) error {
 }
 
 // dataLocked sends p in DATA frames as flow control allows, waiting for
-// the client's WINDOW_UPDATEs (with mu released) when it must.
+// the client's WINDOW_UPDATEs (with mu released) when it must. p is the
+// caller's: whatever of it the connection's out references is written
+// before dataLocked returns.
 func (w *responseWriter) dataLocked(p []byte, endStream bool) error {
+	err := w.framesLocked(p, endStream)
+	if w.sc.out.refs > 0 {
+		if ferr := w.flushLocked(); err == nil {
+			err = ferr
+		}
+	}
+	return err
+}
+
+func (w *responseWriter) framesLocked(p []byte, endStream bool) error {
 	sc, st := w.sc, w.st
 	if st.localDone || len(p) == 0 && !endStream {
 		return nil
@@ -466,7 +478,7 @@ func (w *responseWriter) dataLocked(p []byte, endStream bool) error {
 		sent += int(n)
 		n = max(n, 0)
 		last := endStream && n == int64(len(p))
-		if err := sc.fr.WriteData(st.id, last, p[:n]); err != nil {
+		if err := sc.out.dataFrame(st.id, last, p[:n]); err != nil {
 			sc.failLocked(err)
 			w.err = err
 			return err
@@ -476,9 +488,8 @@ func (w *responseWriter) dataLocked(p []byte, endStream bool) error {
 		p = p[n:]
 		if last {
 			st.localDone = true
-			return nil
 		}
-		if len(p) == 0 {
+		if last || len(p) == 0 {
 			return nil
 		}
 	}

@@ -1,0 +1,130 @@
+package h2
+
+import (
+	"encoding/binary"
+	"io"
+	"net"
+)
+
+// BuffersWriter is a connection that writes several buffers in one
+// system call (writev). The edge's listener wraps each *net.TCPConn in a
+// type of its own; it offers this so the HTTP/2 server can still gather.
+type BuffersWriter interface {
+	WriteBuffers(b *net.Buffers) (int64, error)
+}
+
+// out gathers frames for the connection until a flush: control frames and
+// small payloads are copied, large DATA payloads are only referenced, so a
+// response's HEADERS and DATA go out in one writev without copying its
+// body in user space. A referenced payload belongs to the handler's
+// Write call, which flushes before it returns. Guarded by conn.mu.
+type out struct {
+	dst    io.Writer
+	gather func(*net.Buffers) (int64, error) // nil: dst cannot writev
+	buf    []byte                            // copied bytes
+	segs   []segment
+	iov    net.Buffers
+	size   int
+	refs   int // referenced payloads among segs
+}
+
+// segment is buf[from:to], or ref when it is set.
+type segment struct {
+	ref      []byte
+	from, to int
+}
+
+const (
+	// refMin is the smallest DATA payload referenced instead of copied.
+	refMin = 4 << 10
+	// flushAt bounds the bytes held before they are written.
+	flushAt = 64 << 10
+)
+
+func newOut(dst io.Writer) *out {
+	o := &out{dst: dst, buf: make([]byte, 0, 16<<10)}
+	switch w := dst.(type) {
+	case *net.TCPConn:
+		o.gather = func(b *net.Buffers) (int64, error) { return b.WriteTo(w) }
+	case BuffersWriter:
+		o.gather = w.WriteBuffers
+	}
+	return o
+}
+
+// Write copies p (the Framer's frames).
+func (o *out) Write(p []byte) (int, error) {
+	from := len(o.buf)
+	o.buf = append(o.buf, p...)
+	if n := len(o.segs); n > 0 && o.segs[n-1].ref == nil && o.segs[n-1].to == from {
+		o.segs[n-1].to = len(o.buf)
+	} else {
+		o.segs = append(o.segs, segment{from: from, to: len(o.buf)})
+	}
+	o.size += len(p)
+	if len(o.buf) >= flushAt {
+		return len(p), o.flush()
+	}
+	return len(p), nil
+}
+
+// dataFrame adds a DATA frame, referencing a large payload when the
+// connection can gather (TLS cannot: it gets one contiguous write).
+func (o *out) dataFrame(id uint32, end bool, p []byte) error {
+	var h [9]byte
+	h[0], h[1], h[2] = byte(len(p)>>16), byte(len(p)>>8), byte(len(p))
+	h[3] = 0 // DATA
+	if end {
+		h[4] = 1 // END_STREAM
+	}
+	binary.BigEndian.PutUint32(h[5:], id&(1<<31-1))
+	if _, err := o.Write(h[:]); err != nil {
+		return err
+	}
+	if o.gather == nil || len(p) < refMin {
+		_, err := o.Write(p)
+		return err
+	}
+	o.segs = append(o.segs, segment{ref: p})
+	o.size += len(p)
+	o.refs++
+	if o.size >= flushAt {
+		// A large body goes out in writes of this size, as it would
+		// through a buffer, with the socket's low-water mark pacing them.
+		return o.flush()
+	}
+	return nil
+}
+
+// flush writes everything gathered, in one system call where it can.
+func (o *out) flush() error {
+	if o.size == 0 {
+		return nil
+	}
+	var err error
+	if o.gather != nil && len(o.segs) > 1 {
+		o.iov = o.iov[:0]
+		for _, s := range o.segs {
+			if s.ref != nil {
+				o.iov = append(o.iov, s.ref)
+			} else {
+				o.iov = append(o.iov, o.buf[s.from:s.to])
+			}
+		}
+		iov := o.iov
+		_, err = o.gather(&iov)
+		clear(o.iov) // hold no payload past the flush
+	} else {
+		_, err = o.dst.Write(o.buf)
+	}
+	o.reset()
+	return err
+}
+
+// reset drops what is gathered.
+func (o *out) reset() {
+	o.buf, o.segs, o.size, o.refs = o.buf[:0], o.segs[:0], 0, 0
+	if cap(o.buf) > 4*flushAt {
+		o.buf = make([]byte, 0, 16<<10) // one huge header block does not stay
+	}
+}
