@@ -258,14 +258,8 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	sc := w.sc
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	if err := w.sendHeaderLocked(false); err != nil {
+	if err := w.sendBufferedLocked(); err != nil {
 		return 0, err
-	}
-	if len(w.buf) > 0 {
-		if err := w.dataLocked(w.buf, false); err != nil {
-			return 0, err
-		}
-		w.buf = w.buf[:0]
 	}
 	if err := w.dataLocked(p, complete); err != nil {
 		return 0, err
@@ -281,19 +275,26 @@ func (w *responseWriter) Flush() {
 	if w.status == 0 {
 		w.WriteHeader(http.StatusOK)
 	}
-	sc := w.sc
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	if w.sendHeaderLocked(false) != nil {
-		return
+	w.sc.mu.Lock()
+	defer w.sc.mu.Unlock()
+	if w.sendBufferedLocked() == nil {
+		w.flushLocked()
+	}
+}
+
+// sendBufferedLocked sends the HEADERS, if not yet sent, and the body
+// held so far, leaving the stream open.
+func (w *responseWriter) sendBufferedLocked() error {
+	if err := w.sendHeaderLocked(false); err != nil {
+		return err
 	}
 	if len(w.buf) > 0 {
-		if w.dataLocked(w.buf, false) != nil {
-			return
+		if err := w.dataLocked(w.buf, false); err != nil {
+			return err
 		}
 		w.buf = w.buf[:0]
 	}
-	w.flushLocked()
+	return nil
 }
 
 // finish ends the response once the handler returned.
