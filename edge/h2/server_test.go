@@ -662,3 +662,54 @@ func TestClientStopsReading(t *testing.T) {
 		t.Fatal("connection still served after its writes failed")
 	}
 }
+
+// TestStalledWindowResets: a client that never opens its flow-control
+// window gets the stream reset after StallTimeout, and the handler's
+// write fails instead of waiting forever.
+func TestStalledWindowResets(t *testing.T) {
+	writeErr := make(chan error, 1)
+	addr := serve(t, &Server{StallTimeout: 200 * time.Millisecond, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := w.Write(randomBytes(1 << 20))
+		writeErr <- err
+	})})
+	c := dialRaw(t, addr)
+	c.headers(1, true, get...)
+	f, err := c.expect("rst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := f.(*http2.RSTStreamFrame).ErrCode; code != http2.ErrCodeCancel {
+		t.Errorf("RST_STREAM %v, want CANCEL", code)
+	}
+	select {
+	case err := <-writeErr:
+		if err == nil {
+			t.Error("the handler's write succeeded")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the handler is still waiting for window")
+	}
+}
+
+// TestStalledBodyResets: a request body that stops coming fails the
+// handler's read after StallTimeout, and the stream is reset.
+func TestStalledBodyResets(t *testing.T) {
+	readErr := make(chan error, 1)
+	addr := serve(t, &Server{StallTimeout: 200 * time.Millisecond, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, err := io.ReadAll(r.Body)
+		readErr <- err
+	})})
+	c := dialRaw(t, addr)
+	c.headers(1, false, ":method", "POST", ":scheme", "http", ":path", "/", ":authority", "x")
+	c.fr.WriteData(1, false, []byte("a little, then nothing"))
+	f, err := c.expect("rst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := f.(*http2.RSTStreamFrame).ErrCode; code != http2.ErrCodeCancel {
+		t.Errorf("RST_STREAM %v, want CANCEL", code)
+	}
+	if err := <-readErr; err == nil {
+		t.Error("the handler's read of a stalled body succeeded")
+	}
+}

@@ -470,6 +470,7 @@ func (w *responseWriter) framesLocked(p []byte, endStream bool) error {
 			}
 			if !sc.waitLocked(deadline) {
 				sc.resetStreamLocked(st.id, http2.ErrCodeCancel)
+				sc.flushLocked()
 				w.err = errWindowStalled
 				return w.err
 			}
