@@ -242,7 +242,10 @@ func (c *rawConn) expect(kind string) (http2.Frame, error) {
 }
 
 func TestProtocolErrors(t *testing.T) {
-	addr := serve(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })})
+	addr := serve(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body) // answers only once the body is judged
+		io.WriteString(w, "ok")
+	})})
 	tests := []struct {
 		name string
 		send func(c *rawConn)
