@@ -85,9 +85,13 @@ type conn struct {
 	maxClientID uint32 // highest stream the client opened
 	handlers    int    // handler goroutines running, reset streams' included
 	prefaceSent bool   // our SETTINGS went out: frames may follow
-	goingAway   bool
-	goAwayID    uint32
-	broken      error
+	// The streams this side reset last (a ring): frames the client sent
+	// before it saw the reset are ignored, not answered.
+	recentResets [32]uint32
+	nextReset    int
+	goingAway    bool
+	goAwayID     uint32
+	broken       error
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -353,9 +357,13 @@ func (sc *conn) processData(f *http2.DataFrame) error {
 	}
 	st := sc.streams[id]
 	if st == nil || st.remoteDone {
+		weReset := st == nil && sc.resetByUs(id)
 		sc.mu.Unlock()
 		if err := sc.discardData(f); err != nil {
 			return err
+		}
+		if weReset {
+			return nil // in flight when our RST_STREAM left: ignored (RFC 9113 §5.1)
 		}
 		return http2.StreamError{StreamID: id, Code: errCodeClosed}
 	}
@@ -444,6 +452,9 @@ func (sc *conn) processHeaders(f *http2.MetaHeadersFrame) error {
 	}
 	if sc.goingAway && id > sc.goAwayID {
 		return nil // above the GOAWAY's last stream: not served
+	}
+	if sc.resetByUs(id) {
+		return nil // trailers in flight when our RST_STREAM left
 	}
 	if id <= sc.maxClientID {
 		return http2.ConnectionError(errCodeProtocol) // a closed stream, or ids going down
@@ -536,11 +547,29 @@ func (sc *conn) resetStreamLocked(id uint32, code http2.ErrCode) {
 	if sc.broken != nil {
 		return
 	}
-	sc.fr.WriteRSTStream(id, code)
+	sc.writeRSTLocked(id, code)
 	sc.needFlush = true
 	if st := sc.streams[id]; st != nil {
 		sc.closeStreamLocked(st, errStreamClosed)
 	}
+}
+
+// writeRSTLocked sends RST_STREAM and remembers the stream among the last
+// ones this side reset, whose late frames are then ignored.
+func (sc *conn) writeRSTLocked(id uint32, code http2.ErrCode) {
+	sc.fr.WriteRSTStream(id, code)
+	sc.recentResets[sc.nextReset%len(sc.recentResets)] = id
+	sc.nextReset++
+}
+
+// resetByUs reports whether this side recently reset stream id.
+func (sc *conn) resetByUs(id uint32) bool {
+	for _, r := range sc.recentResets {
+		if r == id {
+			return true
+		}
+	}
+	return false
 }
 
 // closeStreamLocked forgets st: its handler's writes fail from now on,

@@ -716,3 +716,38 @@ func TestStalledBodyResets(t *testing.T) {
 		t.Error("the handler's read of a stalled body succeeded")
 	}
 }
+
+// TestDataAfterOurResetIgnored: DATA the client sent before it saw our
+// RST_STREAM is ignored, not answered with another reset (RFC 9113 §5.1).
+func TestDataAfterOurResetIgnored(t *testing.T) {
+	addr := serve(t, &Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "answered without reading the body")
+	})})
+	c := dialRaw(t, addr)
+	c.headers(1, false, ":method", "POST", ":scheme", "http", ":path", "/", ":authority", "x")
+	f, err := c.expect("rst")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code := f.(*http2.RSTStreamFrame).ErrCode; code != http2.ErrCodeNo {
+		t.Fatalf("RST_STREAM %v, want NO_ERROR once the response is complete", code)
+	}
+	c.fr.WriteData(1, false, []byte("late"))
+	c.fr.WritePing(false, [8]byte{3})
+	for {
+		f, err := c.fr.ReadFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch f := f.(type) {
+		case *http2.RSTStreamFrame:
+			t.Fatalf("late DATA answered with RST_STREAM %v", f.ErrCode)
+		case *http2.GoAwayFrame:
+			t.Fatalf("late DATA answered with GOAWAY %v", f.ErrCode)
+		case *http2.PingFrame:
+			if f.IsAck() {
+				return
+			}
+		}
+	}
+}

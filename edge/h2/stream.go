@@ -311,7 +311,7 @@ func (w *responseWriter) finish() {
 	case w.contentLength >= 0 && w.written < w.contentLength && !w.head && w.bodyAllowed():
 		// Short of its Content-Length: the client must not take it
 		// for the whole body.
-		sc.fr.WriteRSTStream(st.id, errCodeInternal)
+		sc.writeRSTLocked(st.id, errCodeInternal)
 		sc.closeStreamLocked(st, errStreamClosed)
 		sc.flushLocked()
 	case !w.sentHeader:
@@ -328,7 +328,7 @@ func (w *responseWriter) finish() {
 	if !st.closed && sc.broken == nil {
 		if !st.remoteDone {
 			// The request body is not needed any more (RFC 9113 §8.1).
-			sc.fr.WriteRSTStream(st.id, errCodeNo)
+			sc.writeRSTLocked(st.id, errCodeNo)
 		}
 		sc.flushLocked()
 		sc.closeStreamLocked(st, nil)
