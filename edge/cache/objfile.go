@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -283,12 +284,15 @@ func (b *DiskBody) Close() error {
 }
 
 // ReadAt reads verified body bytes.
-func (b *DiskBody) ReadAt(p []byte, off int64) (int, error) {
+func (b *DiskBody) ReadAt(p []byte, off int64) (n int, err error) {
 	if off < 0 {
 		return 0, errors.New("cache: negative offset")
 	}
+	if b.obj.body != nil {
+		defer b.endFaultGuard(debug.SetPanicOnFault(true), &err)
+		return b.readMapped(p, off)
+	}
 	size := b.obj.size
-	n := 0
 	for len(p) > 0 && off < size {
 		blk := off / blockSize
 		start := blk * blockSize
@@ -350,11 +354,14 @@ func (b *DiskBody) corrupt(err error) error {
 
 // WriteTo writes the whole body to w, verifying each block before it goes
 // out.
-func (b *DiskBody) WriteTo(w io.Writer) (int64, error) {
+func (b *DiskBody) WriteTo(w io.Writer) (n int64, err error) {
+	if b.obj.body != nil {
+		defer b.endFaultGuard(debug.SetPanicOnFault(true), &err)
+		return b.writeMapped(w)
+	}
 	bp := writePool.Get().(*[]byte)
 	defer writePool.Put(bp)
 	buf := *bp
-	var n int64
 	size := b.obj.size
 	for blk := int64(0); blk*blockSize < size; blk += writeBlocks {
 		k := min(writeBlocks*blockSize, size-blk*blockSize)
@@ -368,6 +375,76 @@ func (b *DiskBody) WriteTo(w io.Writer) (int64, error) {
 		}
 	}
 	return n, nil
+}
+
+// writeMapped writes the mapped body to w straight from the page cache,
+// verifying each block that is not trusted before it goes out.
+func (b *DiskBody) writeMapped(w io.Writer) (int64, error) {
+	o := b.obj
+	var n int64
+	for start := int64(0); start < o.size; start += writeBlocks * blockSize {
+		chunk := o.body[start:min(start+writeBlocks*blockSize, o.size)]
+		if err := b.checkMapped(chunk, start/blockSize); err != nil {
+			return n, err
+		}
+		m, err := w.Write(chunk)
+		n += int64(m)
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// readMapped copies body bytes from off into p, verifying the blocks
+// they come from.
+func (b *DiskBody) readMapped(p []byte, off int64) (int, error) {
+	o := b.obj
+	if off >= o.size {
+		return 0, io.EOF
+	}
+	end := min(off+int64(len(p)), o.size)
+	first := off / blockSize
+	if err := b.checkMapped(o.body[first*blockSize:min((end+blockSize-1)/blockSize*blockSize, o.size)], first); err != nil {
+		return 0, err
+	}
+	n := copy(p, o.body[off:end])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// checkMapped verifies mapped whole blocks from block first on (the last
+// may be the body's short tail), skipping trusted ones.
+func (b *DiskBody) checkMapped(p []byte, first int64) error {
+	o := b.obj
+	for blk := first; len(p) > 0; blk++ {
+		k := min(int64(len(p)), blockSize)
+		if !o.trusted(blk) {
+			if err := verifyBlocks(p[:k], blk, o.sums); err != nil {
+				return b.corrupt(err)
+			}
+			o.passed(blk)
+		}
+		p = p[k:]
+	}
+	return nil
+}
+
+// endFaultGuard ends a read of the mapped body: a memory fault (the file
+// was truncated behind our back) becomes ErrCorrupt instead of a crash.
+// Deferred, with the fault setting it restores.
+func (b *DiskBody) endFaultGuard(old bool, err *error) {
+	debug.SetPanicOnFault(old)
+	r := recover()
+	if r == nil {
+		return
+	}
+	if _, fault := r.(interface{ Addr() uintptr }); !fault {
+		panic(r)
+	}
+	*err = b.corrupt(fmt.Errorf("%w: mapped file changed under the read: %v", ErrCorrupt, r))
 }
 
 // writeBlocks is how many blocks WriteTo reads and writes at once: fewer,

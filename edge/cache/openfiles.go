@@ -27,6 +27,11 @@ type objectFile struct {
 	// nanoseconds, 0 never), kept only for a file in a cache.
 	cache   *openFiles
 	checked []atomic.Int64
+	// mapped is a kept file mapped into memory, and body the body in it;
+	// nil when the body is read with pread. Reading them faults if the
+	// file was truncated behind our back: every reader of body turns
+	// that fault into an error (see guardFault).
+	mapped, body []byte
 }
 
 // fileStamp is what changes when anyone writes, truncates or replaces a
@@ -54,8 +59,24 @@ func (o *objectFile) acquire() { o.refs.Add(1) }
 
 func (o *objectFile) release() {
 	if o.refs.Add(-1) == 0 {
+		if o.mapped != nil {
+			syscall.Munmap(o.mapped)
+		}
 		o.f.Close()
 	}
+}
+
+// mapBody maps the file so hits read the body straight from the page
+// cache instead of copying it out with pread; best effort.
+func (o *objectFile) mapBody() {
+	if o.size == 0 {
+		return
+	}
+	m, err := syscall.Mmap(o.fd, 0, int(o.off+o.size), syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		return
+	}
+	o.mapped, o.body = m, m[o.off:o.off+o.size:o.off+o.size]
 }
 
 // trusted reports whether block blk passed its checksum recently enough
@@ -134,6 +155,7 @@ func (c *openFiles) keep(path string, o *objectFile) {
 	}
 	o.cache = c
 	o.checked = make([]atomic.Int64, len(o.sums))
+	o.mapBody()
 	o.acquire()
 	var out []*objectFile
 	c.mu.Lock()
