@@ -328,7 +328,9 @@ func (b *DiskBody) ReadAt(p []byte, off int64) (n int, err error) {
 // the body's short tail), in one read, and verifies them.
 func (b *DiskBody) readBlocks(p []byte, first int64) error {
 	o := b.obj
-	if _, err := o.f.ReadAt(p, o.off+first*blockSize); err != nil {
+	if o.body != nil {
+		copy(p, o.body[first*blockSize:]) // the caller guards against faults
+	} else if _, err := o.f.ReadAt(p, o.off+first*blockSize); err != nil {
 		return b.corrupt(fmt.Errorf("read cached body: %w", err))
 	}
 	for blk := first; len(p) > 0; blk++ {
@@ -358,6 +360,17 @@ func (b *DiskBody) WriteTo(w io.Writer) (n int64, err error) {
 	if b.obj.body != nil {
 		defer b.endFaultGuard(debug.SetPanicOnFault(true), &err)
 		return b.writeMapped(w)
+	}
+	return b.CopyTo(w)
+}
+
+// CopyTo is WriteTo through a buffer of the body's own, never handing w
+// the mapped file: for a writer that copies what it is given on another
+// goroutine (quic-go's streams), where a fault from a file truncated
+// behind our back could not be caught.
+func (b *DiskBody) CopyTo(w io.Writer) (n int64, err error) {
+	if b.obj.body != nil {
+		defer b.endFaultGuard(debug.SetPanicOnFault(true), &err)
 	}
 	bp := writePool.Get().(*[]byte)
 	defer writePool.Put(bp)

@@ -66,6 +66,15 @@ func TestOpenFilesKeepAndTrust(t *testing.T) {
 	if second != first {
 		t.Error("second hit opened the file again")
 	}
+	if first.body == nil {
+		t.Error("kept file not mapped")
+	}
+	e, _ := d.Get("k", 0)
+	var copied bytes.Buffer
+	if _, err := e.Disk.CopyTo(&copied); err != nil || !bytes.Equal(copied.Bytes(), body) {
+		t.Errorf("CopyTo: %d bytes, %v", copied.Len(), err)
+	}
+	e.Release()
 	if d.open.len() != 1 {
 		t.Errorf("%d files kept open, want 1", d.open.len())
 	}
@@ -261,7 +270,7 @@ func BenchmarkDiskHit(b *testing.B) {
 // while a reader holds it: the read fails with ErrCorrupt, where touching
 // the vanished pages would otherwise kill the process (SIGBUS).
 func TestMappedFileTruncatedUnderRead(t *testing.T) {
-	for _, via := range []string{"WriteTo", "ReadAt"} {
+	for _, via := range []string{"WriteTo", "CopyTo", "ReadAt"} {
 		t.Run(via, func(t *testing.T) {
 			d := openTestDisk(t, t.TempDir(), 64<<20)
 			body := randomBody(4 * blockSize)
@@ -282,9 +291,12 @@ func TestMappedFileTruncatedUnderRead(t *testing.T) {
 			// stopped leaves zeros in it; a socket takes only the bytes
 			// that were copied, and the error cuts the short body off.
 			var err error
-			if via == "WriteTo" {
+			switch via {
+			case "WriteTo":
 				_, err = e.Disk.WriteTo(sha256.New()) // a writer that reads what it is given
-			} else {
+			case "CopyTo":
+				_, err = e.Disk.CopyTo(io.Discard) // the copy out of the mapping faults
+			default:
 				_, err = e.Disk.ReadAt(make([]byte, 100), 3*blockSize)
 			}
 			if !errors.Is(err, ErrCorrupt) {
