@@ -41,9 +41,13 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *cache.En
 		return outcome{status: e.Status, result: res}
 	}
 	if e.Disk != nil {
-		write := e.Disk.WriteTo
-		if r.ProtoMajor == 3 {
-			write = e.Disk.CopyTo // quic-go copies the body on its own goroutine
+		// Only the HTTP/2 writer takes the mapped file itself: it copies
+		// on this goroutine or leaves the copy to the kernel. HTTP/1.1
+		// here comes through the bridge's pipe and HTTP/3 through
+		// quic-go, which both copy on a goroutine of their own.
+		write := e.Disk.CopyTo
+		if r.ProtoMajor == 2 {
+			write = e.Disk.WriteTo
 		}
 		n, err := write(w)
 		// A block that fails its checksum cuts the client off: a short
