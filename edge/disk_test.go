@@ -509,3 +509,61 @@ func TestVaryAfterInvalidationAndRestart(t *testing.T) {
 		t.Errorf("after POST and restart: %q (%q), want the new \"fr v1\"", body, res.Header.Get("Cache-Status"))
 	}
 }
+
+// TestDiskTruncatedUnderRead truncates a kept (mapped) object file while
+// a slow client is being sent it, over each way a disk body leaves the
+// edge: the client gets a short, cut-off body, never a wrong whole one,
+// and the edge lives on (touching the vanished pages would raise SIGBUS)
+// and serves the object whole again from the origin.
+func TestDiskTruncatedUnderRead(t *testing.T) {
+	body := payload(8 << 20)
+	tests := []struct {
+		name   string
+		header http.Header
+		client func(t *testing.T) *http.Client
+	}{
+		{name: "HTTP/1.1 fast path", client: func(*testing.T) *http.Client { return http.DefaultClient }},
+		{name: "HTTP/1.1 full path", header: http.Header{"Cache-Control": {"max-stale=60"}}, client: func(*testing.T) *http.Client { return http.DefaultClient }},
+		{name: "h2c", client: h2cClient},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := objectOrigin(t, map[string][]byte{"/o": body})
+			dir := t.TempDir()
+			e := startEdge(t, o.URL, nil, withDisk(dir, 64<<10))
+			get(t, "GET", e.URL+"/o", nil)
+			testwait.Until(t, "the object on disk", func() bool { return len(objectFiles(t, dir)) == 1 })
+			get(t, "GET", e.URL+"/o", nil) // a disk hit: the file is kept open and mapped
+			c := tt.client(t)
+			req, _ := http.NewRequest("GET", e.URL+"/o", nil)
+			req.Header = tt.header.Clone()
+			if req.Header == nil {
+				req.Header = http.Header{}
+			}
+			res, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := make([]byte, 64<<10)
+			if _, err := io.ReadFull(res.Body, first); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Truncate(objectFiles(t, dir)[0], 1<<20); err != nil {
+				t.Fatal(err)
+			}
+			rest, err := io.ReadAll(res.Body)
+			res.Body.Close()
+			got := append(first, rest...)
+			if err == nil && len(got) == len(body) {
+				t.Fatalf("whole body served after the file was truncated under it (equal %v)", bytes.Equal(got, body))
+			}
+			if !bytes.Equal(got, body[:len(got)]) {
+				t.Fatal("wrong bytes before the cut")
+			}
+			_, again := get(t, "GET", e.URL+"/o", nil)
+			if again != string(body) {
+				t.Errorf("after the truncation: %d bytes, want the whole %d", len(again), len(body))
+			}
+		})
+	}
+}
