@@ -68,10 +68,9 @@ func (o *out) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// dataFrame adds a DATA frame, referencing a large payload when ref
-// allows and the connection can gather (TLS cannot: it gets one
-// contiguous write).
-func (o *out) dataFrame(id uint32, end bool, p []byte, ref bool) error {
+// dataFrame adds a DATA frame, referencing a large payload when the
+// connection can gather (TLS cannot: it gets one contiguous write).
+func (o *out) dataFrame(id uint32, end bool, p []byte) error {
 	var h [9]byte
 	h[0], h[1], h[2] = byte(len(p)>>16), byte(len(p)>>8), byte(len(p))
 	h[3] = 0 // DATA
@@ -82,7 +81,7 @@ func (o *out) dataFrame(id uint32, end bool, p []byte, ref bool) error {
 	if _, err := o.Write(h[:]); err != nil {
 		return err
 	}
-	if !ref || o.gather == nil || len(p) < refMin {
+	if o.gather == nil || len(p) < refMin {
 		_, err := o.Write(p)
 		return err
 	}

@@ -26,11 +26,11 @@ func TestOutSameBytes(t *testing.T) {
 	write := func(o *out) {
 		fr := http2.NewFramer(o, nil)
 		fr.WriteSettingsAck()
-		o.dataFrame(1, false, large, true)
-		o.dataFrame(1, false, small, true)
+		o.dataFrame(1, false, large)
+		o.dataFrame(1, false, small)
 		fr.WritePing(true, [8]byte{7})
-		o.dataFrame(3, true, large[:refMin], true)
-		o.dataFrame(5, true, nil, true)
+		o.dataFrame(3, true, large[:refMin])
+		o.dataFrame(5, true, nil)
 		if err := o.flush(); err != nil {
 			t.Fatal(err)
 		}

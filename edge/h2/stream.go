@@ -264,6 +264,9 @@ func (w *responseWriter) Write(p []byte) (int, error) {
 	if err := w.dataLocked(p, complete); err != nil {
 		return 0, err
 	}
+	if complete {
+		return len(p), w.flushLocked()
+	}
 	return len(p), nil
 }
 
@@ -477,16 +480,7 @@ func (w *responseWriter) framesLocked(p []byte, endStream bool) error {
 		sent += int(n)
 		n = max(n, 0)
 		last := endStream && n == int64(len(p))
-		if last && sc.out.refs > 0 {
-			// What p's earlier frames reference goes now; the END_STREAM
-			// frame is copied and left for the handler's return to send,
-			// so a client never sees a response end before its handler
-			// is done (a fill has stored what it fetched).
-			if err := w.flushLocked(); err != nil {
-				return err
-			}
-		}
-		if err := sc.out.dataFrame(st.id, last, p[:n], !last); err != nil {
+		if err := sc.out.dataFrame(st.id, last, p[:n]); err != nil {
 			sc.failLocked(err)
 			w.err = err
 			return err
