@@ -333,17 +333,7 @@ func (b *DiskBody) readBlocks(p []byte, first int64) error {
 	} else if _, err := o.f.ReadAt(p, o.off+first*blockSize); err != nil {
 		return b.corrupt(fmt.Errorf("read cached body: %w", err))
 	}
-	for blk := first; len(p) > 0; blk++ {
-		k := min(int64(len(p)), blockSize)
-		if !o.trusted(blk) {
-			if err := verifyBlocks(p[:k], blk, o.sums); err != nil {
-				return b.corrupt(err)
-			}
-			o.passed(blk)
-		}
-		p = p[k:]
-	}
-	return nil
+	return b.check(p, first)
 }
 
 func (b *DiskBody) corrupt(err error) error {
@@ -397,7 +387,7 @@ func (b *DiskBody) writeMapped(w io.Writer) (int64, error) {
 	var n int64
 	for start := int64(0); start < o.size; start += writeBlocks * blockSize {
 		chunk := o.body[start:min(start+writeBlocks*blockSize, o.size)]
-		if err := b.checkMapped(chunk, start/blockSize); err != nil {
+		if err := b.check(chunk, start/blockSize); err != nil {
 			return n, err
 		}
 		m, err := w.Write(chunk)
@@ -418,7 +408,7 @@ func (b *DiskBody) readMapped(p []byte, off int64) (int, error) {
 	}
 	end := min(off+int64(len(p)), o.size)
 	first := off / blockSize
-	if err := b.checkMapped(o.body[first*blockSize:min((end+blockSize-1)/blockSize*blockSize, o.size)], first); err != nil {
+	if err := b.check(o.body[first*blockSize:min((end+blockSize-1)/blockSize*blockSize, o.size)], first); err != nil {
 		return 0, err
 	}
 	n := copy(p, o.body[off:end])
@@ -428,9 +418,9 @@ func (b *DiskBody) readMapped(p []byte, off int64) (int, error) {
 	return n, nil
 }
 
-// checkMapped verifies mapped whole blocks from block first on (the last
-// may be the body's short tail), skipping trusted ones.
-func (b *DiskBody) checkMapped(p []byte, first int64) error {
+// check verifies whole blocks from block first on (the last may be the
+// body's short tail), read or mapped, skipping trusted ones.
+func (b *DiskBody) check(p []byte, first int64) error {
 	o := b.obj
 	for blk := first; len(p) > 0; blk++ {
 		k := min(int64(len(p)), blockSize)
