@@ -159,7 +159,7 @@ func (sc *conn) serve() {
 		if err == nil {
 			err = sc.process(f)
 		}
-		if err != nil && !sc.handleError(err, f) {
+		if err != nil && !sc.handleError(err) {
 			return
 		}
 		if sc.br.Buffered() == 0 {
@@ -174,7 +174,7 @@ func (sc *conn) serve() {
 }
 
 // handleError answers a frame's error and reports whether to go on reading.
-func (sc *conn) handleError(err error, f http2.Frame) bool {
+func (sc *conn) handleError(err error) bool {
 	var se http2.StreamError
 	var ce http2.ConnectionError
 	switch {
@@ -401,11 +401,11 @@ func (sc *conn) processData(f *http2.DataFrame) error {
 }
 
 // giveBackLocked returns n consumed bytes of flow-control window to the
-// client: on the connection, and on st unless it is nil.
+// client: on the connection, and on st unless it is nil or done sending.
 func (sc *conn) giveBackLocked(st *stream, n int64) {
 	sc.recvWindow += n
 	sc.fr.WriteWindowUpdate(0, uint32(n))
-	if st != nil && !st.remoteDone {
+	if st != nil && !st.remoteDone && !st.closed {
 		st.recvWindow += n
 		sc.fr.WriteWindowUpdate(st.id, uint32(n))
 	}
@@ -588,11 +588,8 @@ func (sc *conn) closeStreamLocked(st *stream, err error) {
 	}
 	if b := st.body; b != nil && b.buf.Len() > 0 && err != nil {
 		// Read by nobody now: the connection window comes back.
-		n := int64(b.buf.Len())
+		sc.giveBackLocked(nil, int64(b.buf.Len()))
 		b.buf.Reset()
-		sc.recvWindow += n
-		sc.fr.WriteWindowUpdate(0, uint32(n))
-		sc.needFlush = true
 	}
 	sc.cond.Broadcast()
 	if len(sc.streams) == 0 {

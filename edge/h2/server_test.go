@@ -17,7 +17,20 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/selfcdn/cdn/internal/testwait"
 )
+
+// serving is the number of connections s serves, or -1 once it is
+// shutting down.
+func serving(s *Server) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return -1
+	}
+	return len(s.conns)
+}
 
 // serve starts s on a loopback listener and returns its address; the
 // server is closed when the test ends.
@@ -329,21 +342,13 @@ func TestRapidReset(t *testing.T) {
 			break
 		}
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testwait.Until(t, "every handler ended", func() bool {
 		mu.Lock()
-		n := cur
-		mu.Unlock()
-		if n == 0 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		defer mu.Unlock()
+		return cur == 0
+	})
 	mu.Lock()
 	defer mu.Unlock()
-	if cur != 0 {
-		t.Errorf("%d handlers still running", cur)
-	}
 	if peak > 2*int(s.MaxConcurrentStreams) {
 		t.Errorf("%d handlers ran at once, limit %d", peak, 2*s.MaxConcurrentStreams)
 	}
@@ -382,7 +387,7 @@ func TestShutdownDrains(t *testing.T) {
 	<-started
 	shut := make(chan error, 1)
 	go func() { shut <- s.Shutdown(context.Background()) }()
-	time.Sleep(50 * time.Millisecond)
+	testwait.Until(t, "Shutdown started", func() bool { return serving(s) == -1 })
 	close(release)
 	r := <-got
 	if r.err != nil || r.body != "finished" {
@@ -555,7 +560,7 @@ func TestUnreadBodyGivesWindowBack(t *testing.T) {
 			io.ReadAll(r.Body)
 		case "/read-later":
 			go func() {
-				time.Sleep(50 * time.Millisecond)
+				<-r.Context().Done() // the handler has returned
 				_, err := io.ReadAll(r.Body)
 				leftReading <- err
 			}()
@@ -599,7 +604,7 @@ func TestShutdownDuringPreface(t *testing.T) {
 	}
 	defer nc.Close()
 	io.WriteString(nc, http2.ClientPreface[:10])
-	time.Sleep(50 * time.Millisecond) // the server is waiting for the rest
+	testwait.Until(t, "the connection served", func() bool { return serving(s) == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	start := time.Now()

@@ -122,12 +122,15 @@ func (b *requestBody) Read(p []byte) (int, error) {
 	sc := b.sc
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
-	deadline := time.Now().Add(sc.srv.StallTimeout)
+	var deadline time.Time // set once a wait starts
 	for b.buf.Len() == 0 && b.err == nil && !b.closed && sc.broken == nil {
 		if b.unacked > 0 {
 			// Waiting for data: the client must be free to send it.
 			b.giveBackLocked()
 			sc.flushLocked()
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(sc.srv.StallTimeout)
 		}
 		if !sc.waitLocked(deadline) {
 			sc.resetStreamLocked(b.st.id, http2.ErrCodeCancel)
@@ -153,13 +156,7 @@ func (b *requestBody) Read(p []byte) (int, error) {
 }
 
 func (b *requestBody) giveBackLocked() {
-	if b.st.closed {
-		b.sc.recvWindow += b.unacked
-		b.sc.fr.WriteWindowUpdate(0, uint32(b.unacked))
-		b.sc.needFlush = true
-	} else {
-		b.sc.giveBackLocked(b.st, b.unacked)
-	}
+	b.sc.giveBackLocked(b.st, b.unacked)
 	b.unacked = 0
 }
 
@@ -181,9 +178,10 @@ func (b *requestBody) Close() error {
 	return nil
 }
 
-// responseWriter is a stream's http.ResponseWriter. A body up to bufSize
-// is held until the handler returns, so a small response goes out as
-// HEADERS (with its Content-Length) and one DATA frame in one write.
+// responseWriter is a stream's http.ResponseWriter. Up to bufSize of body
+// is held until the handler's writes reach its Content-Length, or it
+// returns, so a small response goes out as HEADERS (with its
+// Content-Length) and one DATA frame in one write.
 type responseWriter struct {
 	sc            *conn
 	st            *stream
@@ -448,7 +446,7 @@ func (w *responseWriter) framesLocked(p []byte, endStream bool) error {
 	if st.localDone || len(p) == 0 && !endStream {
 		return nil
 	}
-	deadline := time.Now().Add(sc.srv.StallTimeout)
+	var deadline time.Time // set when a wait for window starts, cleared by progress
 	sent := 0
 	for {
 		if err := w.writableLocked(); err != nil {
@@ -468,6 +466,9 @@ func (w *responseWriter) framesLocked(p []byte, endStream bool) error {
 			if w.flushLocked() != nil {
 				return w.err
 			}
+			if deadline.IsZero() {
+				deadline = time.Now().Add(sc.srv.StallTimeout)
+			}
 			if !sc.waitLocked(deadline) {
 				sc.resetStreamLocked(st.id, http2.ErrCodeCancel)
 				sc.flushLocked()
@@ -476,9 +477,9 @@ func (w *responseWriter) framesLocked(p []byte, endStream bool) error {
 			}
 			continue
 		}
-		deadline = time.Now().Add(sc.srv.StallTimeout)
+		deadline = time.Time{}
+		n = max(n, 0) // an empty END_STREAM frame while windows are negative
 		sent += int(n)
-		n = max(n, 0)
 		last := endStream && n == int64(len(p))
 		if err := sc.out.dataFrame(st.id, last, p[:n]); err != nil {
 			sc.failLocked(err)
