@@ -162,18 +162,21 @@ type trackedConn struct {
 }
 
 func (c *trackedConn) Write(p []byte) (int, error) {
+	c.armWrite()
+	return c.Conn.Write(p)
+}
+
+// armWrite gives the coming write its deadline.
+func (c *trackedConn) armWrite() {
 	if c.mux.writeTimeout > 0 {
 		c.Conn.SetWriteDeadline(time.Now().Add(c.mux.writeTimeout))
 	}
-	return c.Conn.Write(p)
 }
 
 // WriteBuffers writes b with one writev (h2.BuffersWriter), under the
 // same per-write deadline as Write.
 func (c *trackedConn) WriteBuffers(b *net.Buffers) (int64, error) {
-	if c.mux.writeTimeout > 0 {
-		c.Conn.SetWriteDeadline(time.Now().Add(c.mux.writeTimeout))
-	}
+	c.armWrite()
 	return b.WriteTo(c.Conn)
 }
 

@@ -388,8 +388,9 @@ func (d *Disk) commit(hash uint64, tmp string, size int64) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.evictLocked(size - max(d.idx.size(hash), 0))
-	d.open.drop(d.path(hash))
-	if err := os.Rename(tmp, d.path(hash)); err != nil {
+	path := d.path(hash)
+	d.open.drop(path) // hits from now on open the new file
+	if err := os.Rename(tmp, path); err != nil {
 		os.Remove(tmp)
 		return fmt.Errorf("commit object file: %w", err)
 	}
@@ -458,8 +459,9 @@ func (d *Disk) removeLocked(hash uint64) {
 	if err := d.jr.append(record{op: opRemove, hash: hash}); err != nil {
 		d.log.Warn("disk tier: journal a removal", slog.Any("err", err))
 	}
-	d.open.drop(d.path(hash))
-	if err := os.Remove(d.path(hash)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	path := d.path(hash)
+	d.open.drop(path)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		d.log.Warn("disk tier: remove an object file", slog.Any("err", err))
 	}
 	d.maybeCompactLocked()

@@ -30,7 +30,7 @@ type objectFile struct {
 	// mapped is a kept file mapped into memory, and body the body in it;
 	// nil when the body is read with pread. Reading them faults if the
 	// file was truncated behind our back: every reader of body turns
-	// that fault into an error (see guardFault).
+	// that fault into an error (see DiskBody.endFaultGuard).
 	mapped, body []byte
 }
 

@@ -79,12 +79,12 @@ func TestOpenFilesKeepAndTrust(t *testing.T) {
 		t.Errorf("%d files kept open, want 1", d.open.len())
 	}
 
-	real := d.now
-	d.now = func() time.Time { return real().Add(recheckAfter) }
+	wallClock := d.now
+	d.now = func() time.Time { return wallClock().Add(recheckAfter) }
 	if allTrusted(first) {
 		t.Error("blocks still trusted after recheckAfter")
 	}
-	d.now = real
+	d.now = wallClock
 }
 
 // TestOpenFilesFreshFileNotTrusted: a check right after the file was
