@@ -435,16 +435,19 @@ func (b *DiskBody) check(p []byte, first int64) error {
 	return nil
 }
 
-// endFaultGuard ends a read of the mapped body: a memory fault (the file
-// was truncated behind our back) becomes ErrCorrupt instead of a crash.
-// Deferred, with the fault setting it restores.
+// endFaultGuard ends a read of the mapped body: a memory fault inside the
+// mapping (the file was truncated behind our back) becomes ErrCorrupt
+// instead of a crash. Any other panic, a fault elsewhere included (a bug
+// in a writer the body was handed to), goes on as it was. Deferred, with
+// the fault setting it restores.
 func (b *DiskBody) endFaultGuard(old bool, err *error) {
 	debug.SetPanicOnFault(old)
 	r := recover()
 	if r == nil {
 		return
 	}
-	if _, fault := r.(interface{ Addr() uintptr }); !fault {
+	fault, ok := r.(interface{ Addr() uintptr })
+	if !ok || !b.obj.inMapping(fault.Addr()) {
 		panic(r)
 	}
 	*err = b.corrupt(fmt.Errorf("%w: mapped file changed under the read: %v", ErrCorrupt, r))

@@ -6,6 +6,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 // objectFile is an object file whose body is served from disk: open, with
@@ -77,6 +78,15 @@ func (o *objectFile) mapBody() {
 		return
 	}
 	o.mapped, o.body = m, m[o.off:o.off+o.size:o.off+o.size]
+}
+
+// inMapping reports whether addr lies in the file's mapping.
+func (o *objectFile) inMapping(addr uintptr) bool {
+	if len(o.mapped) == 0 {
+		return false
+	}
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(o.mapped)))
+	return addr >= start && addr-start < uintptr(len(o.mapped))
 }
 
 // trusted reports whether block blk passed its checksum recently enough

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"io"
 	"os"
+	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -306,5 +308,53 @@ func TestMappedFileTruncatedUnderRead(t *testing.T) {
 				t.Error("object still indexed after the fault")
 			}
 		})
+	}
+}
+
+// faultyWriter is a writer with a bug: it reads memory that is no longer
+// mapped (a fault at a real address, unlike a nil dereference).
+type faultyWriter struct{ gone unsafe.Pointer }
+
+func newFaultyWriter(t *testing.T) faultyWriter {
+	m, err := syscall.Mmap(-1, 0, 4096, syscall.PROT_READ, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := faultyWriter{gone: unsafe.Pointer(unsafe.SliceData(m))}
+	if err := syscall.Munmap(m); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
+func (w faultyWriter) Write(p []byte) (int, error) { return int(*(*byte)(w.gone)) + len(p), nil }
+
+// TestFaultOutsideMappingIsNotCorruption: a memory fault that is not in
+// the mapped file (here a bug in the writer the body is handed to) is a
+// crash to fix, not a damaged object: it goes on panicking and the object
+// stays.
+func TestFaultOutsideMappingIsNotCorruption(t *testing.T) {
+	d := openTestDisk(t, t.TempDir(), 64<<20)
+	putAged(t, d, "k", randomBody(2*blockSize))
+	if _, o, err := getBody(t, d, "k"); err != nil || o.body == nil {
+		t.Fatalf("first read: %v, mapped %v", err, err == nil && o.body != nil)
+	}
+	e, ok := d.Get("k", 0)
+	if !ok {
+		t.Fatal("miss")
+	}
+	defer e.Release()
+	w := newFaultyWriter(t)
+	var err error
+	panicked := func() (r any) {
+		defer func() { r = recover() }()
+		_, err = e.Disk.WriteTo(w)
+		return nil
+	}()
+	if panicked == nil {
+		t.Fatalf("WriteTo into a faulting writer returned %v, want the panic to go on", err)
+	}
+	if d.Len() != 1 {
+		t.Error("object dropped for a fault outside its file")
 	}
 }
