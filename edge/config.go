@@ -58,6 +58,11 @@ type Config struct {
 	// in the kernel (Linux TCP_NOTSENT_LOWAT), so large bodies to many
 	// clients go out interleaved; 0 keeps the kernel default. Default 32KiB.
 	TCPNotSentLowat config.Size `yaml:"tcp_notsent_lowat"`
+	// SendFile sends bodies cached on disk to plain HTTP/1.1 clients with
+	// sendfile(2), from the page cache without a copy through the edge
+	// (HTTPS, HTTP/2 and HTTP/3 always copy). Default off (see the edge
+	// README for when it pays).
+	SendFile bool `yaml:"sendfile"`
 }
 
 // ControlConfig is the edge's link to the control plane and what it says

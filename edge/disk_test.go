@@ -10,6 +10,7 @@ import (
 	"mime"
 	"mime/multipart"
 	"net/http"
+	"net/http/httptrace"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -389,28 +390,44 @@ func TestDiskTierDamageCutsTheClient(t *testing.T) {
 	body := payload(2 << 20)
 	for _, c := range []*http.Client{http.DefaultClient, h2cClient(t)} {
 		for _, hdr := range []http.Header{nil, {"If-None-Match": {`"other"`}}, {"Range": {"bytes=0-"}}} {
-			t.Run(fmt.Sprintf("%s %v", protoName(c), hdr), func(t *testing.T) {
-				o := objectOrigin(t, map[string][]byte{"/o": body})
-				dir := t.TempDir()
-				first := startEdge(t, o.URL, nil, withDisk(dir, 64<<10))
-				get(t, "GET", first.URL+"/o", nil)
-				first.stop()
-				flipByte(-20_000)(t, objectFiles(t, dir)[0])
-				e := startEdge(t, o.URL, nil, restartOf(first, dir, 64<<10))
-				req, _ := http.NewRequest("GET", e.URL+"/o", nil)
-				maps.Copy(req.Header, hdr)
-				res, err := c.Do(req)
-				if err != nil {
-					t.Fatalf("request: %v", err)
+			for _, sendFile := range []bool{false, true} {
+				if sendFile && (c != http.DefaultClient || hdr != nil) {
+					continue // only plain HTTP/1.1 hits go out with sendfile
 				}
-				got, err := io.ReadAll(res.Body)
-				res.Body.Close()
-				if err == nil {
-					t.Errorf("damaged body read without error: %d bytes, status %d, equal to the origin's: %v",
-						len(got), res.StatusCode, bytes.Equal(got, body))
-				}
-			})
+				t.Run(fmt.Sprintf("%s %v sendfile=%v", protoName(c), hdr, sendFile), func(t *testing.T) {
+					o := objectOrigin(t, map[string][]byte{"/o": body})
+					dir := t.TempDir()
+					first := startEdge(t, o.URL, nil, withDisk(dir, 64<<10))
+					get(t, "GET", first.URL+"/o", nil)
+					first.stop()
+					flipByte(-20_000)(t, objectFiles(t, dir)[0])
+					e := startEdge(t, o.URL, nil, withSendFile(restartOf(first, dir, 64<<10), sendFile))
+					req, _ := http.NewRequest("GET", e.URL+"/o", nil)
+					maps.Copy(req.Header, hdr)
+					res, err := c.Do(req)
+					if err != nil {
+						t.Fatalf("request: %v", err)
+					}
+					got, err := io.ReadAll(res.Body)
+					res.Body.Close()
+					if err == nil {
+						t.Errorf("damaged body read without error: %d bytes, status %d, equal to the origin's: %v",
+							len(got), res.StatusCode, bytes.Equal(got, body))
+					}
+					if !bytes.Equal(got, body[:len(got)]) {
+						t.Error("wrong bytes before the cut")
+					}
+				})
+			}
 		}
+	}
+}
+
+// withSendFile is mutate plus the edge's sendfile option.
+func withSendFile(mutate func(*Config), on bool) func(*Config) {
+	return func(c *Config) {
+		mutate(c)
+		c.SendFile = on
 	}
 }
 
@@ -518,11 +535,13 @@ func TestVaryAfterInvalidationAndRestart(t *testing.T) {
 func TestDiskTruncatedUnderRead(t *testing.T) {
 	body := payload(8 << 20)
 	tests := []struct {
-		name   string
-		header http.Header
-		client func(t *testing.T) *http.Client
+		name     string
+		header   http.Header
+		client   func(t *testing.T) *http.Client
+		sendFile bool
 	}{
 		{name: "HTTP/1.1 fast path", client: func(*testing.T) *http.Client { return http.DefaultClient }},
+		{name: "HTTP/1.1 sendfile", client: func(*testing.T) *http.Client { return http.DefaultClient }, sendFile: true},
 		{name: "HTTP/1.1 full path", header: http.Header{"Cache-Control": {"max-stale=60"}}, client: func(*testing.T) *http.Client { return http.DefaultClient }},
 		{name: "h2c", client: h2cClient},
 	}
@@ -530,7 +549,7 @@ func TestDiskTruncatedUnderRead(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			o := objectOrigin(t, map[string][]byte{"/o": body})
 			dir := t.TempDir()
-			e := startEdge(t, o.URL, nil, withDisk(dir, 64<<10))
+			e := startEdge(t, o.URL, nil, withSendFile(withDisk(dir, 64<<10), tt.sendFile))
 			get(t, "GET", e.URL+"/o", nil)
 			testwait.Until(t, "the object on disk", func() bool { return len(objectFiles(t, dir)) == 1 })
 			get(t, "GET", e.URL+"/o", nil) // a disk hit: the file is kept open and mapped
@@ -564,6 +583,80 @@ func TestDiskTruncatedUnderRead(t *testing.T) {
 			if again != string(body) {
 				t.Errorf("after the truncation: %d bytes, want the whole %d", len(again), len(body))
 			}
+			if sent := metricValue(t, e, "cdn_edge_sendfile_bytes_total"); tt.sendFile != (sent > 0) {
+				t.Errorf("sendfile bytes = %v with sendfile %v", sent, tt.sendFile)
+			}
 		})
+	}
+}
+
+// TestSendFileDiskHits: with sendfile on, disk hits over plain HTTP/1.1
+// are byte-exact and framed right, one after another on one kept-alive
+// connection, at sizes around fasthttp's write buffer and the block size;
+// HEAD and ranges, which take other paths, stay right beside them.
+func TestSendFileDiskHits(t *testing.T) {
+	sizes := []int{70_000, 256 << 10, 256<<10 + 1, 3<<20 + 17}
+	objects := map[string][]byte{}
+	for _, n := range sizes {
+		objects[fmt.Sprintf("/o%d", n)] = payload(n)
+	}
+	o := objectOrigin(t, objects)
+	dir := t.TempDir()
+	e := startEdge(t, o.URL, nil, withSendFile(withDisk(dir, 64<<10), true))
+	for p := range objects {
+		get(t, "GET", e.URL+p, nil)
+	}
+	testwait.Until(t, "the objects on disk", func() bool { return len(objectFiles(t, dir)) == len(objects) })
+
+	tr := &http.Transport{MaxConnsPerHost: 1}
+	defer tr.CloseIdleConnections()
+	c := &http.Client{Transport: tr}
+	conns := 0
+	trace := &httptrace.ClientTrace{GotConn: func(i httptrace.GotConnInfo) {
+		if !i.Reused {
+			conns++
+		}
+	}}
+	for range 3 {
+		for _, n := range sizes {
+			p := fmt.Sprintf("/o%d", n)
+			body := objects[p]
+			req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(t.Context(), trace), "GET", e.URL+p, nil)
+			res, err := c.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(res.Body)
+			res.Body.Close()
+			if err != nil || !bytes.Equal(got, body) {
+				t.Fatalf("%s: %d bytes, err %v, want the %d of the body", p, len(got), err, len(body))
+			}
+			if cs := res.Header.Get("Cache-Status"); !strings.HasSuffix(cs, "; hit") {
+				t.Errorf("%s: Cache-Status %q, want a hit", p, cs)
+			}
+		}
+	}
+	if conns != 1 {
+		t.Errorf("%d connections for the hits, want 1 (kept alive after every sendfile body)", conns)
+	}
+	if n := metricValue(t, e, "cdn_edge_cache_tier_hits_total"); n < float64(3*len(sizes)) {
+		t.Errorf("tier hits = %v, want at least %d", n, 3*len(sizes))
+	}
+	// All but what fasthttp's 4 KiB write buffer took with the header.
+	var total int
+	for _, n := range sizes {
+		total += n
+	}
+	if n := metricValue(t, e, "cdn_edge_sendfile_bytes_total"); n < float64(3*(total-len(sizes)*4096)) {
+		t.Errorf("sendfile bytes = %v, want at least %d", n, 3*(total-len(sizes)*4096))
+	}
+	big := objects[fmt.Sprintf("/o%d", sizes[len(sizes)-1])]
+	res, got := get(t, "HEAD", e.URL+fmt.Sprintf("/o%d", len(big)), nil)
+	if got != "" || res.ContentLength != int64(len(big)) {
+		t.Errorf("HEAD: %d body bytes, Content-Length %d", len(got), res.ContentLength)
+	}
+	res, got = get(t, "GET", e.URL+fmt.Sprintf("/o%d", len(big)), http.Header{"Range": {"bytes=1000000-1000099"}})
+	if res.StatusCode != http.StatusPartialContent || got != string(big[1000000:1000100]) {
+		t.Errorf("range: status %d, %d bytes", res.StatusCode, len(got))
 	}
 }

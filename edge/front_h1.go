@@ -155,7 +155,11 @@ func (h *Handler) writeH1(ctx *fasthttp.RequestCtx, s *site, e *cache.Entry, cac
 	case e.Disk != nil:
 		// Streamed from disk, verified block by block; fasthttp closes the
 		// reader when done and cuts the connection if a block is bad.
-		resp.SetBodyStream(e.Disk.Reader(), int(e.Size()))
+		var body io.ReadCloser = e.Disk.Reader()
+		if h.sendFile && !ctx.IsTLS() {
+			body = e.Disk.Sender() // see trackedConn.ReadFrom
+		}
+		resp.SetBodyStream(body, int(e.Size()))
 		out.bytes = e.Size()
 	default:
 		resp.SetBodyRaw(e.Body) // entries are immutable: no copy

@@ -43,6 +43,7 @@ type Handler struct {
 	maxVariants   int
 	hitForMissTTL time.Duration
 	accessLog     bool
+	sendFile      bool // disk bodies on plain HTTP/1.1 go out with sendfile
 	log           *slog.Logger
 	metrics       *metrics
 	now           func() time.Time

@@ -8,9 +8,12 @@ import (
 	"io"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/selfcdn/cdn/edge/cache"
 )
 
 // h2Preface starts every HTTP/2 connection with prior knowledge (RFC 9113
@@ -28,6 +31,8 @@ type protoMux struct {
 	// handshake is finished within peekTimeout, and ALPN picks the server.
 	tls        *tls.Config
 	handshakes *prometheus.CounterVec // by result; with tls
+	// sendFileBytes counts what trackedConn.ReadFrom sent with sendfile.
+	sendFileBytes prometheus.Counter
 	h1, h2     *chanListener
 
 	mu    sync.Mutex // protects conns
@@ -191,8 +196,26 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 
 // ReadFrom writes large response bodies straight to the socket as they
 // arrive, so fasthttp does not hold the tail of each burst in its write
-// buffer; each write gets its deadline.
+// buffer; each write gets its deadline. A body cached on disk that can
+// go out with sendfile (fasthttp hands it over bounded by its length)
+// does.
 func (c *trackedConn) ReadFrom(r io.Reader) (int64, error) {
+	if lr, ok := r.(*io.LimitedReader); ok {
+		if body, ok := lr.R.(*cache.SendReader); ok {
+			if sc, ok := c.Conn.(syscall.Conn); ok {
+				if rc, err := sc.SyscallConn(); err == nil {
+					n, err := body.SendTo(rc, lr.N, c.armWrite)
+					lr.N -= n
+					if c.mux.sendFileBytes != nil {
+						c.mux.sendFileBytes.Add(float64(n))
+					}
+					if !errors.Is(err, cache.ErrNoSendFile) {
+						return n, err
+					}
+				}
+			}
+		}
+	}
 	buf := make([]byte, 64<<10)
 	return io.CopyBuffer(struct{ io.Writer }{c}, r, buf)
 }

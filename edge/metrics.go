@@ -45,6 +45,8 @@ type metrics struct {
 	// tlsHandshakes counts HTTPS handshakes by result: ok, failed, or
 	// plain_http (an http:// request sent to the TLS port).
 	tlsHandshakes *prometheus.CounterVec
+	// sendFileBytes counts body bytes sent with sendfile (Config.SendFile).
+	sendFileBytes prometheus.Counter
 }
 
 // tier is the cache tier a stored object was found in.
@@ -95,8 +97,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.tlsHandshakes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cdn_edge_tls_handshakes_total", Help: "TLS handshakes on the HTTPS port (TCP), by result: ok, failed, plain_http.",
 	}, []string{"result"})
+	m.sendFileBytes = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "cdn_edge_sendfile_bytes_total", Help: "Body bytes of disk hits sent with sendfile (plain HTTP/1.1, sendfile: true).",
+	})
 	if reg != nil {
-		reg.MustRegister(m.requests, m.bytes, m.duration, m.fetches, m.fetchDur, m.coalesced, tierHits, compressed, m.tlsHandshakes)
+		reg.MustRegister(m.requests, m.bytes, m.duration, m.fetches, m.fetchDur, m.coalesced, tierHits, compressed, m.tlsHandshakes, m.sendFileBytes)
 	}
 	return m
 }

@@ -119,6 +119,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		maxVariants:   cfg.Cache.MaxVariants,
 		hitForMissTTL: cfg.Cache.HitForMissTTL,
 		accessLog:     cfg.AccessLog,
+		sendFile:      cfg.SendFile,
 		log:           log,
 		metrics:       m,
 		now:           now,
@@ -238,6 +239,7 @@ func (s *Server) ServeListeners(ctx context.Context, l Listeners) error {
 
 	// HTTP/1.1 on fasthttp, h2c on net/http, one port (see front_h1.go).
 	mux := newProtoMux(ln, s.cfg.ReadHeaderTimeout, s.cfg.WriteTimeout, int(s.cfg.TCPNotSentLowat))
+	mux.sendFileBytes = s.handler.metrics.sendFileBytes
 	// HTTP/2 (h2c, and h2 over TLS) on the edge's own connection loop.
 	h2srv := &h2.Server{
 		Handler:              s.handler,

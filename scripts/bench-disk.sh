@@ -28,7 +28,7 @@ CLIENT_CPU=${CLIENT_CPU:-1}
 TWO_HOSTS=${TWO_HOSTS:-0}
 LO=127.0.0.1
 SRV=() CLI=() # run in the server's or the client's namespace (two hosts)
-ORIGIN=9100 NGINX=9110 NGINX_SF=9111 CDN=9120 CDN_ADMIN=9121
+ORIGIN=9100 NGINX=9110 NGINX_SF=9111 CDN=9120 CDN_ADMIN=9121 CDN_SF=9122 CDN_SF_ADMIN=9123
 PEERS_DIR=${PEERS_DIR:-$ROOT/../shared/bench/peers}
 
 if ! command -v nginx >/dev/null || ! command -v wrk >/dev/null; then
@@ -113,18 +113,31 @@ nginx_master=$!
     --memory "${CDN_MEMORY:-1MiB}" --cache-dir "$RUN/cdn" --disk 4GiB --access-log=false --log-level warn &
 pids+=($!)
 cdn_pid=$!
+# The same edge with sendfile on (a config file: there is no flag for it).
+mkdir -p "$RUN/cdn-sendfile"
+cat >"$RUN/cdn-sendfile.yaml" <<EOF
+listen: "$LO:$CDN_SF"
+admin_listen: "$LO:$CDN_SF_ADMIN"
+access_log: false
+sendfile: true
+cache: {memory: ${CDN_MEMORY:-1MiB}, dir: "$RUN/cdn-sendfile", disk: 4GiB}
+sites: [{name: bench, hosts: ["*"], origin: "http://$LO:$ORIGIN"}]
+EOF
+"${SRV[@]}" taskset -c "$SERVER_CPU" bin/cdn edge --config "$RUN/cdn-sendfile.yaml" --log-level warn &
+pids+=($!)
+cdn_sf_pid=$!
 for _ in $(seq 100); do
-    "${CLI[@]}" curl -fsS "http://$LO:$CDN_ADMIN/readyz" >/dev/null 2>&1 && "${CLI[@]}" curl -fsS -o /dev/null "http://$LO:$NGINX/" 2>/dev/null; \
+    "${CLI[@]}" curl -fsS "http://$LO:$CDN_ADMIN/readyz" >/dev/null 2>&1 && "${CLI[@]}" curl -fsS "http://$LO:$CDN_SF_ADMIN/readyz" >/dev/null 2>&1 && "${CLI[@]}" curl -fsS -o /dev/null "http://$LO:$NGINX/" 2>/dev/null; \
         "${CLI[@]}" curl -fsS -o /dev/null "http://$LO:$ORIGIN/1m.bin" 2>/dev/null && break
     sleep 0.1
 done
 
-declare -A port=([nginx]=$NGINX [nginx-sendfile]=$NGINX_SF [cdn]=$CDN)
+declare -A port=([nginx]=$NGINX [nginx-sendfile]=$NGINX_SF [cdn]=$CDN [cdn-sendfile]=$CDN_SF)
 nginx_worker=$(pgrep -P "$nginx_master" | head -1)
-declare -A pid=([nginx]=$nginx_worker [nginx-sendfile]=$nginx_worker [cdn]=$cdn_pid)
+declare -A pid=([nginx]=$nginx_worker [nginx-sendfile]=$nginx_worker [cdn]=$cdn_pid [cdn-sendfile]=$cdn_sf_pid)
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; } # user + system, in clock ticks
 HZ=$(getconf CLK_TCK)
-servers=(nginx nginx-sendfile cdn)
+servers=(nginx nginx-sendfile cdn cdn-sendfile)
 # Warm every cache and prove the next answer is a hit.
 for s in $SIZES; do
     for srv in "${servers[@]}"; do
@@ -142,7 +155,10 @@ for s in $SIZES; do
         fi
     done
 done
-disk_hits() { "${CLI[@]}" curl -fsS "http://$LO:$CDN_ADMIN/metrics" | awk '/^cdn_edge_cache_tier_hits_total\{tier="disk"\}/ {print $2}'; }
+disk_hits() { # both edges
+    for a in $CDN_ADMIN $CDN_SF_ADMIN; do "${CLI[@]}" curl -fsS "http://$LO:$a/metrics"; done |
+        awk '/^cdn_edge_cache_tier_hits_total\{tier="disk"\}/ {n += $2} END {printf "%d", n}'
+}
 before=$(disk_hits)
 
 out=$ROOT/bench-results/disk-$(date +%Y%m%d-%H%M%S)
