@@ -33,7 +33,7 @@ type protoMux struct {
 	handshakes *prometheus.CounterVec // by result; with tls
 	// sendFileBytes counts what trackedConn.ReadFrom sent with sendfile.
 	sendFileBytes prometheus.Counter
-	h1, h2     *chanListener
+	h1, h2        *chanListener
 
 	mu    sync.Mutex // protects conns
 	conns map[net.Conn]struct{}
