@@ -550,43 +550,67 @@ func TestDiskTruncatedUnderRead(t *testing.T) {
 			o := objectOrigin(t, map[string][]byte{"/o": body})
 			dir := t.TempDir()
 			e := startEdge(t, o.URL, nil, withSendFile(withDisk(dir, 64<<10), tt.sendFile))
-			get(t, "GET", e.URL+"/o", nil)
-			testwait.Until(t, "the object on disk", func() bool { return len(objectFiles(t, dir)) == 1 })
-			get(t, "GET", e.URL+"/o", nil) // a disk hit: the file is kept open and mapped
-			c := tt.client(t)
-			req, _ := http.NewRequest("GET", e.URL+"/o", nil)
-			req.Header = tt.header.Clone()
-			if req.Header == nil {
-				req.Header = http.Header{}
-			}
-			res, err := c.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			first := make([]byte, 64<<10)
-			if _, err := io.ReadFull(res.Body, first); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.Truncate(objectFiles(t, dir)[0], 1<<20); err != nil {
-				t.Fatal(err)
-			}
-			rest, err := io.ReadAll(res.Body)
-			res.Body.Close()
-			got := append(first, rest...)
-			if err == nil && len(got) == len(body) {
-				t.Fatalf("whole body served after the file was truncated under it (equal %v)", bytes.Equal(got, body))
-			}
-			if !bytes.Equal(got, body[:len(got)]) {
-				t.Fatal("wrong bytes before the cut")
-			}
-			_, again := get(t, "GET", e.URL+"/o", nil)
-			if again != string(body) {
-				t.Errorf("after the truncation: %d bytes, want the whole %d", len(again), len(body))
-			}
+			truncateUnderRead(t, tt.client(t), e.URL+"/o", tt.header, dir, body)
 			if sent := metricValue(t, e, "cdn_edge_sendfile_bytes_total"); tt.sendFile != (sent > 0) {
 				t.Errorf("sendfile bytes = %v with sendfile %v", sent, tt.sendFile)
 			}
 		})
+	}
+}
+
+// TestDiskTruncatedUnderReadHTTPS is TestDiskTruncatedUnderRead over TLS:
+// HTTP/1.1, HTTP/2 and HTTP/3 (which copies the body out of the mapping
+// before quic-go sees it).
+func TestDiskTruncatedUnderReadHTTPS(t *testing.T) {
+	body := payload(8 << 20)
+	for _, proto := range []string{"h1", "h2", "h3"} {
+		t.Run(proto, func(t *testing.T) {
+			o := objectOrigin(t, map[string][]byte{"/o": body})
+			var dir string
+			e := startTLSEdge(t, o.URL, func(c *Config) {
+				dir = c.Cache.Dir
+				c.Cache.Disk = 256 << 20
+				c.Cache.MaxObject = 64 << 10
+			})
+			truncateUnderRead(t, e.client(t, proto), e.url("www.example.test", "/o"), nil, dir, body)
+		})
+	}
+}
+
+// truncateUnderRead fills url (body, from the origin) into the disk tier
+// under dir, reads it once from disk so the file is kept open and mapped,
+// then truncates the file while a third read is under way: that read must
+// end short (never passed off as whole) with the right bytes up to the
+// cut, and the next read must be the whole body again.
+func truncateUnderRead(t *testing.T, c *http.Client, url string, header http.Header, dir string, body []byte) {
+	t.Helper()
+	getWith(t, c, "GET", url, nil)
+	testwait.Until(t, "the object on disk", func() bool { return len(objectFiles(t, dir)) == 1 })
+	getWith(t, c, "GET", url, nil) // a disk hit: the file is kept open and mapped
+	req, _ := http.NewRequestWithContext(t.Context(), "GET", url, nil)
+	maps.Copy(req.Header, header)
+	res, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := make([]byte, 64<<10)
+	if _, err := io.ReadFull(res.Body, first); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(objectFiles(t, dir)[0], 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	rest, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	got := append(first, rest...)
+	if err == nil && len(got) == len(body) {
+		t.Fatalf("whole body served after the file was truncated under it (equal %v)", bytes.Equal(got, body))
+	}
+	if !bytes.Equal(got, body[:len(got)]) {
+		t.Fatal("wrong bytes before the cut")
+	}
+	if _, again := getWith(t, c, "GET", url, nil); again != string(body) {
+		t.Errorf("after the truncation: %d bytes, want the whole %d", len(again), len(body))
 	}
 }
 

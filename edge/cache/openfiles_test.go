@@ -40,6 +40,22 @@ func getBody(t *testing.T, d *Disk, key string) ([]byte, *objectFile, error) {
 	return got, e.Disk.obj, err
 }
 
+// keptEntry stores body under key, reads it once so that its file is kept
+// open and mapped, and returns a new entry for it (released at cleanup).
+func keptEntry(t *testing.T, d *Disk, key string, body []byte) *Entry {
+	t.Helper()
+	putAged(t, d, key, body)
+	if _, o, err := getBody(t, d, key); err != nil || o.body == nil {
+		t.Fatalf("first read: %v, mapped %v", err, err == nil && o.body != nil)
+	}
+	e, ok := d.Get(key, 0)
+	if !ok {
+		t.Fatal("miss")
+	}
+	t.Cleanup(e.Release)
+	return e
+}
+
 func allTrusted(o *objectFile) bool {
 	for blk := range o.sums {
 		if !o.trusted(int64(blk)) {
@@ -275,16 +291,7 @@ func TestMappedFileTruncatedUnderRead(t *testing.T) {
 	for _, via := range []string{"WriteTo", "CopyTo", "ReadAt"} {
 		t.Run(via, func(t *testing.T) {
 			d := openTestDisk(t, t.TempDir(), 64<<20)
-			body := randomBody(4 * blockSize)
-			putAged(t, d, "k", body)
-			if _, o, err := getBody(t, d, "k"); err != nil || o.body == nil {
-				t.Fatalf("first read: %v, mapped %v", err, err == nil && o.body != nil)
-			}
-			e, ok := d.Get("k", 0)
-			if !ok {
-				t.Fatal("miss")
-			}
-			defer e.Release()
+			e := keptEntry(t, d, "k", randomBody(4*blockSize))
 			if err := os.Truncate(d.path(keyHash("k")), 4096); err != nil {
 				t.Fatal(err)
 			}
@@ -335,15 +342,7 @@ func (w faultyWriter) Write(p []byte) (int, error) { return int(*(*byte)(w.gone)
 // stays.
 func TestFaultOutsideMappingIsNotCorruption(t *testing.T) {
 	d := openTestDisk(t, t.TempDir(), 64<<20)
-	putAged(t, d, "k", randomBody(2*blockSize))
-	if _, o, err := getBody(t, d, "k"); err != nil || o.body == nil {
-		t.Fatalf("first read: %v, mapped %v", err, err == nil && o.body != nil)
-	}
-	e, ok := d.Get("k", 0)
-	if !ok {
-		t.Fatal("miss")
-	}
-	defer e.Release()
+	e := keptEntry(t, d, "k", randomBody(2*blockSize))
 	w := newFaultyWriter(t)
 	var err error
 	panicked := func() (r any) {

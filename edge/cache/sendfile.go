@@ -81,27 +81,23 @@ func sendFile(rc syscall.RawConn, fd int, pos int64, count int) (int, error) {
 
 // Sender returns a sequential reader over the body that a connection can
 // also drain with sendfile (SendReader.SendTo); closing it closes b.
-func (b *DiskBody) Sender() *SendReader { return &SendReader{b: b} }
+func (b *DiskBody) Sender() *SendReader { return &SendReader{r: diskReader{b: b}} }
 
 // SendReader is a body reader for a writer that can send from a file: its
 // Read copies verified bytes, SendTo hands the rest to sendfile. It has no
 // WriteTo on purpose, so a buffered writer fills its buffer from Read and
 // then offers the rest to the connection's ReadFrom.
 type SendReader struct {
-	b   *DiskBody
-	off int64
+	r diskReader // not embedded: its WriteTo would be promoted
 }
 
-func (r *SendReader) Read(p []byte) (int, error) {
-	n, err := r.b.ReadAt(p, r.off)
-	r.off += int64(n)
-	return n, err
-}
+func (s *SendReader) Read(p []byte) (int, error) { return s.r.Read(p) }
 
 // SendTo sends up to max more bytes (the rest of the body at most) to the
 // socket behind rc; ErrNoSendFile means nothing was sent and the caller
 // should copy with Read.
-func (r *SendReader) SendTo(rc syscall.RawConn, max int64, beforeWrite func()) (int64, error) {
+func (s *SendReader) SendTo(rc syscall.RawConn, max int64, beforeWrite func()) (int64, error) {
+	r := &s.r
 	n := min(max, r.b.Size()-r.off)
 	if n <= 0 {
 		return 0, nil
@@ -111,4 +107,4 @@ func (r *SendReader) SendTo(rc syscall.RawConn, max int64, beforeWrite func()) (
 	return sent, err
 }
 
-func (r *SendReader) Close() error { return r.b.Close() }
+func (s *SendReader) Close() error { return s.r.Close() }

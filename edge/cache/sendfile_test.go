@@ -108,14 +108,11 @@ func TestSendFileDamage(t *testing.T) {
 	d := openTestDisk(t, t.TempDir(), 64<<20)
 	body := randomBody(6 * blockSize)
 	putAged(t, d, "k", body)
-	e, ok := d.Get("k", 0)
-	if !ok {
-		t.Fatal("miss")
+	e, ok := d.Get("k", 0) // the first read: kept and mapped, no block trusted yet
+	if !ok || e.Disk.obj.body == nil {
+		t.Fatalf("hit %v, not mapped", ok)
 	}
 	defer e.Release()
-	if e.Disk.obj.body == nil {
-		t.Fatal("not mapped")
-	}
 	// Damage block 4 (the third chunk of writeBlocks blocks) in place,
 	// the way a failing disk would: same inode, no new ctime check.
 	f, err := os.OpenFile(d.path(keyHash("k")), os.O_RDWR, 0)

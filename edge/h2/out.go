@@ -54,6 +54,15 @@ func newOut(dst io.Writer) *out {
 
 // Write copies p (the Framer's frames).
 func (o *out) Write(p []byte) (int, error) {
+	o.copyIn(p)
+	if len(o.buf) >= flushAt {
+		return len(p), o.flush()
+	}
+	return len(p), nil
+}
+
+// copyIn appends a copy of p.
+func (o *out) copyIn(p []byte) {
 	from := len(o.buf)
 	o.buf = append(o.buf, p...)
 	if n := len(o.segs); n > 0 && o.segs[n-1].ref == nil && o.segs[n-1].to == from {
@@ -62,10 +71,6 @@ func (o *out) Write(p []byte) (int, error) {
 		o.segs = append(o.segs, segment{from: from, to: len(o.buf)})
 	}
 	o.size += len(p)
-	if len(o.buf) >= flushAt {
-		return len(p), o.flush()
-	}
-	return len(p), nil
 }
 
 // dataFrame adds a DATA frame, referencing a large payload when the
@@ -78,11 +83,21 @@ func (o *out) dataFrame(id uint32, end bool, p []byte) error {
 		h[4] = 1 // END_STREAM
 	}
 	binary.BigEndian.PutUint32(h[5:], id&(1<<31-1))
-	if _, err := o.Write(h[:]); err != nil {
-		return err
-	}
 	if o.gather == nil || len(p) < refMin {
-		_, err := o.Write(p)
+		// Header and payload are copied in with no flush between them,
+		// and taken back if copying the payload panics: a body mapped
+		// from a file that was truncated faults mid-copy (the edge's disk
+		// tier recovers that fault up the stack), and a header left
+		// without its payload would misframe the rest of the connection.
+		defer o.undoOnPanic(o.mark())
+		o.copyIn(h[:])
+		o.copyIn(p)
+		if len(o.buf) >= flushAt {
+			return o.flush()
+		}
+		return nil
+	}
+	if _, err := o.Write(h[:]); err != nil {
 		return err
 	}
 	o.segs = append(o.segs, segment{ref: p})
@@ -119,6 +134,34 @@ func (o *out) flush() error {
 	}
 	o.reset()
 	return err
+}
+
+// mark is what out holds at one moment, for undo.
+type mark struct {
+	buf, segs, size int
+	lastTo          int // segs[segs-1].to, which copyIn may extend
+}
+
+func (o *out) mark() mark {
+	m := mark{buf: len(o.buf), segs: len(o.segs), size: o.size}
+	if m.segs > 0 {
+		m.lastTo = o.segs[m.segs-1].to
+	}
+	return m
+}
+
+// undoOnPanic drops what was added since m if the caller is panicking,
+// and goes on panicking. Deferred.
+func (o *out) undoOnPanic(m mark) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	o.buf, o.segs, o.size = o.buf[:m.buf], o.segs[:m.segs], m.size
+	if m.segs > 0 {
+		o.segs[m.segs-1].to = m.lastTo
+	}
+	panic(r)
 }
 
 // reset drops what is gathered.
