@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # bench-disk.sh: cache hits served from disk. 1 MiB and 100 MiB objects
 # through the edge (memory tier too small for them: they stream from the
-# disk tier) beside nginx proxy_cache (a disk cache, with sendfile off as in
-# ../shared/bench/peers, and with sendfile on), in front of the same origin,
-# interleaved in one run. Servers on CPU 0, wrk on CPU 1, loopback only.
+# disk tier), with its defaults and with sendfile: true, beside nginx
+# proxy_cache (a disk cache, with sendfile off as in ../shared/bench/peers,
+# and with sendfile on), in front of the same origin, interleaved in one
+# run. Servers on CPU 0, wrk on CPU 1, on this machine only.
 #
 #   DURATION=10 REPEATS=3 CONNS=16 scripts/bench-disk.sh
 #
