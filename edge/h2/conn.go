@@ -35,6 +35,9 @@ const (
 	// readFrameSize is the largest frame accepted: the protocol default,
 	// which is all this server advertises.
 	readFrameSize = 16 << 10
+	// readBufSize is the connection's read buffer: several small frames
+	// in one read; a larger payload is read straight into the frame.
+	readBufSize = 4 << 10
 	// lingerAfterGoAway is how long a connection that sent GOAWAY keeps
 	// reading (and discarding) before it closes, so the client reads the
 	// GOAWAY instead of a reset.
@@ -98,7 +101,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 	sc := &conn{
 		srv:        s,
 		nc:         nc,
-		br:         bufio.NewReaderSize(nc, 16<<10),
+		br:         bufio.NewReaderSize(nc, readBufSize),
 		out:        newOut(nc),
 		remote:     nc.RemoteAddr().String(),
 		sendWindow: initialWindow,

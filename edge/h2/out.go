@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"sync"
 )
 
 // BuffersWriter is a connection that writes several buffers in one
@@ -17,11 +18,14 @@ type BuffersWriter interface {
 // small payloads are copied, large DATA payloads are only referenced, so a
 // response's HEADERS and DATA go out in one writev without copying its
 // body in user space. A referenced payload belongs to the handler's
-// Write call, which flushes before it returns. Guarded by conn.mu.
+// Write call, which flushes before it returns. The copy buffer is taken
+// from a pool when the first frame comes and given back at each flush,
+// so an idle connection holds none. Guarded by conn.mu.
 type out struct {
 	dst    io.Writer
 	gather func(*net.Buffers) (int64, error) // nil: dst cannot writev
-	buf    []byte                            // copied bytes
+	buf    []byte                            // copied bytes; nil while empty
+	bufp   *[]byte                           // buf's pool entry
 	segs   []segment
 	iov    net.Buffers
 	size   int
@@ -41,8 +45,13 @@ const (
 	flushAt = 64 << 10
 )
 
+// bufPool holds copy buffers of bufCap.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, bufCap); return &b }}
+
+const bufCap = 16 << 10
+
 func newOut(dst io.Writer) *out {
-	o := &out{dst: dst, buf: make([]byte, 0, 16<<10)}
+	o := &out{dst: dst}
 	switch w := dst.(type) {
 	case *net.TCPConn:
 		o.gather = func(b *net.Buffers) (int64, error) { return b.WriteTo(w) }
@@ -63,6 +72,10 @@ func (o *out) Write(p []byte) (int, error) {
 
 // copyIn appends a copy of p.
 func (o *out) copyIn(p []byte) {
+	if o.buf == nil {
+		o.bufp = bufPool.Get().(*[]byte)
+		o.buf = (*o.bufp)[:0]
+	}
 	from := len(o.buf)
 	o.buf = append(o.buf, p...)
 	if n := len(o.segs); n > 0 && o.segs[n-1].ref == nil && o.segs[n-1].to == from {
@@ -164,10 +177,11 @@ func (o *out) undoOnPanic(m mark) {
 	panic(r)
 }
 
-// reset drops what is gathered.
+// reset drops what is gathered and gives the copy buffer back.
 func (o *out) reset() {
-	o.buf, o.segs, o.size, o.refs = o.buf[:0], o.segs[:0], 0, 0
-	if cap(o.buf) > 4*flushAt {
-		o.buf = make([]byte, 0, 16<<10) // one huge header block does not stay
+	if o.bufp != nil && cap(o.buf) <= 4*flushAt { // one huge header block does not stay
+		*o.bufp = o.buf[:0]
+		bufPool.Put(o.bufp)
 	}
+	o.buf, o.bufp, o.segs, o.size, o.refs = nil, nil, o.segs[:0], 0, 0
 }
