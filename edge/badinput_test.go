@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"github.com/selfcdn/cdn/internal/testwait"
 )
 
 func TestBrokenOrigins(t *testing.T) {
@@ -217,5 +219,51 @@ func TestClientThatStopsReading(t *testing.T) {
 	n, err := io.Copy(io.Discard, conn)
 	if n >= size {
 		t.Errorf("read %d bytes (%v) after stalling; want the edge to have cut the connection", n, err)
+	}
+}
+
+// TestDiskHitClientStopsReading is TestClientThatStopsReading for a hit
+// that streams from the disk tier, copied or sent with sendfile: the
+// stalled write is cut off after write_timeout either way.
+func TestDiskHitClientStopsReading(t *testing.T) {
+	const size = 32 << 20
+	body := payload(size)
+	for _, sendFile := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sendfile=%v", sendFile), func(t *testing.T) {
+			o := objectOrigin(t, map[string][]byte{"/huge": body})
+			dir := t.TempDir()
+			e := startEdge(t, o.URL, nil, withSendFile(func(c *Config) {
+				withDisk(dir, 64<<10)(c)
+				c.WriteTimeout = 200 * time.Millisecond
+			}, sendFile))
+			get(t, "GET", e.URL+"/huge", nil)
+			testwait.Until(t, "the object on disk", func() bool { return len(objectFiles(t, dir)) == 1 })
+			addr := strings.TrimPrefix(e.URL, "http://")
+			conn, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.(*net.TCPConn).SetReadBuffer(64 << 10)
+			fmt.Fprintf(conn, "GET /huge HTTP/1.1\r\nHost: %s\r\n\r\n", addr) // the host the fill was cached under
+			// A sleep, not a wait: the client reads nothing for longer than
+			// write_timeout while the edge's writes stall.
+			time.Sleep(2 * time.Second)
+			conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			var head [12]byte
+			if _, err := io.ReadFull(conn, head[:]); err != nil || string(head[:]) != "HTTP/1.1 200" {
+				t.Fatalf("response starts %q, %v; want the object's 200 before the stall", head, err)
+			}
+			n, err := io.Copy(io.Discard, conn)
+			if n >= size {
+				t.Errorf("read %d bytes (%v) after stalling; want the edge to have cut the connection", n, err)
+			}
+			if hits := metricValue(t, e, "cdn_edge_cache_tier_hits_total"); hits != 1 {
+				t.Errorf("tier hits = %v, want the stalled request's 1", hits)
+			}
+			if sent := metricValue(t, e, "cdn_edge_sendfile_bytes_total"); sendFile != (sent > 0) {
+				t.Errorf("sendfile bytes = %v with sendfile %v", sent, sendFile)
+			}
+		})
 	}
 }
