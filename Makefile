@@ -56,8 +56,9 @@ bench-purge: ## purge propagation to 16 edges (p50/p99 over 1000), throughput un
 bench-disk-start: ## restart time and index memory with 1,000,000 objects on disk (~4 GiB of files)
 	$(GO) test ./edge/cache/ -run '^$$' -bench OpenDisk -benchtime 5x -timeout 30m -args -disk-objects 1000000
 
-bench-disk: build ## 1 MiB and 100 MiB hits from disk beside nginx proxy_cache on disk
+bench-disk: build ## 1 MiB and 100 MiB hits from disk beside nginx proxy_cache on disk, on loopback, then between two network namespaces
 	scripts/bench-disk.sh
+	TWO_HOSTS=1 scripts/bench-disk.sh
 
 bench-dns: build ## geodns beside PowerDNS and gdnsd: dnsperf q/s (plain, ECS, ECS mix) and latency percentiles
 	scripts/bench-dns.sh

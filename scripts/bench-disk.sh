@@ -47,6 +47,10 @@ cleanup() {
 trap cleanup EXIT
 
 if [[ $TWO_HOSTS == 1 ]]; then
+    if [[ $EUID != 0 ]] || ! command -v ip >/dev/null; then
+        echo "bench-disk: TWO_HOSTS=1 makes network namespaces: it needs root and ip (iproute2)" >&2
+        exit 2
+    fi
     ip netns add "$NS_SRV"
     ip netns add "$NS_CLI"
     ip link add veth-srv netns "$NS_SRV" type veth peer name veth-cli netns "$NS_CLI"
