@@ -260,9 +260,16 @@ func (s *Server) ServeListeners(ctx context.Context, l Listeners) error {
 		NoDefaultContentType: true,
 		ReadBufferSize:       int(s.cfg.MaxHeaderBytes),
 		MaxRequestBodySize:   int(s.cfg.MaxBodyBytes),
-		ReadTimeout:          s.cfg.ReadHeaderTimeout + time.Minute,
-		IdleTimeout:          s.cfg.IdleTimeout,
-		CloseOnShutdown:      true,
+		// An idle keep-alive connection waits on a one-byte read and
+		// holds no buffers; they come from pools when its next request
+		// arrives. Otherwise each idle connection keeps a max_header_bytes
+		// reader and a write buffer: 73 KiB against 1.8 KiB by default
+		// (TestIdleH1ConnMemory). Back-to-back 1 KiB hits: 64 connections
+		// at the same rate, 16 connections 0.67-1.03 x.
+		ReduceMemoryUsage: true,
+		ReadTimeout:       s.cfg.ReadHeaderTimeout + time.Minute,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		CloseOnShutdown:   true,
 		// Idle workers (and, after a stop, the pool's cleaner) go away
 		// within this long.
 		MaxIdleWorkerDuration: 2 * time.Second,
