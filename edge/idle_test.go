@@ -5,19 +5,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
-)
 
-// heapInUse is the live heap after a collection.
-func heapInUse() uint64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapInuse
-}
+	"github.com/selfcdn/cdn/internal/testheap"
+)
 
 // TestIdleH1ConnMemory: an idle HTTP/1.1 keep-alive connection (a client
 // between page loads) keeps almost nothing on the heap once its request
@@ -38,7 +31,7 @@ func TestIdleH1ConnMemory(t *testing.T) {
 			c.Close()
 		}
 	}()
-	before := heapInUse()
+	before := testheap.InUse()
 	for range n {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -56,7 +49,7 @@ func TestIdleH1ConnMemory(t *testing.T) {
 			t.Fatalf("status %d", res.StatusCode)
 		}
 	}
-	after := heapInUse()
+	after := testheap.InUse()
 	per := int64(after-before) / n
 	t.Logf("%d idle HTTP/1.1 connections: %d bytes of heap each (server and test client)", n, per)
 	// 73 KiB each while every connection kept its 64 KiB reader

@@ -5,15 +5,9 @@ import (
 	"net/http"
 	"runtime"
 	"testing"
-)
 
-// heapInUse is the live heap after a collection.
-func heapInUse() uint64 {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapInuse
-}
+	"github.com/selfcdn/cdn/internal/testheap"
+)
 
 // TestIdleConnMemory: what an idle HTTP/2 connection keeps on the heap
 // once its request is answered (a browser's connection between page
@@ -26,7 +20,7 @@ func TestIdleConnMemory(t *testing.T) {
 	addr := serve(t, s)
 	const n = 200
 	conns := make([]*rawConn, 0, n)
-	before := heapInUse()
+	before := testheap.InUse()
 	for range n {
 		c := dialRaw(t, addr)
 		c.headers(1, true, get...)
@@ -35,7 +29,7 @@ func TestIdleConnMemory(t *testing.T) {
 		}
 		conns = append(conns, c)
 	}
-	after := heapInUse()
+	after := testheap.InUse()
 	per := int64(after-before) / n
 	t.Logf("%d idle connections: %d bytes of heap each (server and test client)", n, per)
 	// 40 KiB each when every connection kept a 16 KiB read buffer and a
