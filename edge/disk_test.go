@@ -2,6 +2,7 @@ package edge
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"io/fs"
@@ -9,6 +10,7 @@ import (
 	"math/rand/v2"
 	"mime"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"os"
@@ -423,6 +425,30 @@ func TestDiskTierDamageCutsTheClient(t *testing.T) {
 	}
 }
 
+// smallWindowClient is an HTTP/1.1 client whose connections are new and
+// take at most 64 KiB in flight (a fixed receive buffer).
+func smallWindowClient(t *testing.T) *http.Client {
+	tr := &http.Transport{DialContext: smallWindowDial(nil)}
+	t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 20 * time.Second}
+}
+
+// smallWindowDial dials as dial does (to addr when it is nil) and fixes
+// the connection's receive buffer at 64 KiB, which also stops the
+// kernel growing its window.
+func smallWindowDial(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := dial(ctx, network, addr)
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetReadBuffer(64 << 10)
+		}
+		return c, err
+	}
+}
+
 // withSendFile is mutate plus the edge's sendfile option.
 func withSendFile(mutate func(*Config), on bool) func(*Config) {
 	return func(c *Config) {
@@ -540,17 +566,22 @@ func TestDiskTruncatedUnderRead(t *testing.T) {
 		client   func(t *testing.T) *http.Client
 		sendFile bool
 	}{
-		{name: "HTTP/1.1 fast path", client: func(*testing.T) *http.Client { return http.DefaultClient }},
-		{name: "HTTP/1.1 sendfile", client: func(*testing.T) *http.Client { return http.DefaultClient }, sendFile: true},
-		{name: "HTTP/1.1 full path", header: http.Header{"Cache-Control": {"max-stale=60"}}, client: func(*testing.T) *http.Client { return http.DefaultClient }},
-		{name: "h2c", client: h2cClient},
+		{name: "HTTP/1.1 fast path", client: smallWindowClient},
+		{name: "HTTP/1.1 sendfile", client: smallWindowClient, sendFile: true},
+		{name: "HTTP/1.1 full path", header: http.Header{"Cache-Control": {"max-stale=60"}}, client: smallWindowClient},
+		{name: "h2c", client: func(t *testing.T) *http.Client {
+			c := smallWindowClient(t)
+			c.Transport.(*http.Transport).Protocols = new(http.Protocols)
+			c.Transport.(*http.Transport).Protocols.SetUnencryptedHTTP2(true)
+			return c
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			o := objectOrigin(t, map[string][]byte{"/o": body})
 			dir := t.TempDir()
 			e := startEdge(t, o.URL, nil, withSendFile(withDisk(dir, 64<<10), tt.sendFile))
-			truncateUnderRead(t, tt.client(t), e.URL+"/o", tt.header, dir, body)
+			truncateUnderRead(t, http.DefaultClient, tt.client(t), e.URL+"/o", tt.header, dir, body)
 			if sent := metricValue(t, e, "cdn_edge_sendfile_bytes_total"); tt.sendFile != (sent > 0) {
 				t.Errorf("sendfile bytes = %v with sendfile %v", sent, tt.sendFile)
 			}
@@ -572,26 +603,38 @@ func TestDiskTruncatedUnderReadHTTPS(t *testing.T) {
 				c.Cache.Disk = 256 << 20
 				c.Cache.MaxObject = 64 << 10
 			})
-			truncateUnderRead(t, e.client(t, proto), e.url("www.example.test", "/o"), nil, dir, body)
+			truncateUnderRead(t, e.client(t, proto), e.smallWindowClient(t, proto), e.url("www.example.test", "/o"), nil, dir, body)
 		})
 	}
 }
 
 // truncateUnderRead fills url (body, from the origin) into the disk tier
-// under dir, reads it once from disk so the file is kept open and mapped,
-// then truncates the file while a third read is under way: that read must
-// end short (never passed off as whole) with the right bytes up to the
-// cut, and the next read must be the whole body again.
-func truncateUnderRead(t *testing.T, c *http.Client, url string, header http.Header, dir string, body []byte) {
+// under dir, reads it from disk so the file is kept open and mapped, then
+// truncates the file while a read through reader is under way: that read
+// must end short (never passed off as whole) with the right bytes up to
+// the cut, and the next read must be the whole body again. reader must
+// take little in flight (a fresh connection with a small receive window):
+// a connection whose window grew on earlier transfers would let the edge
+// check and send the whole body before the truncation, which is right.
+func truncateUnderRead(t *testing.T, c, reader *http.Client, url string, header http.Header, dir string, body []byte) {
 	t.Helper()
 	getWith(t, c, "GET", url, nil)
 	testwait.Until(t, "the object on disk", func() bool { return len(objectFiles(t, dir)) == 1 })
-	getWith(t, c, "GET", url, nil) // a disk hit: the file is kept open and mapped
+	// A request right after the fill may still join it and be served from
+	// the fill's own file, which no truncation reaches; wait for a hit,
+	// which also leaves the object file kept open and mapped.
+	testwait.Until(t, "a hit from disk", func() bool {
+		res, _ := getWith(t, c, "GET", url, nil)
+		return cacheResult(res.Header.Get("Cache-Status")) == "hit"
+	})
 	req, _ := http.NewRequestWithContext(t.Context(), "GET", url, nil)
 	maps.Copy(req.Header, header)
-	res, err := c.Do(req)
+	res, err := reader.Do(req)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cs := res.Header.Get("Cache-Status"); cacheResult(cs) != "hit" {
+		t.Fatalf("the read under test is %q, want it served from disk", cs)
 	}
 	first := make([]byte, 64<<10)
 	if _, err := io.ReadFull(res.Body, first); err != nil {
@@ -609,7 +652,9 @@ func truncateUnderRead(t *testing.T, c *http.Client, url string, header http.Hea
 	if !bytes.Equal(got, body[:len(got)]) {
 		t.Fatal("wrong bytes before the cut")
 	}
-	if _, again := getWith(t, c, "GET", url, nil); again != string(body) {
+	// On the same client: on HTTP/2 and HTTP/3 that is the same connection,
+	// whose other streams must go on with whole frames.
+	if _, again := getWith(t, reader, "GET", url, nil); again != string(body) {
 		t.Errorf("after the truncation: %d bytes, want the whole %d", len(again), len(body))
 	}
 }

@@ -108,11 +108,29 @@ func runTLSEdge(t *testing.T, cfg Config, l Listeners) *tlsEdge {
 // reaches every host at the edge, verifying certificates against the dev
 // CA.
 func (e *tlsEdge) client(t *testing.T, proto string) *http.Client {
+	return e.clientWith(t, proto, false)
+}
+
+// smallWindowClient is client with at most 64 KiB in flight per
+// connection (a fixed TCP receive buffer; fixed QUIC flow-control windows).
+func (e *tlsEdge) smallWindowClient(t *testing.T, proto string) *http.Client {
+	return e.clientWith(t, proto, true)
+}
+
+func (e *tlsEdge) clientWith(t *testing.T, proto string, small bool) *http.Client {
 	t.Helper()
 	tc := &tls.Config{RootCAs: e.roots}
 	if proto == "h3" {
+		var qconf *quic.Config
+		if small {
+			qconf = &quic.Config{
+				InitialStreamReceiveWindow: 64 << 10, MaxStreamReceiveWindow: 64 << 10,
+				InitialConnectionReceiveWindow: 64 << 10, MaxConnectionReceiveWindow: 64 << 10,
+			}
+		}
 		tr := &http3.Transport{
 			TLSClientConfig: tc,
+			QUICConfig:      qconf,
 			Dial: func(ctx context.Context, _ string, tc *tls.Config, qc *quic.Config) (*quic.Conn, error) {
 				return quic.DialAddrEarly(ctx, e.httpsAddr, tc, qc)
 			},
@@ -126,12 +144,16 @@ func (e *tlsEdge) client(t *testing.T, proto string) *http.Client {
 	} else {
 		p.SetHTTP1(true)
 	}
+	dial := func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, e.httpsAddr)
+	}
+	if small {
+		dial = smallWindowDial(dial)
+	}
 	tr := &http.Transport{
 		TLSClientConfig: tc,
 		Protocols:       &p,
-		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, e.httpsAddr)
-		},
+		DialContext:     dial,
 	}
 	t.Cleanup(tr.CloseIdleConnections)
 	return &http.Client{Transport: tr, Timeout: 10 * time.Second}
