@@ -200,24 +200,43 @@ func (c *trackedConn) Read(p []byte) (int, error) {
 // go out with sendfile (fasthttp hands it over bounded by its length)
 // does.
 func (c *trackedConn) ReadFrom(r io.Reader) (int64, error) {
-	if lr, ok := r.(*io.LimitedReader); ok {
-		if body, ok := lr.R.(*cache.SendReader); ok {
-			if sc, ok := c.Conn.(syscall.Conn); ok {
-				if rc, err := sc.SyscallConn(); err == nil {
-					n, err := body.SendTo(rc, lr.N, c.armWrite)
-					lr.N -= n
-					if c.mux.sendFileBytes != nil {
-						c.mux.sendFileBytes.Add(float64(n))
-					}
-					if !errors.Is(err, cache.ErrNoSendFile) {
-						return n, err
-					}
-				}
-			}
-		}
+	if n, sent, err := c.sendFile(r); sent {
+		return n, err
 	}
-	buf := make([]byte, 64<<10)
-	return io.CopyBuffer(struct{ io.Writer }{c}, r, buf)
+	bp := copyBufPool.Get().(*[]byte)
+	defer copyBufPool.Put(bp)
+	return io.CopyBuffer(struct{ io.Writer }{c}, r, *bp)
+}
+
+// copyBufPool holds ReadFrom's 64 KiB copy buffers.
+var copyBufPool = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
+// sendFile sends r with sendfile when it is a disk body (bounded by
+// fasthttp's LimitedReader) on a socket, and reports whether it did;
+// when it did not, nothing was sent.
+func (c *trackedConn) sendFile(r io.Reader) (n int64, sent bool, err error) {
+	lr, ok := r.(*io.LimitedReader)
+	if !ok {
+		return 0, false, nil
+	}
+	body, ok := lr.R.(*cache.SendReader)
+	sc, isSocket := c.Conn.(syscall.Conn)
+	if !ok || !isSocket {
+		return 0, false, nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return 0, false, nil
+	}
+	n, err = body.SendTo(rc, lr.N, c.armWrite)
+	if errors.Is(err, cache.ErrNoSendFile) {
+		return 0, false, nil
+	}
+	lr.N -= n
+	if c.mux.sendFileBytes != nil {
+		c.mux.sendFileBytes.Add(float64(n))
+	}
+	return n, true, err
 }
 
 func (c *trackedConn) Close() error {

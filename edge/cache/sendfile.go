@@ -30,10 +30,8 @@ func (b *DiskBody) SendFile(rc syscall.RawConn, off, n int64, beforeWrite func()
 	defer b.endFaultGuard(debug.SetPanicOnFault(true), &err)
 	for end := off + n; off < end; {
 		// Verify the blocks of the next chunk, then send it.
-		first := off / blockSize
-		chunkEnd := min((first+writeBlocks)*blockSize, end)
-		last := (chunkEnd + blockSize - 1) / blockSize
-		if err := b.check(o.body[first*blockSize:min(last*blockSize, o.size)], first); err != nil {
+		chunkEnd := min((off/blockSize+writeBlocks)*blockSize, end)
+		if err := b.checkMapped(off, chunkEnd); err != nil {
 			return sent, err
 		}
 		for off < chunkEnd {
