@@ -581,13 +581,8 @@ func TestUnreadBodyGivesWindowBack(t *testing.T) {
 		io.Copy(io.Discard, res.Body)
 		res.Body.Close()
 		if path == "/read-later" {
-			select {
-			case err := <-leftReading:
-				if err == nil {
-					t.Error("a body read after its handler returned ended cleanly; want an error")
-				}
-			case <-time.After(5 * time.Second):
-				t.Fatal("a body read after its handler returned is still blocked")
+			if err := testwait.Recv(t, "the read of a body after its handler returned", leftReading); err == nil {
+				t.Error("a body read after its handler returned ended cleanly; want an error")
 			}
 		}
 	}
@@ -656,19 +651,10 @@ func TestClientStopsReading(t *testing.T) {
 	c.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1})
 	c.headers(1, true, get...)
 	// ... and never reads.
-	select {
-	case err := <-handlerDone:
-		if err == nil {
-			t.Error("writing to a client that stopped reading succeeded")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("handler still writing")
+	if err := testwait.Recv(t, "the handler's write to a client that stopped reading", handlerDone); err == nil {
+		t.Error("writing to a client that stopped reading succeeded")
 	}
-	select {
-	case <-served:
-	case <-time.After(5 * time.Second):
-		t.Fatal("connection still served after its writes failed")
-	}
+	testwait.Recv(t, "the connection to end after its writes failed", served)
 }
 
 // TestStalledWindowResets: a client that never opens its flow-control
@@ -689,13 +675,8 @@ func TestStalledWindowResets(t *testing.T) {
 	if code := f.(*http2.RSTStreamFrame).ErrCode; code != http2.ErrCodeCancel {
 		t.Errorf("RST_STREAM %v, want CANCEL", code)
 	}
-	select {
-	case err := <-writeErr:
-		if err == nil {
-			t.Error("the handler's write succeeded")
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the handler is still waiting for window")
+	if err := testwait.Recv(t, "the handler's write to fail for want of window", writeErr); err == nil {
+		t.Error("the handler's write succeeded")
 	}
 }
 

@@ -32,3 +32,16 @@ func Within(t testing.TB, what string, limit time.Duration, cond func() bool) ti
 	}
 	return time.Since(start)
 }
+
+// Recv receives from ch, and fails t if Timeout passes first, naming
+// what it waited for.
+func Recv[T any](t testing.TB, what string, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(Timeout):
+		t.Fatalf("timed out after %s waiting for %s", Timeout, what)
+		panic("unreachable")
+	}
+}
