@@ -262,10 +262,9 @@ func (s *Server) ServeListeners(ctx context.Context, l Listeners) error {
 		MaxRequestBodySize:   int(s.cfg.MaxBodyBytes),
 		// An idle keep-alive connection waits on a one-byte read and
 		// holds no buffers; they come from pools when its next request
-		// arrives. Otherwise each idle connection keeps a max_header_bytes
-		// reader and a write buffer: 73 KiB against 1.8 KiB by default
-		// (TestIdleH1ConnMemory). Back-to-back 1 KiB hits: 64 connections
-		// at the same rate, 16 connections 0.67-1.03 x.
+		// arrives (TestIdleH1ConnMemory bounds what it keeps). Otherwise
+		// each idle connection would keep a max_header_bytes reader and a
+		// write buffer. The price is that one-byte read per request.
 		ReduceMemoryUsage: true,
 		ReadTimeout:       s.cfg.ReadHeaderTimeout + time.Minute,
 		IdleTimeout:       s.cfg.IdleTimeout,
