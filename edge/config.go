@@ -12,6 +12,7 @@ import (
 	"github.com/selfcdn/cdn/edge/cachekey"
 	"github.com/selfcdn/cdn/edge/certs"
 	"github.com/selfcdn/cdn/internal/config"
+	"github.com/selfcdn/cdn/internal/hostclaim"
 	"github.com/selfcdn/cdn/origin"
 )
 
@@ -376,7 +377,7 @@ func (c Config) Validate() error {
 		}
 	}
 	names := map[string]bool{}
-	hosts := map[string]string{}
+	hosts := hostclaim.Claims{} // the rule control's API applies too
 	for i, s := range c.Sites {
 		if err := s.validate(); err != nil {
 			problems.Add(fmt.Errorf("sites[%d] (%s): %w", i, s.Name, err))
@@ -384,11 +385,9 @@ func (c Config) Validate() error {
 		check(!names[s.Name], "sites[%d]: name %q used twice", i, s.Name)
 		names[s.Name] = true
 		for _, h := range s.Hosts {
-			h = strings.ToLower(h)
-			if prev, ok := hosts[h]; ok {
-				problems.Add(fmt.Errorf("sites[%d] (%s): host %q already belongs to site %q", i, s.Name, h, prev))
+			if prev, ok := hosts.Claim(s.Name, h); !ok {
+				problems.Add(fmt.Errorf("sites[%d] (%s): host %q already belongs to site %q", i, s.Name, hostclaim.Key(h), prev))
 			}
-			hosts[h] = s.Name
 		}
 	}
 	return problems.Err()
