@@ -5,10 +5,26 @@
 package control
 
 import (
+	"net"
+	"net/netip"
 	"time"
 
 	"github.com/selfcdn/cdn/internal/config"
+	"github.com/selfcdn/cdn/internal/natsembed"
 )
+
+// loopback reports whether addr (host:port) listens on loopback only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
 
 // Config is control's configuration.
 type Config struct {
@@ -27,6 +43,30 @@ type Config struct {
 	Purges PurgeConfig `yaml:"purges"`
 	// Releases bounds pushed releases.
 	Releases ReleasesConfig `yaml:"releases"`
+	// Push bounds what one site's pushes may store.
+	Push PushConfig `yaml:"push"`
+	// Limits bound how fast one API token may write.
+	Limits LimitsConfig `yaml:"limits"`
+}
+
+// PushConfig bounds pushed sites.
+type PushConfig struct {
+	// MaxSiteBytes bounds the bytes of blobs one release of a site
+	// references (each blob counted once), and so any one blob; a bigger
+	// release is refused with 413. 0: no bound. Default 10GiB.
+	MaxSiteBytes int64 `yaml:"max_site_bytes"`
+}
+
+// LimitsConfig is the per-token write rate of the API: a token bucket per
+// token, refilled at WriteRate and holding WriteBurst writes. Writes are
+// POST, PUT, PATCH and DELETE under /v1, blob uploads aside (bytes bound
+// those); past the rate control answers 429 with Retry-After.
+type LimitsConfig struct {
+	// WriteRate is the writes per second one token may sustain; 0
+	// disables the limit. Default 10.
+	WriteRate float64 `yaml:"write_rate"`
+	// WriteBurst is how many writes a token may make at once. Default 50.
+	WriteBurst int `yaml:"write_burst"`
 }
 
 // ReleasesConfig bounds pushed content and says when it is collected.
@@ -55,6 +95,10 @@ type PurgeConfig struct {
 	// IdempotencyWindow is how long an Idempotency-Key is remembered: a
 	// retry within it returns the first call's version. Default 24h.
 	IdempotencyWindow time.Duration `yaml:"idempotency_window"`
+	// MaxBytes bounds the log's bytes; past it the oldest purges are
+	// dropped (edges that missed them purge their sites whole). Default
+	// 1GiB.
+	MaxBytes int64 `yaml:"max_bytes"`
 }
 
 // NATSConfig says where JetStream is.
@@ -72,6 +116,18 @@ type NATSConfig struct {
 	// Replicas of every bucket: 1 on one server, 3 on a 3-node cluster.
 	// Default 1.
 	Replicas int `yaml:"replicas"`
+	// TLS makes the embedded server's clients connect over TLS (cert and
+	// key; ca is what clients verify it with). Required when Listen is
+	// not a loopback address, unless Insecure.
+	TLS natsembed.TLSFiles `yaml:"tls"`
+	// Insecure allows the embedded server on a non-loopback address
+	// without TLS: credentials and state then cross the network in
+	// clear text.
+	Insecure bool `yaml:"insecure"`
+	// SystemCreds is a system-account user's credentials file on an
+	// external cluster, with which control sends revocations (the
+	// embedded server's are minted into the data dir).
+	SystemCreds string `yaml:"system_creds"`
 }
 
 // HealthConfig tunes how control judges edges.
@@ -99,6 +155,9 @@ func DefaultConfig() Config {
 			FailAfter: 2, RecoverAfter: 2},
 		MaxBodyBytes: 1 << 20,
 		Releases:     ReleasesConfig{MaxBlobBytes: 1 << 30, Retain: 10, GCInterval: 10 * time.Minute, GCGrace: time.Hour},
+		Purges:       PurgeConfig{MaxBytes: 1 << 30},
+		Push:         PushConfig{MaxSiteBytes: 10 << 30},
+		Limits:       LimitsConfig{WriteRate: 10, WriteBurst: 50},
 	}
 }
 
@@ -109,6 +168,11 @@ func (c Config) Validate() error {
 	check(c.Listen != "", "listen must be set")
 	check(c.DataDir != "", "data_dir must be set")
 	check(len(c.NATS.URLs) > 0 || c.NATS.Listen != "", "nats: give urls of an external cluster, or listen for the embedded server")
+	if len(c.NATS.URLs) == 0 && c.NATS.Listen != "" {
+		check(c.NATS.TLS.Enabled() || c.NATS.Insecure || loopback(c.NATS.Listen),
+			"nats.listen %s is reachable from the network: set nats.tls (cert, key) or, knowingly, nats.insecure: true", c.NATS.Listen)
+	}
+	check(c.NATS.TLS.Enabled() == (c.NATS.TLS.Cert != "" && c.NATS.TLS.Key != ""), "nats.tls needs both cert and key")
 	check(c.NATS.Replicas >= 1 && c.NATS.Replicas <= 5, "nats.replicas must be 1-5, got %d", c.NATS.Replicas)
 	check(c.Health.Interval > 0, "health.interval must be > 0, got %s", c.Health.Interval)
 	check(c.Health.Timeout > 0, "health.timeout must be > 0, got %s", c.Health.Timeout)
@@ -124,5 +188,11 @@ func (c Config) Validate() error {
 	check(c.Releases.Retain >= 0, "releases.retain must be >= 0, got %d", c.Releases.Retain)
 	check(c.Releases.GCInterval > 0, "releases.gc_interval must be > 0, got %s", c.Releases.GCInterval)
 	check(c.Releases.GCGrace >= 0, "releases.gc_grace must be >= 0, got %s", c.Releases.GCGrace)
+	// A cap of a few purges would drop purges edges have not applied yet,
+	// making every edge purge its sites whole.
+	check(c.Purges.MaxBytes >= 1<<20, "purges.max_bytes must be at least 1MiB, got %d", c.Purges.MaxBytes)
+	check(c.Push.MaxSiteBytes >= 0, "push.max_site_bytes must be >= 0 (0: no bound), got %d", c.Push.MaxSiteBytes)
+	check(c.Limits.WriteRate >= 0, "limits.write_rate must be >= 0 (0: no limit), got %g", c.Limits.WriteRate)
+	check(c.Limits.WriteRate == 0 || c.Limits.WriteBurst >= 1, "limits.write_burst must be >= 1 with a write_rate, got %d", c.Limits.WriteBurst)
 	return problems.Err()
 }

@@ -22,7 +22,9 @@ import (
 	"github.com/selfcdn/cdn/internal/certstore"
 	"github.com/selfcdn/cdn/internal/deps"
 	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
+	"github.com/selfcdn/cdn/internal/natsauth"
 	"github.com/selfcdn/cdn/internal/natsembed"
+	"github.com/selfcdn/cdn/internal/natslink"
 	"github.com/selfcdn/cdn/internal/state"
 )
 
@@ -74,10 +76,20 @@ func (s *Server) Run(ctx context.Context) error {
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer ln.Close()
 	urls := s.cfg.NATS.URLs
+	natsCfg := natslink.Config{Creds: s.cfg.NATS.Creds, CA: s.cfg.NATS.CA, Inbox: natsauth.InboxPrefix(natsauth.RoleControl, "")}
+	sysCreds := s.cfg.NATS.SystemCreds
+	var auth *natsauth.Authority
+	if len(urls) == 0 || hasAuthority(s.cfg.DataDir) {
+		var err error
+		if auth, err = OpenAuthority(s.cfg.DataDir); err != nil {
+			return fmt.Errorf("nats authority: %w", err)
+		}
+	}
 	var ns *server.Server
 	if len(urls) == 0 {
 		var err error
-		ns, err = natsembed.Start(natsembed.Config{Listen: s.cfg.NATS.Listen, Dir: filepath.Join(s.cfg.DataDir, "nats"), Name: "control"})
+		dir := filepath.Join(s.cfg.DataDir, "nats")
+		ns, err = natsembed.Start(natsembed.Config{Listen: s.cfg.NATS.Listen, Dir: dir, Name: "control", Auth: auth, TLS: s.cfg.NATS.TLS})
 		if err != nil {
 			return fmt.Errorf("embedded nats: %w", err)
 		}
@@ -86,7 +98,11 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			ns.WaitForShutdown()
 		}()
 		urls = []string{ns.ClientURL()}
-		s.log.Info("embedded NATS with JetStream started", "url", ns.ClientURL(), "dir", filepath.Join(s.cfg.DataDir, "nats"))
+		authDir := filepath.Join(s.cfg.DataDir, AuthDir)
+		natsCfg.Creds, natsCfg.CA = filepath.Join(authDir, ControlCredsFile), s.cfg.NATS.TLS.CA
+		sysCreds = filepath.Join(authDir, SystemCredsFile)
+		s.log.Info("embedded NATS with JetStream started", "url", ns.ClientURL(), "dir", dir, "tls", s.cfg.NATS.TLS.Enabled(),
+			"operator_creds", filepath.Join(authDir, OperatorCredsFile))
 	}
 	joined := strings.Join(urls, ",")
 	s.natsURL.Store(&joined)
@@ -125,7 +141,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		srv.Shutdown(shut)
 	}()
 
-	conn, store, err := s.connect(ctx, joined)
+	conn, store, err := s.connect(ctx, joined, natsCfg)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil // stopped while waiting for NATS
@@ -142,8 +158,16 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	progress := api.NewProgress()
 	a := api.New(store, progress, s.log, s.now, s.cfg.MaxBodyBytes, s.cfg.Releases.MaxBlobBytes)
+	if auth != nil {
+		issuer := &edgeCreds{auth: auth, url: joined, opts: systemLink(sysCreds, natsCfg.CA), log: s.log}
+		defer issuer.close()
+		a.Creds = issuer
+	}
 	a.Requests = api.NewRequestsMetric()
 	s.reg.MustRegister(a.Requests)
+	a.RateLimited = api.NewRateLimitedMetric()
+	s.reg.MustRegister(a.RateLimited)
+	a.SetLimits(api.Limits{WriteRate: s.cfg.Limits.WriteRate, WriteBurst: s.cfg.Limits.WriteBurst, SiteBytes: s.cfg.Push.MaxSiteBytes})
 	apiReady.Store(a)
 	checks := newChecker(store, s.cfg.Health, s.log, s.now, s.reg)
 	ctx, cancel := context.WithCancel(ctx)
@@ -193,14 +217,8 @@ func (s *Server) watchPurgeReports(ctx context.Context, store *state.Store, prog
 
 // connect reaches NATS and opens the buckets, retrying with backoff while
 // NATS is not there yet (control may start before its cluster).
-func (s *Server) connect(ctx context.Context, url string) (*nats.Conn, *state.Store, error) {
-	opts := []nats.Option{nats.Name("cdn-control"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}
-	if s.cfg.NATS.Creds != "" {
-		opts = append(opts, nats.UserCredentials(s.cfg.NATS.Creds))
-	}
-	if s.cfg.NATS.CA != "" {
-		opts = append(opts, nats.RootCAs(s.cfg.NATS.CA))
-	}
+func (s *Server) connect(ctx context.Context, url string, link natslink.Config) (*nats.Conn, *state.Store, error) {
+	opts := append([]nats.Option{nats.Name("cdn-control"), nats.MaxReconnects(-1), nats.ReconnectWait(time.Second)}, link.Options()...)
 	wait := 250 * time.Millisecond
 	for {
 		nc, err := nats.Connect(url, opts...)
@@ -210,6 +228,9 @@ func (s *Server) connect(ctx context.Context, url string) (*nats.Conn, *state.St
 				Replicas: s.cfg.NATS.Replicas, PurgeMaxAge: s.cfg.Purges.Retention, PurgeMaxMsgs: s.cfg.Purges.MaxPurges,
 				PurgeDupeWindow: s.cfg.Purges.IdempotencyWindow,
 			})
+			if serr == nil {
+				serr = store.LimitPurgeBytes(octx, s.cfg.Purges.MaxBytes)
+			}
 			cancel()
 			if serr == nil {
 				return nc, store, nil

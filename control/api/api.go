@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -59,8 +60,21 @@ type API struct {
 	routes    []string // "METHOD /path", as openapi.yaml lists them
 	// progress is the edges' purge reports, for ?wait.
 	progress *Progress
+	// Creds mints and revokes edges' NATS users; nil: this process
+	// holds no authority (POST /v1/edges/{edge}/creds answers 501).
+	Creds EdgeCreds
 	// Requests counts answers by route and status; nil counts nothing.
 	Requests *prometheus.CounterVec
+	// RateLimited counts writes refused with 429 (NewRateLimitedMetric);
+	// nil counts nothing.
+	RateLimited *prometheus.CounterVec
+	// limits are the abuse limits (SetLimits), writes the per-token write
+	// rate they set; nil limits no rate.
+	limits Limits
+	writes *writeLimiter
+	// sitesMu serializes site writes, so a host check and the write it
+	// allows are one step within this process.
+	sitesMu sync.Mutex
 }
 
 // NewRequestsMetric is the counter the API records its answers in.
@@ -84,6 +98,7 @@ func New(store Store, progress *Progress, log *slog.Logger, now func() time.Time
 	a.handle("GET /v1/edges", read, a.listEdges)
 	a.handle("GET /v1/edges/{edge}", read, a.getEdge)
 	a.handle("DELETE /v1/edges/{edge}", nil, a.deleteEdge)
+	a.handle("POST /v1/edges/{edge}/creds", nil, a.edgeCreds)
 	a.handle("GET /v1/health", read, a.health)
 	a.handle("POST /v1/edges/{edge}/drain", nil, a.drain(true))
 	a.handle("POST /v1/edges/{edge}/undrain", nil, a.drain(false))
@@ -115,6 +130,7 @@ func (a *API) handle(pattern string, scopes []string, h func(http.ResponseWriter
 // handleWith is handle with its own bound on the request body.
 func (a *API) handleWith(pattern string, scopes []string, maxBody int64, h func(http.ResponseWriter, *http.Request) error) {
 	a.routes = append(a.routes, pattern)
+	limited := writeLimited(pattern)
 	a.mux.HandleFunc(pattern, func(rw http.ResponseWriter, r *http.Request) {
 		w := &httpstats.Writer{ResponseWriter: rw}
 		if a.Requests != nil {
@@ -142,6 +158,9 @@ func (a *API) handleWith(pattern string, scopes []string, maxBody int64, h func(
 			writeError(w, http.StatusForbidden, "forbidden", "this token may not "+r.Method+" "+r.URL.Path)
 			return
 		}
+		if limited && a.writes != nil && !a.rateLimit(w, t) {
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		r = r.WithContext(context.WithValue(r.Context(), tokenKey{}, t))
 		if err := h(w, r); err != nil {
@@ -158,7 +177,16 @@ func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var purgeField *purge.FieldError
 	var conflicting *conflict
 	var collected *gone
+	var taken *hostTaken
+	var noSite *unknownSite
+	var over *overLimit
 	switch {
+	case errors.As(err, &taken):
+		writeHostTaken(w, taken)
+	case errors.As(err, &noSite):
+		writeError(w, http.StatusUnprocessableEntity, "unknown_site", err.Error())
+	case errors.As(err, &over):
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", err.Error())
 	case errors.As(err, &collected):
 		writeError(w, http.StatusGone, "gone", err.Error())
 	case errors.Is(err, purge.ErrTooLarge):

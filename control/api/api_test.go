@@ -167,6 +167,7 @@ func TestBadInput(t *testing.T) {
 func TestTokensLifecycle(t *testing.T) {
 	a := startAPI(t)
 	admin := a.token(t, 0, ScopeAdmin)
+	a.do(t, "POST", "/v1/sites", admin, siteA) // a site scope needs its site
 	code, v := a.do(t, "POST", "/v1/tokens", admin, `{"name":"ci","scopes":["purge:a","read"]}`)
 	if code != 201 {
 		t.Fatalf("mint: %d %v", code, v)

@@ -1,6 +1,9 @@
 package api
 
 import (
+	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -33,7 +36,7 @@ func (a *API) createSite(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &s); err != nil {
 		return err
 	}
-	if _, err := a.store.PutSite(r.Context(), s, true); err != nil {
+	if err := a.writeSite(r.Context(), s, true); err != nil {
 		return err
 	}
 	w.Header().Set("Location", "/v1/sites/"+s.Name)
@@ -53,11 +56,26 @@ func (a *API) putSite(w http.ResponseWriter, r *http.Request) error {
 	if s.Name != name {
 		return &badRequest{"name: the body says " + s.Name + ", the path " + name}
 	}
-	if _, err := a.store.PutSite(r.Context(), s, false); err != nil {
+	if err := a.writeSite(r.Context(), s, false); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, s)
 	return nil
+}
+
+// writeSite validates s, checks its hosts against the other sites', and
+// stores it (with create, only if it is new).
+func (a *API) writeSite(ctx context.Context, s state.Site, create bool) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	a.sitesMu.Lock()
+	defer a.sitesMu.Unlock()
+	if err := a.checkHosts(ctx, s); err != nil {
+		return err
+	}
+	_, err := a.store.PutSite(ctx, s, create)
+	return err
 }
 
 func (a *API) deleteSite(w http.ResponseWriter, r *http.Request) error {
@@ -120,6 +138,11 @@ func (a *API) getEdge(w http.ResponseWriter, r *http.Request) error {
 // deleteEdge forgets a decommissioned edge; one that still heartbeats
 // registers again.
 func (a *API) deleteEdge(w http.ResponseWriter, r *http.Request) error {
+	// Revoked first: an edge forgotten but still admitted would register
+	// again with its next heartbeat.
+	if err := a.revokeEdgeUsers(r.Context(), r.PathValue("edge")); err != nil {
+		return err
+	}
 	if err := a.store.DeleteEdge(r.Context(), r.PathValue("edge")); err != nil {
 		return err
 	}
@@ -197,12 +220,43 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 	if req.TTL < 0 {
 		return &badRequest{"ttl: must be >= 0"}
 	}
+	if err := a.checkScopeSites(r.Context(), req.Scopes); err != nil {
+		return err
+	}
 	secret, t := NewToken(req.Name, req.Scopes, time.Duration(req.TTL), a.now())
 	if err := a.store.PutToken(r.Context(), t); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, map[string]any{"token": secret, "id": t.ID, "scopes": t.Scopes, "expires": t.Expires})
 	return nil
+}
+
+// checkScopeSites refuses site scopes (purge:<site>, push:<site>) for
+// sites that do not exist: a token minted for a typo would only fail
+// later, and one minted ahead for a site another team then creates would
+// hand that team's site to whoever holds it.
+func (a *API) checkScopeSites(ctx context.Context, scopes []string) error {
+	for _, sc := range scopes {
+		_, site, ok := strings.Cut(sc, ":")
+		if !ok {
+			continue // admin, read
+		}
+		_, _, err := a.store.Site(ctx, site)
+		if errors.Is(err, state.ErrNotFound) {
+			return &unknownSite{scope: sc, site: site}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// unknownSite is a scope naming a site that does not exist (422).
+type unknownSite struct{ scope, site string }
+
+func (e *unknownSite) Error() string {
+	return fmt.Sprintf("scopes: %s names site %q, which does not exist; create the site first", e.scope, e.site)
 }
 
 func (a *API) listTokens(w http.ResponseWriter, r *http.Request) error {

@@ -24,6 +24,8 @@ const (
 	DefaultPurgeMaxAge   = 30 * 24 * time.Hour
 	DefaultPurgeMaxMsgs  = 1_000_000
 	DefaultPurgeDupeTime = 24 * time.Hour
+	// DefaultPurgeMaxBytes bounds the log's bytes (LimitPurgeBytes).
+	DefaultPurgeMaxBytes = 1 << 30
 )
 
 // PurgeApplied is an edge's report of how far it has applied the purge log.
@@ -58,6 +60,30 @@ func purgeStreamConfig(opts Options) jetstream.StreamConfig {
 	}
 	cfg.Duplicates = min(cfg.Duplicates, cfg.MaxAge)
 	return cfg
+}
+
+// LimitPurgeBytes caps the purge log at maxBytes (0: DefaultPurgeMaxBytes).
+// Past it the oldest purges are dropped, as past its age or count limits:
+// an edge that had not applied them yet purges its sites whole. Control
+// calls it after Open, which leaves the log's bytes unbounded rather
+// than cut it to a default the operator may have raised.
+func (s *Store) LimitPurgeBytes(ctx context.Context, maxBytes int64) error {
+	if maxBytes <= 0 {
+		maxBytes = DefaultPurgeMaxBytes
+	}
+	info, err := s.purges.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("purge stream info: %w", err)
+	}
+	if info.Config.MaxBytes == maxBytes {
+		return nil
+	}
+	cfg := info.Config
+	cfg.MaxBytes = maxBytes
+	if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+		return fmt.Errorf("cap the purge log at %d bytes: %w", maxBytes, err)
+	}
+	return nil
 }
 
 // PublishPurge appends a purge for site to the log and returns its
