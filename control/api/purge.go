@@ -80,6 +80,9 @@ func (a *API) purge(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if err := checkPurgeSize(len(data)); err != nil {
+		return err
+	}
 	version, dup, err := a.store.PublishPurge(r.Context(), siteName, key, data)
 	if err != nil {
 		return err

@@ -121,6 +121,9 @@ func (a *API) putBlob(w http.ResponseWriter, r *http.Request) error {
 	if !push.ValidHash(hash) {
 		return &badRequest{fmt.Sprintf("%q is not a SHA-256 in lower-case hex", hash)}
 	}
+	if err := a.limitBlob(w, r); err != nil {
+		return err
+	}
 	// Uploading is pushing: keep garbage collection off the blobs this
 	// push already sent, however long it takes.
 	if err := a.touchPush(r.Context()); err != nil {
@@ -167,6 +170,9 @@ func (a *API) createRelease(w http.ResponseWriter, r *http.Request) error {
 		return &badRequest{"message: longer than 1024 bytes"}
 	}
 	blobs := c.Manifest.Blobs()
+	if err := a.checkSiteBytes(site, blobs); err != nil {
+		return err
+	}
 	hashes := make([]string, len(blobs))
 	sizes := make(map[string]int64, len(blobs))
 	for i, b := range blobs {
