@@ -39,12 +39,12 @@ const (
 	maxAnswer = 64 << 20
 )
 
-// ErrNotApplied reports a purge control wrote but that not every healthy
-// edge applied within the wait: the API answered 504 "not_applied". The
-// purge has a version and edges will still apply it. errors.Is(err,
-// ErrNotApplied) holds for that *APIError, whose Status names the pending
-// edges.
-var ErrNotApplied = errors.New("not applied by every healthy edge in time")
+// ErrNotApplied reports a purge control wrote but that not every edge
+// applied within the wait, or that no edge is there to apply (its
+// Status.Expected is 0): the API answered 504 "not_applied". The purge has
+// a version and edges will still apply it. errors.Is(err, ErrNotApplied)
+// holds for that *APIError, whose Status names the pending edges.
+var ErrNotApplied = errors.New("not applied by every edge in time")
 
 // ErrInvalid reports a call the Client refused to send: the request does
 // not validate, the wait is out of range, the idempotency key is
@@ -107,9 +107,10 @@ func (e *APIError) transient() bool {
 // Options tune one Purge call. The zero value sends without waiting,
 // under a generated idempotency key.
 type Options struct {
-	// Wait, when > 0, makes control answer only once every healthy edge
-	// has applied the purge, or fail with ErrNotApplied after Wait. At
-	// most MaxWait.
+	// Wait, when > 0, makes control answer only once every edge has
+	// applied the purge (every registered edge not down or draining, one
+	// not judged yet included), or fail with ErrNotApplied after Wait or
+	// when there is no such edge. At most MaxWait.
 	Wait time.Duration
 	// IdempotencyKey names this purge so a repeated call (a retry, a
 	// re-run CI step) returns the first call's version instead of writing
@@ -123,9 +124,10 @@ type Options struct {
 // defaults. A Client is safe for concurrent use once its fields are set.
 //
 // What an error from Purge means for the purge:
-//   - nil: written; with Options.Wait, applied by every healthy edge.
+//   - nil: written; with Options.Wait, applied by every edge.
 //   - errors.Is(err, ErrNotApplied): written (Result.Version is set) but
-//     not applied by every healthy edge within the wait.
+//     not applied by every edge within the wait, or no edge is there to
+//     apply it (Result.Status.Expected is 0).
 //   - ErrInvalid, or an *APIError with a 4xx status: refused; nothing
 //     written.
 //   - anything else (a connection error, a 5xx after the last retry, ctx
@@ -191,9 +193,9 @@ func (c *Client) Purge(ctx context.Context, site string, r Request, opts Options
 }
 
 // Status reports which edges have applied the purge version. With wait >
-// 0 control answers once every healthy edge has applied it or the wait
-// ends, whichever comes first: check Status.Applied, an unfinished wait
-// is not an error. An unknown version is an *APIError with status 404.
+// 0 control answers once every edge has applied it or the wait ends,
+// whichever comes first: check Status.Applied (false with no edge to
+// apply it), an unfinished wait is not an error. An unknown version is an *APIError with status 404.
 func (c *Client) Status(ctx context.Context, version uint64, wait time.Duration) (Status, error) {
 	if err := c.checkWait(wait); err != nil {
 		return Status{}, fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -207,6 +209,23 @@ func (c *Client) Status(ctx context.Context, version uint64, wait time.Duration)
 		return Status{}, fmt.Errorf("purge status %d: %w", version, err)
 	}
 	return st, nil
+}
+
+// Sites lists control's sites, for SiteFor. It needs a token that may
+// list sites (scope read or admin); a purge-scoped token gets an
+// *APIError with status 403.
+func (c *Client) Sites(ctx context.Context) ([]Site, error) {
+	if c.BaseURL == "" {
+		return nil, fmt.Errorf("%w: the client has no BaseURL", ErrInvalid)
+	}
+	var out struct {
+		Sites []Site `json:"sites"`
+	}
+	u := strings.TrimSuffix(c.BaseURL, "/") + "/v1/sites"
+	if err := c.call(ctx, call{method: http.MethodGet, url: u}, &out); err != nil {
+		return nil, fmt.Errorf("list sites: %w", err)
+	}
+	return out.Sites, nil
 }
 
 // NewIdempotencyKey returns a random key (26 characters from

@@ -44,8 +44,10 @@ type Options struct {
 	Message string
 	// Hold commits the release without switching the site to it.
 	Hold bool
-	// Wait, when > 0, returns once every healthy edge serves the release
-	// (ErrNotServed after Wait). At most purge.MaxWait per call.
+	// Wait, when > 0, returns once every edge serves the release: every
+	// registered edge not down or draining, one not judged yet included.
+	// After Wait, or with no such edge, the error is ErrNotServed. At most
+	// purge.MaxWait per call.
 	Wait time.Duration
 	// Progress, if set, is called as blobs are uploaded (from several
 	// goroutines, never at once).
@@ -71,9 +73,10 @@ type Result struct {
 	Asking, Uploading, Committing time.Duration
 }
 
-// ErrNotServed reports a release committed and live that not every
-// healthy edge served within the wait; Result.Status says which.
-var ErrNotServed = errors.New("not served by every healthy edge in time")
+// ErrNotServed reports a release committed and live that not every edge
+// served within the wait, or that no edge is there to serve (Status.Expected
+// is 0); Result.Status says which.
+var ErrNotServed = errors.New("not served by every edge")
 
 // APIError is an error answer of the control API.
 type APIError struct {
@@ -244,8 +247,11 @@ func (c *Client) Activate(ctx context.Context, site string, n uint64, wait time.
 }
 
 // notServed is ErrNotServed for release n, naming the edges st says are
-// pending and why.
+// pending and why, or saying that no edge is there to serve it.
 func notServed(n uint64, st Status) error {
+	if st.Expected == 0 && len(st.Pending) == 0 {
+		return fmt.Errorf("release %d: %w: %s", n, ErrNotServed, cmp.Or(st.Message, "control counts no edge to wait for"))
+	}
 	return fmt.Errorf("release %d: %w (pending: %s)", n, ErrNotServed, st.PendingWhy())
 }
 

@@ -18,18 +18,28 @@ type Commit struct {
 
 // Status is a release and how far the edges are with it, as the API
 // answers about it.
+//
+// A wait counts every registered edge that is not known to be down or
+// draining: an edge control has not judged yet is waited for.
 type Status struct {
 	Release state.Release `json:"release"`
 	// Live says the release is the one the site serves.
 	Live  bool         `json:"live"`
 	Edges []EdgeStatus `json:"edges"`
-	// Pending are the healthy edges not serving the release yet; Failed
+	// Expected is how many edges the wait counts: every registered edge
+	// not known to be down or draining. Zero means no edge serves the
+	// release, and Message says so.
+	Expected int `json:"expected"`
+	// Pending are the expected edges not serving the release yet; Failed
 	// those of them that report why they cannot.
 	Pending []string `json:"pending"`
 	Failed  []string `json:"failed,omitempty"`
-	// Complete is set when the release is live and every healthy edge
-	// serves it.
+	// Complete is set when the release is live, at least one edge is
+	// expected, and every expected edge serves it.
 	Complete bool `json:"complete"`
+	// Message explains an answer a reader could mistake, such as one
+	// with no edge expected; empty otherwise.
+	Message string `json:"message,omitempty"`
 }
 
 // PendingWhy names the pending edges, each with the error it reports,
@@ -52,12 +62,14 @@ func (s Status) PendingWhy() string {
 	return b.String()
 }
 
-// EdgeStatus is one edge's state for a release.
+// EdgeStatus is one edge's state for a release. Edges that are down or
+// draining are listed but not waited for.
 type EdgeStatus struct {
-	Edge    string `json:"edge"`
-	Health  string `json:"health"`
-	Serving uint64 `json:"serving"`
-	Error   string `json:"error,omitempty"`
+	Edge     string `json:"edge"`
+	Health   string `json:"health"`
+	Draining bool   `json:"draining,omitempty"`
+	Serving  uint64 `json:"serving"`
+	Error    string `json:"error,omitempty"`
 }
 
 // Missing is the body of POST /v1/sites/{site}/blobs/missing and of its

@@ -2,14 +2,17 @@ package main
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -26,12 +29,19 @@ const (
 
 const purgeUsage = `usage: cdn purge --site SITE [flags] [URL ...]
        cdn purge --site SITE [flags] - < urls.txt
+       cdn purge [flags] https://HOST/PATH ...
 
 Purge URLs, prefixes, tags or a whole site through control's API, and with
---wait, wait until every healthy edge has applied the purge. Arguments are
+--wait, wait until every edge has applied the purge (every registered edge
+not down or draining; one not judged yet is waited for). Arguments are
 URLs ("/a.css" for every host of the site, or "https://www.example.com/a.css");
 a "-" argument reads more, one per line, from stdin (blank lines and
-# comments skipped).
+# comments skipped). Without --site (or $CDN_SITE), the site is the one
+serving the full URLs' hosts, as control lists them (a token with scope
+read).
+
+--wait alone waits up to --timeout (5m); --wait=30s (or --wait 30s) up
+to 30 seconds.
 
 A purge is written once per idempotency key: re-running this step with the
 same key (--idempotency-key or $CDN_PURGE_KEY) answers with the first run's
@@ -39,9 +49,10 @@ version and writes nothing new. Without one, a key is made and printed to
 stderr.
 
 Exit codes:
-  0  written; with --wait, applied by every healthy edge
-  1  written, but not applied by every healthy edge within --wait
-     (the message names the version and the pending edges)
+  0  written; with --wait, applied by every edge
+  1  written, but not applied by every edge within the wait (the message
+     names the version and the pending edges), or no edge is there to
+     apply it (none registered, or every one down or draining)
   2  bad usage, or control refused the request (4xx): nothing written
   3  authentication or permission refused (401, 403): nothing written
   4  control unreachable or unavailable after retries: not known to be
@@ -72,7 +83,9 @@ type purgeFlags struct {
 	controlURL, token, site, key string
 	urls, prefixes, tags         listFlag
 	all, soft, json              bool
-	wait                         time.Duration
+	waitFlag                     waitFlag
+	// wait is how long to wait, from waitFlag; 0 does not.
+	wait time.Duration
 }
 
 func (c purgeCmd) run(ctx context.Context, args []string) error {
@@ -86,6 +99,12 @@ func (c purgeCmd) run(ctx context.Context, args []string) error {
 	}
 	client := &purge.Client{BaseURL: f.controlURL, Token: f.token, MaxBackoff: c.maxBackoff}
 	req := purge.Request{URLs: f.urls, Prefixes: f.prefixes, Tags: f.tags, All: f.all, Soft: f.soft}
+	if f.site == "" {
+		if f.site, err = findSite(ctx, client, req); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stderr, "cdn purge: site %s (serves the URLs' hosts)\n", f.site)
+	}
 	if keyMade {
 		// Printed before the call, so a step that dies mid-call can still
 		// be re-run under the same key.
@@ -133,7 +152,7 @@ func (c purgeCmd) parse(args []string) (purgeFlags, error) {
 	fs.Var(&f.tags, "tag", "`TAG` (from the origin's Surrogate-Key or Cache-Tag) to purge (repeatable)")
 	fs.BoolVar(&f.all, "all", false, "purge the whole site")
 	fs.BoolVar(&f.soft, "soft", false, "mark stale (served while revalidating) instead of removing")
-	fs.DurationVar(&f.wait, "wait", 0, fmt.Sprintf("wait up to this long (at most %s) for every healthy edge to apply the purge; 0 does not wait", purge.MaxWait))
+	f.waitFlag.register(fs, "apply the purge")
 	fs.StringVar(&f.key, "idempotency-key", "", "idempotency key (default $CDN_PURGE_KEY, else a new one, printed)")
 	fs.BoolVar(&f.json, "json", false, "print the result as JSON on stdout")
 	args, err := parseInterleaved(fs, args)
@@ -141,7 +160,10 @@ func (c purgeCmd) parse(args []string) (purgeFlags, error) {
 		return f, err
 	}
 	fromEnv(c.getenv, map[*string]string{&f.controlURL: "CDN_CONTROL_URL", &f.token: "CDN_TOKEN", &f.site: "CDN_SITE", &f.key: "CDN_PURGE_KEY"})
-	if err := needControl(f.controlURL, f.token, f.site); err != nil {
+	if err := needAccess(f.controlURL, f.token); err != nil {
+		return f, err
+	}
+	if f.wait, err = f.waitFlag.duration(); err != nil {
 		return f, err
 	}
 	stdinRead := false
@@ -168,6 +190,7 @@ func (c purgeCmd) parse(args []string) (purgeFlags, error) {
 // after "--" is positional.
 func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
+	args = joinFlagValues(fs, args)
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
@@ -216,19 +239,23 @@ func purgeFailed(err error, key string) error {
 	}
 }
 
-// notApplied explains exit code 1: the purge is written, some edges have
-// not applied it.
+// notApplied explains exit code 1: the purge is written, and some edges
+// have not applied it, or no edge is there to.
 func notApplied(f purgeFlags, res purge.Result) error {
 	var pending string
 	switch {
 	case res.Status == nil:
 		pending = "unknown (control sent no status)"
+	case res.Status.Expected == 0 && len(res.Status.Pending) == 0:
+		// Not "applied by all 0 edges": nothing serves the site.
+		return fmt.Errorf("site=%s version=%d written, but not applied: %s",
+			f.site, res.Version, cmp.Or(res.Status.Message, "control counts no edge to wait for"))
 	case len(res.Status.Pending) == 0:
 		pending = "none named"
 	default:
 		pending = strings.Join(res.Status.Pending, ", ")
 	}
-	return fmt.Errorf("site=%s version=%d written, but not applied by every healthy edge within %s; pending edges: %s",
+	return fmt.Errorf("site=%s version=%d written, but not applied by every edge within %s; pending edges: %s",
 		f.site, res.Version, f.wait, pending)
 }
 
@@ -238,16 +265,19 @@ func summary(f purgeFlags, res purge.Result, took time.Duration) string {
 	if f.wait == 0 || res.Status == nil {
 		fmt.Fprintf(&b, "accepted site=%s version=%d (not waiting)", f.site, res.Version)
 	} else {
-		up, done := 0, 0
-		for _, e := range res.Status.Edges {
-			if e.Health == "up" {
-				up++
-				if e.Applied {
-					done++
+		expected := res.Status.Expected
+		if expected == 0 { // a control from before edges were counted
+			for _, e := range res.Status.Edges {
+				if e.Health == "up" {
+					expected++
 				}
 			}
 		}
-		fmt.Fprintf(&b, "purged site=%s version=%d applied by %d/%d edges in %s", f.site, res.Version, done, up, took.Round(time.Millisecond))
+		fmt.Fprintf(&b, "purged site=%s version=%d applied by %d/%d edges in %s", f.site, res.Version,
+			expected-len(res.Status.Pending), expected, took.Round(time.Millisecond))
+		if skipped := len(res.Status.Edges) - expected; skipped > 0 {
+			fmt.Fprintf(&b, " (%d down or draining, not waited for)", skipped)
+		}
 	}
 	if res.Duplicate {
 		b.WriteString(" (key seen before: nothing new written)")
@@ -278,11 +308,64 @@ func fromEnv(getenv func(string) string, vars map[*string]string) {
 // needControl refuses a CI command that does not know where control is,
 // how to authenticate, or which site it acts on.
 func needControl(controlURL, token, site string) error {
-	switch {
-	case controlURL == "" || token == "":
-		return usageError{errors.New("set CDN_CONTROL_URL and CDN_TOKEN (or --control-url and --token)")}
-	case site == "":
+	if err := needAccess(controlURL, token); err != nil {
+		return err
+	}
+	if site == "" {
 		return usageError{errors.New("set --site (or CDN_SITE)")}
 	}
 	return nil
+}
+
+// needAccess refuses a CI command that does not know where control is or
+// how to authenticate.
+func needAccess(controlURL, token string) error {
+	if controlURL == "" || token == "" {
+		return usageError{errors.New("set CDN_CONTROL_URL and CDN_TOKEN (or --control-url and --token)")}
+	}
+	return nil
+}
+
+// findSite names the site that serves the hosts of req's full URLs, for a
+// purge given no --site. Nothing is written if it fails.
+func findSite(ctx context.Context, client *purge.Client, req purge.Request) (string, error) {
+	// Refuse a bad request first: its error is the one worth reading.
+	if err := req.Validate([]string{"*"}); err != nil {
+		return "", exitError{exitPurgeUsage, fmt.Errorf("%w: %w", purge.ErrInvalid, err)}
+	}
+	var hosts []string
+	for _, u := range slices.Concat(req.URLs, req.Prefixes) {
+		if host, _, _ := purge.Split(u); host != "" && !slices.Contains(hosts, host) {
+			hosts = append(hosts, host)
+		}
+	}
+	if len(hosts) == 0 {
+		return "", usageError{errors.New("set --site (or CDN_SITE), or give full URLs (https://host/path) to find the site by host")}
+	}
+	sites, err := client.Sites(ctx)
+	if err != nil {
+		if ae, ok := errors.AsType[*purge.APIError](err); ok && (ae.StatusCode == http.StatusUnauthorized || ae.StatusCode == http.StatusForbidden) {
+			return "", exitError{exitPurgeAuth, fmt.Errorf("%w\nfinding the site by host needs a token that may list sites (scope read); or set --site (or CDN_SITE); nothing was written", err)}
+		}
+		return "", exitError{exitPurgeNoControl, fmt.Errorf("find the site by host: %w\nnothing was written; re-running is safe", err)}
+	}
+	bySite := map[string][]string{}
+	for _, h := range hosts {
+		name, err := purge.SiteFor(sites, h)
+		if err != nil {
+			return "", exitError{exitPurgeUsage, fmt.Errorf("find the site by host: %w; set --site", err)}
+		}
+		bySite[name] = append(bySite[name], h)
+	}
+	if len(bySite) > 1 {
+		var parts []string
+		for _, name := range slices.Sorted(maps.Keys(bySite)) {
+			parts = append(parts, name+": "+strings.Join(bySite[name], ", "))
+		}
+		return "", exitError{exitPurgeUsage, fmt.Errorf("the URLs' hosts belong to several sites (%s): purge each site on its own, with --site", strings.Join(parts, "; "))}
+	}
+	for name := range bySite {
+		return name, nil
+	}
+	return "", nil // not reached: hosts is not empty
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -35,9 +36,14 @@ _headers (Netlify format) adds response headers, _redirects adds redirects,
 /404.html is the 404 page of a push-only site. Text files are precompressed
 (gzip, zstd) here. An interrupted push can simply be run again.
 
+--wait waits until every edge serves the release: every registered edge
+not down or draining (one not judged yet is waited for). --wait alone
+waits up to --timeout (5m); --wait=2m (or --wait 2m) up to 2 minutes.
+
 Exit codes:
-  0  pushed; with --wait, served by every healthy edge
-  1  pushed and live, but not served by every healthy edge within --wait
+  0  pushed; with --wait, served by every edge
+  1  pushed and live, but not served by every edge within the wait, or
+     no edge is there to serve it (none registered, or all down or draining)
   2  bad usage, an unusable directory, or refused by control: no release
   3  authentication or permission refused (401, 403)
   4  control unreachable: no release made; run again (resumes)
@@ -65,19 +71,12 @@ func (e *pushEnv) fill() (*push.Client, error) {
 	return &push.Client{BaseURL: e.controlURL, Token: e.token}, nil
 }
 
-func checkWait(wait time.Duration) error {
-	if wait < 0 || wait > push.MaxWait {
-		return usageError{fmt.Errorf("--wait %s: want 0 to %s", wait, push.MaxWait)}
-	}
-	return nil
-}
-
 // runPush is `cdn push`.
 func runPush(ctx context.Context, args []string, stderr io.Writer) error {
 	var env pushEnv
 	var message string
 	var hold, quiet bool
-	var wait time.Duration
+	var wf waitFlag
 	fs := flag.NewFlagSet("push", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
@@ -87,7 +86,7 @@ func runPush(ctx context.Context, args []string, stderr io.Writer) error {
 	env.register(fs)
 	fs.StringVar(&message, "message", "", "note kept with the release (a commit id)")
 	fs.BoolVar(&hold, "hold", false, "commit the release without switching the site to it (activate later with cdn rollback --to N)")
-	fs.DurationVar(&wait, "wait", 0, fmt.Sprintf("wait up to this long (at most %s) for every healthy edge to serve the release", push.MaxWait))
+	wf.register(fs, "serve the release")
 	fs.BoolVar(&quiet, "quiet", false, "no progress output")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
@@ -96,7 +95,8 @@ func runPush(ctx context.Context, args []string, stderr io.Writer) error {
 	if len(pos) != 1 {
 		return usageError{errors.New("give exactly one directory to push")}
 	}
-	if err := checkWait(wait); err != nil {
+	wait, err := wf.duration()
+	if err != nil {
 		return err
 	}
 	client, err := env.fill()
@@ -135,13 +135,25 @@ func servedLine(st push.Status, hold bool, wait, took time.Duration) string {
 	case hold:
 		return "held (not live)"
 	case st.Complete:
-		return fmt.Sprintf("served by every healthy edge (%d) after %s", len(st.Edges)-countNotUp(st), took.Round(time.Millisecond))
+		expected := st.Expected
+		if expected == 0 { // a control from before edges were counted
+			expected = len(st.Edges) - countNotUp(st)
+		}
+		line := fmt.Sprintf("served by every edge (%d) after %s", expected, took.Round(time.Millisecond))
+		if skipped := len(st.Edges) - expected; skipped > 0 {
+			line += fmt.Sprintf(" (%d down or draining, not waited for)", skipped)
+		}
+		return line
+	case wait > 0 && st.Expected == 0 && len(st.Pending) == 0:
+		// Never "served by every edge (0)": nothing serves it.
+		return "not served: " + cmp.Or(st.Message, "control counts no edge to wait for")
 	case wait > 0:
 		return "not served everywhere yet, pending: " + strings.Join(st.Pending, ", ")
 	}
 	return "live; edges are switching"
 }
 
+// countNotUp counts the edges st lists that are not up.
 func countNotUp(st push.Status) int {
 	n := 0
 	for _, e := range st.Edges {
@@ -235,19 +247,20 @@ func runReleases(ctx context.Context, args []string, stderr io.Writer) error {
 func runRollback(ctx context.Context, args []string, stderr io.Writer) error {
 	var env pushEnv
 	var to uint64
-	var wait time.Duration
+	var wf waitFlag
 	fs := flag.NewFlagSet("rollback", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	env.register(fs)
 	fs.Uint64Var(&to, "to", 0, "release number to switch the site to (see cdn releases)")
-	fs.DurationVar(&wait, "wait", 0, fmt.Sprintf("wait up to this long (at most %s) for every healthy edge to serve it", push.MaxWait))
-	if err := parse(fs, args); err != nil {
+	wf.register(fs, "serve it")
+	if err := parse(fs, joinFlagValues(fs, args)); err != nil {
 		return err
 	}
 	if to == 0 {
 		return usageError{errors.New("--to N is required")}
 	}
-	if err := checkWait(wait); err != nil {
+	wait, err := wf.duration()
+	if err != nil {
 		return err
 	}
 	client, err := env.fill()

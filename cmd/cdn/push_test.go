@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/selfcdn/cdn/push"
 )
@@ -39,4 +41,45 @@ func TestProgressPrinter(t *testing.T) {
 			t.Fatalf("log lines:\n%s", out)
 		}
 	})
+}
+
+// TestServedLine: what cdn push and rollback say about where a release
+// stands; never "served by every edge" when no edge serves it.
+func TestServedLine(t *testing.T) {
+	edges := func(health ...string) []push.EdgeStatus {
+		var out []push.EdgeStatus
+		for i, h := range health {
+			out = append(out, push.EdgeStatus{Edge: fmt.Sprintf("e%d", i+1), Health: h})
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		st   push.Status
+		hold bool
+		wait time.Duration
+		want string
+	}{
+		{name: "held", st: push.Status{}, hold: true, want: "held (not live)"},
+		{name: "served", st: push.Status{Complete: true, Expected: 2, Edges: edges("up", "unknown")}, wait: time.Minute,
+			want: "served by every edge (2) after 1.5s"},
+		{name: "served, one down", st: push.Status{Complete: true, Expected: 2, Edges: edges("up", "unknown", "down")}, wait: time.Minute,
+			want: "served by every edge (2) after 1.5s (1 down or draining, not waited for)"},
+		{name: "served, control without edge counts", st: push.Status{Complete: true, Edges: edges("up", "down")}, wait: time.Minute,
+			want: "served by every edge (1) after 1.5s (1 down or draining, not waited for)"},
+		{name: "pending", st: push.Status{Expected: 2, Pending: []string{"e2"}, Edges: edges("up", "unknown")}, wait: time.Minute,
+			want: "not served everywhere yet, pending: e2"},
+		{name: "no edge", st: push.Status{Live: true, Message: "no edge to wait for: none is registered, or every one is down or draining"}, wait: time.Minute,
+			want: "not served: no edge to wait for: none is registered, or every one is down or draining"},
+		{name: "no edge, no message", st: push.Status{Live: true, Edges: edges("down")}, wait: time.Minute,
+			want: "not served: control counts no edge to wait for"},
+		{name: "not waiting", st: push.Status{Live: true}, want: "live; edges are switching"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := servedLine(tt.st, tt.hold, tt.wait, 1500*time.Millisecond); got != tt.want {
+				t.Errorf("servedLine(%+v) = %q, want %q", tt.st, got, tt.want)
+			}
+		})
+	}
 }

@@ -111,9 +111,12 @@ func (a *API) purge(w http.ResponseWriter, r *http.Request) error {
 	}
 	res.Status = &st
 	if !st.Applied {
+		msg := fmt.Sprintf("purge %d was written but not applied within %s by: %s", version, wait, strings.Join(st.Pending, ", "))
+		if st.Expected == 0 {
+			msg = fmt.Sprintf("purge %d was written, but %s", version, noEdgeMessage)
+		}
 		writeJSON(w, http.StatusGatewayTimeout, map[string]any{
-			"error": map[string]string{"code": "not_applied", "message": fmt.Sprintf(
-				"purge %d was written but not applied within %s by: %s", version, wait, strings.Join(st.Pending, ", "))},
+			"error":   map[string]string{"code": "not_applied", "message": msg},
 			"version": version, "status": st,
 		})
 		return nil
@@ -165,11 +168,12 @@ func (a *API) purgeStatus(w http.ResponseWriter, r *http.Request) error {
 }
 
 // waitApplied fills st with every edge's progress, waiting up to wait
-// for every healthy edge to reach st.Version. Edges that are not up are
-// listed but not waited for: a dead edge must not fail every deploy, and
-// it catches up (or purges its sites) when it returns.
+// for every edge the wait counts (see census) to reach st.Version. Edges
+// down or draining are listed but not waited for: a dead edge must not
+// fail every deploy, and it catches up (or purges its sites) when it
+// returns. With no edge counted it waits on, for one to register.
 func (a *API) waitApplied(ctx context.Context, st *purge.Status, wait time.Duration) error {
-	health, err := a.edgeHealth(ctx)
+	edges, err := a.census(ctx, nil)
 	if err != nil {
 		return err
 	}
@@ -179,16 +183,16 @@ func (a *API) waitApplied(ctx context.Context, st *purge.Status, wait time.Durat
 	defer refresh.Stop()
 	for {
 		applied, changed := a.progress.snapshot()
-		fill(st, health, applied)
+		fill(st, edges, applied)
 		if st.Applied || wait <= 0 {
 			return nil
 		}
 		select {
 		case <-changed:
 		case <-refresh.C:
-			// Edges that went down meanwhile are no longer waited for.
-			if h, err := a.edgeHealth(ctx); err == nil {
-				health = h
+			// Edges registered, judged, drained or deleted meanwhile.
+			if e, err := a.census(ctx, edges); err == nil {
+				edges = e
 			}
 		case <-ctx.Done():
 			return nil // the wait is over (or the caller gone): st says how far it got
@@ -196,33 +200,27 @@ func (a *API) waitApplied(ctx context.Context, st *purge.Status, wait time.Durat
 	}
 }
 
-// edgeHealth maps each edge control has judged to its verdict. An edge
-// not judged yet is not waited for: it has not been sent clients either.
-func (a *API) edgeHealth(ctx context.Context) (map[string]string, error) {
-	statuses, err := a.store.EdgeStatuses(ctx)
-	if err != nil {
-		return nil, err
-	}
-	health := make(map[string]string, len(statuses))
-	for _, st := range statuses {
-		health[st.Name] = st.Health
-	}
-	return health, nil
-}
-
 // fill sets st's per-edge lines and verdict.
-func fill(st *purge.Status, health map[string]string, applied map[string]uint64) {
-	st.Edges, st.Pending = st.Edges[:0], []string{}
-	for name, h := range health {
-		v := applied[name]
-		st.Edges = append(st.Edges, purge.EdgeStatus{Edge: name, Health: h, Version: v, Applied: v >= st.Version})
-		if h == state.HealthUp && v < st.Version {
+func fill(st *purge.Status, edges map[string]verdict, applied map[string]uint64) {
+	st.Edges, st.Pending, st.Expected, st.Message = make([]purge.EdgeStatus, 0, len(edges)), []string{}, 0, ""
+	for name, v := range edges {
+		got := applied[name]
+		st.Edges = append(st.Edges, purge.EdgeStatus{Edge: name, Health: v.health, Draining: v.draining, Version: got, Applied: got >= st.Version})
+		if !v.counted() {
+			continue
+		}
+		st.Expected++
+		if got < st.Version {
 			st.Pending = append(st.Pending, name)
 		}
 	}
 	slices.SortFunc(st.Edges, func(x, y purge.EdgeStatus) int { return strings.Compare(x.Edge, y.Edge) })
 	slices.Sort(st.Pending)
-	st.Applied = len(st.Pending) == 0
+	// No edge applied it when there is none: never "applied by all 0".
+	st.Applied = st.Expected > 0 && len(st.Pending) == 0
+	if st.Expected == 0 {
+		st.Message = noEdgeMessage
+	}
 }
 
 // waitParam reads ?wait=, a duration up to MaxWait; absent is 0.

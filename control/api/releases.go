@@ -325,13 +325,20 @@ func (a *API) releaseOf(r *http.Request) (state.Release, error) {
 const releasePoll = 200 * time.Millisecond
 
 // waitRelease returns rel's status, waiting up to wait for it to be
-// complete, or for every pending edge to have failed. Edges that are not
-// up are listed but not waited for, as with purges.
+// complete, or for every pending edge to have failed. It counts the edges
+// a purge wait counts (see census): down and draining ones are listed but
+// not waited for; with none counted it waits on, for one to register.
 func (a *API) waitRelease(ctx context.Context, rel state.Release, wait time.Duration) (push.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
+	var edges map[string]verdict
 	for {
-		st, err := a.releaseState(context.WithoutCancel(ctx), rel)
+		var err error
+		// Read past the wait's end: the answer says how far it got.
+		if edges, err = a.census(context.WithoutCancel(ctx), edges); err != nil {
+			return push.Status{}, err
+		}
+		st, err := a.releaseState(context.WithoutCancel(ctx), rel, edges)
 		if err != nil || st.Complete || !st.Live || len(st.Failed) == len(st.Pending) && len(st.Failed) > 0 {
 			return st, err
 		}
@@ -343,18 +350,14 @@ func (a *API) waitRelease(ctx context.Context, rel state.Release, wait time.Dura
 	}
 }
 
-// releaseState reads rel's status once.
-func (a *API) releaseState(ctx context.Context, rel state.Release) (push.Status, error) {
+// releaseState reads rel's status once, over the edges of a census.
+func (a *API) releaseState(ctx context.Context, rel state.Release, edges map[string]verdict) (push.Status, error) {
 	st := push.Status{Release: rel, Edges: []push.EdgeStatus{}, Pending: []string{}}
 	live, err := a.store.Live(ctx, rel.Site)
 	if err != nil && !errors.Is(err, state.ErrNotFound) {
 		return st, err
 	}
 	st.Live = err == nil && live.Release == rel.Number
-	health, err := a.edgeHealth(ctx)
-	if err != nil {
-		return st, err
-	}
 	reports, err := a.store.EdgeReleases(ctx)
 	if err != nil {
 		return st, err
@@ -363,14 +366,18 @@ func (a *API) releaseState(ctx context.Context, rel state.Release) (push.Status,
 	for _, rep := range reports {
 		byEdge[rep.Edge] = rep.Sites[rel.Site]
 	}
-	for name, h := range health {
+	for name, v := range edges {
 		sr := byEdge[name]
-		es := push.EdgeStatus{Edge: name, Health: h, Serving: sr.Serving}
+		es := push.EdgeStatus{Edge: name, Health: v.health, Draining: v.draining, Serving: sr.Serving}
 		if sr.Wanted == rel.Number {
 			es.Error = sr.Error
 		}
 		st.Edges = append(st.Edges, es)
-		if h == state.HealthUp && sr.Serving != rel.Number {
+		if !v.counted() {
+			continue
+		}
+		st.Expected++
+		if sr.Serving != rel.Number {
 			st.Pending = append(st.Pending, name)
 			if es.Error != "" {
 				st.Failed = append(st.Failed, name)
@@ -380,6 +387,10 @@ func (a *API) releaseState(ctx context.Context, rel state.Release) (push.Status,
 	slices.SortFunc(st.Edges, func(x, y push.EdgeStatus) int { return strings.Compare(x.Edge, y.Edge) })
 	slices.Sort(st.Pending)
 	slices.Sort(st.Failed)
-	st.Complete = st.Live && len(st.Pending) == 0
+	// No edge serves it when there is none: never "served by all 0".
+	st.Complete = st.Live && st.Expected > 0 && len(st.Pending) == 0
+	if st.Expected == 0 {
+		st.Message = noEdgeMessage
+	}
 	return st, nil
 }
