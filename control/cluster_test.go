@@ -69,7 +69,7 @@ func TestThreeNodeCluster(t *testing.T) {
 	waitFor(t, "control on the cluster", time.Now().Add(30*time.Second), func() bool { return status(api+"/readyz", "") == 200 })
 	token := readToken(t, cfg.DataDir)
 
-	e := startEdge(t, "e1", strings.Join(clientURLs, ","), t.TempDir(), "")
+	e := startEdge(t, "e1", strings.Join(clientURLs, ","), "", t.TempDir(), "")
 	if code, body := call(t, "POST", api+"/v1/sites", token, siteJSON("one", "one.test", origin.URL)); code != 201 {
 		t.Fatalf("create site: %d %s", code, body)
 	}

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/selfcdn/cdn/edge"
+	"github.com/selfcdn/cdn/internal/natsauth"
 	"github.com/selfcdn/cdn/internal/natstest"
 )
 
@@ -89,7 +90,9 @@ func readToken(t testing.TB, dir string) string {
 }
 
 // startEdge runs an edge linked to control's NATS.
-func startEdge(t testing.TB, name, natsURL, cacheDir string, adminURL string) *running {
+// controlDir is control's data dir, whose authority mints the edge's NATS
+// creds; "" for an unauthenticated external NATS.
+func startEdge(t testing.TB, name, natsURL, controlDir, cacheDir string, adminURL string) *running {
 	t.Helper()
 	cfg := edge.DefaultConfig()
 	cfg.Name, cfg.Region = name, "local-a"
@@ -97,9 +100,32 @@ func startEdge(t testing.TB, name, natsURL, cacheDir string, adminURL string) *r
 	cfg.Cache.Memory = 16 << 20
 	cfg.Cache.Dir = cacheDir
 	cfg.Cache.Disk = 0
-	cfg.Control = &edge.ControlConfig{NATS: natsURL, Lat: 50, Lon: 8, Heartbeat: 100 * time.Millisecond, AdminURL: adminURL}
+	cfg.Control = &edge.ControlConfig{NATS: natsURL, Lat: 50, Lon: 8, Heartbeat: 100 * time.Millisecond, AdminURL: adminURL,
+		Creds: edgeCredsFile(t, controlDir, name)}
 	r, _ := serveEdge(t, cfg)
 	return r
+}
+
+// edgeCredsFile mints NATS creds for the edge name from the authority in
+// control's data dir into a file; "" when controlDir is.
+func edgeCredsFile(t testing.TB, controlDir, name string) string {
+	t.Helper()
+	if controlDir == "" {
+		return ""
+	}
+	auth, err := natsauth.Open(filepath.Join(controlDir, AuthDir))
+	if err != nil {
+		t.Fatalf("nats authority: %v", err)
+	}
+	creds, err := auth.Creds(natsauth.RoleEdge, name, natsauth.CredsOptions{})
+	if err != nil {
+		t.Fatalf("edge creds: %v", err)
+	}
+	path := filepath.Join(t.TempDir(), name+".creds")
+	if err := natsauth.WriteCreds(path, creds); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 // serveEdge runs an edge from cfg on loopback ports until the test ends
@@ -205,7 +231,7 @@ func TestControlPlane(t *testing.T) {
 	ctrl, token := startControl(t, dir, natsAddr)
 	natsURL := "nats://" + natsAddr
 	edgeDir := t.TempDir()
-	e1 := startEdge(t, "e1", natsURL, edgeDir, "")
+	e1 := startEdge(t, "e1", natsURL, dir, edgeDir, "")
 
 	// A site added through the API reaches the running edge within a second.
 	if code, b := call(t, "POST", ctrl.url+"/v1/sites", token, siteJSON("one", "one.test", origin.URL)); code != 201 {
@@ -238,7 +264,7 @@ func TestControlPlane(t *testing.T) {
 		http.Error(w, "disk on fire", http.StatusServiceUnavailable)
 	}))
 	defer sick.Close()
-	startEdge(t, "e2", natsURL, t.TempDir(), sick.URL)
+	startEdge(t, "e2", natsURL, dir, t.TempDir(), sick.URL)
 	waitFor(t, "e2 down while heartbeating", time.Now().Add(5*time.Second), func() bool {
 		h, _ := edgeHealth(t, ctrl.url, token, "e2")
 		return h == "down"
@@ -273,7 +299,7 @@ func TestControlPlane(t *testing.T) {
 
 	// NATS down: an edge starts from its saved sites and serves them...
 	ctrl.stop()
-	e3 := startEdge(t, "e1", natsURL, edgeDir, "")
+	e3 := startEdge(t, "e1", natsURL, dir, edgeDir, "")
 	waitFor(t, "the saved site served with NATS down", time.Now().Add(5*time.Second), func() bool {
 		code, _ := fetchVia(e3.url, "one.test")
 		return code == 200

@@ -75,10 +75,12 @@ func (o *versionedOrigin) count(m map[string]int, path string) int {
 // purgeNet is control (embedded NATS), an origin, a site and edges with
 // disk caches, for purge tests.
 type purgeNet struct {
-	t      testing.TB
-	api    string
-	token  string
-	nats   string
+	t     testing.TB
+	api   string
+	token string
+	nats  string
+	// ctlDir is control's data dir (its NATS authority).
+	ctlDir string
 	origin *versionedOrigin
 	client *purge.Client
 	edges  map[string]*purgeEdge
@@ -105,7 +107,7 @@ func newPurgeNet(t testing.TB, edges int, tune func(*Config)) *purgeNet {
 	}
 	ctrl := runControl(t, cfg)
 	waitFor(t, "control ready", time.Now().Add(10*time.Second), func() bool { return status(ctrl.url+"/readyz", "") == 200 })
-	n := &purgeNet{t: t, api: ctrl.url, token: readToken(t, dir), nats: "nats://" + natsAddr, origin: newVersionedOrigin(t),
+	n := &purgeNet{t: t, api: ctrl.url, token: readToken(t, dir), nats: "nats://" + natsAddr, ctlDir: dir, origin: newVersionedOrigin(t),
 		edges: map[string]*purgeEdge{}}
 	n.client = &purge.Client{BaseURL: n.api, Token: n.token}
 	if code, b := call(t, "POST", n.api+"/v1/sites", n.token, siteJSON("www", purgeHost, n.origin.URL)); code != 201 {
@@ -125,7 +127,8 @@ func (n *purgeNet) start(name, dir string) *purgeEdge {
 	cfg := edge.DefaultConfig()
 	cfg.Name, cfg.Region, cfg.AccessLog = name, "local-a", false
 	cfg.Cache.Memory, cfg.Cache.Dir, cfg.Cache.Disk = 16<<20, dir, 64<<20
-	cfg.Control = &edge.ControlConfig{NATS: n.nats, Lat: 50, Lon: 8, Heartbeat: 100 * time.Millisecond}
+	cfg.Control = &edge.ControlConfig{NATS: n.nats, Lat: 50, Lon: 8, Heartbeat: 100 * time.Millisecond,
+		Creds: edgeCredsFile(t, n.ctlDir, name)}
 	r, admin := serveEdge(t, cfg)
 	e := &purgeEdge{running: r, admin: admin, dir: dir}
 	n.edges[name] = e

@@ -16,6 +16,7 @@ import (
 
 	"github.com/selfcdn/cdn/edge/cachekey"
 	"github.com/selfcdn/cdn/edge/certs"
+	"github.com/selfcdn/cdn/internal/natsauth"
 	"github.com/selfcdn/cdn/internal/natslink"
 	"github.com/selfcdn/cdn/internal/state"
 )
@@ -113,7 +114,13 @@ func (s *Server) saveSitesFile(sites []state.Site) {
 // ends: the site watch, restarted whenever it breaks, and the heartbeat.
 func (s *Server) followControl(ctx context.Context) {
 	c := s.cfg.Control
-	nc, reconnected, err := natslink.Connect(natslink.Config{URL: c.NATS, Creds: c.Creds, CA: c.CA}, "cdn-edge "+s.cfg.Name)
+	if c.Creds != "" {
+		if err := natsauth.CheckPrivate(c.Creds); err != nil {
+			s.log.Warn("NATS credentials file is not private", "err", err)
+		}
+	}
+	link := natslink.Config{URL: c.NATS, Creds: c.Creds, CA: c.CA, Inbox: natsauth.InboxPrefix(natsauth.RoleEdge, s.cfg.Name)}
+	nc, reconnected, err := natslink.Connect(link, "cdn-edge "+s.cfg.Name)
 	if err != nil {
 		s.log.Error("control link: bad NATS settings", "err", err)
 		return
@@ -178,7 +185,7 @@ func (s *Server) followControl(ctx context.Context) {
 func bindStore(ctx context.Context, nc *nats.Conn) (*state.Store, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return state.Bind(ctx, nc)
+	return state.Bind(ctx, nc, state.EdgeAccess)
 }
 
 // followPurges applies the purge log until ctx ends, starting again after

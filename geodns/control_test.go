@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/selfcdn/cdn/control"
+	"github.com/selfcdn/cdn/internal/natsauth"
 	"github.com/selfcdn/cdn/internal/state"
 	"github.com/selfcdn/cdn/internal/testwait"
 )
@@ -39,6 +40,26 @@ type controlNet struct {
 	stopControl      func()
 	store            *state.Store
 	edges            map[string]*fakeEdge
+	// dir is control's data dir (its NATS authority).
+	dir string
+}
+
+// geodnsCreds mints geodns's NATS creds from control's authority.
+func (cn *controlNet) geodnsCreds(t *testing.T) string {
+	t.Helper()
+	auth, err := control.OpenAuthority(cn.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := auth.Creds(natsauth.RoleGeoDNS, "", natsauth.CredsOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "geodns.creds")
+	if err := natsauth.WriteCreds(path, creds); err != nil {
+		t.Fatal(err)
+	}
+	return path
 }
 
 func startControlNet(t *testing.T) *controlNet {
@@ -59,7 +80,7 @@ func startControlNet(t *testing.T) *controlNet {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	cn := &controlNet{api: "http://" + ln.Addr().String(), nats: "nats://" + natsAddr, edges: map[string]*fakeEdge{}}
+	cn := &controlNet{api: "http://" + ln.Addr().String(), nats: "nats://" + natsAddr, dir: dir, edges: map[string]*fakeEdge{}}
 	cn.stopControl = sync.OnceFunc(func() { cancel(); <-done })
 	t.Cleanup(cn.stopControl)
 	testwait.Within(t, "control ready", 10*time.Second, func() bool {
@@ -75,12 +96,14 @@ func startControlNet(t *testing.T) *controlNet {
 		t.Fatal(err)
 	}
 	cn.token = strings.TrimSpace(string(tok))
-	nc, err := nats.Connect(cn.nats)
+	// The fake edges heartbeat as the operator: one connection writes
+	// every edge's key, which no edge's own creds may.
+	nc, err := nats.Connect(cn.nats, nats.UserCredentials(filepath.Join(dir, control.AuthDir, control.OperatorCredsFile)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	if cn.store, err = state.Bind(context.Background(), nc); err != nil {
+	if cn.store, err = state.Bind(context.Background(), nc, state.Access{Writes: []string{state.EdgesBucket}}); err != nil {
 		t.Fatal(err)
 	}
 	return cn
@@ -139,7 +162,7 @@ func TestFollowsControl(t *testing.T) {
 
 	cfg := testConfig(t)
 	cfg.Edges, cfg.Hosts = nil, nil
-	cfg.Control = &ControlConfig{NATS: cn.nats}
+	cfg.Control = &ControlConfig{NATS: cn.nats, Creds: cn.geodnsCreds(t)}
 	cfg.Answer.Records = 2
 	g := start(t, cfg, Deps{})
 	g2 := start(t, cfg, Deps{}) // a second instance: they share nothing but NATS

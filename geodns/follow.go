@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/selfcdn/cdn/internal/natsauth"
 	"github.com/selfcdn/cdn/internal/natslink"
 	"github.com/selfcdn/cdn/internal/state"
 )
@@ -30,7 +31,13 @@ type controlState struct {
 // starting the watches again whenever they break or NATS reconnects.
 func (s *Server) followControl(ctx context.Context) {
 	c := s.cfg.Control
-	nc, reconnected, err := natslink.Connect(natslink.Config{URL: c.NATS, Creds: c.Creds, CA: c.CA}, "cdn-geodns",
+	if c.Creds != "" {
+		if err := natsauth.CheckPrivate(c.Creds); err != nil {
+			s.log.Warn("NATS credentials file is not private", "err", err)
+		}
+	}
+	link := natslink.Config{URL: c.NATS, Creds: c.Creds, CA: c.CA, Inbox: natsauth.InboxPrefix(natsauth.RoleGeoDNS, "")}
+	nc, reconnected, err := natslink.Connect(link, "cdn-geodns",
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			s.metrics.connected.Set(0)
 			if ctx.Err() == nil {
@@ -78,7 +85,7 @@ var errReconnected error = reconnectError{}
 // nothing missed while away is lost). linked says the watches started.
 func (s *Server) watchControl(ctx context.Context, nc *nats.Conn, reconnected <-chan struct{}) (linked bool, err error) {
 	bctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	store, err := state.Bind(bctx, nc)
+	store, err := state.Bind(bctx, nc, state.GeoDNSAccess)
 	cancel()
 	if err != nil {
 		return false, err

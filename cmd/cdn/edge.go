@@ -19,6 +19,7 @@ func runEdge(ctx context.Context, args []string, stderr io.Writer) error {
 		controlNATS, region, publicURL                    string
 		lat, lon                                          float64
 		memory, disk                                      config.Size
+		natsCreds                                         string
 		check, accessLog                                  bool
 		lf                                                logFlags
 	)
@@ -29,6 +30,7 @@ func runEdge(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cacheDir, "cache-dir", "", "directory for cache files (overrides the config)")
 	fs.Var(&memory, "memory", "memory cache size, e.g. 512MiB (overrides the config)")
 	fs.StringVar(&controlNATS, "control", "", "control plane NATS URL: sites come from control (overrides the config)")
+	fs.StringVar(&natsCreds, "nats-creds", "", "NATS .creds file of this edge (cdn control creds --role edge --name NAME; overrides the config)")
 	fs.StringVar(&region, "region", "", "region of this edge, for GeoDNS (overrides the config)")
 	fs.StringVar(&publicURL, "public-url", "", "base URL clients reach this edge at, registered with control (default http://LISTEN)")
 	fs.Float64Var(&lat, "lat", 0, "latitude of this edge (with --control)")
@@ -83,6 +85,12 @@ func runEdge(ctx context.Context, args []string, stderr io.Writer) error {
 			cfg.Control = &edge.ControlConfig{}
 		}
 		cfg.Control.NATS = controlNATS
+	}
+	if natsCreds != "" {
+		if cfg.Control == nil {
+			return usageError{errors.New("--nats-creds needs --control (or control: in the config)")}
+		}
+		cfg.Control.Creds = natsCreds
 	}
 	if cfg.Control != nil && (set["lat"] || set["lon"]) {
 		cfg.Control.Lat, cfg.Control.Lon = lat, lon

@@ -15,6 +15,7 @@ func runGeoDNS(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var (
 		cfgPath, listen, admin, natsURL, mmdb string
+		natsCreds                             string
 		check                                 bool
 		lf                                    logFlags
 	)
@@ -22,6 +23,7 @@ func runGeoDNS(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&listen, "listen", "", "DNS address, UDP and TCP (overrides the config)")
 	fs.StringVar(&admin, "admin-listen", "", "metrics and readiness address (overrides the config)")
 	fs.StringVar(&natsURL, "nats", "", "control's NATS URL (overrides control.nats in the config)")
+	fs.StringVar(&natsCreds, "nats-creds", "", "NATS .creds file (cdn control creds --role geodns; overrides control.creds)")
 	fs.StringVar(&mmdb, "mmdb", "", "MaxMind-format City database (overrides geo.mmdb)")
 	fs.BoolVar(&check, "check-config", false, "validate the configuration and exit")
 	lf.register(fs, "json")
@@ -46,6 +48,12 @@ func runGeoDNS(ctx context.Context, args []string, stderr io.Writer) error {
 			cfg.Control = &geodns.ControlConfig{}
 		}
 		cfg.Control.NATS = natsURL
+	}
+	if natsCreds != "" {
+		if cfg.Control == nil {
+			return usageError{fmt.Errorf("--nats-creds needs --nats (or control: in the config)")}
+		}
+		cfg.Control.Creds = natsCreds
 	}
 	if mmdb != "" {
 		cfg.Geo.MMDB = mmdb

@@ -5,11 +5,14 @@ package natsembed
 import (
 	"fmt"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/selfcdn/cdn/internal/natsauth"
 )
 
 // Config is an embedded server's settings.
@@ -24,7 +27,23 @@ type Config struct {
 	// Routes the other nodes' cluster addresses ("nats://host:port").
 	Cluster string
 	Routes  []string
+	// Auth, when set, is the only authority whose users may connect; nil
+	// lets anyone in (tests that are not about auth).
+	Auth *natsauth.Authority
+	// TLS, when its files are set, makes clients connect over TLS.
+	TLS TLSFiles
 }
+
+// TLSFiles are PEM files: the server's certificate and key, and the CA
+// that signed them (given to clients so they can verify the server).
+type TLSFiles struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+	CA   string `yaml:"ca"`
+}
+
+// Enabled says whether TLS is configured.
+func (t TLSFiles) Enabled() bool { return t.Cert != "" || t.Key != "" }
 
 // Start starts the server and waits until it accepts clients.
 func Start(cfg Config) (*server.Server, error) {
@@ -47,6 +66,18 @@ func Start(cfg Config) (*server.Server, error) {
 		StoreDir:   cfg.Dir,
 		NoSigs:     true, // the process handles its own signals
 		NoLog:      true,
+	}
+	if cfg.Auth != nil {
+		if err := cfg.Auth.Configure(opts, filepath.Join(cfg.Dir, "accounts")); err != nil {
+			return nil, fmt.Errorf("nats auth: %w", err)
+		}
+	}
+	if cfg.TLS.Enabled() {
+		tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: cfg.TLS.Cert, KeyFile: cfg.TLS.Key})
+		if err != nil {
+			return nil, fmt.Errorf("nats tls: %w", err)
+		}
+		opts.TLSConfig, opts.TLS, opts.TLSTimeout = tc, true, 2
 	}
 	if cfg.Cluster != "" {
 		ch, cp, err := net.SplitHostPort(cfg.Cluster)

@@ -16,6 +16,25 @@ type Config struct {
 	URL string
 	// Creds is a NATS credentials file; CA a PEM file for tls:// URLs.
 	Creds, CA string
+	// Inbox is the prefix of reply subjects: with auth on, a user may
+	// subscribe only under its own (natsauth.InboxPrefix). Empty: NATS's
+	// default.
+	Inbox string
+}
+
+// Options are the nats.Options that cfg asks for.
+func (cfg Config) Options() []nats.Option {
+	var opts []nats.Option
+	if cfg.Creds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.Creds))
+	}
+	if cfg.CA != "" {
+		opts = append(opts, nats.RootCAs(cfg.CA))
+	}
+	if cfg.Inbox != "" {
+		opts = append(opts, nats.CustomInboxPrefix(cfg.Inbox))
+	}
+	return opts
 }
 
 // Connect opens a connection named name that reconnects forever (and
@@ -32,12 +51,7 @@ func Connect(cfg Config, name string, extra ...nats.Option) (*nats.Conn, <-chan 
 			default:
 			}
 		})}
-	if cfg.Creds != "" {
-		opts = append(opts, nats.UserCredentials(cfg.Creds))
-	}
-	if cfg.CA != "" {
-		opts = append(opts, nats.RootCAs(cfg.CA))
-	}
+	opts = append(opts, cfg.Options()...)
 	nc, err := nats.Connect(cfg.URL, append(opts, extra...)...)
 	if err != nil {
 		return nil, nil, err

@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -94,30 +95,80 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Bind binds to buckets that control created, for edges and geodns, which
-// must not create them with settings of their own.
-func Bind(ctx context.Context, nc *nats.Conn) (*Store, error) {
+// Access names the parts of the state a process other than control
+// uses. Bind binds only those, so the process's NATS user needs no
+// rights beyond them (internal/natsauth derives its permissions from
+// the same values).
+type Access struct {
+	// Reads are KV buckets read whole (watched, listed, got).
+	Reads []string
+	// Writes are KV buckets written under the process's own key only.
+	Writes []string
+	// Purges and Blobs say whether the purge log and pushed blobs are
+	// read.
+	Purges, Blobs bool
+}
+
+// The accesses of edges and geodns.
+var (
+	EdgeAccess = Access{
+		Reads:  []string{SitesBucket, LiveBucket},
+		Writes: []string{EdgesBucket, PurgeAppliedBucket, EdgeReleasesBucket},
+		Purges: true, Blobs: true,
+	}
+	GeoDNSAccess = Access{Reads: []string{SitesBucket, EdgesBucket, EdgeStatusBucket}}
+)
+
+// KVStream is the stream under KV bucket b.
+func KVStream(b string) string { return "KV_" + b }
+
+// ReadStreams lists the streams a reads whole.
+func (a Access) ReadStreams() []string {
+	var out []string
+	for _, b := range a.Reads {
+		out = append(out, KVStream(b))
+	}
+	if a.Purges {
+		out = append(out, PurgeStream)
+	}
+	if a.Blobs {
+		out = append(out, blobStreamName)
+	}
+	return out
+}
+
+// Bind binds to the buckets and streams a names, which control created;
+// edges and geodns must not create them with settings of their own. The
+// store's other parts are left unbound: using them is a programmer's
+// error.
+func Bind(ctx context.Context, nc *nats.Conn, a Access) (*Store, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	s := &Store{js: js}
-	for _, b := range []struct {
-		kv   *jetstream.KeyValue
-		name string
-	}{{&s.sites, SitesBucket}, {&s.edges, EdgesBucket}, {&s.status, EdgeStatusBucket}, {&s.tkns, TokensBucket},
-		{&s.applied, PurgeAppliedBucket}, {&s.releases, ReleasesBucket}, {&s.live, LiveBucket}, {&s.edgeRel, EdgeReleasesBucket}} {
-		kv, err := js.KeyValue(ctx, b.name)
-		if err != nil {
-			return nil, fmt.Errorf("bind bucket %s: %w", b.name, err)
+	fields := map[string]*jetstream.KeyValue{
+		SitesBucket: &s.sites, EdgesBucket: &s.edges, EdgeStatusBucket: &s.status, TokensBucket: &s.tkns,
+		PurgeAppliedBucket: &s.applied, ReleasesBucket: &s.releases, LiveBucket: &s.live, EdgeReleasesBucket: &s.edgeRel,
+	}
+	for _, name := range append(slices.Clone(a.Reads), a.Writes...) {
+		field, ok := fields[name]
+		if !ok {
+			return nil, fmt.Errorf("bind bucket %s: not a bucket of the state", name)
 		}
-		*b.kv = kv
+		if *field, err = js.KeyValue(ctx, name); err != nil {
+			return nil, fmt.Errorf("bind bucket %s: %w", name, err)
+		}
 	}
-	if s.purges, err = js.Stream(ctx, PurgeStream); err != nil {
-		return nil, fmt.Errorf("bind stream %s: %w", PurgeStream, err)
+	if a.Purges {
+		if s.purges, err = js.Stream(ctx, PurgeStream); err != nil {
+			return nil, fmt.Errorf("bind stream %s: %w", PurgeStream, err)
+		}
 	}
-	if err := bindReleaseStores(ctx, js, s); err != nil {
-		return nil, err
+	if a.Blobs {
+		if err := bindReleaseStores(ctx, js, s); err != nil {
+			return nil, err
+		}
 	}
 	return s, nil
 }
