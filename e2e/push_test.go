@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -112,14 +113,20 @@ func (n *pushNet) addEdge(t testing.TB, wrap ...string) *pushEdge {
 	e.cacheDir = filepath.Join(n.dir, e.name)
 	httpAddr, adminAddr := freeAddr(t, ip), freeAddr(t, ip)
 	e.http, e.admin = "http://"+httpAddr, "http://"+adminAddr
+	// The edge's NATS user, minted as an operator provisions a host.
+	creds := filepath.Join(n.dir, e.name+".creds")
+	if out, err := exec.Command(cdnBin, "control", "creds", "--data", filepath.Join(n.dir, "control"),
+		"--role", "edge", "--name", e.name, "--out", creds).CombinedOutput(); err != nil {
+		t.Fatalf("cdn control creds: %v: %s", err, out)
+	}
 	writeFile(t, e.config, fmt.Sprintf(`name: %s
 region: r%d
 listen: %s
 admin_listen: %s
 access_log: false
 cache: {memory: 64MiB, dir: %s, disk: 256MiB}
-control: {nats: %s, heartbeat: 300ms, purge_catch_up: 1s}
-`, e.name, i, httpAddr, adminAddr, e.cacheDir, n.nats))
+control: {nats: %s, creds: %s, heartbeat: 300ms, purge_catch_up: 1s}
+`, e.name, i, httpAddr, adminAddr, e.cacheDir, n.nats, creds))
 	e.start(t)
 	n.edges = append(n.edges, e)
 	return e

@@ -24,6 +24,7 @@ import (
 	"github.com/selfcdn/cdn/geodns"
 	"github.com/selfcdn/cdn/internal/demosite"
 	"github.com/selfcdn/cdn/internal/metrics"
+	"github.com/selfcdn/cdn/internal/natsauth"
 	"github.com/selfcdn/cdn/origin/static"
 )
 
@@ -36,9 +37,13 @@ type upInfo struct {
 	AdminToken string `json:"admin_token"`
 	NATS       string `json:"nats"`
 	// GeoDNS is the DNS server's host:port (UDP and TCP).
-	GeoDNS string   `json:"geodns"`
-	Site   upSite   `json:"site"`
-	Edges  []upEdge `json:"edges"`
+	GeoDNS string `json:"geodns"`
+	// GeoDNSNATSCreds is the NATS creds file geodns connects with
+	// (read-only); OperatorCreds the operator's, for the `nats` CLI.
+	GeoDNSNATSCreds string   `json:"geodns_nats_creds"`
+	OperatorCreds   string   `json:"operator_creds"`
+	Site            upSite   `json:"site"`
+	Edges           []upEdge `json:"edges"`
 	// CACert is the development CA's certificate: the edges' HTTPS
 	// certificates chain to it (curl --cacert).
 	CACert string `json:"ca_cert"`
@@ -58,6 +63,9 @@ type upEdge struct {
 	// HTTPS is the base URL of HTTP/1.1, HTTP/2 (TCP) and HTTP/3 (UDP).
 	HTTPS string `json:"https"`
 	Admin string `json:"admin"`
+	// NATSCreds is the creds file the edge connects to NATS with: it may
+	// write only its own keys.
+	NATSCreds string `json:"nats_creds"`
 }
 
 // upEdges are the edges `cdn up` starts: one per region, each on its own
@@ -84,7 +92,7 @@ var upNetworks = []geodns.NetworkConfig{
 
 // upGeoDNS is the GeoDNS config of `cdn up`: the zone cdn.test, the demo
 // site's hosts from control, the edges' health from control.
-func upGeoDNS(natsURL, mmdb string) geodns.Config {
+func upGeoDNS(natsURL, creds, mmdb string) geodns.Config {
 	cfg := geodns.DefaultConfig()
 	cfg.AdminListen = ""
 	cfg.Zones = []geodns.ZoneConfig{{Name: "cdn.test", Records: []string{
@@ -92,7 +100,7 @@ func upGeoDNS(natsURL, mmdb string) geodns.Config {
 		"@ NS ns1",
 		"ns1 A 127.0.0.1",
 	}}}
-	cfg.Control = &geodns.ControlConfig{NATS: natsURL}
+	cfg.Control = &geodns.ControlConfig{NATS: natsURL, Creds: creds}
 	cfg.Geo = geodns.GeoConfig{MMDB: mmdb, Networks: upNetworks}
 	cfg.Answer.TTL = 5 * time.Second
 	cfg.QueryLogSample = 1
@@ -193,7 +201,21 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("geodns: %w", err)
 	}
 	info.GeoDNS = dnsLn.Addr().String()
-	gsrv, err := geodns.New(upGeoDNS(info.NATS, mmdb), geodns.Deps{Logger: log.With("component", "geodns")})
+	// Every part connects to NATS with creds of its own role, minted
+	// from the authority control keeps (and creates now, if new).
+	mint, err := upCreds(ccfg.DataDir, filepath.Join(data, "creds"))
+	if err != nil {
+		dnsPC.Close()
+		dnsLn.Close()
+		return err
+	}
+	info.OperatorCreds = filepath.Join(ccfg.DataDir, control.AuthDir, control.OperatorCredsFile)
+	if info.GeoDNSNATSCreds, err = mint(natsauth.RoleGeoDNS, ""); err != nil {
+		dnsPC.Close()
+		dnsLn.Close()
+		return err
+	}
+	gsrv, err := geodns.New(upGeoDNS(info.NATS, info.GeoDNSNATSCreds, mmdb), geodns.Deps{Logger: log.With("component", "geodns")})
 	if err != nil {
 		dnsPC.Close()
 		dnsLn.Close()
@@ -242,7 +264,11 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		cfg.Cache.Disk = 1 << 30 // a demo: 1 GiB of disk per edge
 		cfg.AccessLog = accessLog
 		cfg.TLS.Listen, cfg.TLS.DevCA = tln.Addr().String(), caDir
-		cfg.Control = &edge.ControlConfig{NATS: info.NATS, Lat: e.lat, Lon: e.lon, Heartbeat: time.Second}
+		creds, err := mint(natsauth.RoleEdge, e.name)
+		if err != nil {
+			return err
+		}
+		cfg.Control = &edge.ControlConfig{NATS: info.NATS, Creds: creds, Lat: e.lat, Lon: e.lon, Heartbeat: time.Second}
 		srv, err := edge.New(cfg, edge.Deps{Logger: log.With("component", "edge", "edge", e.name)})
 		if err != nil {
 			return fmt.Errorf("start %s: %w", e.name, err)
@@ -251,13 +277,42 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 			return srv.ServeListeners(gctx, edge.Listeners{HTTP: ln, Admin: admin, HTTPS: tln, QUIC: pc})
 		})
 		info.Edges = append(info.Edges, upEdge{Name: e.name, Region: e.region,
-			HTTP: "http://" + ln.Addr().String(), HTTPS: "https://" + tln.Addr().String(), Admin: "http://" + admin.Addr().String()})
+			HTTP: "http://" + ln.Addr().String(), HTTPS: "https://" + tln.Addr().String(), Admin: "http://" + admin.Addr().String(),
+			NATSCreds: creds})
 	}
 	if err := writeJSON(filepath.Join(data, "up.json"), info); err != nil {
 		return err
 	}
 	printTour(stderr, info)
 	return g.Wait()
+}
+
+// upCreds opens control's NATS authority and returns a function that
+// writes a role's creds into dir (once: a restart reuses them, so the
+// authority does not collect a user per start) and returns the path.
+func upCreds(controlData, dir string) (func(natsauth.Role, string) (string, error), error) {
+	auth, err := control.OpenAuthority(controlData)
+	if err != nil {
+		return nil, fmt.Errorf("nats authority: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creds dir: %w", err)
+	}
+	return func(role natsauth.Role, name string) (string, error) {
+		file := string(role)
+		if name != "" {
+			file = name
+		}
+		path := filepath.Join(dir, file+".creds")
+		if _, err := os.Stat(path); err == nil {
+			return path, nil
+		}
+		creds, err := auth.Creds(role, name, natsauth.CredsOptions{})
+		if err != nil {
+			return "", err
+		}
+		return path, natsauth.WriteCreds(path, creds)
+	}, nil
 }
 
 // writeJSON writes v to path atomically, so a script polling for the file
