@@ -9,10 +9,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"github.com/selfcdn/cdn/internal/natsauth"
@@ -378,5 +380,68 @@ func TestDeliverSubjectCannotForgeKeys(t *testing.T) {
 	}
 	if len(tokens) != 1 || tokens[0].ID != "t1" {
 		t.Errorf("tokens after deliveries: %+v, want only t1", tokens)
+	}
+}
+
+// TestServerConfig: the block `cdn control nats-config` prints makes a
+// stock nats-server (from its config file) trust the authority: control's
+// creds open the state there, and a client without creds is refused.
+func TestServerConfig(t *testing.T) {
+	auth, err := natsauth.Open(filepath.Join(t.TempDir(), "auth"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	block, err := auth.ServerConfig(filepath.Join(dir, "accounts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "nats.conf")
+	text := "listen: 127.0.0.1:-1\njetstream: {store_dir: " + strconv.Quote(filepath.Join(dir, "js")) + "}\n" + block
+	if err := os.WriteFile(conf, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(conf)
+	if err != nil {
+		t.Fatalf("nats-server reads the config: %v\n%s", err, text)
+	}
+	opts.NoLog, opts.NoSigs = true, true
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	if nc, err := nats.Connect(ns.ClientURL(), nats.MaxReconnects(0)); err == nil {
+		nc.Close()
+		t.Error("a client without creds was admitted")
+	}
+	nc := authtest.Connect(t, ns.ClientURL(), auth, natsauth.RoleControl, "")
+	if _, err := state.Open(t.Context(), nc, state.Options{}); err != nil {
+		t.Errorf("control opens the state on the configured server: %v", err)
+	}
+}
+
+// TestSeedFilesPrivate: seeds are written 0600, and a seed others can
+// read is refused rather than used.
+func TestSeedFilesPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "auth")
+	if _, err := natsauth.Open(dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"operator.nk", "account.nk", "system.nk"} {
+		fi, err := os.Stat(filepath.Join(dir, f))
+		if err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, %v; want mode 0600", f, fi.Mode().Perm(), err)
+		}
+	}
+	if err := os.Chmod(filepath.Join(dir, "account.nk"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := natsauth.Open(dir); err == nil || !strings.Contains(err.Error(), "others can read it") {
+		t.Errorf("Open with a world-readable seed: %v, want a refusal naming the file's mode", err)
 	}
 }
