@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -32,6 +33,13 @@ func TestThreeNodeCluster(t *testing.T) {
 	for _, a := range clusterAddrs {
 		routes = append(routes, "nats://"+a)
 	}
+	// Every node trusts control's authority, each with its own copy of
+	// the full account resolver, which the nodes keep in step.
+	ctlDir := t.TempDir()
+	auth, err := OpenAuthority(ctlDir)
+	if err != nil {
+		t.Fatal(err)
+	}
 	nodes := make([]interface{ Shutdown() }, 3)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -41,7 +49,7 @@ func TestThreeNodeCluster(t *testing.T) {
 		// they start together.
 		wg.Go(func() {
 			ns, err := natsembed.Start(natsembed.Config{Listen: clientAddrs[i], Dir: t.TempDir(), Name: fmt.Sprintf("n%d", i),
-				Cluster: clusterAddrs[i], Routes: routes})
+				Cluster: clusterAddrs[i], Routes: routes, Auth: auth})
 			if err != nil {
 				t.Errorf("node %d: %v", i, err)
 				return
@@ -62,14 +70,16 @@ func TestThreeNodeCluster(t *testing.T) {
 	})
 
 	cfg := DefaultConfig()
-	cfg.DataDir = t.TempDir()
+	cfg.DataDir = ctlDir
 	cfg.NATS.URLs = clientURLs
+	cfg.NATS.Creds = filepath.Join(ctlDir, AuthDir, ControlCredsFile)
+	cfg.NATS.SystemCreds = filepath.Join(ctlDir, AuthDir, SystemCredsFile)
 	cfg.NATS.Replicas = 3
 	api := runControl(t, cfg).url
 	waitFor(t, "control on the cluster", time.Now().Add(30*time.Second), func() bool { return status(api+"/readyz", "") == 200 })
 	token := readToken(t, cfg.DataDir)
 
-	e := startEdge(t, "e1", strings.Join(clientURLs, ","), "", t.TempDir(), "")
+	e := startEdge(t, "e1", strings.Join(clientURLs, ","), ctlDir, t.TempDir(), "")
 	if code, body := call(t, "POST", api+"/v1/sites", token, siteJSON("one", "one.test", origin.URL)); code != 201 {
 		t.Fatalf("create site: %d %s", code, body)
 	}
