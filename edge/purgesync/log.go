@@ -38,6 +38,8 @@ type record struct {
 	Floor bool           `json:"floor,omitempty"`
 	Site  string         `json:"site,omitempty"`
 	Req   *purge.Request `json:"req,omitempty"`
+	// size is the record's line in the file, in bytes.
+	size int64
 }
 
 // journal is the open log.
@@ -47,6 +49,13 @@ type journal struct {
 	w       *bufio.Writer
 	live    []record // records a rewrite keeps
 	written int      // records in the file
+	// bytes is the file's size, liveBytes the live records' share of it:
+	// a whole-site purge after a flood of big purges leaves few records
+	// but many bytes dead.
+	bytes, liveBytes int64
+	// items counts the URLs, prefixes and tags of each site's live
+	// records: repeats included, which the table does not count.
+	items map[string]int
 }
 
 // openJournal reads the log at path (none yet is fine), returning it
@@ -56,7 +65,7 @@ func openJournal(path string) (*journal, []record, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	j := &journal{path: path, live: compact(recs)}
+	j := &journal{path: path, live: compact(recs), items: map[string]int{}}
 	if err := j.rewrite(); err != nil {
 		return nil, nil, err
 	}
@@ -132,10 +141,13 @@ func (j *journal) rewrite() error {
 		return fmt.Errorf("rewrite purge log: %w", err)
 	}
 	w := bufio.NewWriter(f)
-	enc := json.NewEncoder(w)
-	for _, r := range j.live {
-		enc.Encode(r)
+	for i, r := range j.live {
+		b, _ := json.Marshal(r)
+		w.Write(b)
+		w.WriteByte('\n')
+		j.live[i].size = int64(len(b) + 1)
 	}
+	j.count()
 	if err = w.Flush(); err == nil {
 		err = f.Sync()
 	}
@@ -153,8 +165,26 @@ func (j *journal) rewrite() error {
 		return fmt.Errorf("open purge log: %w", err)
 	}
 	j.w = bufio.NewWriter(j.f)
-	j.written = len(j.live)
+	j.written, j.bytes = len(j.live), j.liveBytes
 	return nil
+}
+
+// count sums the live records' bytes and items.
+func (j *journal) count() {
+	j.liveBytes = 0
+	clear(j.items)
+	for _, r := range j.live {
+		j.liveBytes += r.size
+		j.items[r.Site] += reqItems(r.Req)
+	}
+}
+
+// reqItems is how many URLs, prefixes and tags r names.
+func reqItems(r *purge.Request) int {
+	if r == nil {
+		return 0
+	}
+	return len(r.URLs) + len(r.Prefixes) + len(r.Tags)
 }
 
 // append writes r; it is durable after the next sync.
@@ -165,10 +195,15 @@ func (j *journal) append(r record) error {
 	}
 	j.w.Write(b)
 	j.w.WriteByte('\n')
+	r.size = int64(len(b) + 1)
 	j.live = append(j.live, r)
 	j.written++
+	j.bytes += r.size
+	j.liveBytes += r.size
+	j.items[r.Site] += reqItems(r.Req)
 	if r.Floor || r.Req != nil && r.Req.All && !r.Req.Soft {
 		j.live = compact(j.live)
+		j.count()
 	}
 	return nil
 }
@@ -182,7 +217,7 @@ func (j *journal) sync() error {
 	if err := j.f.Sync(); err != nil {
 		return fmt.Errorf("sync purge log: %w", err)
 	}
-	if j.written > 4*len(j.live)+10_000 {
+	if j.written > 4*len(j.live)+10_000 || j.bytes > 4*j.liveBytes+1<<20 {
 		return j.rewrite()
 	}
 	return nil

@@ -8,6 +8,7 @@
 package purgesync
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -48,6 +49,11 @@ type Config struct {
 	Registry prometheus.Registerer
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// MaxLogItems bounds the URLs, prefixes and tags the purge log holds
+	// for one site since its last whole-site purge, repeats included; a
+	// purge past it is applied as a whole-site purge, which empties the
+	// site's share of the log. 0: 100,000.
+	MaxLogItems int
 }
 
 // Follower applies the purge log to a table. Run is called once per
@@ -200,6 +206,13 @@ func (f *Follower) apply(p state.Purge) error {
 	if err := json.Unmarshal(p.Data, &m); err != nil || m.Site != p.Site {
 		// Not ours to judge what it meant: the safe reading is the most.
 		f.log.Error("unreadable purge: purging its site whole", "version", p.Version, "site", p.Site, "err", err)
+		req = &purge.Request{All: true}
+	}
+	if f.j != nil && !req.All && f.j.items[p.Site]+reqItems(req) > cmp.Or(f.cfg.MaxLogItems, 100_000) {
+		// The table may hold few rules (the same URLs purged again and
+		// again) while the log holds every purge: bound the log too.
+		f.log.Warn("site's purge log holds too many items: purged whole", "site", p.Site, "version", p.Version)
+		f.m.widened.Inc()
 		req = &purge.Request{All: true}
 	}
 	clock, widened := f.table.Apply(p.Site, *req)
