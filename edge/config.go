@@ -45,7 +45,13 @@ type Config struct {
 	// MaxBodyBytes bounds a request body passed to the origin; more gets
 	// 413. Default 64MiB.
 	MaxBodyBytes config.Size `yaml:"max_body_bytes"`
-	// ReadHeaderTimeout bounds reading a request header. Default 10s.
+	// MaxURIBytes bounds a request target (path and query); more gets
+	// 414. Default 16KiB (nginx answers 414 past 8 KiB by default); at
+	// most max_header_bytes, which a head must fit in.
+	MaxURIBytes config.Size `yaml:"max_uri_bytes"`
+	// ReadHeaderTimeout bounds reading a request's whole head: a client
+	// sending it a byte at a time is cut off at this time. Also the HTTP/2
+	// preface. Default 10s.
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	// IdleTimeout closes idle client connections. Default 120s.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
@@ -334,6 +340,7 @@ func DefaultConfig() Config {
 		AccessLog:         true,
 		MaxHeaderBytes:    64 << 10,
 		MaxBodyBytes:      64 << 20,
+		MaxURIBytes:       16 << 10,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -358,6 +365,7 @@ func (c Config) Validate() error {
 	check(c.Cache.HitForMissTTL >= 0, "cache.hit_for_miss_ttl must be >= 0, got %s", c.Cache.HitForMissTTL)
 	check(c.MaxHeaderBytes > 0, "max_header_bytes must be > 0, got %d", c.MaxHeaderBytes)
 	check(c.MaxBodyBytes > 0, "max_body_bytes must be > 0, got %d", c.MaxBodyBytes)
+	check(c.MaxURIBytes >= 1<<10, "max_uri_bytes must be at least 1KiB, got %d", c.MaxURIBytes)
 	check(c.ReadHeaderTimeout > 0, "read_header_timeout must be > 0, got %s", c.ReadHeaderTimeout)
 	check(c.IdleTimeout > 0, "idle_timeout must be > 0, got %s", c.IdleTimeout)
 	check(c.WriteTimeout > 0, "write_timeout must be > 0, got %s", c.WriteTimeout)

@@ -38,7 +38,7 @@ func siteConfig(s state.Site) SiteConfig {
 		TTL: TTLConfig{Default: time.Duration(s.TTL.Default), Min: time.Duration(s.TTL.Min), Max: time.Duration(s.TTL.Max)},
 		CacheKey: cachekey.Rules{
 			Query: cachekey.QueryMode(s.CacheKey.Query), IgnoreParams: s.CacheKey.IgnoreParams, AllowParams: s.CacheKey.AllowParams,
-			VersionParam: s.CacheKey.VersionParam, Version: s.CacheKey.Version,
+			VersionParam: s.CacheKey.VersionParam, Version: s.CacheKey.Version, PassHeaders: s.CacheKey.PassHeaders,
 		},
 		TLS: certs.Mode(s.TLS), CertFile: s.CertFile, KeyFile: s.KeyFile, HTTPSRedirect: s.HTTPSRedirect,
 		HSTS:     HSTSConfig{MaxAge: time.Duration(s.HSTS.MaxAge), IncludeSubdomains: s.HSTS.IncludeSubdomains, Preload: s.HSTS.Preload},

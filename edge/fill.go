@@ -47,7 +47,7 @@ type fillJob struct {
 // client hanging up must not fail everyone waiting on the same fetch.
 func (h *Handler) startFill(r *http.Request, s *site, base, key string, stored *cache.Entry, fl *fill.Flight, solo bool) {
 	ctx, cancel := context.WithCancel(h.bgCtx)
-	hdr := h.originHeader(r)
+	hdr := h.originHeader(r, s)
 	for _, k := range validators {
 		delete(hdr, k)
 	}
@@ -59,8 +59,12 @@ func (h *Handler) startFill(r *http.Request, s *site, base, key string, stored *
 			hdr.Set("If-Modified-Since", lm)
 		}
 	}
-	// HEAD misses fetch the whole object: the next GET will want it.
-	out, err := http.NewRequestWithContext(ctx, http.MethodGet, s.originPrefix+r.URL.RequestURI(), nil)
+	// HEAD misses fetch the whole object: the next GET will want it. The
+	// origin is asked for what the key names, so an answer is never stored
+	// under a key the request it answered does not have (ignored or
+	// reordered parameters, dot segments).
+	uri := upstreamURI(r, s.keyRules)
+	out, err := http.NewRequestWithContext(ctx, http.MethodGet, s.originPrefix+uri, nil)
 	if err != nil {
 		cancel()
 		h.abandon(key, fl, solo, err)
@@ -79,12 +83,22 @@ func (h *Handler) startFill(r *http.Request, s *site, base, key string, stored *
 		stored = &cp
 	}
 	j := &fillJob{site: s, base: base, key: key, out: out, stored: stored, fl: fl, solo: solo, cancel: cancel,
-		clientHeader: r.Header.Clone(), inval: h.inval.Load(), uri: r.URL.RequestURI(), stamp: h.purges.Clock()}
+		clientHeader: r.Header.Clone(), inval: h.inval.Load(), uri: uri, stamp: h.purges.Clock()}
 	if !h.goBackground(func() { h.runFill(j) }) {
 		cancel()
 		stored.Release()
 		h.abandon(key, fl, solo, errShuttingDown)
 	}
+}
+
+// upstreamURI is the path and query a fill asks the origin for: those of
+// the cache key, normalized as the key is under rules.
+func upstreamURI(r *http.Request, rules cachekey.Rules) string {
+	uri := cachekey.Path(r.URL.EscapedPath())
+	if q := cachekey.Query(r.URL.RawQuery, rules); q != "" {
+		uri += "?" + q
+	}
+	return uri
 }
 
 // abandon ends a flight whose fetch never started.

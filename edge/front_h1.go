@@ -36,6 +36,15 @@ func (h *Handler) serveH1(ctx *fasthttp.RequestCtx) {
 	if h.serveH1Hit(ctx) {
 		return
 	}
+	if ctx.IsConnect() {
+		// Its authority-form target is no URL net/http would parse.
+		h.h1Error(ctx, errConnect)
+		return
+	}
+	if !validHost(b2s(ctx.Request.Header.Host())) {
+		h.h1Error(ctx, errBadHost) // as sent: fasthttp's Host() drops a userinfo
+		return
+	}
 	h.bridge(ctx)
 }
 
@@ -60,12 +69,18 @@ func (h *Handler) serveH1Hit(ctx *fasthttp.RequestCtx) bool {
 	}
 	now := h.now()
 	host := b2s(ctx.Host())
+	if len(ctx.RequestURI()) > h.maxURI || !validHost(host) {
+		return false // the full path refuses it
+	}
 	s := h.routes.Load().Lookup(host)
 	if s == nil {
 		return false
 	}
 	secure := ctx.IsTLS()
 	if s.httpsRedirect && !secure {
+		return false
+	}
+	if secure && !h.sameSite(ctx.TLSConnectionState().ServerName, host) {
 		return false
 	}
 	uri := ctx.URI()
@@ -80,7 +95,7 @@ func (h *Handler) serveH1Hit(ctx *fasthttp.RequestCtx) bool {
 	if secure {
 		scheme = "https"
 	}
-	base := cachekey.New(scheme, host, b2s(path), b2s(uri.QueryString()), s.keyRules)
+	base := cachekey.WithHeaders(cachekey.New(scheme, host, b2s(path), b2s(uri.QueryString()), s.keyRules), s.keyRules.PassHeaders, fastHeader{rh})
 	e, _, verdict := h.find(s, base, fastHeader{rh})
 	if e == nil || e.HitForMiss || verdict != purge.Keep || freshness.Check(e.Meta, freshness.Directives{}, now) != freshness.Fresh {
 		e.Release()
@@ -263,8 +278,14 @@ func (h *Handler) h1Error(ctx *fasthttp.RequestCtx, err error) {
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		status, detail = fasthttp.StatusRequestEntityTooLarge, "body-too-large"
+	case errors.As(err, &small) && oneLine(small):
+		status, detail = fasthttp.StatusRequestURITooLong, "uri-too-long"
 	case errors.As(err, &small):
 		status, detail = fasthttp.StatusRequestHeaderFieldsTooLarge, "header-too-large"
+	case errors.Is(err, errConnect):
+		status, detail = fasthttp.StatusMethodNotAllowed, "connect"
+	case errors.Is(err, errBadHost):
+		status, detail = fasthttp.StatusBadRequest, "bad-host"
 	case errors.As(err, &ne) && ne.Timeout():
 		status, detail = fasthttp.StatusRequestTimeout, "request-timeout"
 	case errors.Is(err, errShuttingDown):
@@ -272,6 +293,20 @@ func (h *Handler) h1Error(ctx *fasthttp.RequestCtx, err error) {
 	}
 	ctx.Error(fasthttp.StatusMessage(status)+"\n", status) // resets the header: set ours after
 	ctx.Response.Header.Set("Cache-Status", h.name+`; detail="`+detail+`"`)
+	if status == fasthttp.StatusMethodNotAllowed {
+		ctx.Response.Header.Set("Allow", "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE")
+	}
+}
+
+// oneLine reports whether a head that did not fit the read buffer was
+// all one line: the request line alone, so its target is what is too
+// long (414, not 431). fasthttp names only the buffer's first and last
+// 200 bytes; a line break in neither means one line, as far as can be
+// seen (pinned by TestHostileClients).
+func oneLine(err *fasthttp.ErrSmallBuffer) bool {
+	msg := err.Error()
+	_, contents, ok := strings.Cut(msg, "contents: ")
+	return ok && !strings.Contains(contents, `\n`)
 }
 
 // pipeBody is the response body fasthttp reads; closing it (fasthttp does

@@ -35,6 +35,7 @@ type Handler struct {
 	pinnedReads singleflight.Group // one read of a pinned blob into memory at a time
 	fetcher     *origin.Fetcher
 	maxBody     int64
+	maxURI      int   // longer request targets get 414
 	maxObject   int64 // bodies larger than this are streamed, not stored
 	// diskInline is the largest disk object read whole and promoted to
 	// memory on a hit; larger ones stream from disk, so a memory tier too
@@ -91,6 +92,10 @@ type outcome struct {
 // ServeHTTP answers one request.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
+	if err := h.checkRequest(r); err != nil {
+		h.observe(httpInfo{r}, nil, h.fail(w, r, err), start)
+		return
+	}
 	s := h.routes.Load().Lookup(r.Host)
 	var out outcome
 	if r.TLS != nil {
@@ -128,7 +133,7 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, s *site
 	if len(r.Header["Cache-Control"]) > 0 {
 		reqCC = freshness.ParseHeader(r.Header, "Cache-Control")
 	}
-	base := cachekey.New(scheme(r), r.Host, r.URL.EscapedPath(), r.URL.RawQuery, s.keyRules)
+	base := cachekey.WithHeaders(cachekey.New(scheme(r), r.Host, r.URL.EscapedPath(), r.URL.RawQuery, s.keyRules), s.keyRules.PassHeaders, r.Header)
 	e, key, verdict := h.find(s, base, r.Header)
 	defer e.Release()
 	solo := len(r.Header["Authorization"]) > 0

@@ -4,8 +4,11 @@ import (
 	"net"
 	"net/http"
 	"net/textproto"
+	"slices"
+	"strconv"
 	"strings"
 
+	"github.com/selfcdn/cdn/edge/cachekey"
 	"github.com/selfcdn/cdn/purge"
 )
 
@@ -46,23 +49,57 @@ func hasValidators(h http.Header) bool {
 }
 
 // originHeader returns the header for a request to the origin on behalf of
-// r: hop-by-hop fields dropped, Via and X-Forwarded-* added.
-func (h *Handler) originHeader(r *http.Request) http.Header {
+// r for site s: hop-by-hop fields and the URL and method overrides the
+// site does not key on dropped; Via, Forwarded and X-Forwarded-* set by
+// the edge. Nothing the origin sees is the client's word unless the key
+// holds it (issue 20).
+func (h *Handler) originHeader(r *http.Request, s *site) http.Header {
 	out := r.Header.Clone()
 	if out == nil {
 		out = http.Header{}
 	}
 	removeHopByHop(out)
-	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		if prior := out["X-Forwarded-For"]; len(prior) > 0 {
-			ip = strings.Join(prior, ", ") + ", " + ip
+	for _, k := range cachekey.OverrideHeaders {
+		if !slices.ContainsFunc(s.keyRules.PassHeaders, func(p string) bool { return strings.EqualFold(p, k) }) {
+			delete(out, k)
 		}
-		out["X-Forwarded-For"] = []string{ip}
 	}
-	out["X-Forwarded-Proto"] = []string{scheme(r)}
+	proto := scheme(r)
+	ip, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err == nil {
+		xff := ip
+		if prior := out["X-Forwarded-For"]; len(prior) > 0 {
+			// Appended, as proxies do: the origin trusts only the
+			// addresses its own proxies added.
+			xff = strings.Join(prior, ", ") + ", " + ip
+		}
+		out["X-Forwarded-For"] = []string{xff}
+	}
+	out["Forwarded"] = []string{forwarded(ip, proto, r.Host)}
+	out["X-Forwarded-Proto"] = []string{proto}
 	out["X-Forwarded-Host"] = []string{r.Host}
 	out["Via"] = append(out["Via"], h.via)
 	return out
+}
+
+// forwarded is the edge's own Forwarded field (RFC 7239), replacing any
+// the client sent: one element, for the hop from client to edge.
+func forwarded(ip, proto, host string) string {
+	var b strings.Builder
+	if ip != "" {
+		b.WriteString("for=")
+		if strings.Contains(ip, ":") {
+			b.WriteString(`"[` + ip + `]"`) // §6: an IPv6 address is quoted, in brackets
+		} else {
+			b.WriteString(ip)
+		}
+		b.WriteByte(';')
+	}
+	b.WriteString("proto=")
+	b.WriteString(proto)
+	b.WriteString(";host=")
+	b.WriteString(strconv.Quote(host)) // a quoted-string: a host:port's colon is not a token character
+	return b.String()
 }
 
 // clientHeader turns an origin response header into the one sent to

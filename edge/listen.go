@@ -84,24 +84,54 @@ func (m *protoMux) sniff(c net.Conn) {
 		return
 	}
 	c.SetReadDeadline(time.Now().Add(m.peekTimeout))
-	var first [4]byte
-	n, err := io.ReadFull(c, first[:])
+	// At least the 4 bytes that tell h2c from HTTP/1.1, and whatever else
+	// came with them: most clients send a whole request head at once.
+	var first [2048]byte
+	n, err := io.ReadAtLeast(c, first[:], len(h2Preface))
 	c.SetReadDeadline(time.Time{})
 	if err != nil && n == 0 {
 		c.Close()
 		return
 	}
-	tc := &trackedConn{Conn: c, mux: m, pre: first[:n]}
+	h2 := bytes.HasPrefix(first[:n], h2Preface)
+	if !h2 && bareLF(first[:n]) {
+		// fasthttp waits for a CRLF CRLF that never comes; RFC 9112 §2.2
+		// lets a server refuse a bare LF, so say so at once.
+		c.SetWriteDeadline(time.Now().Add(time.Second))
+		io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: 36\r\n\r\nbare LF line ending in request head\n")
+		c.Close()
+		return
+	}
+	tc := &trackedConn{Conn: c, mux: m, pre: bytes.Clone(first[:n])}
 	m.mu.Lock()
 	m.conns[tc] = struct{}{}
 	m.mu.Unlock()
 	to := m.h1
-	if bytes.Equal(first[:n], h2Preface) {
+	if h2 {
 		to = m.h2
 	}
 	if !to.deliver(tc) {
 		tc.Close()
 	}
+}
+
+// bareLF reports whether the start of a request head ends a line with a
+// bare LF before its end (CRLF CRLF), as far as b reaches.
+func bareLF(b []byte) bool {
+	if end := bytes.Index(b, []byte("\r\n\r\n")); end >= 0 {
+		b = b[:end]
+	}
+	for i := bytes.IndexByte(b, '\n'); i >= 0; {
+		if i == 0 || b[i-1] != '\r' {
+			return true
+		}
+		j := bytes.IndexByte(b[i+1:], '\n')
+		if j < 0 {
+			break
+		}
+		i += 1 + j
+	}
+	return false
 }
 
 // handshake finishes a TLS handshake within the header timeout and hands

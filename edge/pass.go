@@ -29,7 +29,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, status 
 		return h.fail(w, r, err)
 	}
 	out.ContentLength = r.ContentLength
-	out.Header = h.originHeader(r)
+	out.Header = h.originHeader(r, s)
 	out.Host = s.originHost
 	if out.Host == "" {
 		out.Host = r.Host
@@ -60,7 +60,7 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, status 
 // Content-Location of the response from the cache.
 func (h *Handler) invalidate(r *http.Request, s *site, res http.Header) {
 	sch := scheme(r)
-	h.tombstone(cachekey.New(sch, r.Host, r.URL.EscapedPath(), r.URL.RawQuery, s.keyRules))
+	h.tombstone(cachekey.WithHeaders(cachekey.New(sch, r.Host, r.URL.EscapedPath(), r.URL.RawQuery, s.keyRules), s.keyRules.PassHeaders, r.Header))
 	for _, name := range []string{"Location", "Content-Location"} {
 		v := res.Get(name)
 		if v == "" {
@@ -70,7 +70,7 @@ func (h *Handler) invalidate(r *http.Request, s *site, res http.Header) {
 		if err != nil || (u.Host != "" && u.Host != r.Host) {
 			continue
 		}
-		h.tombstone(cachekey.New(sch, r.Host, u.EscapedPath(), u.RawQuery, s.keyRules))
+		h.tombstone(cachekey.WithHeaders(cachekey.New(sch, r.Host, u.EscapedPath(), u.RawQuery, s.keyRules), s.keyRules.PassHeaders, r.Header))
 	}
 }
 

@@ -231,6 +231,17 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) outcom
 	switch {
 	case errors.Is(err, errUnknownHost):
 		status, detail = http.StatusMisdirectedRequest, "unknown-host"
+	case errors.Is(err, errMisdirected):
+		status, detail = http.StatusMisdirectedRequest, "misdirected"
+	case errors.Is(err, errBadHost):
+		status, detail = http.StatusBadRequest, "bad-host"
+	case errors.Is(err, errBadFieldName):
+		status, detail = http.StatusBadRequest, "bad-header"
+	case errors.Is(err, errURITooLong):
+		status, detail = http.StatusRequestURITooLong, "uri-too-long"
+	case errors.Is(err, errConnect):
+		status, detail = http.StatusMethodNotAllowed, "connect"
+		w.Header()["Allow"] = []string{"GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE"}
 	case errors.Is(err, errNotCached):
 		status, detail = http.StatusGatewayTimeout, "only-if-cached"
 	case errors.As(err, &tooBig):

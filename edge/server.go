@@ -114,6 +114,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		group:         fill.NewGroup(func() *fill.Body { return fill.NewBody(maxObj, dir) }),
 		fetcher:       origin.NewFetcher(cfg.Origin),
 		maxBody:       int64(cfg.MaxBodyBytes),
+		maxURI:        int(min(cfg.MaxURIBytes, cfg.MaxHeaderBytes)),
 		maxObject:     maxObj,
 		diskInline:    min(maxObj, int64(cfg.Cache.Memory)/64),
 		maxVariants:   cfg.Cache.MaxVariants,
@@ -266,9 +267,15 @@ func (s *Server) ServeListeners(ctx context.Context, l Listeners) error {
 		// each idle connection would keep a max_header_bytes reader and a
 		// write buffer. The price is that one-byte read per request.
 		ReduceMemoryUsage: true,
-		ReadTimeout:       s.cfg.ReadHeaderTimeout + time.Minute,
-		IdleTimeout:       s.cfg.IdleTimeout,
-		CloseOnShutdown:   true,
+		// The head must arrive within read_header_timeout (a client
+		// trickling it byte by byte is cut then); the body then gets a
+		// minute of its own.
+		ReadTimeout: s.cfg.ReadHeaderTimeout,
+		HeaderReceived: func(*fasthttp.RequestHeader) fasthttp.RequestConfig {
+			return fasthttp.RequestConfig{ReadTimeout: time.Minute}
+		},
+		IdleTimeout:     s.cfg.IdleTimeout,
+		CloseOnShutdown: true,
 		// Idle workers (and, after a stop, the pool's cleaner) go away
 		// within this long.
 		MaxIdleWorkerDuration: 2 * time.Second,

@@ -27,6 +27,11 @@ type Config struct {
 	ReadTimeout time.Duration `yaml:"read_timeout"`
 	// MaxIdleConns is the idle connection pool per origin. Default 256.
 	MaxIdleConns int `yaml:"max_idle_conns"`
+	// MaxHeaderBytes bounds an origin's response header block; a bigger
+	// one fails the fetch (a 502), so a hostile origin cannot make the
+	// edge hold megabytes per request nor store them. Default 64KiB
+	// (nginx and Varnish cap each header line at 4-8 KiB).
+	MaxHeaderBytes int64 `yaml:"max_header_bytes"`
 }
 
 // WithDefaults returns c with zero fields set to their defaults.
@@ -43,6 +48,9 @@ func (c Config) WithDefaults() Config {
 	if c.MaxIdleConns == 0 {
 		c.MaxIdleConns = 256
 	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = 64 << 10
+	}
 	return c
 }
 
@@ -56,6 +64,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxIdleConns < 0 {
 		errs = append(errs, fmt.Errorf("max_idle_conns must be >= 0, got %d", c.MaxIdleConns))
+	}
+	if c.MaxHeaderBytes != 0 && (c.MaxHeaderBytes < 4<<10 || c.MaxHeaderBytes > 1<<20) {
+		errs = append(errs, fmt.Errorf("max_header_bytes must be 4KiB-1MiB (0: 64KiB), got %d", c.MaxHeaderBytes))
 	}
 	return errors.Join(errs...)
 }
@@ -84,13 +95,14 @@ func NewFetcher(cfg Config) *Fetcher {
 	cfg = cfg.WithDefaults()
 	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
 	tr := &http.Transport{
-		DialContext:           dialer.DialContext,
-		MaxIdleConns:          cfg.MaxIdleConns * 4,
-		MaxIdleConnsPerHost:   cfg.MaxIdleConns,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: cfg.HeaderTimeout,
-		TLSHandshakeTimeout:   cfg.ConnectTimeout,
-		ExpectContinueTimeout: time.Second,
+		DialContext:            dialer.DialContext,
+		MaxIdleConns:           cfg.MaxIdleConns * 4,
+		MaxIdleConnsPerHost:    cfg.MaxIdleConns,
+		IdleConnTimeout:        90 * time.Second,
+		ResponseHeaderTimeout:  cfg.HeaderTimeout,
+		TLSHandshakeTimeout:    cfg.ConnectTimeout,
+		ExpectContinueTimeout:  time.Second,
+		MaxResponseHeaderBytes: cfg.MaxHeaderBytes,
 		// The edge caches what the origin sends, encoded or not, and
 		// passes the client's Accept-Encoding on; Go must not add its own
 		// and decode behind our back.

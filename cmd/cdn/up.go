@@ -280,6 +280,12 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 			HTTP: "http://" + ln.Addr().String(), HTTPS: "https://" + tln.Addr().String(), Admin: "http://" + admin.Addr().String(),
 			NATSCreds: creds})
 	}
+	// up.json says the CDN is up: only once control lists every edge, so a
+	// `cdn push --wait` that reads it waits for all of them.
+	if err := waitRegistered(gctx, info); err != nil {
+		cancel()
+		return errors.Join(err, g.Wait())
+	}
 	if err := writeJSON(filepath.Join(data, "up.json"), info); err != nil {
 		return err
 	}
@@ -313,6 +319,52 @@ func upCreds(controlData, dir string) (func(natsauth.Role, string) (string, erro
 		}
 		return path, natsauth.WriteCreds(path, creds)
 	}, nil
+}
+
+// waitRegistered waits (up to 30 s) until control lists every edge of
+// info as registered.
+func waitRegistered(ctx context.Context, info upInfo) error {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	for {
+		missing, err := unregistered(ctx, info)
+		if err == nil && len(missing) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("edges not registered with control after 30s: %v (%v)", missing, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// unregistered lists the edges of info that control does not list yet.
+func unregistered(ctx context.Context, info upInfo) ([]string, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, info.Control+"/v1/edges", nil)
+	req.Header.Set("Authorization", "Bearer "+info.AdminToken)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	var body struct {
+		Edges []struct{ Name string } `json:"edges"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
+		return nil, fmt.Errorf("GET /v1/edges: %s: %w", res.Status, err)
+	}
+	registered := map[string]bool{}
+	for _, e := range body.Edges {
+		registered[e.Name] = true
+	}
+	var missing []string
+	for _, e := range info.Edges {
+		if !registered[e.Name] {
+			missing = append(missing, e.Name)
+		}
+	}
+	return missing, nil
 }
 
 // writeJSON writes v to path atomically, so a script polling for the file

@@ -6,6 +6,8 @@ package cachekey
 
 import (
 	"fmt"
+	"net/textproto"
+	"net/url"
 	"slices"
 	"strings"
 )
@@ -41,6 +43,21 @@ type Rules struct {
 	// it switches the whole site to fresh objects without a purge (the
 	// old ones age out of the cache).
 	Version string `yaml:"version"`
+	// PassHeaders are request headers the edge otherwise removes before
+	// the origin (OverrideHeaders: they can change what the origin
+	// answers) that this site's origin needs. Each joins the key, so a
+	// client's value can never answer another's request.
+	PassHeaders []string `yaml:"pass_headers"`
+}
+
+// OverrideHeaders are request headers that some frameworks read as a
+// different URL, method, scheme or port than the request's own. The
+// edge removes them before the origin unless a site passes them
+// (Rules.PassHeaders): unkeyed, one client's value would poison the
+// cached answer for everyone.
+var OverrideHeaders = []string{
+	"X-Original-Url", "X-Rewrite-Url", "X-Http-Method-Override", "X-Http-Method", "X-Method-Override",
+	"X-Forwarded-Scheme", "X-Forwarded-Port",
 }
 
 // Validate reports rules that cannot work.
@@ -56,7 +73,58 @@ func (r Rules) Validate() error {
 	if len(r.Version) > 128 || strings.ContainsFunc(r.Version, func(c rune) bool { return c <= ' ' || c == 0x7f }) {
 		return fmt.Errorf("version must be up to 128 printable characters without spaces, got %q", r.Version)
 	}
+	for _, h := range r.PassHeaders {
+		if !validFieldName(h) {
+			return fmt.Errorf("pass_headers: %q is not a header name", h)
+		}
+		if !slices.Contains(OverrideHeaders, textproto.CanonicalMIMEHeaderKey(h)) {
+			// Other headers reach the origin anyway; listing one here
+			// would key on it for nothing (use the origin's Vary).
+			return fmt.Errorf("pass_headers: %q is not one the edge removes (%s)", h, strings.Join(OverrideHeaders, ", "))
+		}
+	}
 	return nil
+}
+
+// validFieldName reports whether s is an RFC 9110 token.
+func validFieldName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !unreserved(c) && !strings.ContainsRune("!#$%&'*+^`|", rune(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// WithHeaders returns key with the values of the pass headers names in
+// h, placed before the scheme as Version is (what follows "://" stays
+// the URL, which purges match against). Without names it is key.
+func WithHeaders(key string, names []string, h Header) string {
+	if len(names) == 0 {
+		return key
+	}
+	var b strings.Builder
+	for _, n := range names {
+		b.WriteString(textproto.CanonicalMIMEHeaderKey(n))
+		b.WriteByte('=')
+		vs := h.Values(n)
+		if len(vs) == 0 {
+			b.WriteByte(absent)
+		}
+		for i, v := range vs {
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(url.QueryEscape(v)) // never "://", never a NUL
+		}
+		b.WriteByte(0)
+	}
+	b.WriteString(key)
+	return b.String()
 }
 
 // New returns the cache key for a request to scheme://host/path?query.
@@ -209,7 +277,13 @@ func Query(raw string, r Rules) string {
 		kept = append(kept, p)
 	}
 	if r.Query != QueryOrdered {
-		slices.Sort(kept)
+		// By name only, keeping the order of a repeated name's values:
+		// ?a=2&a=1 and ?a=1&a=2 may mean different things to an origin.
+		slices.SortStableFunc(kept, func(a, b string) int {
+			an, _, _ := strings.Cut(a, "=")
+			bn, _, _ := strings.Cut(b, "=")
+			return strings.Compare(an, bn)
+		})
 	}
 	return strings.Join(kept, "&")
 }

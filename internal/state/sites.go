@@ -73,6 +73,9 @@ type CacheKey struct {
 	// Version is a release token in every key of the site: change it to
 	// switch the site to fresh objects without purging.
 	Version string `json:"version,omitempty"`
+	// PassHeaders are URL and method override headers (edges drop them)
+	// this site's origin needs; each joins the key.
+	PassHeaders []string `json:"pass_headers,omitempty"`
 }
 
 // Duration is a time.Duration written as text ("90s", "1h").
