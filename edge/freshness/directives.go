@@ -153,22 +153,41 @@ func parseDelta(s string) (time.Duration, bool) {
 }
 
 // nextItem splits off the next comma-separated item, keeping commas inside
-// quoted strings (private="Set-Cookie, X-Foo") in the item.
+// quoted strings (private="Set-Cookie, X-Foo") in the item. A quoted
+// string starts only where a directive's argument does (RFC 9111 §5.2:
+// token [ "=" ( token / quoted-string ) ]); a quote that is never closed
+// quotes nothing, so a malformed field cannot swallow the directives after
+// it once and give them back when the field is repeated.
 func nextItem(v string) (item, rest string) {
-	quoted := false
+	afterEq := false // only OWS since the last '='
 	for i := 0; i < len(v); i++ {
-		switch v[i] {
-		case '"':
-			quoted = !quoted
-		case '\\':
-			if quoted {
-				i++
+		switch c := v[i]; {
+		case c == '"' && afterEq:
+			if end := closingQuote(v, i+1); end >= 0 {
+				i = end
 			}
-		case ',':
-			if !quoted {
-				return v[:i], v[i+1:]
-			}
+			afterEq = false
+		case c == '=':
+			afterEq = true
+		case c == ',':
+			return v[:i], v[i+1:]
+		case c != ' ' && c != '\t':
+			afterEq = false
 		}
 	}
 	return v, ""
+}
+
+// closingQuote returns the index of the quote that ends a quoted string
+// whose content starts at v[i], honouring backslash escapes, or -1.
+func closingQuote(v string, i int) int {
+	for ; i < len(v); i++ {
+		switch v[i] {
+		case '\\':
+			i++
+		case '"':
+			return i
+		}
+	}
+	return -1
 }

@@ -28,6 +28,8 @@ func TestParse(t *testing.T) {
 		{name: "max-stale bare", in: "max-stale", want: Directives{MaxStale: maxDelta, Has: HasMaxStale}},
 		{name: "min-fresh", in: "min-fresh=20", want: Directives{MinFresh: 20 * time.Second, Has: HasMinFresh}},
 		{name: "unknown ignored", in: "foo=bar, ,,", want: Directives{}},
+		{name: "unclosed quote quotes nothing", in: `private="x, max-age=5`, want: Directives{MaxAge: 5 * time.Second, Has: HasMaxAge | Private}},
+		{name: "quote outside an argument", in: `", s-maxage=7`, want: Directives{SMaxAge: 7 * time.Second, Has: HasSMaxAge}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,7 +41,8 @@ func TestParse(t *testing.T) {
 }
 
 func FuzzParse(f *testing.F) {
-	for _, s := range []string{"max-age=60", `private="a,b", s-maxage=1`, "max-stale", "max-age=99999999999999999999", `"\`, "no-cache,,,"} {
+	for _, s := range []string{"max-age=60", `private="a,b", s-maxage=1`, "max-stale", "max-age=99999999999999999999", `"\`, "no-cache,,,",
+		"none", "Max-Age=1", "a=(1 2);x, b=:aGk=:", "max-age=1.5", "a=1,", `%"x"`, "30, 60", `"30"`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -54,5 +57,9 @@ func FuzzParse(f *testing.F) {
 		if twice.Has != d.Has || twice.MaxAge != d.MaxAge {
 			t.Fatalf("Parse(%q) twice = %+v, once = %+v", s, twice, d)
 		}
+		// The same bytes as CDN-Cache-Control (a Structured Field) and
+		// as an Age value.
+		checkTargeted(t, s)
+		checkAge(t, s)
 	})
 }

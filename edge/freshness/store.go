@@ -75,15 +75,6 @@ func understoodStatus(code int) bool {
 	return heuristicStatus(code) || code == 302 || code == 307 || code == 400 || code == 403 || code == 500 || code == 502 || code == 503 || code == 504
 }
 
-// Targeted returns the directives that govern this cache: CDN-Cache-Control
-// when the origin sent one (RFC 9213 §2.1), otherwise Cache-Control.
-func Targeted(h http.Header) (d Directives, targeted bool) {
-	if len(h["Cdn-Cache-Control"]) > 0 {
-		return ParseHeader(h, "Cdn-Cache-Control"), true
-	}
-	return ParseHeader(h, "Cache-Control"), false
-}
-
 // Evaluate decides whether a response to a GET with request header reqH may
 // be stored, and with what freshness. requestTime is when the request went
 // to the origin, responseTime when its header arrived.
@@ -168,9 +159,16 @@ func explicitLifetime(cc Directives, targeted bool, h http.Header, date time.Tim
 		return 0, false
 	}
 	if exp, ok := h["Expires"]; ok {
-		t, err := http.ParseTime(firstOf(exp))
+		// RFC 9111 §5.3: an invalid Expires (a bad date, "0") means
+		// already expired. Expires is a singleton; several values are
+		// invalid too, and §4.2.1 lets a cache consider such a response
+		// stale rather than guess which one the origin meant.
+		if len(exp) != 1 {
+			return 0, true
+		}
+		t, err := http.ParseTime(exp[0])
 		if err != nil {
-			return 0, true // an invalid Expires means already expired
+			return 0, true
 		}
 		return max(t.Sub(date), 0), true
 	}
@@ -191,7 +189,7 @@ func heuristicLifetime(h http.Header, date time.Time, p Policy) time.Duration {
 // initialAge computes corrected_initial_age (RFC 9111 §4.2.3).
 func initialAge(h http.Header, date, requestTime, responseTime time.Time) time.Duration {
 	apparent := max(responseTime.Sub(date), 0)
-	ageValue, _ := parseDelta(h.Get("Age"))
+	ageValue := parseAge(h["Age"])
 	delay := max(responseTime.Sub(requestTime), 0)
 	return max(apparent, ageValue+delay)
 }
@@ -202,11 +200,4 @@ func parseDate(v string, fallback time.Time) time.Time {
 		return fallback
 	}
 	return t
-}
-
-func firstOf(v []string) string {
-	if len(v) == 0 {
-		return ""
-	}
-	return v[0]
 }
