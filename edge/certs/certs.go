@@ -165,7 +165,7 @@ func New(cfg Config) (*Manager, error) {
 		m.acmeIssuers = append(m.acmeIssuers, iss)
 	}
 
-	base := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: cfg.NextProtos}
+	base := baseTLSConfig(cfg.NextProtos)
 	m.tlsByMode = map[Mode]*tls.Config{}
 	for mode, c := range map[Mode]*certmagic.Config{ACME: m.acme, acmeOnDemand: m.acmeWild, Dev: m.dev, Files: m.files} {
 		tc := base.Clone()
@@ -207,9 +207,10 @@ func (m *Manager) newConfig(mode Mode) *certmagic.Config {
 }
 
 // TLSConfig is the listener's config: each handshake gets the config of
-// its site's mode, or one that refuses it.
+// its site's mode, or one that refuses it. Every one offers the same
+// protocol versions, cipher suites and groups (see profile.go).
 func (m *Manager) TLSConfig() *tls.Config {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: m.cfg.NextProtos}
+	tc := baseTLSConfig(m.cfg.NextProtos)
 	tc.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
 		mode, ok := m.hosts.Load().route(serverName(hello))
 		if !ok || mode == None {
