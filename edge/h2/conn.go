@@ -49,6 +49,7 @@ var (
 	errClientReset  = errors.New("h2: stream reset by the client")
 	errStreamClosed = errors.New("h2: stream closed")
 	errConnClosed   = errors.New("h2: connection closed")
+	errRefused      = errors.New("h2: stream refused")
 )
 
 // flowError is a connection-level flow-control violation.
@@ -73,6 +74,9 @@ type conn struct {
 	// Read loop only.
 	sawSettings     bool
 	unackedSettings int
+	framesRead      int
+	hdec            *hpack.Decoder // calls emitField
+	block           headerBlock    // the header block being read
 
 	mu          sync.Mutex
 	cond        sync.Cond // windows grew, a stream ended, body data came, or the connection broke
@@ -95,6 +99,11 @@ type conn struct {
 	goingAway    bool
 	goAwayID     uint32
 	broken       error
+	// blockDeadline ends the wait for an unfinished header block's
+	// CONTINUATION frames (ReadHeaderTimeout); zero between blocks.
+	blockDeadline time.Time
+	deadlineSet   bool // a read deadline is set that armReadLocked may have to clear
+	flood         floodMeter
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -119,8 +128,10 @@ func newConn(s *Server, nc net.Conn) *conn {
 	sc.fr = http2.NewFramer(sc.out, sc.br)
 	sc.fr.SetMaxReadFrameSize(readFrameSize)
 	sc.fr.SetReuseFrames()
-	sc.fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
-	sc.fr.MaxHeaderListSize = s.MaxHeaderListSize
+	// Header blocks are decoded frame by frame (headers.go), not by the
+	// Framer's ReadMetaHeaders, which reads a whole block in one call.
+	sc.hdec = hpack.NewDecoder(4096, sc.emitField)
+	sc.hdec.SetMaxStringLength(int(s.MaxHeaderListSize))
 	sc.henc = hpack.NewEncoder(&sc.hbuf)
 	return sc
 }
@@ -151,6 +162,7 @@ func (sc *conn) serve() {
 	sc.nc.SetReadDeadline(time.Time{})
 	if sc.srv.IdleTimeout > 0 {
 		sc.nc.SetReadDeadline(time.Now().Add(sc.srv.IdleTimeout))
+		sc.deadlineSet = true
 	}
 	sc.mu.Unlock()
 	if err != nil {
@@ -159,6 +171,9 @@ func (sc *conn) serve() {
 	sc.unackedSettings = 1
 	for {
 		f, err := sc.fr.ReadFrame()
+		if err == nil || errors.As(err, new(http2.StreamError)) {
+			sc.framesRead++ // a frame that is a stream error counts too
+		}
 		if err == nil {
 			err = sc.process(f)
 		}
@@ -180,8 +195,18 @@ func (sc *conn) serve() {
 func (sc *conn) handleError(err error) bool {
 	var se http2.StreamError
 	var ce http2.ConnectionError
+	var fe floodError
 	switch {
+	case errors.As(err, &fe):
+		sc.cutOff(fe.cause)
+		return false
 	case errors.As(err, &se):
+		if se.Cause != errRefused { // refusals were counted as such
+			if err := sc.waste(wasteMalformed); err != nil {
+				sc.cutOff(err.(floodError).cause)
+				return false
+			}
+		}
 		sc.resetStream(se.StreamID, se.Code, false)
 		return true
 	case errors.As(err, &ce):
@@ -197,8 +222,11 @@ func (sc *conn) handleError(err error) bool {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		sc.mu.Lock()
 		idle := len(sc.streams) == 0
+		slowBlock := sc.broken == nil && !sc.blockDeadline.IsZero() && !time.Now().Before(sc.blockDeadline)
 		sc.mu.Unlock()
-		if idle {
+		if slowBlock {
+			sc.cutOff(causeHeaderTimeout)
+		} else if idle {
 			sc.goAway(errCodeNo) // idle, or done after a GOAWAY: a polite close
 		}
 		return false
@@ -216,6 +244,16 @@ func (sc *conn) process(f http2.Frame) error {
 		}
 		sc.sawSettings = true
 	}
+	var block *headerBlock
+	switch f.(type) {
+	case *http2.HeadersFrame, *http2.ContinuationFrame:
+		// Decoded even for a stream not served: HPACK state is shared.
+		b, err := sc.blockFrame(f)
+		if b == nil || err != nil {
+			return err
+		}
+		block = b
+	}
 	sc.mu.Lock()
 	ignore := sc.goingAway && f.Header().StreamID > sc.goAwayID
 	sc.mu.Unlock()
@@ -229,14 +267,24 @@ func (sc *conn) process(f http2.Frame) error {
 	}
 	switch f := f.(type) {
 	case *http2.SettingsFrame:
+		if !f.IsAck() {
+			if err := sc.controlFrame(); err != nil {
+				return err
+			}
+		}
 		return sc.processSettings(f)
-	case *http2.MetaHeadersFrame:
-		return sc.processHeaders(f)
+	case *http2.HeadersFrame, *http2.ContinuationFrame:
+		return sc.processHeaders(block)
 	case *http2.DataFrame:
 		return sc.processData(f)
 	case *http2.WindowUpdateFrame:
 		return sc.processWindowUpdate(f)
 	case *http2.PingFrame:
+		// We send no PING, so an ACK is as useless as a PING is
+		// costly: both count against the control frame rate.
+		if err := sc.controlFrame(); err != nil {
+			return err
+		}
 		if !f.IsAck() {
 			sc.mu.Lock()
 			sc.fr.WritePing(true, f.Data)
@@ -250,6 +298,9 @@ func (sc *conn) process(f http2.Frame) error {
 		if f.StreamID > sc.maxClientID {
 			return http2.ConnectionError(errCodeProtocol) // RST_STREAM on an idle stream
 		}
+		if err := sc.wasteLocked(wasteReset); err != nil {
+			return err
+		}
 		if st := sc.streams[f.StreamID]; st != nil {
 			sc.closeStreamLocked(st, errClientReset)
 		}
@@ -258,14 +309,15 @@ func (sc *conn) process(f http2.Frame) error {
 		if f.StreamDep == f.StreamID {
 			return http2.StreamError{StreamID: f.StreamID, Code: errCodeProtocol, Cause: errors.New("stream depends on itself")}
 		}
-		return nil
+		return sc.controlFrame() // ignored, as RFC 9113 §5.3.2 allows
+
 	case *http2.GoAwayFrame:
 		sc.goAway(errCodeNo) // the client is leaving: finish what runs, then close
 		return nil
 	case *http2.PushPromiseFrame:
 		return http2.ConnectionError(errCodeProtocol) // clients do not push
 	default:
-		return nil // unknown frame types are ignored (RFC 9113 §4.1)
+		return sc.controlFrame() // unknown frame types are ignored (RFC 9113 §4.1)
 	}
 }
 
@@ -314,6 +366,11 @@ func (sc *conn) processSettings(f *http2.SettingsFrame) error {
 func (sc *conn) processWindowUpdate(f *http2.WindowUpdateFrame) error {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
+	if f.Increment < tinyWindowUpdate {
+		if err := sc.wasteLocked(wasteWindow); err != nil {
+			return err
+		}
+	}
 	inc := int64(f.Increment)
 	if f.StreamID == 0 {
 		if sc.sendWindow += inc; sc.sendWindow > maxWindow {
@@ -357,6 +414,12 @@ func (sc *conn) processData(f *http2.DataFrame) error {
 	if id > sc.maxClientID {
 		sc.mu.Unlock()
 		return http2.ConnectionError(errCodeProtocol) // DATA on an idle stream
+	}
+	if len(f.Data()) == 0 && !f.StreamEnded() {
+		if err := sc.wasteLocked(wasteEmpty); err != nil {
+			sc.mu.Unlock()
+			return err
+		}
 	}
 	st := sc.streams[id]
 	if st == nil || st.remoteDone {
@@ -432,82 +495,6 @@ func (sc *conn) endRemoteLocked(st *stream) error {
 		sc.closeStreamLocked(st, nil)
 	}
 	return nil
-}
-
-func (sc *conn) processHeaders(f *http2.MetaHeadersFrame) error {
-	id := f.StreamID
-	if id%2 != 1 {
-		return http2.ConnectionError(errCodeProtocol) // clients open odd streams
-	}
-	sc.mu.Lock()
-	defer sc.mu.Unlock()
-	if st := sc.streams[id]; st != nil {
-		// Trailers end the request body.
-		switch {
-		case st.remoteDone:
-			return http2.StreamError{StreamID: id, Code: errCodeClosed}
-		case !f.StreamEnded():
-			return http2.StreamError{StreamID: id, Code: errCodeProtocol, Cause: errors.New("trailers without END_STREAM")}
-		case len(f.PseudoFields()) > 0:
-			return http2.StreamError{StreamID: id, Code: errCodeProtocol, Cause: errors.New("pseudo-header in trailers")}
-		}
-		return sc.endRemoteLocked(st)
-	}
-	if sc.goingAway && id > sc.goAwayID {
-		return nil // above the GOAWAY's last stream: not served
-	}
-	if sc.resetByUs(id) {
-		return nil // trailers in flight when our RST_STREAM left
-	}
-	if id <= sc.maxClientID {
-		return http2.ConnectionError(errCodeProtocol) // a closed stream, or ids going down
-	}
-	sc.maxClientID = id
-	if f.HasPriority() && f.Priority.StreamDep == id {
-		return http2.StreamError{StreamID: id, Code: errCodeProtocol, Cause: errors.New("stream depends on itself")}
-	}
-	if uint32(len(sc.streams)) >= sc.srv.MaxConcurrentStreams {
-		code := errCodeProtocol
-		if sc.unackedSettings > 0 {
-			code = errCodeRefused // the client may not have our limit yet
-		}
-		return http2.StreamError{StreamID: id, Code: code, Cause: errors.New("too many concurrent streams")}
-	}
-	if sc.handlers >= 2*int(sc.srv.MaxConcurrentStreams) {
-		// Handlers of streams the client reset are still running: a
-		// reset flood does not get more work started.
-		return http2.StreamError{StreamID: id, Code: errCodeRefused, Cause: errors.New("too many handlers running")}
-	}
-	req, err := sc.newRequest(f)
-	if err != nil {
-		return http2.StreamError{StreamID: id, Code: errCodeProtocol, Cause: err}
-	}
-	st := &stream{id: id, sendWindow: sc.peerWindow, recvWindow: int64(sc.srv.StreamWindow), declared: -1, remoteDone: f.StreamEnded()}
-	st.ctx, st.cancel = context.WithCancel(sc.ctx)
-	if f.StreamEnded() {
-		req.Body = http.NoBody
-	} else {
-		st.declared = req.ContentLength
-		st.body = &requestBody{sc: sc, st: st}
-		req.Body = st.body
-	}
-	req = req.WithContext(st.ctx)
-	if len(sc.streams) == 0 && sc.srv.IdleTimeout > 0 {
-		sc.nc.SetReadDeadline(time.Time{})
-	}
-	sc.streams[id] = st
-	sc.handlers++
-	w := &responseWriter{sc: sc, st: st, head: req.Method == http.MethodHead, handlerHeader: make(http.Header), contentLength: -1}
-	h := sc.srv.Handler
-	if f.Truncated {
-		h = http.HandlerFunc(headerListTooLong)
-	}
-	go sc.runHandler(st, w, req, h)
-	return nil
-}
-
-func headerListTooLong(w http.ResponseWriter, _ *http.Request) {
-	http.Error(w, "request header fields too large", http.StatusRequestHeaderFieldsTooLarge)
 }
 
 // runHandler runs h for one stream and ends the stream when it returns.
@@ -594,14 +581,34 @@ func (sc *conn) closeStreamLocked(st *stream, err error) {
 		sc.giveBackLocked(nil, int64(b.buf.Len()))
 		b.buf.Reset()
 	}
+	if err == nil {
+		sc.creditLocked() // a response sent in full
+	}
 	sc.cond.Broadcast()
 	if len(sc.streams) == 0 {
-		switch {
-		case sc.goingAway:
-			sc.nc.SetReadDeadline(time.Now().Add(lingerAfterGoAway))
-		case sc.srv.IdleTimeout > 0:
-			sc.nc.SetReadDeadline(time.Now().Add(sc.srv.IdleTimeout))
-		}
+		sc.armReadLocked()
+	}
+}
+
+// armReadLocked sets the read deadline the connection's state calls for:
+// the end of an unfinished header block's time, none while streams are
+// open, else the linger after a GOAWAY or the idle timeout.
+func (sc *conn) armReadLocked() {
+	var t time.Time
+	switch {
+	case sc.broken != nil:
+		return // failLocked set it
+	case !sc.blockDeadline.IsZero():
+		t = sc.blockDeadline
+	case len(sc.streams) > 0:
+	case sc.goingAway:
+		t = time.Now().Add(lingerAfterGoAway)
+	case sc.srv.IdleTimeout > 0:
+		t = time.Now().Add(sc.srv.IdleTimeout)
+	}
+	if !t.IsZero() || sc.deadlineSet {
+		sc.nc.SetReadDeadline(t)
+		sc.deadlineSet = !t.IsZero()
 	}
 }
 
@@ -622,9 +629,7 @@ func (sc *conn) goAway(code http2.ErrCode) {
 	sc.goingAway, sc.goAwayID = true, sc.maxClientID
 	sc.fr.WriteGoAway(sc.maxClientID, code, nil)
 	sc.flushLocked()
-	if len(sc.streams) == 0 {
-		sc.nc.SetReadDeadline(time.Now().Add(lingerAfterGoAway))
-	}
+	sc.armReadLocked()
 }
 
 // abort ends the connection for a connection error: GOAWAY with code,

@@ -45,7 +45,25 @@ type Server struct {
 	// for the client to open its flow-control window, or whose request
 	// body has not moved for this long. Default 60s.
 	StallTimeout time.Duration
-	// Log receives connection errors at debug level; nil discards them.
+	// ReadHeaderTimeout bounds a header block from its HEADERS frame to
+	// its last CONTINUATION; a client slower than that is cut off.
+	// Default 10s.
+	ReadHeaderTimeout time.Duration
+	// FloodBudget is how many frames that cost work without progress
+	// (client resets, refused streams, empty frames, tiny WINDOW_UPDATEs,
+	// malformed requests, control frames beyond ControlFrameRate) a
+	// connection may send, net of the responses it received in full,
+	// before it is cut off with GOAWAY ENHANCE_YOUR_CALM (flood.go).
+	// Default 1000.
+	FloodBudget int
+	// ControlFrameRate is how many SETTINGS, PING, PRIORITY and unknown
+	// frames a second (and in a burst) a connection may send before each
+	// counts against FloodBudget. Default 100.
+	ControlFrameRate int
+	// Metrics counts connections cut off; nil: not counted.
+	Metrics *Metrics
+	// Log receives connection errors at debug level, and one line at
+	// info level per connection cut off for a flood; nil discards them.
 	Log *slog.Logger
 
 	once      sync.Once // fills in the defaults
@@ -78,6 +96,15 @@ func (s *Server) defaults() {
 	}
 	if s.StallTimeout == 0 {
 		s.StallTimeout = 60 * time.Second
+	}
+	if s.ReadHeaderTimeout == 0 {
+		s.ReadHeaderTimeout = 10 * time.Second
+	}
+	if s.FloodBudget == 0 {
+		s.FloodBudget = 1000
+	}
+	if s.ControlFrameRate == 0 {
+		s.ControlFrameRate = 100
 	}
 	if s.Log == nil {
 		s.Log = slog.New(slog.DiscardHandler)

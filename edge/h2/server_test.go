@@ -310,7 +310,8 @@ func TestProtocolErrors(t *testing.T) {
 
 // TestRapidReset opens and resets streams as fast as it can, each of
 // whose handlers blocks until its stream's context ends: the server
-// stays within its limits and every handler ends.
+// stays within its limits, cuts the connection off, and every handler
+// ends.
 func TestRapidReset(t *testing.T) {
 	var mu sync.Mutex
 	cur, peak := 0, 0
@@ -328,19 +329,20 @@ func TestRapidReset(t *testing.T) {
 	addr := serve(t, s)
 	before := runtime.NumGoroutine()
 	c := dialRaw(t, addr)
-	for id := uint32(1); id < 20000; id += 2 {
-		c.headers(id, true, get...)
-		c.fr.WriteRSTStream(id, http2.ErrCodeCancel)
+	go func() {
+		for id := uint32(1); id < 20000; id += 2 {
+			c.headers(id, true, get...)
+			if c.fr.WriteRSTStream(id, http2.ErrCodeCancel) != nil {
+				return // cut off
+			}
+		}
+	}()
+	f, err := c.expect("goaway")
+	if err != nil {
+		t.Fatal(err)
 	}
-	c.fr.WritePing(false, [8]byte{1})
-	for {
-		f, err := c.fr.ReadFrame()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if p, ok := f.(*http2.PingFrame); ok && p.IsAck() {
-			break
-		}
+	if g := f.(*http2.GoAwayFrame); g.ErrCode != http2.ErrCodeEnhanceYourCalm || g.LastStreamID > 2*uint32(2*s.FloodBudget) {
+		t.Errorf("GOAWAY %v after stream %d, want ENHANCE_YOUR_CALM within %d streams", g.ErrCode, g.LastStreamID, 2*s.FloodBudget)
 	}
 	testwait.Until(t, "every handler ended", func() bool {
 		mu.Lock()

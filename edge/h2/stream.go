@@ -38,12 +38,12 @@ var connectionHeaders = map[string]bool{
 	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Transfer-Encoding": true, "Upgrade": true,
 }
 
-// newRequest builds the request a HEADERS frame opens, or says why it is
+// newRequest builds the request a header block opens, or says why it is
 // malformed (RFC 9113 §8.3.1).
-func (sc *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, error) {
-	method, scheme := f.PseudoValue("method"), f.PseudoValue("scheme")
-	authority, path := f.PseudoValue("authority"), f.PseudoValue("path")
-	if f.PseudoValue("protocol") != "" {
+func (sc *conn) newRequest(b *headerBlock) (*http.Request, error) {
+	method, scheme := b.pseudo("method"), b.pseudo("scheme")
+	authority, path := b.pseudo("authority"), b.pseudo("path")
+	if b.pseudo("protocol") != "" {
 		return nil, errors.New("extended CONNECT is not offered")
 	}
 	if method == http.MethodConnect {
@@ -53,7 +53,7 @@ func (sc *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, error) {
 	} else if method == "" || path == "" || (scheme != "http" && scheme != "https") {
 		return nil, errors.New("missing or bad :method, :path or :scheme")
 	}
-	fields := f.RegularFields()
+	fields := b.regular()
 	header := make(http.Header, len(fields))
 	for _, hf := range fields {
 		name := textproto.CanonicalMIMEHeaderKey(hf.Name)
@@ -87,7 +87,7 @@ func (sc *conn) newRequest(f *http2.MetaHeadersFrame) (*http.Request, error) {
 		Method: method, URL: u, Proto: "HTTP/2.0", ProtoMajor: 2, Header: header,
 		Host: authority, RequestURI: path, RemoteAddr: sc.remote, TLS: sc.tls, ContentLength: -1,
 	}
-	if f.StreamEnded() {
+	if b.endStream {
 		r.ContentLength = 0
 	} else if cl := header["Content-Length"]; len(cl) > 0 {
 		n, err := strconv.ParseUint(cl[0], 10, 63)
