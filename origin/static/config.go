@@ -22,6 +22,12 @@ type Config struct {
 	// no rule sets one for, and of 404 responses. Empty sends none.
 	// Default "public, max-age=60".
 	DefaultCacheControl string `yaml:"default_cache_control"`
+	// ServeDotfiles serves files and directories whose name starts with a
+	// dot (/.env, /.git/config, /a/.hidden/x). Default false: they get 404
+	// as if they did not exist, since a site root checked out from git or
+	// built by a tool often holds secrets there. /.well-known/ (RFC 8615)
+	// is served either way; dot names inside it are not.
+	ServeDotfiles bool `yaml:"serve_dotfiles"`
 	// ShutdownTimeout bounds the graceful shutdown once the context ends.
 	// Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`

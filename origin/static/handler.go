@@ -47,6 +47,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "invalid URL path", http.StatusBadRequest)
 		return
 	}
+	if !s.cfg.ServeDotfiles && dotted(name) {
+		s.notFound(w, r) // as if it were not there: a 403 would confirm it is
+		return
+	}
 	urlPath := "/" + strings.TrimPrefix(name, ".") // name "." is the root, "/"
 	f, fi, err := s.open(name)
 	if err != nil {
@@ -117,6 +121,22 @@ func cleanPath(p string) (string, bool) {
 		name = "."
 	}
 	return name, true
+}
+
+// wellKnown is the one dot directory served by default (RFC 8615).
+const wellKnown = ".well-known"
+
+// dotted reports whether name, as cleanPath returns it, has a segment
+// that starts with a dot, other than a leading ".well-known".
+func dotted(name string) bool {
+	for i := 0; i < len(name); {
+		seg, _, _ := strings.Cut(name[i:], "/")
+		if strings.HasPrefix(seg, ".") && seg != "." && !(i == 0 && seg == wellKnown) {
+			return true
+		}
+		i += len(seg) + 1
+	}
+	return false
 }
 
 // open opens name inside the site root and stats it. Hidden files (the

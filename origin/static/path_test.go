@@ -33,7 +33,8 @@ func TestCleanPath(t *testing.T) {
 }
 
 func FuzzCleanPath(f *testing.F) {
-	for _, s := range []string{"/", "/a/b", "/../x", "/a/./../b", "//x", "/\x00", "/a/..", "/%2e%2e/"} {
+	for _, s := range []string{"/", "/a/b", "/../x", "/a/./../b", "//x", "/\x00", "/a/..", "/%2e%2e/",
+		"/.env", "/.git/config", "/a/.hidden/x", "/./.well-known/x", "/.well-known/.x", "/a/.well-known"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, p string) {
@@ -51,5 +52,27 @@ func FuzzCleanPath(f *testing.F) {
 		if again, _ := cleanPath("/" + name); name != "." && again != name {
 			t.Errorf("cleanPath is not idempotent: %q -> %q -> %q", p, name, again)
 		}
+		// Cleaning never hides a dot name from the dotfile check: the
+		// cleaned name is refused exactly when a segment of the request
+		// path (other than "." and a leading .well-known) starts with a dot.
+		if got, want := dotted(name), dotSegment(p); got != want {
+			t.Errorf("dotted(cleanPath(%q) = %q) = %v, want %v", p, name, got, want)
+		}
 	})
+}
+
+// dotSegment is dotted computed on the raw request path: its segments
+// other than empty ones and ".", the first of which may be .well-known.
+func dotSegment(p string) bool {
+	first := true
+	for seg := range strings.SplitSeq(p, "/") {
+		if seg == "" || seg == "." {
+			continue
+		}
+		if strings.HasPrefix(seg, ".") && !(first && seg == ".well-known") {
+			return true
+		}
+		first = false
+	}
+	return false
 }
