@@ -45,6 +45,19 @@ type Config struct {
 	// MaxBodyBytes bounds a request body passed to the origin; more gets
 	// 413. Default 64MiB.
 	MaxBodyBytes config.Size `yaml:"max_body_bytes"`
+	// BodyBuffer is how much of a request body (HTTP/2 and HTTP/3) the
+	// edge reads before it contacts the origin: a body up to this size
+	// comes whole first, so a client that never sends it holds no origin
+	// connection. Default 64KiB.
+	BodyBuffer config.Size `yaml:"body_buffer"`
+	// BodyTimeout bounds the wait for those first body_buffer bytes (408
+	// past it), and a larger body's wait for a streaming slot (503).
+	// Default 30s.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
+	// MaxStreamingBodies bounds the requests whose bodies, larger than
+	// body_buffer, stream to origins at once, each holding an origin
+	// connection while its client sends. Default 64.
+	MaxStreamingBodies int `yaml:"max_streaming_bodies"`
 	// MaxURIBytes bounds a request target (path and query); more gets
 	// 414. Default 16KiB (nginx answers 414 past 8 KiB by default); at
 	// most max_header_bytes, which a head must fit in.
@@ -70,6 +83,23 @@ type Config struct {
 	// (HTTPS, HTTP/2 and HTTP/3 always copy). Default off (see the edge
 	// README for when it pays).
 	SendFile bool `yaml:"sendfile"`
+	// HTTP2 bounds what one HTTP/2 client may cost without progress.
+	HTTP2 HTTP2Config `yaml:"http2"`
+}
+
+// HTTP2Config is the flood accounting of HTTP/2 connections (RFC 9113
+// §10.5; see edge/h2/flood.go).
+type HTTP2Config struct {
+	// FloodBudget is how many frames that cost work without progress
+	// (client resets, refused streams, empty frames, WINDOW_UPDATEs under
+	// 1 KiB, malformed requests, control frames beyond control_frame_rate)
+	// a connection may send, net of the responses it got in full, before
+	// it is cut off with GOAWAY ENHANCE_YOUR_CALM. Default 1000.
+	FloodBudget int `yaml:"flood_budget"`
+	// ControlFrameRate is how many SETTINGS, PING and PRIORITY frames a
+	// second (and in a burst) a connection may send before each counts
+	// against flood_budget. Default 100.
+	ControlFrameRate int `yaml:"control_frame_rate"`
 }
 
 // ControlConfig is the edge's link to the control plane and what it says
@@ -337,16 +367,20 @@ func DefaultConfig() Config {
 			MaxVariants:   32,
 			HitForMissTTL: 30 * time.Second,
 		},
-		AccessLog:         true,
-		MaxHeaderBytes:    64 << 10,
-		MaxBodyBytes:      64 << 20,
-		MaxURIBytes:       16 << 10,
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		ShutdownTimeout:   10 * time.Second,
-		TCPNotSentLowat:   32 << 10,
-		TLS:               TLSConfig{HTTP3: true, HandshakeTimeout: 10 * time.Second, MaxStreams: 100},
+		AccessLog:          true,
+		MaxHeaderBytes:     64 << 10,
+		MaxBodyBytes:       64 << 20,
+		BodyBuffer:         64 << 10,
+		BodyTimeout:        30 * time.Second,
+		MaxStreamingBodies: 64,
+		MaxURIBytes:        16 << 10,
+		ReadHeaderTimeout:  10 * time.Second,
+		IdleTimeout:        120 * time.Second,
+		WriteTimeout:       60 * time.Second,
+		ShutdownTimeout:    10 * time.Second,
+		TCPNotSentLowat:    32 << 10,
+		TLS:                TLSConfig{HTTP3: true, HandshakeTimeout: 10 * time.Second, MaxStreams: 100},
+		HTTP2:              HTTP2Config{FloodBudget: 1000, ControlFrameRate: 100},
 	}
 }
 
@@ -365,6 +399,11 @@ func (c Config) Validate() error {
 	check(c.Cache.HitForMissTTL >= 0, "cache.hit_for_miss_ttl must be >= 0, got %s", c.Cache.HitForMissTTL)
 	check(c.MaxHeaderBytes > 0, "max_header_bytes must be > 0, got %d", c.MaxHeaderBytes)
 	check(c.MaxBodyBytes > 0, "max_body_bytes must be > 0, got %d", c.MaxBodyBytes)
+	check(c.BodyBuffer >= 0, "body_buffer must be >= 0, got %d", c.BodyBuffer)
+	check(c.BodyTimeout > 0, "body_timeout must be > 0, got %s", c.BodyTimeout)
+	check(c.MaxStreamingBodies > 0, "max_streaming_bodies must be > 0, got %d", c.MaxStreamingBodies)
+	check(c.HTTP2.FloodBudget > 0, "http2.flood_budget must be > 0, got %d", c.HTTP2.FloodBudget)
+	check(c.HTTP2.ControlFrameRate > 0, "http2.control_frame_rate must be > 0, got %d", c.HTTP2.ControlFrameRate)
 	check(c.MaxURIBytes >= 1<<10, "max_uri_bytes must be at least 1KiB, got %d", c.MaxURIBytes)
 	check(c.ReadHeaderTimeout > 0, "read_header_timeout must be > 0, got %s", c.ReadHeaderTimeout)
 	check(c.IdleTimeout > 0, "idle_timeout must be > 0, got %s", c.IdleTimeout)

@@ -35,6 +35,7 @@ type Handler struct {
 	pinnedReads singleflight.Group // one read of a pinned blob into memory at a time
 	fetcher     *origin.Fetcher
 	maxBody     int64
+	bodies      *bodyGate // request bodies read before they go to an origin
 	maxURI      int   // longer request targets get 414
 	maxObject   int64 // bodies larger than this are streamed, not stored
 	// diskInline is the largest disk object read whole and promoted to

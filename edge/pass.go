@@ -20,15 +20,16 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, s *site) outcome 
 // proxy sends r to the origin and streams the answer back uncached, with
 // status as its Cache-Status.
 func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, status []string) outcome {
-	var body io.ReadCloser = http.NoBody
-	if r.ContentLength != 0 {
-		body = http.MaxBytesReader(w, r.Body, h.maxBody)
+	body, size, done, err := h.bodies.take(w, r, h.maxBody) // reqbody.go: small bodies come whole first
+	if err != nil {
+		return h.fail(w, r, err)
 	}
+	defer done()
 	out, err := http.NewRequestWithContext(r.Context(), r.Method, s.originPrefix+r.URL.RequestURI(), body)
 	if err != nil {
 		return h.fail(w, r, err)
 	}
-	out.ContentLength = r.ContentLength
+	out.ContentLength = size
 	out.Header = h.originHeader(r, s)
 	out.Host = s.originHost
 	if out.Host == "" {

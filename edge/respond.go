@@ -242,6 +242,10 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) outcom
 	case errors.Is(err, errConnect):
 		status, detail = http.StatusMethodNotAllowed, "connect"
 		w.Header()["Allow"] = []string{"GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE"}
+	case errors.Is(err, errBodyTimeout):
+		status, detail = http.StatusRequestTimeout, "body-timeout"
+	case errors.Is(err, errBodyBusy):
+		status, detail = http.StatusServiceUnavailable, "body-busy"
 	case errors.Is(err, errNotCached):
 		status, detail = http.StatusGatewayTimeout, "only-if-cached"
 	case errors.As(err, &tooBig):

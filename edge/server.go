@@ -56,6 +56,8 @@ type Server struct {
 	started     time.Time
 	// certs gives the HTTPS listeners their certificates; nil without TLS.
 	certs *certs.Manager
+	// h2metrics counts HTTP/2 connections cut off for floods.
+	h2metrics *h2.Metrics
 	// addr, adminAddr and httpsAddr are the listeners' actual addresses,
 	// for the registration with control.
 	addr, adminAddr, httpsAddr string
@@ -114,6 +116,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		group:         fill.NewGroup(func() *fill.Body { return fill.NewBody(maxObj, dir) }),
 		fetcher:       origin.NewFetcher(cfg.Origin),
 		maxBody:       int64(cfg.MaxBodyBytes),
+		bodies:        newBodyGate(int64(cfg.BodyBuffer), cfg.BodyTimeout, cfg.MaxStreamingBodies),
 		maxURI:        int(min(cfg.MaxURIBytes, cfg.MaxHeaderBytes)),
 		maxObject:     maxObj,
 		diskInline:    min(maxObj, int64(cfg.Cache.Memory)/64),
@@ -145,7 +148,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	// disk: start past any number an earlier run could have used.
 	h.gen.Store(uint64(time.Now().UnixNano()))
 	h.prepareStatus()
-	s := &Server{cfg: cfg, log: log, reg: reg, handler: h, mem: mem, fetcher: h.fetcher, certs: cm, started: now()}
+	s := &Server{cfg: cfg, log: log, reg: reg, handler: h, mem: mem, fetcher: h.fetcher, certs: cm, started: now(), h2metrics: h2.NewMetrics(reg)}
 	if cfg.Control != nil {
 		s.loadSitesFile()
 		s.purges, err = purgesync.Open(h.purges, purgesync.Config{
@@ -251,6 +254,10 @@ func (s *Server) ServeListeners(ctx context.Context, l Listeners) error {
 		IdleTimeout:          s.cfg.IdleTimeout,
 		PrefaceTimeout:       s.cfg.ReadHeaderTimeout,
 		StallTimeout:         s.cfg.WriteTimeout, // as for a write on HTTP/1.1
+		ReadHeaderTimeout:    s.cfg.ReadHeaderTimeout,
+		FloodBudget:          s.cfg.HTTP2.FloodBudget,
+		ControlFrameRate:     s.cfg.HTTP2.ControlFrameRate,
+		Metrics:              s.h2metrics,
 		Log:                  s.log,
 	}
 	fsrv := &fasthttp.Server{
