@@ -19,14 +19,24 @@ import (
 // contacted, within body_timeout; a larger one is passed on after its
 // first body_buffer bytes came, and only max_streaming_bodies of those
 // at once. (HTTP/1.1 bodies are read whole by fasthttp, within its read
-// timeout, before the handler runs.)
+// timeout, before the handler runs.) A body of empty frames, which
+// quic-go parses without limit and hands over as reads of nothing, ends
+// after maxEmptyReads of them as a body that did not come.
 
 var (
 	// errBodyTimeout is a request body that did not come in time: 408.
 	errBodyTimeout = errors.New("request body not received within body_timeout")
 	// errBodyBusy is a large body with no streaming slot free in time: 503.
 	errBodyBusy = errors.New("too many request bodies streaming to origins")
+	// errBodyEmptyFrames is a body of empty frames: no more progress
+	// than one that does not come, and 408 too.
+	errBodyEmptyFrames = fmt.Errorf("%w: %d reads of nothing (empty DATA frames)", errBodyTimeout, maxEmptyReads)
 )
+
+// maxEmptyReads bounds the reads of a request body that return nothing:
+// over HTTP/3 each empty DATA frame is one (issue 26; an HTTP/2 client's
+// empty frames are counted by edge/h2's flood accounting instead).
+const maxEmptyReads = 1024
 
 // bodyGate reads request bodies before they go to an origin. Safe for
 // concurrent use; the zero value is not: build it with newBodyGate.
@@ -51,9 +61,10 @@ func (g *bodyGate) take(w http.ResponseWriter, r *http.Request, maxBody int64) (
 	if r.ContentLength > maxBody {
 		return nil, 0, nil, &http.MaxBytesError{Limit: maxBody}
 	}
-	src := http.MaxBytesReader(w, r.Body, maxBody)
+	src := http.MaxBytesReader(w, &progressReader{r: r.Body}, maxBody)
 	head, complete, err := g.readHead(src, r)
 	if err != nil {
+		r.Body.Close() // the client may stop sending (HTTP/3: STOP_SENDING)
 		return nil, 0, nil, err
 	}
 	if complete {
@@ -104,3 +115,22 @@ func (g *bodyGate) readHead(src io.Reader, r *http.Request) ([]byte, bool, error
 	}
 	return buf.Bytes(), int64(buf.Len()) <= g.buffer, nil
 }
+
+// progressReader fails a body after maxEmptyReads reads that returned
+// nothing.
+type progressReader struct {
+	r     io.ReadCloser
+	empty int
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n == 0 && err == nil && len(b) > 0 {
+		if p.empty++; p.empty > maxEmptyReads {
+			return 0, errBodyEmptyFrames
+		}
+	}
+	return n, err
+}
+
+func (p *progressReader) Close() error { return p.r.Close() }
