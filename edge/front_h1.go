@@ -140,6 +140,7 @@ func oneAcceptEncoding(rh *fasthttp.RequestHeader, buf *[1]string) []string {
 // writeH1 sends e, a stored response answered as is, and releases it.
 func (h *Handler) writeH1(ctx *fasthttp.RequestCtx, s *site, e *cache.Entry, cacheStatus string, res result, now time.Time) {
 	resp := &ctx.Response
+	setH1Date(&resp.Header, e.Header.Get("Date")) // first: it resets the header
 	resp.SetStatusCode(e.Status)
 	for k, vs := range e.Header {
 		if k == "Content-Length" {
@@ -243,7 +244,12 @@ func (h *Handler) bridge(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	status := <-w.head
+	setH1Date(&ctx.Response.Header, w.snapshot.Get("Date")) // first: it resets the header
 	ctx.SetStatusCode(status)
+	// The header goes out on its own, not with the first body bytes: a
+	// stream whose body comes late (server-sent events, a long poll, an
+	// origin stalling) reaches the client as it arrives (issue 20).
+	ctx.Response.ImmediateHeaderFlush = true
 	size := contentLength(w.snapshot)
 	for k, vs := range w.snapshot {
 		if k == "Content-Length" {

@@ -13,8 +13,9 @@ import (
 	"testing"
 )
 
-// rawOrigin answers every connection with respond, written by hand: a
-// hostile origin net/http would not let a test be.
+// rawOrigin answers every request with respond, written by hand: a
+// hostile origin net/http would not let a test be. A path ending in
+// "/close" has its connection closed after the answer.
 type rawOrigin struct {
 	URL  string
 	hits atomic.Int64
@@ -50,7 +51,7 @@ func newRawOrigin(t *testing.T, respond func(w *bufio.Writer, path string)) *raw
 					o.hits.Add(1)
 					w := bufio.NewWriterSize(c, 64<<10)
 					respond(w, req.URL.Path)
-					if w.Flush() != nil {
+					if w.Flush() != nil || strings.HasSuffix(req.URL.Path, "/close") {
 						return
 					}
 				}

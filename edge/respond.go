@@ -1,6 +1,7 @@
 package edge
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -9,10 +10,14 @@ import (
 	"maps"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"github.com/selfcdn/cdn/edge/byterange"
 	"github.com/selfcdn/cdn/edge/cache"
+	"github.com/selfcdn/cdn/edge/contentcoding"
 	"github.com/selfcdn/cdn/edge/fill"
 	"github.com/selfcdn/cdn/internal/httpstats"
 	"github.com/selfcdn/cdn/origin"
@@ -97,12 +102,31 @@ func (r *readErr) Read(p []byte) (int, error) {
 
 // serveFlight answers from a fill in progress: the head at once, then the
 // body as it arrives.
+// holdStatus is how long a miss's status waits for its body to start.
+const holdStatus = 250 * time.Millisecond
+
 func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, s *site, fl *fill.Flight, head fill.Head, leader bool) outcome {
 	defer fl.Body.Release()
+	if head.Entry != nil {
+		// Revalidated, or kept stale for an origin error: the stored entry
+		// answers through the same path as a hit, with its compressed
+		// copies, validators and ranges (issue 20: a browser's hard reload
+		// got the whole body as identity).
+		status, res := h.statusStaleError, resultStale
+		if head.Revalidated {
+			status, res = h.statusRevalidated, resultRevalidated
+		}
+		return h.serveEntry(w, r, h.encoded(head.Entry, r.Header["Accept-Encoding"]), status, res, h.now())
+	}
 	if r.Method != http.MethodHead {
-		// Hold the status until the body starts, so an origin that breaks
-		// before its first byte still gets the client a clear 502 or 504.
-		if err := fl.Body.WaitStart(r.Context()); err != nil {
+		// Hold the status a moment for the body to start, so an origin that
+		// breaks before its first byte still gets the client a clear 502
+		// or 504; but not longer: a stream whose first event is late (a
+		// long poll, server-sent events) must get its header (issue 20).
+		wait, cancel := context.WithTimeout(r.Context(), holdStatus)
+		err := fl.Body.WaitStart(wait)
+		cancel()
+		if err != nil && (r.Context().Err() != nil || !errors.Is(err, context.DeadlineExceeded)) {
 			return h.fail(w, r, err)
 		}
 	}
@@ -126,7 +150,8 @@ func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, s *site, f
 	default:
 		hdr["Cache-Status"] = h.statusMissStored
 	}
-	if head.Shareable && !head.FromCache && encodable(head.Status, head.Header, contentLength(head.Header), h.maxObject) {
+	encodes := flightEncodable(head, h.maxObject)
+	if encodes {
 		// Later hits of this URL depend on Accept-Encoding; so does this
 		// answer, for any cache downstream.
 		addVaryAcceptEncoding(hdr)
@@ -140,12 +165,23 @@ func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, s *site, f
 			return out
 		}
 	}
+	coding := contentcoding.Identity
+	if encodes {
+		coding = contentcoding.Negotiate(r.Header["Accept-Encoding"])
+		setCoded(hdr, coding)
+	}
 	w.WriteHeader(head.Status)
 	if r.Method == http.MethodHead {
 		return outcome{status: head.Status, result: res}
 	}
-	flush := func() { http.NewResponseController(w).Flush() }
-	n, err := fl.Body.WriteTo(r.Context(), w, flush)
+	var n int64
+	var err error
+	if coding != contentcoding.Identity {
+		n, err = writeCoded(r.Context(), w, fl.Body, coding)
+	} else {
+		flush := func() { http.NewResponseController(w).Flush() }
+		n, err = fl.Body.WriteTo(r.Context(), w, flush)
+	}
 	out := outcome{status: head.Status, result: res, bytes: n}
 	if err != nil && r.Context().Err() == nil {
 		// The origin broke mid-body. Cut the client off so it cannot take
@@ -309,6 +345,46 @@ func (h *Handler) observe(d describer, s *site, out outcome, start time.Time) {
 		slog.String("cache", out.result.String()), slog.Int64("bytes", out.bytes),
 		slog.String("remote", r.remote), slog.Duration("dur", dur))
 }
+
+// setH1Date starts an HTTP/1.1 response header with the answer's Date
+// (date; empty when it has none). Call it before anything else is set on
+// rh: it resets rh. fasthttp runs with NoDefaultDate, since its own Date
+// would replace a stored response's, which a cache must not change (Age
+// carries the time in cache); but it drops a Date set through its API,
+// so the stored one is handed to its header parser. A response without
+// Date gets fasthttp's, the time now (RFC 9110 §6.6.1).
+func setH1Date(rh *fasthttp.ResponseHeader, date string) {
+	if date == "" {
+		rh.Reset() // back to fasthttp's own Date
+		rh.SetNoDefaultContentType(true)
+		return
+	}
+	p := h1DateParsers.Get().(*h1DateParser)
+	defer h1DateParsers.Put(p)
+	p.buf = append(append(append(p.buf[:0], "HTTP/1.1 200 OK\r\nDate: "...), date...), "\r\n\r\n"...)
+	p.r.Reset(p.buf)
+	p.br.Reset(&p.r)
+	if err := rh.Read(p.br); err != nil {
+		// A value fasthttp will not send as is (a control character):
+		// the time now instead.
+		rh.Reset()
+		rh.SetNoDefaultContentType(true)
+	}
+}
+
+// h1DateParser is what setH1Date parses with, pooled so an HTTP/1.1 hit
+// allocates nothing for it.
+type h1DateParser struct {
+	buf []byte
+	r   bytes.Reader
+	br  *bufio.Reader
+}
+
+var h1DateParsers = sync.Pool{New: func() any {
+	p := &h1DateParser{}
+	p.br = bufio.NewReaderSize(&p.r, 256)
+	return p
+}}
 
 // contentLength is the declared body length, or -1.
 func contentLength(h http.Header) int64 {
