@@ -47,6 +47,7 @@ type fillJob struct {
 // client hanging up must not fail everyone waiting on the same fetch.
 func (h *Handler) startFill(r *http.Request, s *site, base, key string, stored *cache.Entry, fl *fill.Flight, solo bool) {
 	ctx, cancel := context.WithCancel(h.bgCtx)
+	ctx = withInterims(ctx, func(code int, hdr http.Header) { fl.AddInterim(fill.Interim{Status: code, Header: hdr}) })
 	hdr := h.originHeader(r, s)
 	for _, k := range validators {
 		delete(hdr, k)
@@ -418,6 +419,9 @@ func (h *Handler) publishEntry(j *fillJob, e *cache.Entry, head fill.Head) {
 		head.VariantKey = cachekey.Variant("", e.Vary, j.clientHeader)
 	}
 	head.Decision.Meta = e.Meta
+	if e.Disk == nil {
+		head.Entry = e // waiters answer from it as from a hit (issue 20)
+	}
 	j.fl.Publish(head)
 	var err error
 	if e.Disk != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/selfcdn/cdn/edge/cache"
 	"github.com/selfcdn/cdn/edge/cachekey"
+	"github.com/selfcdn/cdn/edge/fill"
 	"github.com/selfcdn/cdn/edge/freshness"
 	"github.com/selfcdn/cdn/edge/release"
 	"github.com/selfcdn/cdn/purge"
@@ -215,7 +216,7 @@ func (h *Handler) bridge(ctx *fasthttp.RequestCtx) {
 	pr, pw := io.Pipe()
 	// At shutdown, unblocks a handler stuck writing into the pipe.
 	stop := context.AfterFunc(reqCtx, func() { pr.CloseWithError(context.Cause(reqCtx)) })
-	w := &bridgeWriter{header: make(http.Header), pw: pw, head: make(chan int, 1)}
+	w := &bridgeWriter{header: make(http.Header), pw: pw, head: make(chan int, 1), interim: make(chan fill.Interim, 8)}
 	done := make(chan struct{})
 	serve := func() {
 		defer close(done)
@@ -243,7 +244,7 @@ func (h *Handler) bridge(ctx *fasthttp.RequestCtx) {
 		h.h1Error(ctx, errShuttingDown)
 		return
 	}
-	status := <-w.head
+	status := w.waitHead(ctx)
 	setH1Date(&ctx.Response.Header, w.snapshot.Get("Date")) // first: it resets the header
 	ctx.SetStatusCode(status)
 	// The header goes out on its own, not with the first body bytes: a
@@ -340,15 +341,60 @@ type bridgeWriter struct {
 	pw       *io.PipeWriter
 	once     sync.Once
 	head     chan int
+	interim  chan fill.Interim // 1xx responses before head
 }
 
 func (w *bridgeWriter) Header() http.Header { return w.header }
 
 func (w *bridgeWriter) WriteHeader(code int) {
-	if code < 200 && code != http.StatusSwitchingProtocols {
-		return // 1xx informational responses are not relayed
+	if code < 200 {
+		if code != http.StatusSwitchingProtocols {
+			select {
+			case w.interim <- fill.Interim{Status: code, Header: w.header.Clone()}:
+			default: // a flood of them: the rest are dropped
+			}
+		}
+		return
 	}
 	w.sendHead(code)
+}
+
+// waitHead waits for the handler's status, writing the informational
+// responses it sends before it to the client (HTTP/1.1 only).
+func (w *bridgeWriter) waitHead(ctx *fasthttp.RequestCtx) int {
+	for {
+		select {
+		case i := <-w.interim:
+			writeH1Interim(ctx, i)
+		case status := <-w.head:
+			for {
+				select {
+				case i := <-w.interim:
+					writeH1Interim(ctx, i)
+				default:
+					return status
+				}
+			}
+		}
+	}
+}
+
+// writeH1Interim writes an informational response straight to the
+// connection, ahead of the final one fasthttp writes (as its EarlyHints
+// does); HTTP/1.0 clients do not understand them and get none.
+func writeH1Interim(ctx *fasthttp.RequestCtx, i fill.Interim) {
+	if !ctx.Request.Header.IsHTTP11() {
+		return
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\n", i.Status, http.StatusText(i.Status))
+	for k, vs := range i.Header {
+		for _, v := range vs {
+			b.WriteString(k + ": " + v + "\r\n")
+		}
+	}
+	b.WriteString("\r\n")
+	ctx.Conn().Write(b.Bytes())
 }
 
 func (w *bridgeWriter) sendHead(code int) {

@@ -36,8 +36,8 @@ type Handler struct {
 	fetcher     *origin.Fetcher
 	maxBody     int64
 	bodies      *bodyGate // request bodies read before they go to an origin
-	maxURI      int   // longer request targets get 414
-	maxObject   int64 // bodies larger than this are streamed, not stored
+	maxURI      int       // longer request targets get 414
+	maxObject   int64     // bodies larger than this are streamed, not stored
 	// diskInline is the largest disk object read whole and promoted to
 	// memory on a hit; larger ones stream from disk, so a memory tier too
 	// small for them is not churned by one read per hit.
@@ -244,7 +244,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, s *site, base, k
 		} else {
 			h.metrics.coalesced.Inc()
 		}
-		head, err := fl.Wait(r.Context())
+		head, err := fl.WaitInterim(r.Context(), func(i fill.Interim) { writeInterim(w, i.Status, i.Header) })
 		if err != nil {
 			fl.Body.Release()
 			return h.fail(w, r, err)

@@ -142,3 +142,43 @@ func TestOriginHugeHeadersMemory(t *testing.T) {
 		t.Errorf("allocated %d MiB for 20 capped headers, want under 40", allocated>>20)
 	}
 }
+
+// TestOriginTransferEncoding: an origin's chunked body is served and
+// stored without its Transfer-Encoding field; framing RFC 9112 §6.1 makes
+// malformed (chunked twice, a coding the edge cannot undo) is a 502, as
+// nginx answers it, and nothing is stored.
+func TestOriginTransferEncoding(t *testing.T) {
+	tests := []struct {
+		name, te string
+		want     int
+	}{
+		{name: "chunked", te: "Transfer-Encoding: chunked\r\n", want: 200},
+		{name: "chunked, any case", te: "Transfer-Encoding: Chunked\r\n", want: 200},
+		{name: "chunked with a Content-Length", te: "Transfer-Encoding: chunked\r\nContent-Length: 2\r\n", want: 200},
+		{name: "chunked twice", te: "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", want: 502},
+		{name: "an unknown coding", te: "Transfer-Encoding: gzip, chunked\r\n", want: 502},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := newRawOrigin(t, func(w *bufio.Writer, _ string) {
+				w.WriteString("HTTP/1.1 200 OK\r\n" + tt.te + "Cache-Control: max-age=60\r\n\r\n2\r\nok\r\n0\r\n\r\n")
+			})
+			e := startEdge(t, o.URL, nil, nil)
+			for i := range 2 {
+				res, body := get(t, "GET", e.URL+"/te", nil)
+				if res.StatusCode != tt.want {
+					t.Fatalf("answer %d: %d %q, want %d", i, res.StatusCode, body, tt.want)
+				}
+				if len(res.TransferEncoding) > 1 || res.Header.Get("Transfer-Encoding") != "" {
+					t.Errorf("answer %d passed the origin's Transfer-Encoding on: %v %v", i, res.TransferEncoding, res.Header)
+				}
+				if tt.want == 200 && (body != "ok" || i == 1 && cacheResult(res.Header.Get("Cache-Status")) != "hit") {
+					t.Errorf("answer %d: %q, %s; want ok, the second a hit", i, body, res.Header.Get("Cache-Status"))
+				}
+			}
+			if tt.want == 502 && o.hits.Load() < 2 {
+				t.Errorf("origin asked %d times, want each request to go to it (nothing stored)", o.hits.Load())
+			}
+		})
+	}
+}

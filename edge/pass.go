@@ -25,7 +25,10 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, status 
 		return h.fail(w, r, err)
 	}
 	defer done()
-	out, err := http.NewRequestWithContext(r.Context(), r.Method, s.originPrefix+r.URL.RequestURI(), body)
+	// The origin's 1xx answers reach the client at once; the transport
+	// reports them while this goroutine waits in Do, not writing to w.
+	ctx := withInterims(r.Context(), func(code int, hdr http.Header) { writeInterim(w, code, hdr) })
+	out, err := http.NewRequestWithContext(ctx, r.Method, s.originPrefix+r.URL.RequestURI(), body)
 	if err != nil {
 		return h.fail(w, r, err)
 	}

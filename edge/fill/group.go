@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/selfcdn/cdn/edge/cache"
 	"github.com/selfcdn/cdn/edge/freshness"
 )
 
@@ -29,6 +30,11 @@ type Head struct {
 	FromCache bool
 	// Revalidated is set when the origin answered 304 to our validation.
 	Revalidated bool
+	// Entry is the stored entry a FromCache head comes from, when its body
+	// is in memory (immutable, so any waiter may serve it as a hit is
+	// served: compressed copies, validators, ranges). Nil otherwise, and
+	// for a body on disk, whose handle the fetch releases.
+	Entry *cache.Entry
 }
 
 // Flight is one fetch in progress. Its Head is published once; its Body
@@ -38,6 +44,70 @@ type Flight struct {
 	head  Head
 	err   error
 	Body  *Body
+
+	// imu guards interims and more: the origin's 1xx responses before
+	// the head, which waiters pass on as they come.
+	imu      sync.Mutex
+	interims []Interim
+	more     chan struct{} // closed (and replaced) when one is added
+}
+
+// Interim is an informational (1xx) response the origin sent before its
+// final one: 103 Early Hints, 102 Processing. Never stored.
+type Interim struct {
+	Status int
+	Header http.Header
+}
+
+// maxInterims bounds the 1xx responses one flight keeps for its waiters.
+const maxInterims = 8
+
+// AddInterim passes an informational response on to the flight's
+// waiters; past maxInterims they are dropped.
+func (f *Flight) AddInterim(i Interim) {
+	f.imu.Lock()
+	defer f.imu.Unlock()
+	if len(f.interims) >= maxInterims {
+		return
+	}
+	f.interims = append(f.interims, i)
+	if f.more != nil {
+		close(f.more)
+	}
+	f.more = make(chan struct{})
+}
+
+// WaitInterim is Wait that also calls onInterim, in the waiter's own
+// goroutine, with each informational response before the head.
+func (f *Flight) WaitInterim(ctx context.Context, onInterim func(Interim)) (Head, error) {
+	seen := 0
+	for {
+		f.imu.Lock()
+		pending := f.interims[seen:]
+		seen = len(f.interims)
+		if f.more == nil {
+			f.more = make(chan struct{})
+		}
+		more := f.more
+		f.imu.Unlock()
+		for _, i := range pending {
+			onInterim(i)
+		}
+		select {
+		case <-f.ready:
+			// Those that came just before the head go first.
+			f.imu.Lock()
+			pending = f.interims[seen:]
+			f.imu.Unlock()
+			for _, i := range pending {
+				onInterim(i)
+			}
+			return f.head, f.err
+		case <-more:
+		case <-ctx.Done():
+			return Head{}, ctx.Err()
+		}
+	}
 }
 
 // Publish makes the head visible to every waiter. Call it once, before the
