@@ -635,6 +635,13 @@ func (sc *conn) goAway(code http2.ErrCode) {
 // abort ends the connection for a connection error: GOAWAY with code,
 // then a short linger so the client reads it, then close.
 func (sc *conn) abort(code http2.ErrCode) {
+	sc.abortLinger(code, lingerAfterGoAway, maxLingerBytes)
+}
+
+// abortLinger is abort lingering at most d and n bytes: a client that
+// floods us with small frames in small writes costs a wakeup each, so a
+// flood's connection lingers briefly.
+func (sc *conn) abortLinger(code http2.ErrCode, d time.Duration, n int64) {
 	sc.goAway(code)
 	sc.mu.Lock()
 	sc.failLocked(errConnClosed)
@@ -642,8 +649,8 @@ func (sc *conn) abort(code http2.ErrCode) {
 	if cw, ok := sc.nc.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	}
-	sc.nc.SetReadDeadline(time.Now().Add(lingerAfterGoAway))
-	io.CopyN(io.Discard, sc.br, maxLingerBytes) // a flood is not drained for long
+	sc.nc.SetReadDeadline(time.Now().Add(d))
+	io.CopyN(io.Discard, sc.br, n)
 }
 
 // close ends the connection: handlers' contexts are cancelled, their
