@@ -1,6 +1,8 @@
 package edge
 
 import (
+	"context"
+	"io"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -9,6 +11,7 @@ import (
 	"github.com/selfcdn/cdn/edge/cache"
 	"github.com/selfcdn/cdn/edge/cachekey"
 	"github.com/selfcdn/cdn/edge/contentcoding"
+	"github.com/selfcdn/cdn/edge/fill"
 	"github.com/selfcdn/cdn/edge/freshness"
 )
 
@@ -17,6 +20,15 @@ import (
 // version of the body it came from. Clients are sorted by the coding they
 // would get (zstd, gzip or identity), not by their Accept-Encoding text, so
 // the cache holds at most three copies however many header values it sees.
+//
+// Every answer takes the same rule, not only hits (issue 20): a response
+// revalidated with the origin or kept stale for an origin error is served
+// from its stored entry through encoded, as a hit is; a miss is compressed
+// as it streams from the origin (writeCoded), while the identity body is
+// stored, and its compressed copy is made by the first hit. A miss larger
+// than max_object (known from its Content-Length) streams through as
+// identity, as its hits from disk do; one of unknown length is compressed
+// whatever size it turns out to be.
 
 // markEncodable decides, once per stored entry, whether the edge may
 // compress it, and if so says Vary: Accept-Encoding on its responses and
@@ -39,6 +51,70 @@ func encodable(status int, h http.Header, size, maxObject int64) bool {
 	return status == http.StatusOK && size >= contentcoding.MinSize && size <= maxObject &&
 		len(h["Content-Encoding"]) == 0 && contentcoding.Compressible(h.Get("Content-Type")) &&
 		!freshness.ParseHeader(h, "Cache-Control").Is(freshness.NoTransform)
+}
+
+// flightEncodable reports whether a response streamed from a fill may be
+// compressed: shareable, fresh from the origin (answers from a stored
+// entry go through encoded), and encodable as its stored entry will be. A
+// length not known yet counts as small enough.
+func flightEncodable(head fill.Head, maxObject int64) bool {
+	size := contentLength(head.Header)
+	if size < 0 {
+		size = contentcoding.MinSize
+	}
+	return head.Shareable && !head.FromCache && encodable(head.Status, head.Header, size, maxObject)
+}
+
+// setCoded turns an identity response header into the header of its c
+// variant, as compress does for a stored copy: Content-Encoding, the
+// coding's own ETag, and no Content-Length (the coded length is known
+// only at the end). Identity leaves h alone.
+func setCoded(h http.Header, c contentcoding.Coding) {
+	if c == contentcoding.Identity {
+		return
+	}
+	delete(h, "Content-Length")
+	h["Content-Encoding"] = []string{c.String()}
+	if etag := h.Get("Etag"); etag != "" {
+		h["Etag"] = []string{contentcoding.ETag(etag, c)}
+	}
+}
+
+// writeCoded streams body to w compressed with c as it arrives, flushing
+// the encoder and w whenever it waits for the origin, so a slow body
+// still reaches the client as it comes. A body that breaks is left
+// unfinished (no gzip trailer, no zstd frame end), so the client cannot
+// take it for whole. It returns the compressed bytes written.
+func writeCoded(ctx context.Context, w http.ResponseWriter, body *fill.Body, c contentcoding.Coding) (int64, error) {
+	cw := &countingWriter{w: w}
+	zw, err := contentcoding.NewWriter(c, cw)
+	if err != nil {
+		return 0, err
+	}
+	rc := http.NewResponseController(w)
+	flush := func() {
+		if zw.Flush() == nil {
+			rc.Flush()
+		}
+	}
+	if _, err := body.WriteTo(ctx, zw, flush); err != nil {
+		zw.Abandon()
+		return cw.n, err
+	}
+	err = zw.Close()
+	return cw.n, err
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // addVaryAcceptEncoding adds Accept-Encoding to h's Vary, without writing

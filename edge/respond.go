@@ -361,7 +361,10 @@ func setH1Date(rh *fasthttp.ResponseHeader, date string) {
 	}
 	p := h1DateParsers.Get().(*h1DateParser)
 	defer h1DateParsers.Put(p)
-	p.buf = append(append(append(p.buf[:0], "HTTP/1.1 200 OK\r\nDate: "...), date...), "\r\n\r\n"...)
+	// A length, as a header fresh from Reset has: without one the parser
+	// takes the response as read-until-close and marks the connection to
+	// be closed. The caller sets the real length.
+	p.buf = append(append(append(p.buf[:0], "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nDate: "...), date...), "\r\n\r\n"...)
 	p.r.Reset(p.buf)
 	p.br.Reset(&p.r)
 	if err := rh.Read(p.br); err != nil {

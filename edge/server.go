@@ -263,8 +263,10 @@ func (s *Server) ServeListeners(ctx context.Context, l Listeners) error {
 	fsrv := &fasthttp.Server{
 		Handler:               s.handler.serveH1,
 		NoDefaultServerHeader: true,
-		// fasthttp always writes its own Date (it ignores ours), as nginx
-		// does for proxied responses; h2c sends the stored origin Date.
+		// The stored Date goes out as stored, as on h2 and h3 (RFC 9111
+		// §4: a cache does not change it; Age tells the time in cache);
+		// front_h1.go adds one to a response that has none.
+		NoDefaultDate:        true,
 		NoDefaultContentType: true,
 		ReadBufferSize:       int(s.cfg.MaxHeaderBytes),
 		MaxRequestBodySize:   int(s.cfg.MaxBodyBytes),
