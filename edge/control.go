@@ -126,60 +126,37 @@ func (s *Server) followControl(ctx context.Context) {
 		return
 	}
 	defer nc.Close()
-	var backoff natslink.Backoff
-	down := false // said once per spell, not every retry
-	for ctx.Err() == nil {
-		store, err := bindStore(ctx, nc)
-		if err == nil {
-			if down {
-				s.log.Info("control link back")
-			}
-			backoff.Reset()
-			down = false
-			hbCtx, stopHB := context.WithCancel(ctx)
-			var linked sync.WaitGroup
-			linked.Go(func() { s.heartbeat(hbCtx, store) })
-			linked.Go(func() { s.followPurges(hbCtx, store) })
-			if s.releases != nil {
-				linked.Go(func() { s.releases.Run(hbCtx, store) })
-			}
-			watchCtx, stopWatch := context.WithCancel(ctx)
-			go func() {
-				select {
-				case <-reconnected:
-					stopWatch()
-				case <-watchCtx.Done():
-				}
-			}()
-			err = store.WatchSites(watchCtx, func(sites []state.Site) {
-				if err := s.applySites(sites, "control"); err != nil {
-					s.log.Warn("control link", "err", err)
-					return
-				}
-				s.saveSitesFile(sites)
-			})
-			reconnect := watchCtx.Err() != nil && ctx.Err() == nil
-			stopWatch()
-			stopHB()
-			linked.Wait()
-			if reconnect {
-				continue // re-watch at once on the new connection
-			}
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		if !down {
-			down = true
+	natslink.Follow(ctx, reconnected, natslink.Hooks{
+		Up: func() { s.log.Info("control link back") },
+		Down: func(err error) {
 			s.log.Warn("control link down; serving the last sites, retrying", "err", err)
 			if s.releases != nil {
 				s.releases.Unreachable()
 			}
+		},
+	}, func(ctx context.Context, linked func()) error {
+		store, err := bindStore(ctx, nc)
+		if err != nil {
+			return err
 		}
-		if !backoff.Wait(ctx) {
-			return
+		linked()
+		var running sync.WaitGroup
+		defer running.Wait()
+		ctx, stop := context.WithCancel(ctx)
+		defer stop() // before the Wait: the heartbeat and followers end with the watch
+		running.Go(func() { s.heartbeat(ctx, store) })
+		running.Go(func() { s.followPurges(ctx, store) })
+		if s.releases != nil {
+			running.Go(func() { s.releases.Run(ctx, store) })
 		}
-	}
+		return store.WatchSites(ctx, func(sites []state.Site) {
+			if err := s.applySites(sites, "control"); err != nil {
+				s.log.Warn("control link", "err", err)
+				return
+			}
+			s.saveSitesFile(sites)
+		})
+	})
 }
 
 func bindStore(ctx context.Context, nc *nats.Conn) (*state.Store, error) {

@@ -49,52 +49,33 @@ func (s *Server) followControl(ctx context.Context) {
 		return
 	}
 	defer nc.Close()
-	var backoff natslink.Backoff
-	down := false // said once per spell, not every retry
-	for ctx.Err() == nil {
-		linked, err := s.watchControl(ctx, nc, reconnected)
-		s.metrics.connected.Set(0)
-		if ctx.Err() != nil {
-			return
-		}
-		if linked {
-			backoff.Reset()
-			down = false
-		}
-		if err == errReconnected {
-			continue // watch again at once on the new connection
-		}
-		if !down {
-			down = true
+	natslink.Follow(ctx, reconnected, natslink.Hooks{
+		Down: func(err error) {
 			s.log.Warn("control link down; answering from the last state, retrying", "err", err)
-		}
-		if !backoff.Wait(ctx) {
-			return
-		}
-	}
+		},
+	}, func(ctx context.Context, linked func()) error {
+		err := s.watchControl(ctx, nc, linked)
+		s.metrics.connected.Set(0)
+		return err
+	})
 }
 
-type reconnectError struct{}
-
-func (reconnectError) Error() string { return "NATS reconnected" }
-
-var errReconnected error = reconnectError{}
-
-// watchControl runs the three watches on one connection until one fails,
-// ctx ends, or NATS reconnects (a fresh watch re-reads everything, so
-// nothing missed while away is lost). linked says the watches started.
-func (s *Server) watchControl(ctx context.Context, nc *nats.Conn, reconnected <-chan struct{}) (linked bool, err error) {
+// watchControl runs the three watches on one connection until one fails
+// or ctx ends (a fresh watch re-reads everything, so nothing missed while
+// away is lost); linked is called once they start.
+func (s *Server) watchControl(ctx context.Context, nc *nats.Conn, linked func()) error {
 	bctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	store, err := state.Bind(bctx, nc, state.GeoDNSAccess)
 	cancel()
 	if err != nil {
-		return false, err
+		return err
 	}
+	linked()
 	s.metrics.connected.Set(1)
 	s.log.Info("following control", "nats", nc.ConnectedUrlRedacted())
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	errc := make(chan error, 4)
+	errc := make(chan error, 3)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		errc <- store.WatchSites(wctx, func(sites []state.Site) {
@@ -114,13 +95,11 @@ func (s *Server) watchControl(ctx context.Context, nc *nats.Conn, reconnected <-
 	defer wg.Wait()
 	select {
 	case err = <-errc:
-	case <-reconnected:
-		err = errReconnected
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
 	stop()
-	return true, err
+	return err
 }
 
 // update changes the control state and swaps in a table built from it.

@@ -5,6 +5,7 @@ package natslink
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -83,5 +84,68 @@ func (b *Backoff) Wait(ctx context.Context) bool {
 		return false
 	case <-t.C:
 		return true
+	}
+}
+
+// Hooks are told how a Follow goes; nil fields are skipped.
+type Hooks struct {
+	// Down is called once per spell of failed sessions, with the first
+	// session's error.
+	Down func(err error)
+	// Up is called when a session links (see Follow) after a spell of
+	// failures.
+	Up func()
+}
+
+// Follow runs session on nc until ctx ends: again at once after NATS
+// reconnects (the session's context is cancelled then, since a fresh
+// watch re-reads what a stale one missed), or after a backoff pause
+// when it fails. A session calls linked, from its own goroutine, once it
+// has bound to what it follows; that resets the pauses and ends a spell
+// of failures.
+// reconnected is the channel Connect returned. The one follow loop of
+// edges and geodns.
+func Follow(ctx context.Context, reconnected <-chan struct{}, hooks Hooks, session func(ctx context.Context, linked func()) error) {
+	var backoff Backoff
+	down := false
+	for ctx.Err() == nil {
+		sctx, stop := context.WithCancel(ctx)
+		var again atomic.Bool
+		watching := make(chan struct{})
+		go func() {
+			defer close(watching)
+			select {
+			case <-reconnected:
+				again.Store(true)
+				stop()
+			case <-sctx.Done():
+			}
+		}()
+		err := session(sctx, func() {
+			backoff.Reset()
+			if down {
+				down = false
+				if hooks.Up != nil {
+					hooks.Up()
+				}
+			}
+		})
+		stop()
+		<-watching
+		if ctx.Err() != nil {
+			return
+		}
+		if again.Load() {
+			continue // follow again at once on the new connection
+		}
+		if !down {
+			down = true
+			if hooks.Down != nil {
+				hooks.Down(err)
+			}
+		}
+		if !backoff.Wait(ctx) {
+			return
+		}
 	}
 }
