@@ -1,7 +1,6 @@
 package push
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -11,13 +10,12 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/selfcdn/cdn/internal/state"
+	"github.com/selfcdn/cdn/internal/apiclient"
 	"github.com/selfcdn/cdn/purge"
 )
 
@@ -28,6 +26,12 @@ import (
 // which it lacks, so running an interrupted push again sends only what
 // did not arrive. No release exists until the commit, which control
 // refuses unless every blob it names is stored.
+//
+// Failures that may pass (a lost connection, 429, 502, 503, 504) are
+// retried with backoff by the shared API client (internal/apiclient):
+// questions, uploads (each blob sent again whole) and activations always,
+// the commit only when control refused it unsent (429, or no connection),
+// since a commit sent twice could make two releases.
 type Client struct {
 	BaseURL string
 	Token   string
@@ -78,16 +82,39 @@ type Result struct {
 // is 0); Result.Status says which.
 var ErrNotServed = errors.New("not served by every edge")
 
-// APIError is an error answer of the control API.
+// APIError is an error answer of the control API. It unwraps to the
+// *apiclient.Error it was read from.
 type APIError struct {
 	StatusCode    int
 	Code, Message string
 	// Missing lists blobs a commit named that control lacks.
 	Missing []string
+
+	api *apiclient.Error // nil when built by hand
 }
 
 func (e *APIError) Error() string {
 	return fmt.Sprintf("control answered %d %s: %s", e.StatusCode, e.Code, e.Message)
+}
+
+// Unwrap returns the answer as the shared API client read it.
+func (e *APIError) Unwrap() error {
+	if e.api == nil {
+		return nil
+	}
+	return e.api
+}
+
+// newAPIError adds to an error answer the blobs a commit lacks.
+func newAPIError(e *apiclient.Error) error {
+	ae := &APIError{StatusCode: e.StatusCode, Code: e.Code, Message: e.Message, api: e}
+	var body struct {
+		Missing []string `json:"missing"`
+	}
+	if e.Code != "" && json.Unmarshal(e.Body, &body) == nil {
+		ae.Missing = body.Missing
+	}
+	return ae
 }
 
 // Push uploads what control lacks of scan and commits it as the site's
@@ -102,7 +129,9 @@ func (c *Client) Push(ctx context.Context, site string, scan *Scan, opts Options
 	}
 	var missing Missing
 	start := time.Now()
-	if err := c.call(ctx, http.MethodPost, c.siteURL(site, "/blobs/missing"), Missing{Blobs: hashes}, &missing); err != nil {
+	// A question, safe to ask twice.
+	ask := apiclient.Request{Method: http.MethodPost, Path: sitePath(site, "/blobs/missing"), JSON: Missing{Blobs: hashes}, Idempotent: true}
+	if err := c.call(ctx, ask, &missing); err != nil {
 		return res, fmt.Errorf("ask which blobs control lacks: %w", err)
 	}
 	res.Asking = time.Since(start)
@@ -111,9 +140,11 @@ func (c *Client) Push(ctx context.Context, site string, scan *Scan, opts Options
 	if opts.Hold {
 		commit.Activate = new(bool)
 	}
-	u := c.siteURL(site, "/releases")
+	// A commit is not retried once sent: a second one could make a
+	// second release. Refused unsent (429, no connection), it is.
+	commitReq := apiclient.Request{Method: http.MethodPost, Path: sitePath(site, "/releases"), JSON: commit}
 	if opts.Wait > 0 {
-		u += "?wait=" + opts.Wait.String()
+		commitReq.Path += "?wait=" + opts.Wait.String()
 	}
 	for round := 0; ; round++ {
 		start = time.Now()
@@ -125,7 +156,7 @@ func (c *Client) Push(ctx context.Context, site string, scan *Scan, opts Options
 			return res, err
 		}
 		start = time.Now()
-		err = c.call(ctx, http.MethodPost, u, commit, &res.Status)
+		err = c.call(ctx, commitReq, &res.Status)
 		res.Committing += time.Since(start)
 		var ae *APIError
 		if errors.As(err, &ae) && ae.Code == "missing_blobs" && round == 0 {
@@ -179,51 +210,30 @@ func (c *Client) upload(ctx context.Context, site string, scan *Scan, hashes []s
 	return done.Blobs, done.Bytes, err
 }
 
-// uploadOne sends one blob, retrying transient failures.
+// uploadOne sends one blob, retried as the API client retries a PUT: the
+// blob is opened again for each attempt and sent whole. A file changed
+// since the scan is not retried: it would fail the same way.
 func (c *Client) uploadOne(ctx context.Context, site string, scan *Scan, hash string) error {
-	var err error
-	for attempt := range 4 {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return ctx.Err()
-			case <-time.After(time.Duration(attempt) * 500 * time.Millisecond):
-			}
-		}
-		var retry bool
-		retry, err = c.sendBlob(ctx, site, scan, hash)
-		if err == nil || !retry || errors.Is(err, ErrChanged) {
-			break
-		}
+	req := apiclient.Request{
+		Method:      http.MethodPut,
+		Path:        sitePath(site, "/blobs/"+hash),
+		Body:        func() (io.ReadCloser, int64, error) { return scan.Open(hash) },
+		ContentType: "application/octet-stream",
+		Final:       func(err error) bool { return errors.Is(err, ErrChanged) },
 	}
-	if err != nil {
+	if err := c.call(ctx, req, nil); err != nil {
 		return fmt.Errorf("upload blob %s (%s): %w", hash[:12], scan.Sources[hash].Path, err)
 	}
 	return nil
 }
 
-func (c *Client) sendBlob(ctx context.Context, site string, scan *Scan, hash string) (bool, error) {
-	body, size, err := scan.Open(hash)
-	if err != nil {
-		return false, err
-	}
-	defer body.Close()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPut, c.siteURL(site, "/blobs/"+hash), body)
-	if err != nil {
-		return false, err
-	}
-	req.ContentLength = size
-	req.Header.Set("Content-Type", "application/octet-stream")
-	return c.do(req, nil)
-}
-
 // Releases lists a site's releases, newest first, and the live one.
-func (c *Client) Releases(ctx context.Context, site string) ([]state.Release, uint64, error) {
+func (c *Client) Releases(ctx context.Context, site string) ([]Release, uint64, error) {
 	var out struct {
-		Live     uint64          `json:"live"`
-		Releases []state.Release `json:"releases"`
+		Live     uint64    `json:"live"`
+		Releases []Release `json:"releases"`
 	}
-	if err := c.call(ctx, http.MethodGet, c.siteURL(site, "/releases"), nil, &out); err != nil {
+	if err := c.call(ctx, apiclient.Request{Method: http.MethodGet, Path: sitePath(site, "/releases")}, &out); err != nil {
 		return nil, 0, fmt.Errorf("list releases of %s: %w", site, err)
 	}
 	return out.Releases, out.Live, nil
@@ -232,12 +242,13 @@ func (c *Client) Releases(ctx context.Context, site string) ([]state.Release, ui
 // Activate switches a site to release n (a rollback, or a held release),
 // waiting up to wait for the edges; an unfinished wait is ErrNotServed.
 func (c *Client) Activate(ctx context.Context, site string, n uint64, wait time.Duration) (Status, error) {
-	u := c.siteURL(site, "/releases/"+strconv.FormatUint(n, 10)+"/activate")
+	// Switching the site to n twice leaves it on n: safe to retry.
+	req := apiclient.Request{Method: http.MethodPost, Path: sitePath(site, "/releases/"+strconv.FormatUint(n, 10)+"/activate"), Idempotent: true}
 	if wait > 0 {
-		u += "?wait=" + wait.String()
+		req.Path += "?wait=" + wait.String()
 	}
 	var st Status
-	if err := c.call(ctx, http.MethodPost, u, nil, &st); err != nil {
+	if err := c.call(ctx, req, &st); err != nil {
 		return st, fmt.Errorf("activate release %d of %s: %w", n, site, err)
 	}
 	if wait > 0 && !st.Complete {
@@ -255,86 +266,17 @@ func notServed(n uint64, st Status) error {
 	return fmt.Errorf("release %d: %w (pending: %s)", n, ErrNotServed, st.PendingWhy())
 }
 
-func (c *Client) siteURL(site, rest string) string {
-	return strings.TrimSuffix(c.BaseURL, "/") + "/v1/sites/" + url.PathEscape(site) + rest
+// sitePath is the API path of rest under site.
+func sitePath(site, rest string) string {
+	return "/v1/sites/" + url.PathEscape(site) + rest
 }
 
-// call sends a JSON request (in may be nil), retrying transient failures,
-// and decodes the answer into out.
-func (c *Client) call(ctx context.Context, method, u string, in, out any) error {
-	var body []byte
-	if in != nil {
-		var err error
-		if body, err = json.Marshal(in); err != nil {
-			return err
-		}
-	}
-	var err error
-	for attempt := range 5 {
-		if attempt > 0 {
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("%w; last attempt: %w", ctx.Err(), err)
-			case <-time.After(time.Duration(attempt) * time.Second):
-			}
-		}
-		req, rerr := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
-		if rerr != nil {
-			return rerr
-		}
-		if in != nil {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		var retry bool
-		if retry, err = c.do(req, out); err == nil || !retry {
-			return err
-		}
-	}
-	return err
-}
-
-// do sends req and decodes a 2xx JSON answer into out (nil: discard).
-// retry says whether a failure is worth another attempt.
-func (c *Client) do(req *http.Request, out any) (retry bool, err error) {
-	if c.BaseURL == "" {
-		return false, errors.New("the client has no BaseURL")
-	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
-	req.Header.Set("Accept", "application/json")
-	hc := c.HTTP
-	if hc == nil {
-		hc = http.DefaultClient
-	}
-	res, err := hc.Do(req)
-	if err != nil {
-		return req.Context().Err() == nil, err
-	}
-	defer res.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(res.Body, 64<<20))
-	if err != nil {
-		return true, fmt.Errorf("read answer to %s %s: %w", req.Method, req.URL.Path, err)
-	}
-	if res.StatusCode < 200 || res.StatusCode > 299 {
-		ae := &APIError{StatusCode: res.StatusCode}
-		var body struct {
-			Error   struct{ Code, Message string } `json:"error"`
-			Missing []string                       `json:"missing"`
-		}
-		if json.Unmarshal(data, &body) == nil && body.Error.Code != "" {
-			ae.Code, ae.Message, ae.Missing = body.Error.Code, body.Error.Message, body.Missing
-		} else {
-			ae.Message = strings.Join(strings.Fields(string(data[:min(len(data), 200)])), " ")
-		}
-		transient := res.StatusCode == http.StatusBadGateway || res.StatusCode == http.StatusServiceUnavailable || res.StatusCode == http.StatusGatewayTimeout
-		return transient, ae
-	}
-	if out == nil {
-		return false, nil
-	}
-	if err := json.Unmarshal(data, out); err != nil {
-		return false, fmt.Errorf("decode answer to %s %s: %w", req.Method, req.URL.Path, err)
-	}
-	return false, nil
+// call sends req through the shared API client, its error answers read
+// as *APIError, and decodes the answer into out (nil: discard).
+func (c *Client) call(ctx context.Context, req apiclient.Request, out any) error {
+	req.AsError = newAPIError
+	api := apiclient.Client{BaseURL: c.BaseURL, Token: c.Token, HTTP: c.HTTP}
+	return api.Do(ctx, req, out)
 }
 
 // MaxWait is the longest wait one API call accepts.

@@ -2,11 +2,19 @@ package push
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/selfcdn/cdn/internal/apiclient"
 )
 
 // TestActivateWait: an activation waited for is ErrNotServed unless
@@ -48,6 +56,106 @@ func TestActivateWait(t *testing.T) {
 			}
 			if !errors.Is(err, ErrNotServed) || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("Activate() error = %v, want ErrNotServed with %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+// fakeControl plays the push endpoints: every blob is missing, a PUT is
+// checked against its name, and the answers to PUTs and commits follow
+// a script (the last entry repeated). It counts the calls by kind.
+type fakeControl struct {
+	puts, commits []int      // scripted statuses
+	retryAfter    string     // sent with a 429 or 503
+	mu            sync.Mutex // protects the fields below
+	putCalls      int
+	commitCalls   int
+	bad           []string // PUT bodies that did not hash to their name
+}
+
+func (f *fakeControl) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	answer := func(script []int, n int, ok string) {
+		code := script[min(n, len(script))-1]
+		if code == http.StatusTooManyRequests || code == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", f.retryAfter)
+		}
+		w.WriteHeader(code)
+		if code < 300 {
+			w.Write([]byte(ok))
+		} else {
+			fmt.Fprintf(w, `{"error":{"code":"c%d","message":"scripted"}}`, code)
+		}
+	}
+	switch {
+	case strings.HasSuffix(r.URL.Path, "/blobs/missing"):
+		body, _ := io.ReadAll(r.Body)
+		w.Write(body) // every blob asked about is missing
+	case r.Method == http.MethodPut:
+		body, _ := io.ReadAll(r.Body)
+		if name := path.Base(r.URL.Path); HashOf(body) != name {
+			f.bad = append(f.bad, name)
+		}
+		f.putCalls++
+		answer(f.puts, f.putCalls, `{}`)
+	case strings.HasSuffix(r.URL.Path, "/releases"):
+		f.commitCalls++
+		answer(f.commits, f.commitCalls, `{"release":{"number":1,"files":2},"live":true}`)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// TestPushRetries: uploads are retried, each blob sent whole again; a
+// commit once sent is not (a second could make a second release), but one
+// refused unsent (429) is.
+func TestPushRetries(t *testing.T) {
+	dir := t.TempDir()
+	for name, body := range map[string]string{"index.html": strings.Repeat("<p>hello</p>", 100), "a.txt": "a"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scan, err := ScanDir(t.Context(), dir, ScanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs := len(scan.Manifest.Blobs())
+	tests := []struct {
+		name          string
+		puts, commits []int
+		wantPuts      int
+		wantCommits   int
+		wantErrStatus int // of the *APIError; 0 for success
+	}{
+		{name: "upload 503 then 201", puts: []int{503, 201}, commits: []int{201}, wantPuts: blobs + 1, wantCommits: 1},
+		{name: "commit 503 is not sent again", puts: []int{201}, commits: []int{503, 201}, wantPuts: blobs, wantCommits: 1, wantErrStatus: 503},
+		{name: "commit 429 is", puts: []int{201}, commits: []int{429, 201}, wantPuts: blobs, wantCommits: 2},
+		{name: "upload 400 is not retried", puts: []int{400}, commits: []int{201}, wantPuts: 1, wantErrStatus: 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeControl{puts: tt.puts, commits: tt.commits, retryAfter: "0"}
+			srv := httptest.NewServer(f)
+			defer srv.Close()
+			c := &Client{BaseURL: srv.URL, Token: "tok", Uploaders: 1}
+			res, err := c.Push(t.Context(), "docs", scan, Options{})
+			if tt.wantErrStatus == 0 && (err != nil || res.Status.Release.Number != 1) {
+				t.Errorf("Push() = %+v, %v; want release 1", res.Status, err)
+			}
+			if tt.wantErrStatus != 0 {
+				ae, ok := errors.AsType[*APIError](err)
+				inner, okInner := errors.AsType[*apiclient.Error](err)
+				if !ok || ae.StatusCode != tt.wantErrStatus || !okInner || inner.StatusCode != tt.wantErrStatus {
+					t.Errorf("Push() = %v, want an *APIError (unwrapping to an *apiclient.Error) with status %d", err, tt.wantErrStatus)
+				}
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.putCalls != tt.wantPuts || f.commitCalls != tt.wantCommits || len(f.bad) != 0 {
+				t.Errorf("control got %d PUTs (%d bad: %v) and %d commits, want %d and %d",
+					f.putCalls, len(f.bad), f.bad, f.commitCalls, tt.wantPuts, tt.wantCommits)
 			}
 		})
 	}

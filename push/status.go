@@ -2,8 +2,7 @@ package push
 
 import (
 	"strings"
-
-	"github.com/selfcdn/cdn/internal/state"
+	"time"
 )
 
 // Commit is the body of POST /v1/sites/{site}/releases.
@@ -16,13 +15,34 @@ type Commit struct {
 	Activate *bool `json:"activate,omitempty"`
 }
 
+// Release is a release as the API describes it (in a Status, and in the
+// list of GET /v1/sites/{site}/releases). It is the wire form, not what
+// control stores: storage can change without breaking a CI tool, and one
+// that imports push links nothing of control's. The zero value is no
+// release.
+type Release struct {
+	Site string `json:"site"`
+	// Number counts the site's releases from 1.
+	Number uint64 `json:"number"`
+	// Manifest is the hash of the manifest's blob.
+	Manifest string `json:"manifest"`
+	// Files, Bytes and Blobs summarize the manifest: paths, their total
+	// size uncompressed, and distinct blobs named (variants included).
+	Files   int       `json:"files"`
+	Bytes   int64     `json:"bytes"`
+	Blobs   int       `json:"blobs"`
+	Created time.Time `json:"created"`
+	// Message is the pusher's note ("deploy abc123").
+	Message string `json:"message,omitempty"`
+}
+
 // Status is a release and how far the edges are with it, as the API
 // answers about it.
 //
 // A wait counts every registered edge that is not known to be down or
 // draining: an edge control has not judged yet is waited for.
 type Status struct {
-	Release state.Release `json:"release"`
+	Release Release `json:"release"`
 	// Live says the release is the one the site serves.
 	Live  bool         `json:"live"`
 	Edges []EdgeStatus `json:"edges"`

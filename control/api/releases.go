@@ -229,6 +229,14 @@ func (a *API) answerRelease(w http.ResponseWriter, r *http.Request, rel state.Re
 	return nil
 }
 
+// releaseWire is r as the API answers it: what control stores and what a
+// client reads are two types, so storage can change without breaking
+// clients (STYLE.md §12).
+func releaseWire(r state.Release) push.Release {
+	return push.Release{Site: r.Site, Number: r.Number, Manifest: r.Manifest, Files: r.Files,
+		Bytes: r.Bytes, Blobs: r.Blobs, Created: r.Created, Message: r.Message}
+}
+
 // listReleases lists a site's releases, newest first, and the live one.
 func (a *API) listReleases(w http.ResponseWriter, r *http.Request) error {
 	site := r.PathValue("site")
@@ -245,7 +253,11 @@ func (a *API) listReleases(w http.ResponseWriter, r *http.Request) error {
 	} else if !errors.Is(err, state.ErrNotFound) {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"site": site, "live": live, "releases": nonNil(rels)})
+	wire := make([]push.Release, len(rels))
+	for i, rel := range rels {
+		wire[i] = releaseWire(rel)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"site": site, "live": live, "releases": wire})
 	return nil
 }
 
@@ -352,7 +364,7 @@ func (a *API) waitRelease(ctx context.Context, rel state.Release, wait time.Dura
 
 // releaseState reads rel's status once, over the edges of a census.
 func (a *API) releaseState(ctx context.Context, rel state.Release, edges map[string]verdict) (push.Status, error) {
-	st := push.Status{Release: rel, Edges: []push.EdgeStatus{}, Pending: []string{}}
+	st := push.Status{Release: releaseWire(rel), Edges: []push.EdgeStatus{}, Pending: []string{}}
 	live, err := a.store.Live(ctx, rel.Site)
 	if err != nil && !errors.Is(err, state.ErrNotFound) {
 		return st, err
