@@ -100,11 +100,13 @@ func (r *readErr) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// serveFlight answers from a fill in progress: the head at once, then the
-// body as it arrives.
 // holdStatus is how long a miss's status waits for its body to start.
 const holdStatus = 250 * time.Millisecond
 
+// serveFlight answers from a fill in progress: the head at once, then the
+// body as it arrives, compressed when the client takes gzip or zstd and
+// the response is compressible (see encode.go). A head that a stored entry
+// answers (revalidated, or stale for an origin error) is served as a hit.
 func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, s *site, fl *fill.Flight, head fill.Head, leader bool) outcome {
 	defer fl.Body.Release()
 	if head.Entry != nil {
