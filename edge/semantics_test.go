@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -183,9 +184,7 @@ func TestCompressedBeyondHits(t *testing.T) {
 						tt.prime(t, c, url)
 					}
 					hdr := http.Header{"Accept-Encoding": {"br, " + coding}}
-					for k, v := range tt.header {
-						hdr[k] = v
-					}
+					maps.Copy(hdr, tt.header)
 					method := cmp.Or(tt.method, "GET")
 					res, body := getWith(t, c, method, url, hdr)
 					want := tt.want
