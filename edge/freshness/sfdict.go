@@ -28,9 +28,6 @@ type sfMember struct {
 	n    int64
 }
 
-// sfMaxInt is the largest Integer magnitude (RFC 8941 §3.3.1: 15 digits).
-const sfMaxInt = 999_999_999_999_999
-
 // sfParser walks one field value.
 type sfParser struct {
 	s string
