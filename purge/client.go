@@ -1,43 +1,39 @@
 package purge
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	mrand "math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/selfcdn/cdn/internal/apiclient"
 )
 
 // MaxWait is the longest wait the control API accepts (?wait=).
 const MaxWait = 5 * time.Minute
 
-// Defaults for the Client's zero fields.
+// Defaults for the Client's zero fields: those of every control API
+// client (internal/apiclient).
 const (
 	// DefaultRetries is how many times a call is retried after a transient
 	// failure when Client.Retries is zero: five attempts in all.
-	DefaultRetries = 4
-	// DefaultBackoff is the first pause before a retry; it doubles on each.
-	DefaultBackoff = 500 * time.Millisecond
+	DefaultRetries = apiclient.DefaultRetries
+	// DefaultBackoff is the ceiling of the first pause before a retry; it
+	// doubles on each.
+	DefaultBackoff = apiclient.DefaultBackoff
 	// DefaultMaxBackoff bounds any one pause, Retry-After included.
-	DefaultMaxBackoff = 30 * time.Second
+	DefaultMaxBackoff = apiclient.DefaultMaxBackoff
 )
 
-const (
-	// attemptGrace is how long one attempt may take beyond the wait it
-	// asked control for, before it is abandoned and retried.
-	attemptGrace = 30 * time.Second
-	// maxAnswer bounds an answer's body: a Status repeats its Request,
-	// which may hold MaxItems URLs of MaxURLLength bytes.
-	maxAnswer = 64 << 20
-)
+// attemptGrace is how long one attempt may take beyond the wait it asked
+// control for, before it is abandoned and retried.
+const attemptGrace = 30 * time.Second
 
 // ErrNotApplied reports a purge control wrote but that not every edge
 // applied within the wait, or that no edge is there to apply (its
@@ -48,11 +44,13 @@ var ErrNotApplied = errors.New("not applied by every edge in time")
 
 // ErrInvalid reports a call the Client refused to send: the request does
 // not validate, the wait is out of range, the idempotency key is
-// malformed, or the site or BaseURL is empty. Nothing was sent.
+// malformed, the site is empty, or BaseURL is not an http or https URL.
+// Nothing was sent.
 var ErrInvalid = errors.New("invalid purge")
 
 // APIError is an error answer of the control API. Callers branch on it
 // with errors.As; a 4xx means the call was refused and nothing written.
+// It unwraps to the *apiclient.Error it was read from.
 type APIError struct {
 	// StatusCode is the HTTP status, e.g. 403.
 	StatusCode int
@@ -68,7 +66,7 @@ type APIError struct {
 	// Pending listing the edges that had not applied it; nil otherwise.
 	Status *Status
 
-	retryAfter time.Duration // from the Retry-After header; zero if none
+	api *apiclient.Error // nil when built by hand
 }
 
 func (e *APIError) Error() string {
@@ -91,18 +89,31 @@ func (e *APIError) Is(target error) bool {
 	return target == ErrNotApplied && e.Code == "not_applied"
 }
 
-// transient reports whether the same call may succeed later: a gateway
-// error, or control unable to reach its state. A 504 not_applied is an
-// answer, not a failure: the purge is written.
-func (e *APIError) transient() bool {
-	switch e.StatusCode {
-	case http.StatusBadGateway, http.StatusServiceUnavailable:
-		return true
-	case http.StatusGatewayTimeout:
-		return e.Code != "not_applied"
+// Unwrap returns the answer as the shared API client read it.
+func (e *APIError) Unwrap() error {
+	if e.api == nil {
+		return nil
 	}
-	return false
+	return e.api
 }
+
+// newAPIError adds to an error answer the purge's version and status
+// that a 504 not_applied carries.
+func newAPIError(e *apiclient.Error) error {
+	ae := &APIError{StatusCode: e.StatusCode, Code: e.Code, Message: e.Message, api: e}
+	var body struct {
+		Version uint64  `json:"version"`
+		Status  *Status `json:"status"`
+	}
+	if e.Code != "" && json.Unmarshal(e.Body, &body) == nil {
+		ae.Version, ae.Status = body.Version, body.Status
+	}
+	return ae
+}
+
+// applyVerdict reports a 504 not_applied: an answer, not a failure (the
+// purge is written), so it is never retried.
+func applyVerdict(err error) bool { return errors.Is(err, ErrNotApplied) }
 
 // Options tune one Purge call. The zero value sends without waiting,
 // under a generated idempotency key.
@@ -120,8 +131,9 @@ type Options struct {
 }
 
 // Client calls the control API's purge endpoints, retrying transient
-// failures. Set BaseURL and Token; the other fields have working
-// defaults. A Client is safe for concurrent use once its fields are set.
+// failures through the shared control API client (internal/apiclient).
+// Set BaseURL and Token; the other fields have working defaults. A
+// Client is safe for concurrent use once its fields are set.
 //
 // What an error from Purge means for the purge:
 //   - nil: written; with Options.Wait, applied by every edge.
@@ -143,12 +155,14 @@ type Client struct {
 	// wait plus 30 seconds.
 	HTTP *http.Client
 	// Retries is how many times a transient failure is retried: a
-	// connection error, 502, 503, or a 504 other than not_applied. 4xx
-	// answers are never retried. Zero means DefaultRetries; negative,
-	// none.
+	// connection error, 429, 502, 503, or a 504 other than not_applied.
+	// Other 4xx answers are never retried. Every attempt of a purge
+	// carries the same Idempotency-Key, so none writes it twice. Zero
+	// means DefaultRetries; negative, none.
 	Retries int
-	// Backoff is the pause before the first retry; it doubles on each
-	// retry, with jitter. Zero means DefaultBackoff.
+	// Backoff is the ceiling of the first pause; it doubles on each retry
+	// and the pause is drawn below it (full jitter), or is what a 429 or
+	// 503 asked for in Retry-After if longer. Zero means DefaultBackoff.
 	Backoff time.Duration
 	// MaxBackoff bounds one pause, including one asked for by a
 	// Retry-After header. Zero means DefaultMaxBackoff.
@@ -170,16 +184,13 @@ func (c *Client) Purge(ctx context.Context, site string, r Request, opts Options
 	if key == "" {
 		key = NewIdempotencyKey() // once, so every retry carries it
 	}
-	body, err := json.Marshal(r)
-	if err != nil {
-		return Result{}, fmt.Errorf("encode purge request: %w", err)
-	}
-	u := strings.TrimSuffix(c.BaseURL, "/") + "/v1/sites/" + url.PathEscape(site) + "/purge"
+	req := apiclient.Request{Method: http.MethodPost, Path: "/v1/sites/" + url.PathEscape(site) + "/purge",
+		JSON: r, IdempotencyKey: key, AttemptTimeout: opts.Wait + attemptGrace, Final: applyVerdict}
 	if opts.Wait > 0 {
-		u += "?wait=" + opts.Wait.String()
+		req.Path += "?wait=" + opts.Wait.String()
 	}
 	var res Result
-	err = c.call(ctx, call{method: http.MethodPost, url: u, body: body, key: key, wait: opts.Wait}, &res)
+	err := c.call(ctx, req, &res)
 	if ae, ok := errors.AsType[*APIError](err); ok && errors.Is(ae, ErrNotApplied) {
 		res = Result{Version: ae.Version, Site: site, Status: ae.Status}
 		if res.Version == 0 && ae.Status != nil {
@@ -200,12 +211,12 @@ func (c *Client) Status(ctx context.Context, version uint64, wait time.Duration)
 	if err := c.checkWait(wait); err != nil {
 		return Status{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	u := strings.TrimSuffix(c.BaseURL, "/") + "/v1/purges/" + strconv.FormatUint(version, 10)
+	req := apiclient.Request{Method: http.MethodGet, Path: "/v1/purges/" + strconv.FormatUint(version, 10), AttemptTimeout: wait + attemptGrace}
 	if wait > 0 {
-		u += "?wait=" + wait.String()
+		req.Path += "?wait=" + wait.String()
 	}
 	var st Status
-	if err := c.call(ctx, call{method: http.MethodGet, url: u, wait: wait}, &st); err != nil {
+	if err := c.call(ctx, req, &st); err != nil {
 		return Status{}, fmt.Errorf("purge status %d: %w", version, err)
 	}
 	return st, nil
@@ -221,8 +232,7 @@ func (c *Client) Sites(ctx context.Context) ([]Site, error) {
 	var out struct {
 		Sites []Site `json:"sites"`
 	}
-	u := strings.TrimSuffix(c.BaseURL, "/") + "/v1/sites"
-	if err := c.call(ctx, call{method: http.MethodGet, url: u}, &out); err != nil {
+	if err := c.call(ctx, apiclient.Request{Method: http.MethodGet, Path: "/v1/sites", AttemptTimeout: attemptGrace}, &out); err != nil {
 		return nil, fmt.Errorf("list sites: %w", err)
 	}
 	return out.Sites, nil
@@ -274,161 +284,24 @@ func (c *Client) checkWait(wait time.Duration) error {
 	return nil
 }
 
-// call is one API call, sent again on each retry.
-type call struct {
-	method, url string
-	body        []byte // nil: none
-	key         string // Idempotency-Key; empty: none
-	wait        time.Duration
-}
-
-// call sends cl, retrying transient failures, and decodes a 2xx answer
-// into v.
-func (c *Client) call(ctx context.Context, cl call, v any) error {
-	retries := c.Retries
-	switch {
-	case retries == 0:
-		retries = DefaultRetries
-	case retries < 0:
-		retries = 0
-	}
-	for attempt := 0; ; attempt++ {
-		retry, err := c.attempt(ctx, cl, v)
-		if err == nil {
-			return nil
-		}
-		if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
-			// ctx ended as the answer came: say so, not just the answer.
-			return fmt.Errorf("%w; last attempt: %w", cerr, err)
-		}
-		if ctx.Err() != nil || !retry {
-			return err
-		}
-		if attempt == retries {
-			return fmt.Errorf("give up after %d attempts: %w", attempt+1, err)
-		}
-		if serr := c.pause(ctx, c.delay(attempt, err)); serr != nil {
-			return fmt.Errorf("wait to retry: %w; last attempt: %w", serr, err)
-		}
-	}
-}
-
-// attempt sends cl once. retry says whether a failure is transient.
-func (c *Client) attempt(ctx context.Context, cl call, v any) (retry bool, err error) {
-	// A hung connection must not eat the whole call: bound the attempt,
-	// then retry it under the same idempotency key.
-	ctx, cancel := context.WithTimeout(ctx, cl.wait+attemptGrace)
-	defer cancel()
-	var body io.Reader
-	if cl.body != nil {
-		body = bytes.NewReader(cl.body)
-	}
-	req, err := http.NewRequestWithContext(ctx, cl.method, cl.url, body)
-	if err != nil {
-		return false, fmt.Errorf("build request: %w", err)
-	}
-	req.Header.Set("Authorization", "Bearer "+c.Token)
-	req.Header.Set("Accept", "application/json")
-	if cl.body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if cl.key != "" {
-		req.Header.Set("Idempotency-Key", cl.key)
-	}
+// call sends req through the shared API client, its error answers read
+// as *APIError, and decodes a 2xx answer into v.
+func (c *Client) call(ctx context.Context, req apiclient.Request, v any) error {
 	hc := c.HTTP
 	if hc == nil {
 		hc = &http.Client{Timeout: MaxWait + time.Minute}
 	}
-	res, err := hc.Do(req)
-	if err != nil {
-		return true, err // *url.Error names the method and URL
+	req.AsError = newAPIError
+	api := apiclient.Client{
+		BaseURL: c.BaseURL,
+		Token:   c.Token,
+		HTTP:    hc,
+		Retry:   apiclient.Policy{Retries: c.Retries, Backoff: c.Backoff, MaxBackoff: c.MaxBackoff},
+		Sleep:   c.sleep,
 	}
-	defer res.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(res.Body, maxAnswer))
-	if err != nil {
-		return true, fmt.Errorf("read answer to %s %s: %w", cl.method, cl.url, err)
+	err := api.Do(ctx, req, v)
+	if errors.Is(err, apiclient.ErrBadBaseURL) {
+		return fmt.Errorf("%w: %w", ErrInvalid, err) // nothing was sent
 	}
-	if res.StatusCode < 200 || res.StatusCode > 299 {
-		ae := newAPIError(res, data)
-		return ae.transient(), ae
-	}
-	if err := json.Unmarshal(data, v); err != nil {
-		return false, fmt.Errorf("decode answer to %s %s: %w", cl.method, cl.url, err)
-	}
-	return false, nil
-}
-
-// newAPIError reads an error answer: the API's JSON, or the start of
-// whatever else a proxy in between sent.
-func newAPIError(res *http.Response, data []byte) *APIError {
-	var body struct {
-		Error struct {
-			Code, Message string
-		} `json:"error"`
-		Version uint64  `json:"version"`
-		Status  *Status `json:"status"`
-	}
-	ae := &APIError{StatusCode: res.StatusCode, retryAfter: parseRetryAfter(res.Header.Get("Retry-After"), time.Now())}
-	if json.Unmarshal(data, &body) == nil && body.Error.Code != "" {
-		ae.Code, ae.Message, ae.Version, ae.Status = body.Error.Code, body.Error.Message, body.Version, body.Status
-		return ae
-	}
-	msg := strings.Join(strings.Fields(string(data[:min(len(data), 200)])), " ")
-	if msg == "" {
-		msg = http.StatusText(res.StatusCode)
-	}
-	ae.Message = msg
-	return ae
-}
-
-// parseRetryAfter reads Retry-After as seconds or an HTTP date (RFC 9110
-// §10.2.3); zero when absent or unreadable.
-func parseRetryAfter(h string, now time.Time) time.Duration {
-	if h == "" {
-		return 0
-	}
-	if s, err := strconv.ParseInt(h, 10, 64); err == nil {
-		return time.Duration(min(max(s, 0), 24*3600)) * time.Second
-	}
-	if t, err := http.ParseTime(h); err == nil {
-		return max(t.Sub(now), 0)
-	}
-	return 0
-}
-
-// delay is the pause before retry number attempt+1: exponential backoff
-// with equal jitter, at least what Retry-After asked for, never more than
-// MaxBackoff.
-func (c *Client) delay(attempt int, err error) time.Duration {
-	base, ceiling := c.Backoff, c.MaxBackoff
-	if base <= 0 {
-		base = DefaultBackoff
-	}
-	if ceiling <= 0 {
-		ceiling = DefaultMaxBackoff
-	}
-	b := base << min(attempt, 30)
-	if b <= 0 || b > ceiling {
-		b = ceiling
-	}
-	d := b/2 + mrand.N(b/2+1)
-	if ae, ok := errors.AsType[*APIError](err); ok {
-		d = max(d, ae.retryAfter)
-	}
-	return min(d, ceiling)
-}
-
-// pause waits d or until ctx ends.
-func (c *Client) pause(ctx context.Context, d time.Duration) error {
-	if c.sleep != nil {
-		return c.sleep(ctx, d)
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return err
 }

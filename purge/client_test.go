@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/selfcdn/cdn/internal/apiclient"
 	"github.com/selfcdn/cdn/purge/purgetest"
 )
 
@@ -53,6 +54,8 @@ func TestClientPurge(t *testing.T) {
 		{name: "accepted", answers: []purgetest.Answer{{Code: 202, Body: accepted}}, wantCalls: 1, wantVersion: 42},
 		{name: "waited", wait: 30 * time.Second, answers: []purgetest.Answer{{Code: 200, Body: applied}}, wantCalls: 1, wantVersion: 42, wantApplied: true},
 		{name: "503 then accepted", answers: []purgetest.Answer{{Code: 503, Body: down}, {Code: 202, Body: accepted}}, wantCalls: 2, wantVersion: 42},
+		{name: "429 then accepted", answers: []purgetest.Answer{{Code: 429, RetryAfter: "1", Body: apiErr("rate_limited", "over the write rate")}, {Code: 202, Body: accepted}},
+			wantCalls: 2, wantVersion: 42},
 		{name: "502 hangup 504 then applied", wait: time.Minute, answers: []purgetest.Answer{
 			{Code: 502, Body: "<html>bad gateway</html>"}, {Hangup: true}, {Code: 504, Body: apiErr("timeout", "gateway timeout")}, {Code: 200, Body: applied},
 		}, wantCalls: 4, wantVersion: 42, wantApplied: true},
@@ -147,13 +150,13 @@ func TestClientRetryAfter(t *testing.T) {
 		maxBackoff       time.Duration
 		wantMin, wantMax time.Duration
 	}{
-		{name: "none: jittered backoff", wantMin: DefaultBackoff / 2, wantMax: DefaultBackoff},
+		{name: "none: jittered backoff", wantMin: 0, wantMax: DefaultBackoff},
 		{name: "seconds", retryAfter: "3", wantMin: 3 * time.Second, wantMax: 3 * time.Second},
-		{name: "shorter than backoff", retryAfter: "0", wantMin: DefaultBackoff / 2, wantMax: DefaultBackoff},
+		{name: "shorter than backoff", retryAfter: "0", wantMin: 0, wantMax: DefaultBackoff},
 		{name: "capped", retryAfter: "3600", wantMin: DefaultMaxBackoff, wantMax: DefaultMaxBackoff},
 		{name: "capped by MaxBackoff", retryAfter: "3", maxBackoff: time.Second, wantMin: time.Second, wantMax: time.Second},
 		{name: "date", retryAfter: time.Now().Add(10 * time.Second).UTC().Format(http.TimeFormat), wantMin: 8 * time.Second, wantMax: 10 * time.Second},
-		{name: "garbage", retryAfter: "soon", wantMin: DefaultBackoff / 2, wantMax: DefaultBackoff},
+		{name: "garbage", retryAfter: "soon", wantMin: 0, wantMax: DefaultBackoff},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -181,10 +184,12 @@ func TestClientBackoffGrows(t *testing.T) {
 	if len(*pauses) != 6 {
 		t.Fatalf("pauses = %v, want 6", *pauses)
 	}
+	// Full jitter: each pause is drawn from zero up to a ceiling that
+	// doubles, up to MaxBackoff.
 	for i, d := range *pauses {
 		b := min(100*time.Millisecond<<i, time.Second)
-		if d < b/2 || d > b {
-			t.Errorf("pause %d = %v, want in [%v, %v]", i, d, b/2, b)
+		if d < 0 || d > b {
+			t.Errorf("pause %d = %v, want in [0, %v]", i, d, b)
 		}
 	}
 }
@@ -202,15 +207,6 @@ func TestClientCancelStopsRetries(t *testing.T) {
 	}
 	if n := len(api.Calls()); n != 1 {
 		t.Errorf("control got %d calls, want 1", n)
-	}
-}
-
-func TestPauseCancelled(t *testing.T) {
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	var c Client
-	if err := c.pause(ctx, time.Hour); !errors.Is(err, context.Canceled) {
-		t.Errorf("pause(cancelled, 1h) = %v, want context.Canceled", err)
 	}
 }
 
@@ -237,6 +233,7 @@ func TestClientInvalid(t *testing.T) {
 		{name: "too many", req: Request{Tags: make([]string, MaxItems+1)}, wantErr: "more than"},
 		{name: "no site", site: "-", req: Request{All: true}, wantErr: "no site"},
 		{name: "no base URL", baseURL: "-", req: Request{All: true}, wantErr: "no BaseURL"},
+		{name: "base URL without a scheme", baseURL: "control:8443", req: Request{All: true}, wantErr: "base URL"},
 		{name: "negative wait", req: Request{All: true}, opts: Options{Wait: -time.Second}, wantErr: "wait -1s"},
 		{name: "long wait", req: Request{All: true}, opts: Options{Wait: MaxWait + time.Second}, wantErr: "wait 5m1s"},
 		{name: "bad key", req: Request{All: true}, opts: Options{IdempotencyKey: "a b"}, wantErr: "idempotency key"},
@@ -249,8 +246,12 @@ func TestClientInvalid(t *testing.T) {
 			if tt.site == "-" {
 				site = ""
 			}
-			if tt.baseURL == "-" {
+			switch tt.baseURL {
+			case "":
+			case "-":
 				c.BaseURL = ""
+			default:
+				c.BaseURL = tt.baseURL
 			}
 			_, err := c.Purge(t.Context(), site, tt.req, tt.opts)
 			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tt.wantErr) {
@@ -326,6 +327,22 @@ func TestCheckIdempotencyKey(t *testing.T) {
 				t.Errorf("CheckIdempotencyKey(%q) = %v, want ok %v", tt.key, err, tt.ok)
 			}
 		})
+	}
+}
+
+// TestAPIErrorUnwraps: a purge's APIError is the shared client's error
+// with the purge's version and status added.
+func TestAPIErrorUnwraps(t *testing.T) {
+	api := purgetest.New(t, purgetest.Answer{Code: 504, RetryAfter: "5", Body: notApplied})
+	c := &Client{BaseURL: api.URL, Token: "tok"}
+	_, err := c.Purge(t.Context(), "www", Request{All: true}, Options{Wait: time.Second})
+	ae, ok := errors.AsType[*APIError](err)
+	inner, okInner := errors.AsType[*apiclient.Error](err)
+	if !ok || !okInner || ae.Version != 42 || inner.StatusCode != 504 || inner.Code != "not_applied" || inner.RetryAfter != 5*time.Second {
+		t.Errorf("Purge() = %v (%+v, %+v); want an *APIError of version 42 unwrapping to a 504 not_applied", err, ae, inner)
+	}
+	if (&APIError{}).Unwrap() != nil {
+		t.Errorf("APIError{}.Unwrap() is not nil")
 	}
 }
 

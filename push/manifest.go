@@ -1,12 +1,3 @@
-// Package push is the push-release model shared by the CLI, control and
-// edges: the Manifest a release commits (URL path → content-addressed
-// blob, type, headers, precompressed variants; redirects), its
-// validation, the scan of a site directory that builds one, and the
-// Client that uploads it.
-//
-// Blobs are named by the SHA-256 of their bytes, in lower-case hex, so a
-// blob is uploaded once however many releases and paths use it, and every
-// reader can check what it got.
 package push
 
 import (

@@ -343,6 +343,9 @@ func findSite(ctx context.Context, client *purge.Client, req purge.Request) (str
 		return "", usageError{errors.New("set --site (or CDN_SITE), or give full URLs (https://host/path) to find the site by host")}
 	}
 	sites, err := client.Sites(ctx)
+	if errors.Is(err, purge.ErrInvalid) {
+		return "", exitError{exitPurgeUsage, err}
+	}
 	if err != nil {
 		if ae, ok := errors.AsType[*purge.APIError](err); ok && (ae.StatusCode == http.StatusUnauthorized || ae.StatusCode == http.StatusForbidden) {
 			return "", exitError{exitPurgeAuth, fmt.Errorf("%w\nfinding the site by host needs a token that may list sites (scope read); or set --site (or CDN_SITE); nothing was written", err)}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/dustin/go-humanize"
 
+	"github.com/selfcdn/cdn/internal/apiclient"
 	"github.com/selfcdn/cdn/push"
 )
 
@@ -168,6 +169,8 @@ func countNotUp(st push.Status) int {
 func pushFailed(err error) error {
 	ae, isAPI := errors.AsType[*push.APIError](err)
 	switch {
+	case errors.Is(err, apiclient.ErrBadBaseURL): // nothing was sent
+		return exitError{exitPushUsage, err}
 	case isAPI && (ae.StatusCode == http.StatusUnauthorized || ae.StatusCode == http.StatusForbidden):
 		return exitError{exitPushAuth, err}
 	case isAPI && ae.StatusCode >= 400 && ae.StatusCode < 500:

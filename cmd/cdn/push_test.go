@@ -1,11 +1,13 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/selfcdn/cdn/internal/apiclient"
 	"github.com/selfcdn/cdn/push"
 )
 
@@ -79,6 +81,31 @@ func TestServedLine(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			if got := servedLine(tt.st, tt.hold, tt.wait, 1500*time.Millisecond); got != tt.want {
 				t.Errorf("servedLine(%+v) = %q, want %q", tt.st, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestPushFailed: the exit codes of cdn push, releases and rollback for
+// each kind of failure (configs/ci/README.md).
+func TestPushFailed(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want int
+	}{
+		{name: "unauthorized", err: &push.APIError{StatusCode: 401}, want: exitPushAuth},
+		{name: "forbidden", err: fmt.Errorf("commit release: %w", &push.APIError{StatusCode: 403}), want: exitPushAuth},
+		{name: "refused", err: &push.APIError{StatusCode: 422, Code: "invalid"}, want: exitPushUsage},
+		{name: "rate limited after retries", err: &push.APIError{StatusCode: 429, Code: "rate_limited"}, want: exitPushUsage},
+		{name: "unavailable", err: &push.APIError{StatusCode: 503}, want: exitPushNoControl},
+		{name: "unreachable", err: errors.New("dial tcp: connection refused"), want: exitPushNoControl},
+		{name: "bad base URL", err: fmt.Errorf("list releases: %w", apiclient.ErrBadBaseURL), want: exitPushUsage},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := exitCode(pushFailed(tt.err)); got != tt.want {
+				t.Errorf("pushFailed(%v) exits %d, want %d", tt.err, got, tt.want)
 			}
 		})
 	}

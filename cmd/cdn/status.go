@@ -3,7 +3,6 @@ package main
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/selfcdn/cdn/internal/apiclient"
 )
 
 // runStatus prints a summary of the network from control's API.
@@ -47,10 +48,11 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		} `json:"sites"`
 	}
 	base := strings.TrimSuffix(*url, "/")
-	if err := getJSON(ctx, base+"/v1/edges", *token, &edges); err != nil {
+	client := &apiclient.Client{BaseURL: *url, Token: *token}
+	if err := getJSON(ctx, client, "/v1/edges", &edges); err != nil {
 		return err
 	}
-	if err := getJSON(ctx, base+"/v1/sites", *token, &sites); err != nil {
+	if err := getJSON(ctx, client, "/v1/sites", &sites); err != nil {
 		return err
 	}
 	count := map[string]int{}
@@ -82,25 +84,15 @@ func status(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	return tw.Flush()
 }
 
-func getJSON(ctx context.Context, url, token string, v any) error {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return usageError{fmt.Errorf("control URL: %w", err)}
+// getJSON reads one of control's lists into v, retried as every control
+// API client retries a GET; each attempt is bounded to 10 seconds.
+func getJSON(ctx context.Context, c *apiclient.Client, path string, v any) error {
+	err := c.Do(ctx, apiclient.Request{Method: http.MethodGet, Path: path, AttemptTimeout: 10 * time.Second}, v)
+	switch {
+	case errors.Is(err, apiclient.ErrBadBaseURL):
+		return usageError{err}
+	case err != nil:
+		return fmt.Errorf("GET %s: %w", path, err)
 	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("reach control: %w", err)
-	}
-	defer res.Body.Close()
-	if res.StatusCode != http.StatusOK {
-		var e struct {
-			Error struct{ Message string } `json:"error"`
-		}
-		json.NewDecoder(io.LimitReader(res.Body, 1<<16)).Decode(&e)
-		return fmt.Errorf("GET %s: %s: %s", url, res.Status, e.Error.Message)
-	}
-	return json.NewDecoder(res.Body).Decode(v)
+	return nil
 }
