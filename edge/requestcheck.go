@@ -22,7 +22,7 @@ var (
 	// errMisdirected: the TLS connection's name belongs to another site
 	// than the Host (421, RFC 9110 §15.5.20): no fronting one site's
 	// requests through another's connection.
-	errMisdirected = errors.New("Host is not a name this TLS connection was made for")
+	errMisdirected = errors.New("the Host is not a name this TLS connection was made for")
 )
 
 // checkRequest returns why r must be refused before routing, or nil.

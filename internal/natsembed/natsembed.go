@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
-
-	"github.com/selfcdn/cdn/internal/natsauth"
 )
 
 // Config is an embedded server's settings.
@@ -27,11 +25,19 @@ type Config struct {
 	// Routes the other nodes' cluster addresses ("nats://host:port").
 	Cluster string
 	Routes  []string
-	// Auth, when set, is the only authority whose users may connect; nil
-	// lets anyone in (tests that are not about auth).
-	Auth *natsauth.Authority
+	// Auth, when set, is the only authority whose users may connect
+	// (a *natsauth.Authority); nil lets anyone in (tests that are not
+	// about auth).
+	Auth Authority
 	// TLS, when its files are set, makes clients connect over TLS.
 	TLS TLSFiles
+}
+
+// Authority configures a server to admit only its users. An interface,
+// so that this package (and the test servers every package uses) does
+// not depend on the state's permission tables.
+type Authority interface {
+	Configure(opts *server.Options, resolverDir string) error
 }
 
 // TLSFiles are PEM files: the server's certificate and key, and the CA

@@ -20,9 +20,10 @@ import (
 // Name and Auth are filled in when empty.
 func Start(t testing.TB, cfg natsembed.Config) (*natstest.Server, *natsauth.Authority) {
 	t.Helper()
-	if cfg.Auth == nil {
-		auth, err := natsauth.Open(filepath.Join(t.TempDir(), "auth"))
-		if err != nil {
+	auth, _ := cfg.Auth.(*natsauth.Authority)
+	if auth == nil {
+		var err error
+		if auth, err = natsauth.Open(filepath.Join(t.TempDir(), "auth")); err != nil {
 			t.Fatalf("nats authority: %v", err)
 		}
 		cfg.Auth = auth
@@ -44,7 +45,7 @@ func Start(t testing.TB, cfg natsembed.Config) (*natstest.Server, *natsauth.Auth
 		ns.Shutdown()
 		ns.WaitForShutdown()
 	})
-	return &natstest.Server{Server: ns, URL: ns.ClientURL()}, cfg.Auth
+	return &natstest.Server{Server: ns, URL: ns.ClientURL()}, auth
 }
 
 // CredsFile mints creds of role and name from auth into a 0600 file in
