@@ -187,6 +187,8 @@ func TestRolesCannot(t *testing.T) {
 		{natsauth.RoleGeoDNS, "", "read a token", "$JS.API.DIRECT.GET.KV_cdn_tokens.$KV.cdn_tokens.t1", ""},
 		{natsauth.RoleGeoDNS, "", "read blobs", "$JS.API.STREAM.INFO.OBJ_cdn_blobs", ""},
 		{natsauth.RoleGeoDNS, "", "delete a stream", "$JS.API.STREAM.DELETE.KV_cdn_sites", ""},
+		{natsauth.RoleControl, "", "send account claims (revoke users)", "$SYS.REQ.CLAIMS.UPDATE", "x"},
+		{natsauth.RoleControl, "", "publish outside the state's subjects", "anything.else", "x"},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.role)+" cannot "+tt.what, func(t *testing.T) {
@@ -225,6 +227,8 @@ func TestRolesCannot(t *testing.T) {
 		{natsauth.RoleEdge, "edge-a", "_INBOX.edge.edge-b.>"},
 		{natsauth.RoleEdge, "edge-a", "$KV.>"},
 		{natsauth.RoleGeoDNS, "", "cdn.purge.>"},
+		{natsauth.RoleControl, "", "_INBOX.edge.edge-a.>"},
+		{natsauth.RoleControl, "", "$KV.cdn_tokens.>"},
 	} {
 		onErr, errc := asyncErrors()
 		nc := authtest.Connect(t, srv.URL, auth, sub.role, sub.name, onErr)
@@ -443,5 +447,21 @@ func TestSeedFilesPrivate(t *testing.T) {
 	}
 	if _, err := natsauth.Open(dir); err == nil || !strings.Contains(err.Error(), "others can read it") {
 		t.Errorf("Open with a world-readable seed: %v, want a refusal naming the file's mode", err)
+	}
+}
+
+// TestOperatorStaysInTheAccount: the operator user may do anything in
+// the CDN's account, but the system account (where revocations are sent)
+// is not in it: a claims update from there reaches no server.
+func TestOperatorStaysInTheAccount(t *testing.T) {
+	srv, auth := authtest.Start(t, natsembed.Config{})
+	nc := authtest.Connect(t, srv.URL, auth, natsauth.RoleOperator, "")
+	token, _, err := auth.Revoke(natsauth.RoleEdge, "nobody")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = nc.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(token), time.Second)
+	if !errors.Is(err, nats.ErrNoResponders) && !errors.Is(err, nats.ErrTimeout) {
+		t.Errorf("operator sending account claims: %v, want no responder (the system account is another account)", err)
 	}
 }
