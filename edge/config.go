@@ -91,8 +91,9 @@ type Config struct {
 // §10.5; see edge/h2/flood.go).
 type HTTP2Config struct {
 	// FloodBudget is how many frames that cost work without progress
-	// (client resets, refused streams, empty frames, WINDOW_UPDATEs under
-	// 1 KiB, malformed requests, control frames beyond control_frame_rate)
+	// (client resets, refused streams, which count ten, empty frames,
+	// WINDOW_UPDATEs under 1 KiB, malformed requests, control frames beyond
+	// control_frame_rate)
 	// a connection may send, net of the responses it got in full, before
 	// it is cut off with GOAWAY ENHANCE_YOUR_CALM. Default 1000.
 	FloodBudget int `yaml:"flood_budget"`

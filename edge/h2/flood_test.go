@@ -130,7 +130,7 @@ func floodAttacks() []floodAttack {
 		{
 			name:  "streams beyond the concurrency limit",
 			round: func(c *rawConn, i uint32) { c.headers(2*i+1, false, post...) },
-			cause: "refused", maxFrames: 100 + 1000 + 10,
+			cause: "refused", maxFrames: 100 + 1000/10 + 10,
 		},
 		{
 			name:  "WINDOW_UPDATE +1",

@@ -50,9 +50,10 @@ type Server struct {
 	// Default 10s.
 	ReadHeaderTimeout time.Duration
 	// FloodBudget is how many frames that cost work without progress
-	// (client resets, refused streams, empty frames, tiny WINDOW_UPDATEs,
-	// malformed requests, control frames beyond ControlFrameRate) a
-	// connection may send, net of the responses it received in full,
+	// (client resets, refused streams, which count ten, empty frames, tiny
+	// WINDOW_UPDATEs, malformed requests, control frames beyond
+	// ControlFrameRate) a connection may send, net of the responses it
+	// received in full,
 	// before it is cut off with GOAWAY ENHANCE_YOUR_CALM (flood.go).
 	// Default 1000.
 	FloodBudget int
