@@ -5,7 +5,7 @@ RACE  := ./edge/... ./origin/... ./internal/... ./control/... ./purge/... ./push
 FUZZ  := ./edge:FuzzServeH1 ./edge:FuzzOriginHead ./edge/h2:FuzzServeConn ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./edge/cachekey:FuzzNew ./edge/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath ./control/api:FuzzSiteRequest ./purge:FuzzRequest ./purge:FuzzTags ./geodns:FuzzServeDNS ./push:FuzzCheckPath ./push:FuzzDecode ./push:FuzzParseRedirects
 DATA  ?= .data
 
-.PHONY: help build run test test-race test-e2e fuzz bench bench-go bench-peers bench-zipf bench-disk-start bench-disk bench-purge bench-dns bench-tls bench-push bench-pushed conformance lint
+.PHONY: help build run test test-race test-e2e fuzz bench bench-go bench-peers bench-zipf bench-disk-start bench-disk bench-purge bench-dns bench-tls bench-push bench-pushed conformance testssl lint
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n",$$1,$$2}'
 
@@ -23,6 +23,9 @@ test-race: ## unit and integration tests, race detector on
 
 conformance: ## h2spec against the edge's TLS listener (installs h2spec into bin/tools once)
 	GO=$(GO) scripts/h2spec.sh
+
+testssl: ## testssl.sh (Debian's) against an edge with a dev-CA certificate and HSTS; prints the grade
+	GO=$(GO) scripts/testssl.sh
 
 test-e2e: ## real cdn processes on loopback
 	$(GO) test -count=1 -timeout 5m ./e2e/...
