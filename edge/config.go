@@ -9,8 +9,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/selfcdn/cdn/edge/cachekey"
 	"github.com/selfcdn/cdn/edge/certs"
+	"github.com/selfcdn/cdn/internal/cachekey"
 	"github.com/selfcdn/cdn/internal/config"
 	"github.com/selfcdn/cdn/internal/hostclaim"
 	"github.com/selfcdn/cdn/origin"

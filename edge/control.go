@@ -14,8 +14,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/selfcdn/cdn/edge/cachekey"
 	"github.com/selfcdn/cdn/edge/certs"
+	"github.com/selfcdn/cdn/internal/cachekey"
 	"github.com/selfcdn/cdn/internal/natsauth"
 	"github.com/selfcdn/cdn/internal/natslink"
 	"github.com/selfcdn/cdn/internal/state"

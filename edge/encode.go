@@ -9,10 +9,10 @@ import (
 	"strconv"
 
 	"github.com/selfcdn/cdn/edge/cache"
-	"github.com/selfcdn/cdn/edge/cachekey"
 	"github.com/selfcdn/cdn/edge/contentcoding"
 	"github.com/selfcdn/cdn/edge/fill"
 	"github.com/selfcdn/cdn/edge/freshness"
+	"github.com/selfcdn/cdn/internal/cachekey"
 )
 
 // The edge compresses a stored identity body once per coding and keeps the

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/selfcdn/cdn/edge/cache"
-	"github.com/selfcdn/cdn/edge/cachekey"
 	"github.com/selfcdn/cdn/edge/fill"
 	"github.com/selfcdn/cdn/edge/freshness"
+	"github.com/selfcdn/cdn/internal/cachekey"
 	"github.com/selfcdn/cdn/purge"
 )
 

@@ -17,10 +17,10 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"github.com/selfcdn/cdn/edge/cache"
-	"github.com/selfcdn/cdn/edge/cachekey"
 	"github.com/selfcdn/cdn/edge/fill"
 	"github.com/selfcdn/cdn/edge/freshness"
 	"github.com/selfcdn/cdn/edge/release"
+	"github.com/selfcdn/cdn/internal/cachekey"
 	"github.com/selfcdn/cdn/purge"
 )
 

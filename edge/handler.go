@@ -10,11 +10,11 @@ import (
 	"time"
 
 	"github.com/selfcdn/cdn/edge/cache"
-	"github.com/selfcdn/cdn/edge/cachekey"
 	"github.com/selfcdn/cdn/edge/certs"
 	"github.com/selfcdn/cdn/edge/fill"
 	"github.com/selfcdn/cdn/edge/freshness"
-	"github.com/selfcdn/cdn/edge/routing"
+	"github.com/selfcdn/cdn/internal/cachekey"
+	"github.com/selfcdn/cdn/internal/routing"
 	"github.com/selfcdn/cdn/origin"
 	"github.com/selfcdn/cdn/purge"
 	"golang.org/x/sync/singleflight"

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/selfcdn/cdn/edge/cachekey"
+	"github.com/selfcdn/cdn/internal/cachekey"
 	"github.com/selfcdn/cdn/purge"
 )
 

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/selfcdn/cdn/edge/cachekey"
 	"github.com/selfcdn/cdn/edge/freshness"
+	"github.com/selfcdn/cdn/internal/cachekey"
 	"github.com/selfcdn/cdn/purge"
 )
 

@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/selfcdn/cdn/edge/cache"
-	"github.com/selfcdn/cdn/edge/cachekey"
+	"github.com/selfcdn/cdn/internal/cachekey"
 )
 
 // pass sends a request the cache cannot answer (an unsafe or unknown

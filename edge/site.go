@@ -6,10 +6,10 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/selfcdn/cdn/edge/cachekey"
 	"github.com/selfcdn/cdn/edge/freshness"
 	"github.com/selfcdn/cdn/edge/release"
-	"github.com/selfcdn/cdn/edge/routing"
+	"github.com/selfcdn/cdn/internal/cachekey"
+	"github.com/selfcdn/cdn/internal/routing"
 	"github.com/selfcdn/cdn/purge"
 )
 

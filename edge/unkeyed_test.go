@@ -6,7 +6,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/selfcdn/cdn/edge/cachekey"
+	"github.com/selfcdn/cdn/internal/cachekey"
 )
 
 // recordingOrigin answers every request with its own URI and keeps what it

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/selfcdn/cdn/edge/cachekey"
+	"github.com/selfcdn/cdn/internal/cachekey"
 )
 
 // FuzzRequest feeds arbitrary JSON to the purge request path the API

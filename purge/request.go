@@ -7,8 +7,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/selfcdn/cdn/edge/cachekey"
-	"github.com/selfcdn/cdn/edge/routing"
+	"github.com/selfcdn/cdn/internal/cachekey"
+	"github.com/selfcdn/cdn/internal/routing"
 )
 
 // Limits on one request, so a runaway pipeline cannot write a purge that

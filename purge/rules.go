@@ -7,7 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/selfcdn/cdn/edge/cachekey"
+	"github.com/selfcdn/cdn/internal/cachekey"
 )
 
 // Purges are applied lazily. Every cached object carries a stamp: the
@@ -188,7 +188,7 @@ func newSiteRules(floor uint64) *SiteRules {
 }
 
 // Check judges a cached object: its stamp, its cache key
-// ("scheme://host/path?query", as edge/cachekey builds it) and its tags.
+// ("scheme://host/path?query", as internal/cachekey builds it) and its tags.
 // Small enough to inline: an object newer than every rule, which is most
 // hits, costs one atomic load.
 func (s *SiteRules) Check(stamp uint64, key string, tags []string) Verdict {

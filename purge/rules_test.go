@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/selfcdn/cdn/edge/cachekey"
+	"github.com/selfcdn/cdn/internal/cachekey"
 )
 
 func TestCheck(t *testing.T) {

@@ -13,7 +13,7 @@ var ErrNoSite = errors.New("no site serves this host")
 
 // SiteFor returns the name of the site an edge routes host to, among
 // sites: an exact host first, then the longest "*.domain" wildcard, then
-// "*" (as edge/routing does). Port and case are ignored. No match is
+// "*" (as internal/routing does). Port and case are ignored. No match is
 // ErrNoSite; two sites matching at the same rank (state that predates
 // the API's refusal of colliding hosts) is an error naming both, since a
 // purge of the wrong one would not purge what the caller meant.

@@ -5,13 +5,13 @@
 // Two patterns collide when their Keys are equal: the same exact host
 // (case and a trailing dot aside), the same wildcard ("*.example.com"
 // twice), or "*" twice. An exact host under another site's wildcard is no
-// collision: edge/routing prefers the exact host, as DNS does.
+// collision: internal/routing prefers the exact host, as DNS does.
 package hostclaim
 
 import "strings"
 
 // Key is the form two host patterns collide on: lower case, without the
-// trailing dot of a fully qualified name, as edge/routing matches them.
+// trailing dot of a fully qualified name, as internal/routing matches them.
 func Key(pattern string) string {
 	return strings.ToLower(strings.TrimSuffix(pattern, "."))
 }
