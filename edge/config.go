@@ -4,15 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"net/url"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/selfcdn/cdn/edge/certs"
-	"github.com/selfcdn/cdn/internal/cachekey"
 	"github.com/selfcdn/cdn/internal/config"
 	"github.com/selfcdn/cdn/internal/hostclaim"
+	sitecfg "github.com/selfcdn/cdn/internal/site"
 	"github.com/selfcdn/cdn/origin"
 )
 
@@ -288,72 +287,16 @@ type CacheConfig struct {
 	HitForMissTTL time.Duration `yaml:"hit_for_miss_ttl"`
 }
 
-// SiteConfig is one site: the hostnames it answers and its origin.
-type SiteConfig struct {
-	// Name identifies the site in metrics and logs.
-	Name string `yaml:"name"`
-	// Hosts are the hostnames served: exact ("www.example.com"), a
-	// wildcard for one label ("*.example.com"), or "*" for any host.
-	Hosts []string `yaml:"hosts"`
-	// Origin is the origin's base URL (http or https).
-	Origin string `yaml:"origin"`
-	// FallbackOrigins are tried in order when a cache fill cannot reach
-	// the origin, times out, or gets 502, 503 or 504 from it.
-	FallbackOrigins []string `yaml:"fallback_origins"`
-	// OriginHost is the Host header sent to the origin. Default: the host
-	// of Origin; "client" forwards the client's Host.
-	OriginHost string `yaml:"origin_host"`
-	// TTL overrides the origin's freshness.
-	TTL TTLConfig `yaml:"ttl"`
-	// CacheKey says which parts of the URL make the cache key.
-	CacheKey cachekey.Rules `yaml:"cache_key"`
-	// TLS is how the site's certificate is obtained: "acme", "files"
-	// (cert_file and key_file, reloaded when they change), "dev" (the
-	// development CA), or "" for plain HTTP only.
-	TLS      certs.Mode `yaml:"tls"`
-	CertFile string     `yaml:"cert_file"`
-	KeyFile  string     `yaml:"key_file"`
-	// HTTPSRedirect answers plain-HTTP requests with a 308 to https.
-	HTTPSRedirect bool `yaml:"https_redirect"`
-	// HSTS is the Strict-Transport-Security sent over HTTPS; zero sends none.
-	HSTS HSTSConfig `yaml:"hsts"`
-	// PushOnly serves only pushed releases: a path not in the live
-	// release gets the release's 404 page, never the origin (which may
-	// then be empty).
-	PushOnly bool `yaml:"push_only"`
-}
+// SiteConfig is one site: the hostnames it answers, its origin and how
+// it is cached. The one site type (internal/site), so an edge's YAML and
+// control's API accept the same sites.
+type SiteConfig = sitecfg.Site
 
-// HSTSConfig is a site's Strict-Transport-Security (RFC 6797).
-type HSTSConfig struct {
-	MaxAge            time.Duration `yaml:"max_age"`
-	IncludeSubdomains bool          `yaml:"include_subdomains"`
-	Preload           bool          `yaml:"preload"`
-}
-
-// header is the field value, or nil when HSTS is off.
-func (h HSTSConfig) header() []string {
-	if h.MaxAge <= 0 {
-		return nil
-	}
-	v := fmt.Sprintf("max-age=%d", int64(h.MaxAge/time.Second))
-	if h.IncludeSubdomains {
-		v += "; includeSubDomains"
-	}
-	if h.Preload {
-		v += "; preload"
-	}
-	return []string{v}
-}
-
-// TTLConfig is a site's freshness overrides; zero fields mean "none".
-type TTLConfig struct {
-	// Default applies when the origin gives no lifetime.
-	Default time.Duration `yaml:"default"`
-	// Min raises shorter lifetimes (not no-cache).
-	Min time.Duration `yaml:"min"`
-	// Max caps longer lifetimes.
-	Max time.Duration `yaml:"max"`
-}
+// TTLConfig and HSTSConfig are a site's parts.
+type (
+	TTLConfig  = sitecfg.TTL
+	HSTSConfig = sitecfg.HSTS
+)
 
 // DefaultConfig returns the defaults every field documents.
 func DefaultConfig() Config {
@@ -427,7 +370,7 @@ func (c Config) Validate() error {
 	names := map[string]bool{}
 	hosts := hostclaim.Claims{} // the rule control's API applies too
 	for i, s := range c.Sites {
-		if err := s.validate(); err != nil {
+		if err := s.Validate(); err != nil {
 			problems.Add(fmt.Errorf("sites[%d] (%s): %w", i, s.Name, err))
 		}
 		check(!names[s.Name], "sites[%d]: name %q used twice", i, s.Name)
@@ -439,55 +382,4 @@ func (c Config) Validate() error {
 		}
 	}
 	return problems.Err()
-}
-
-func (s SiteConfig) validate() error {
-	var errs []error
-	if s.Name == "" {
-		errs = append(errs, errors.New("name must be set"))
-	}
-	if len(s.Hosts) == 0 {
-		errs = append(errs, errors.New("hosts: at least one host is required"))
-	}
-	for _, h := range s.Hosts {
-		if h == "" || strings.ContainsAny(h, " /:") || strings.Contains(h[min(1, len(h)):], "*") {
-			errs = append(errs, fmt.Errorf("hosts: %q is not a hostname, *.domain or *", h))
-		}
-	}
-	for i, o := range append([]string{s.Origin}, s.FallbackOrigins...) {
-		field := "origin"
-		if i > 0 {
-			field = fmt.Sprintf("fallback_origins[%d]", i-1)
-		}
-		if i == 0 && o == "" && s.PushOnly {
-			continue // a push-only site needs no origin
-		}
-		if u, err := url.Parse(o); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("%s must be an http(s) URL, got %q", field, o))
-		} else if u.RawQuery != "" || u.Fragment != "" {
-			errs = append(errs, fmt.Errorf("%s must not have a query or fragment, got %q", field, o))
-		}
-	}
-	if s.TTL.Default < 0 || s.TTL.Min < 0 || s.TTL.Max < 0 {
-		errs = append(errs, errors.New("ttl: durations must be >= 0"))
-	}
-	if s.TTL.Max > 0 && s.TTL.Min > s.TTL.Max {
-		errs = append(errs, fmt.Errorf("ttl: min %s is above max %s", s.TTL.Min, s.TTL.Max))
-	}
-	if err := s.CacheKey.Validate(); err != nil {
-		errs = append(errs, fmt.Errorf("cache_key: %w", err))
-	}
-	if !s.TLS.Valid() {
-		errs = append(errs, fmt.Errorf("tls: must be acme, files, dev or empty, got %q", s.TLS))
-	}
-	if s.TLS == certs.Files && (s.CertFile == "" || s.KeyFile == "") {
-		errs = append(errs, errors.New("tls files: cert_file and key_file are required"))
-	}
-	if s.HSTS.MaxAge < 0 {
-		errs = append(errs, errors.New("hsts.max_age: must be >= 0"))
-	}
-	if s.HTTPSRedirect && s.TLS == certs.None {
-		errs = append(errs, errors.New("https_redirect: the site has no tls mode"))
-	}
-	return errors.Join(errs...)
 }

@@ -14,8 +14,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/selfcdn/cdn/edge/certs"
-	"github.com/selfcdn/cdn/internal/cachekey"
 	"github.com/selfcdn/cdn/internal/natsauth"
 	"github.com/selfcdn/cdn/internal/natslink"
 	"github.com/selfcdn/cdn/internal/state"
@@ -31,29 +29,15 @@ import (
 // sitesFile is the last site set from control, under cache.dir.
 const sitesFile = "control-sites.json"
 
-// siteConfig turns a site from control into the edge's own config type.
-func siteConfig(s state.Site) SiteConfig {
-	return SiteConfig{
-		Name: s.Name, Hosts: s.Hosts, Origin: s.Origin, FallbackOrigins: s.FallbackOrigins, OriginHost: s.OriginHost,
-		TTL: TTLConfig{Default: time.Duration(s.TTL.Default), Min: time.Duration(s.TTL.Min), Max: time.Duration(s.TTL.Max)},
-		CacheKey: cachekey.Rules{
-			Query: cachekey.QueryMode(s.CacheKey.Query), IgnoreParams: s.CacheKey.IgnoreParams, AllowParams: s.CacheKey.AllowParams,
-			VersionParam: s.CacheKey.VersionParam, Version: s.CacheKey.Version, PassHeaders: s.CacheKey.PassHeaders,
-		},
-		TLS: certs.Mode(s.TLS), CertFile: s.CertFile, KeyFile: s.KeyFile, HTTPSRedirect: s.HTTPSRedirect,
-		HSTS:     HSTSConfig{MaxAge: time.Duration(s.HSTS.MaxAge), IncludeSubdomains: s.HSTS.IncludeSubdomains, Preload: s.HSTS.Preload},
-		PushOnly: s.PushOnly,
-	}
-}
-
 // applySites swaps in the routes for sites. A site that does not validate
 // is skipped (and logged), so one bad entry cannot take the others down.
 func (s *Server) applySites(sites []state.Site, from string) error {
 	var cfgs []SiteConfig
-	for _, st := range sites {
-		sc := siteConfig(st)
-		if err := sc.validate(); err != nil {
-			s.log.Warn("site from control skipped", "site", st.Name, "err", err)
+	for _, sc := range sites {
+		// Control validated it with the same Validate; a site written
+		// by an older control may still fail it.
+		if err := sc.Validate(); err != nil {
+			s.log.Warn("site from control skipped", "site", sc.Name, "err", err)
 			continue
 		}
 		cfgs = append(cfgs, sc)

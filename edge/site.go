@@ -85,7 +85,7 @@ func buildRoutes(sites []SiteConfig, m *metrics, purges *purge.Table, releases f
 			purges:       purges.Site(sc.Name),
 			// Without a certificate mode there is no HTTPS to send anyone to.
 			httpsRedirect: sc.HTTPSRedirect && sc.TLS != "",
-			hsts:          sc.HSTS.header(),
+			hsts:          sc.HSTS.Header(),
 			release:       releases(sc.Name),
 			pushOnly:      sc.PushOnly,
 		}

@@ -25,17 +25,20 @@ import (
 	"github.com/caddyserver/certmagic"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/selfcdn/cdn/internal/site"
 )
 
-// Mode is how a site's certificate is obtained.
-type Mode string
+// Mode is how a site's certificate is obtained: the site's own TLS mode
+// (internal/site), so a site's config needs no conversion.
+type Mode = site.TLSMode
 
 // The modes; None serves the site over plain HTTP only.
 const (
-	None  Mode = ""
-	ACME  Mode = "acme"
-	Files Mode = "files"
-	Dev   Mode = "dev"
+	None  = site.TLSNone
+	ACME  = site.TLSACME
+	Files = site.TLSFiles
+	Dev   = site.TLSDev
 )
 
 // acmeOnDemand is the ACME of names that only a wildcard site covers:
@@ -43,9 +46,6 @@ const (
 // is obtained ahead, and renewed ahead, by the plain ACME config
 // (certmagic neither obtains nor renews on-demand names in the background).
 const acmeOnDemand Mode = "acme-on-demand"
-
-// Valid reports whether m is a known mode.
-func (m Mode) Valid() bool { return slices.Contains([]Mode{None, ACME, Files, Dev}, m) }
 
 // Site is what a site's certificate depends on.
 type Site struct {

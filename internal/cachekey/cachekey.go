@@ -29,25 +29,25 @@ const (
 // query, sorted.
 type Rules struct {
 	// Query is sorted (default), ordered or ignore.
-	Query QueryMode `yaml:"query"`
+	Query QueryMode `yaml:"query" json:"query,omitempty"`
 	// IgnoreParams are parameter names left out of the key (tracking tags
 	// such as utm_source); a trailing * matches a prefix ("utm_*").
-	IgnoreParams []string `yaml:"ignore_params"`
+	IgnoreParams []string `yaml:"ignore_params" json:"ignore_params,omitempty"`
 	// AllowParams, when set, are the only parameter names kept.
-	AllowParams []string `yaml:"allow_params"`
+	AllowParams []string `yaml:"allow_params" json:"allow_params,omitempty"`
 	// VersionParam names a query parameter that is always part of the
 	// key ("v" in /app.js?v=42), even with query: ignore or an allow
 	// list: a deploy that changes it switches objects without a purge.
-	VersionParam string `yaml:"version_param"`
+	VersionParam string `yaml:"version_param" json:"version_param,omitempty"`
 	// Version is a release token put in every key of the site: changing
 	// it switches the whole site to fresh objects without a purge (the
 	// old ones age out of the cache).
-	Version string `yaml:"version"`
+	Version string `yaml:"version" json:"version,omitempty"`
 	// PassHeaders are request headers the edge otherwise removes before
 	// the origin (OverrideHeaders: they can change what the origin
 	// answers) that this site's origin needs. Each joins the key, so a
 	// client's value can never answer another's request.
-	PassHeaders []string `yaml:"pass_headers"`
+	PassHeaders []string `yaml:"pass_headers" json:"pass_headers,omitempty"`
 }
 
 // OverrideHeaders are request headers that some frameworks read as a

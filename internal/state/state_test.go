@@ -34,7 +34,7 @@ func TestSiteValidate(t *testing.T) {
 		{name: "origin not http", edit: func(s *Site) { s.Origin = "ftp://x" }, fields: []string{"origin"}},
 		{name: "origin with credentials", edit: func(s *Site) { s.Origin = "http://u:p@x" }, fields: []string{"origin"}},
 		{name: "negative ttl, min above max", edit: func(s *Site) {
-			s.TTL = TTL{Default: -1, Min: Duration(time.Hour), Max: Duration(time.Minute)}
+			s.TTL = TTL{Default: -1, Min: time.Hour, Max: time.Minute}
 		}, fields: []string{"ttl.default", "ttl.min"}},
 		{name: "query mode", edit: func(s *Site) { s.CacheKey.Query = "random" }, fields: []string{"cache_key.query"}},
 		{name: "tls mode", edit: func(s *Site) { s.TLS = "maybe" }, fields: []string{"tls"}},
