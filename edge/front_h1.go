@@ -20,8 +20,6 @@ import (
 	"github.com/selfcdn/cdn/edge/fill"
 	"github.com/selfcdn/cdn/edge/freshness"
 	"github.com/selfcdn/cdn/edge/release"
-	"github.com/selfcdn/cdn/internal/cachekey"
-	"github.com/selfcdn/cdn/purge"
 )
 
 // The HTTP/1.1 front. HTTP/1.1 is served by fasthttp, which answers a
@@ -96,9 +94,11 @@ func (h *Handler) serveH1Hit(ctx *fasthttp.RequestCtx) bool {
 	if secure {
 		scheme = "https"
 	}
-	base := cachekey.WithHeaders(cachekey.New(scheme, host, b2s(path), b2s(uri.QueryString()), s.keyRules), s.keyRules.PassHeaders, fastHeader{rh})
-	e, _, verdict := h.find(s, base, fastHeader{rh})
-	if e == nil || e.HitForMiss || verdict != purge.Keep || freshness.Check(e.Meta, freshness.Directives{}, now) != freshness.Fresh {
+	// The one decision (h.decide); this front only writes a plain fresh
+	// hit, and hands everything else to the full path.
+	l := h.decide(s, scheme, host, b2s(path), b2s(uri.QueryString()), fastHeader{rh}, freshness.Directives{}, now)
+	e := l.stored
+	if e == nil || l.fresh != freshness.Fresh {
 		e.Release()
 		return false
 	}
@@ -151,8 +151,8 @@ func (h *Handler) writeH1(ctx *fasthttp.RequestCtx, s *site, e *cache.Entry, cac
 			resp.Header.Add(k, v)
 		}
 	}
-	if !e.Meta.ResponseTime.IsZero() { // pushed content has no age
-		resp.Header.Set("Age", ageHeader(e.Meta.Age(now))[0])
+	if age := entryAge(e, now); age != nil {
+		resp.Header.Set("Age", age[0])
 	}
 	resp.Header.Set("Cache-Status", cacheStatus)
 	if ctx.IsTLS() {

@@ -134,35 +134,65 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, s *site
 	if len(r.Header["Cache-Control"]) > 0 {
 		reqCC = freshness.ParseHeader(r.Header, "Cache-Control")
 	}
-	base := cachekey.WithHeaders(cachekey.New(scheme(r), r.Host, r.URL.EscapedPath(), r.URL.RawQuery, s.keyRules), s.keyRules.PassHeaders, r.Header)
-	e, key, verdict := h.find(s, base, r.Header)
-	defer e.Release()
-	solo := len(r.Header["Authorization"]) > 0
-	if e != nil && e.HitForMiss {
-		e, solo = nil, true
-	}
-	if e != nil {
-		fresh := freshness.Check(e.Meta, reqCC, now)
-		if verdict == purge.Stale {
-			// Soft-purged: served only while it is revalidated, unless
-			// it may never be served stale.
-			fresh = freshness.StaleRevalidate
-			if e.Meta.NoStale || reqCC.Is(freshness.NoCache) {
-				fresh = freshness.Validate
-			}
-		}
-		switch fresh {
-		case freshness.Fresh:
-			return h.serveEntry(w, r, h.encoded(e, r.Header["Accept-Encoding"]), h.statusHit, resultHit, now)
-		case freshness.StaleRevalidate:
-			h.refresh(r, s, base, key, e)
-			return h.serveEntry(w, r, h.encoded(e, r.Header["Accept-Encoding"]), h.statusStale, resultStale, now)
-		}
+	l := h.decide(s, scheme(r), r.Host, r.URL.EscapedPath(), r.URL.RawQuery, r.Header, reqCC, now)
+	defer l.stored.Release()
+	e := l.stored
+	switch l.fresh {
+	case freshness.Fresh:
+		return h.serveEntry(w, r, h.encoded(e, r.Header["Accept-Encoding"]), h.statusHit, resultHit, now)
+	case freshness.StaleRevalidate:
+		h.refresh(r, s, l.base, l.key, e)
+		return h.serveEntry(w, r, h.encoded(e, r.Header["Accept-Encoding"]), h.statusStale, resultStale, now)
 	}
 	if reqCC.Is(freshness.OnlyIfCached) {
 		return h.fail(w, r, errNotCached)
 	}
-	return h.fetch(w, r, s, base, key, e, solo)
+	return h.fetch(w, r, s, l.base, l.key, e, l.solo || len(r.Header["Authorization"]) > 0)
+}
+
+// lookup is what the cache says about a GET or HEAD before any protocol
+// writes an answer: the one hit decision of every front (issue 21).
+type lookup struct {
+	// base is the request's cache key, key the variant's (Vary).
+	base, key string
+	// stored is the usable entry, nil if none (or a hit-for-miss
+	// marker); the caller Releases it.
+	stored *cache.Entry
+	// fresh says how stored may answer: Fresh and StaleRevalidate serve
+	// it, anything else fetches (validating stored when there is one).
+	fresh freshness.State
+	// solo asks for a fetch of its own: the URL's answer is known not to
+	// be shareable (hit-for-miss).
+	solo bool
+}
+
+// decide routes nothing (s is the request's site) and writes nothing:
+// it builds the key, looks it up in both tiers and the Vary index, and
+// judges the entry by the site's purges and RFC 9111 freshness under
+// the request's Cache-Control.
+func (h *Handler) decide(s *site, scheme, host, path, query string, hdr cachekey.Header, reqCC freshness.Directives, now time.Time) lookup {
+	l := lookup{fresh: freshness.Validate}
+	l.base = cachekey.WithHeaders(cachekey.New(scheme, host, path, query, s.keyRules), s.keyRules.PassHeaders, hdr)
+	e, key, verdict := h.find(s, l.base, hdr)
+	l.key = key
+	if e != nil && e.HitForMiss {
+		e.Release()
+		e, l.solo = nil, true
+	}
+	if e == nil {
+		return l
+	}
+	l.stored = e
+	l.fresh = freshness.Check(e.Meta, reqCC, now)
+	if verdict == purge.Stale {
+		// Soft-purged: served only while it is revalidated, unless it may
+		// never be served stale.
+		l.fresh = freshness.StaleRevalidate
+		if e.Meta.NoStale || reqCC.Is(freshness.NoCache) {
+			l.fresh = freshness.Validate
+		}
+	}
+	return l
 }
 
 // find looks up the entry for base, following a Vary index to the variant

@@ -29,13 +29,22 @@ var (
 	errShuttingDown = errors.New("edge shutting down")
 )
 
+// entryAge is the Age a stored entry answers with (RFC 9111 §5.1), the
+// same on every protocol; nil for pushed content, which has no age.
+func entryAge(e *cache.Entry, now time.Time) []string {
+	if e.Meta.ResponseTime.IsZero() {
+		return nil
+	}
+	return ageHeader(e.Meta.Age(now))
+}
+
 // serveEntry answers from a stored entry. The header values were prepared
 // at store time; only Age and Cache-Status are per request.
 func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *cache.Entry, status []string, res result, now time.Time) outcome {
 	hdr := w.Header()
 	maps.Copy(hdr, e.Header)
-	if !e.Meta.ResponseTime.IsZero() { // pushed content has no age
-		hdr["Age"] = ageHeader(e.Meta.Age(now))
+	if age := entryAge(e, now); age != nil {
+		hdr["Age"] = age
 	}
 	hdr["Cache-Status"] = status
 	if e.Status == http.StatusOK && hasValidators(r.Header) {
