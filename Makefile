@@ -21,7 +21,7 @@ test-race: ## unit and integration tests, race detector on
 	$(GO) test -race -timeout 8m $(RACE)
 	$(GO) test -timeout 5m ./cmd/... ./configs/...
 
-conformance: ## h2spec against the edge's TLS listener (installs h2spec into bin/tools once)
+conformance: ## h2spec against the edge's TLS listener (h2spec and its dependencies pinned in tools/h2spec)
 	GO=$(GO) scripts/h2spec.sh
 
 testssl: ## testssl.sh (Debian's) against an edge with a dev-CA certificate and HSTS; prints the grade
