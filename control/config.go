@@ -1,7 +1,3 @@
-// Package control is the control plane: the API over the shared state in
-// NATS JetStream (embedded by default), and the health checks that decide
-// which edges are up. It keeps no state of its own: several control
-// processes over one NATS can sit behind a load balancer.
 package control
 
 import (

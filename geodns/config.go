@@ -1,8 +1,3 @@
-// Package geodns is the CDN's authoritative DNS server: it answers the
-// CDN's zones from configured records, and every site hostname with the
-// nearest healthy edges for the client (by EDNS Client Subnet, else the
-// resolver's address), from the edge registry and health control keeps in
-// NATS, or from a static list when it runs alone.
 package geodns
 
 import (

@@ -6,4 +6,8 @@
 // A purge's version is its sequence in the stream. Edges apply purges in
 // version order into their Table; see rules.go for why applying is lazy
 // and why a fetch racing a purge cannot resurrect what it purged.
+//
+// Locks: Table.mu (the map of sites) before SiteRules.mu (one site's
+// rules), never the other way; a hit takes only its site's read lock,
+// and none at all when the object is newer than every rule.
 package purge

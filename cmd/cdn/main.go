@@ -1,4 +1,3 @@
-// Command cdn is the one binary of the CDN: every part is a subcommand.
 package main
 
 import (

@@ -1,7 +1,3 @@
-// Package api is control's HTTP API, JSON under /v1 (openapi.yaml in this
-// folder): sites, edges (list, drain), tokens. Every request carries a
-// bearer token whose scopes decide what it may do; errors are JSON with a
-// code and a message.
 package api
 
 import (

@@ -1,9 +1,3 @@
-// Package cache is the edge's object store. Entries are immutable once
-// stored: a refresh stores a new Entry under the same key, so a reader that
-// holds one may use it without locks while it is replaced or evicted.
-//
-// The store is the memory tier (ristretto, bounded by bytes) for now; the
-// disk tier is to slot in under the same Get/Put.
 package cache
 
 import (

@@ -1,9 +1,3 @@
-// Package certs gives the edge's TLS listeners their certificates through
-// certmagic, by each site's mode: ACME (obtained and renewed; on demand
-// only for hostnames a site names, never for whatever SNI a client
-// sends), files from the operator (reloaded when they change), or the
-// development CA. Certificates, keys and ACME accounts go through a
-// certmagic.Storage, so edges can later share them.
 package certs
 
 import (

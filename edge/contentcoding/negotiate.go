@@ -1,11 +1,3 @@
-// Package contentcoding picks the content coding for a response from the
-// request's Accept-Encoding (RFC 9110 §12.5.3) and produces the gzip and zstd
-// variants the edge stores next to a cached identity body.
-//
-// The edge compresses a body once, when it is cached, and serves the stored
-// variant afterwards; so Negotiate runs on every request and must not
-// allocate, while Compress runs once per object and favours ratio over speed.
-// Identity is always an acceptable answer: the edge never replies 406.
 package contentcoding
 
 import (

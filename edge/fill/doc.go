@@ -8,4 +8,11 @@
 // The fetch itself belongs to the caller (package edge): fill only shares
 // its result. A flight outlives the request that started it, so one client
 // hanging up never fails the others.
+//
+// Locks: Group.mu (the flights by key) before Body.mu (a body's bytes and
+// references): Join takes a reader's reference on a flight's body under
+// Group.mu, and the writer calls Done (which takes Group.mu) before it
+// releases its own, so the last reference cannot go between the lookup
+// and the Acquire. Flight.imu (the 1xx responses) is never held with
+// either.
 package fill

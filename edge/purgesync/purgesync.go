@@ -1,10 +1,3 @@
-// Package purgesync keeps an edge's purge rules in step with the purge log
-// in JetStream: it applies purges in version order into a purge.Table,
-// persists each before reporting it applied, and on reconnecting resumes
-// from the last version it persisted. When the log no longer holds the
-// next version it needs (the edge was away past the log's retention), it
-// purges whole every site it serves, rather than serve something purged:
-// the log no longer says which sites the dropped purges named.
 package purgesync
 
 import (

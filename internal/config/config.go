@@ -1,6 +1,3 @@
-// Package config loads a component's YAML configuration file: the caller's
-// defaults first, then the file decoded strictly (unknown keys are errors),
-// then the component's own validation.
 package config
 
 import (

@@ -1,10 +1,3 @@
-// Package state is the typed access every part of the CDN has to the shared
-// state in NATS JetStream: site configuration, the edge registry, edge
-// status (health and drain, owned by control), API tokens and edges'
-// purge reports, each a KV bucket, and the purge log, a stream
-// (purges.go). Control writes; edges and geodns read and watch. Nothing
-// here is cached: JetStream is the one copy, so any number of control
-// processes can share it.
 package state
 
 import (

@@ -1,0 +1,16 @@
+// Package certs gives the edge's TLS listeners their certificates through
+// certmagic, by each site's mode: ACME (obtained and renewed; on demand
+// only for hostnames under a site's *.domain, never for whatever SNI a
+// client sends), files from the operator (reloaded when they change; a
+// bad new pair keeps the old one), or the development CA (devca.go).
+// Certificates, keys and ACME accounts live in a certmagic.Storage (the
+// edge's tls.storage directory). profile.go is the TLS profile every
+// listener offers (Mozilla's "intermediate").
+//
+// Invariants: a name no site serves gets no certificate and the TLS
+// alert unrecognized_name, and nothing is minted for it; New makes no
+// network calls (Run obtains what Update asked for, in the background).
+//
+// One lock: Manager.mu protects the file certificates and the names
+// wanted and managed, and serializes Update.
+package certs
