@@ -254,7 +254,7 @@ func TestConfigErrors(t *testing.T) {
 		wantMsgs []string
 	}{
 		{name: "no args", args: []string{"edge"}, wantCode: 2, wantMsgs: []string{"--config FILE, --origin URL or --control NATS_URL"}},
-		{name: "invalid fields named", args: []string{"edge", "--config", bad}, wantCode: 2, wantMsgs: []string{"cache.memory must be > 0", "origin must be an http(s) URL"}},
+		{name: "invalid fields named", args: []string{"edge", "--config", bad}, wantCode: 2, wantMsgs: []string{"cache.memory must be > 0", "origin: must be an http or https URL"}},
 		{name: "unknown key", args: []string{"edge", "--config", typo}, wantCode: 2, wantMsgs: []string{"field fetch_timout not found"}},
 		{name: "missing file", args: []string{"edge", "--config", filepath.Join(dir, "nope.yaml")}, wantCode: 2, wantMsgs: []string{"no such file"}},
 		{name: "bad size flag", args: []string{"edge", "--origin", "http://x", "--memory", "lots"}, wantCode: 2, wantMsgs: []string{"parse size"}},
