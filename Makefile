@@ -33,7 +33,7 @@ test-e2e: ## real cdn processes on loopback
 fuzz: ## each fuzz target for 20s
 	@for f in $(FUZZ); do $(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime 20s $${f%:*} || exit 1; done
 
-bench: bench-go bench-peers bench-disk bench-dns bench-tls ## Go benchmarks, then the load tests beside nginx and Varnish
+bench: bench-go bench-peers bench-disk bench-dns bench-tls ## bench-go, then the load tests beside nginx, Varnish, PowerDNS and gdnsd (docs/performance.md)
 
 bench-go: ## hot-path benchmarks (benchstat-ready)
 	$(GO) test -run '^$$' -bench . -skip 'ZipfHitRatio|OpenDisk|TagPurgeMillion' -benchmem -count 6 ./edge/... ./purge/ ./geodns/... | tee bench.txt
