@@ -40,7 +40,7 @@ const (
 // off (and 300 purges) every one is written. Either way the purge log stays under its byte
 // cap, its directory under the cap and one file-store block, and control's
 // heap does not grow with what was sent. The numbers are logged for the
-// README ("Abuse limits").
+// dated table in docs/performance.md ("Abuse limits").
 func TestPurgeFlood(t *testing.T) {
 	if testing.Short() {
 		t.Skip("sends 1,000 purges of 10,000 URLs, twice")
