@@ -19,7 +19,7 @@ import (
 type Config struct {
 	// Name identifies this edge in Via, Cache-Status and logs. Default "edge".
 	Name string `yaml:"name"`
-	// Region is the edge's region, for operators and later for GeoDNS.
+	// Region is the edge's region: GeoDNS answers a client from its nearest region.
 	Region string `yaml:"region"`
 	// Listen is the address for HTTP/1.1 and h2c. Default ":8080".
 	Listen string `yaml:"listen"`

@@ -15,7 +15,7 @@ import (
 	"github.com/selfcdn/cdn/edge/certs"
 )
 
-// HTTPS: one TLS port serves HTTP/1.1 (fasthttp) and HTTP/2 (net/http) by
+// HTTPS: one TLS port serves HTTP/1.1 (fasthttp) and HTTP/2 (edge/h2) by
 // ALPN over TCP, and HTTP/3 (quic-go) over UDP, every one through the
 // same Handler; certificates come from edge/certs by each site's mode.
 
