@@ -12,8 +12,14 @@
 # normal client is not queued behind it), loopback only. Everything it
 # starts is stopped by PID and its temp dir removed, failed or not.
 #
+# An attacking connection ends when the server closes it; with
+# RECONNECT=1 the attacker drops it as soon as a GOAWAY comes (a flood
+# tool that knows it was caught), which the edge's hold of cut-off
+# connections does not slow down.
+#
 #   DURATION=10 RATE=200 ATTACKS="rapid-reset hpack-bomb" scripts/bench-h2-flood.sh
 #   FLOOD_BUDGET=200 scripts/bench-h2-flood.sh     # the edge's http2.flood_budget
+#   RECONNECT=1 scripts/bench-h2-flood.sh          # the attacker leaves on GOAWAY
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -21,6 +27,7 @@ DURATION=${DURATION:-10}
 CONNS=${CONNS:-4}
 RATE=${RATE:-200}
 FLOOD_BUDGET=${FLOOD_BUDGET:-}
+RECONNECT=${RECONNECT:-}
 SERVER_CPU=${SERVER_CPU:-0} CLIENT_CPU=${CLIENT_CPU:-1}
 ORIGIN=127.0.0.1:9500 NGINX=127.0.0.1:9511 CDN=127.0.0.1:9580 CDN_ADMIN=127.0.0.1:9581
 ATTACKS=${ATTACKS:-"rapid-reset continuation hpack-bomb empty-data empty-headers refused window-update settings ping settings-noread ping-noread"}
@@ -130,7 +137,7 @@ run() {
     local server=$1 addr=$2 pid=$3 attack=$4 before after normal flood=""
     before=$(cpu_ticks "$pid")
     if [[ $attack != none ]]; then
-        taskset -c "$CLIENT_CPU" nice -n 10 bin/h2flood -attack "$attack" -c "$CONNS" -d "${DURATION}s" -host bench.test "$addr" /1k.bin >"$work/flood.out" &
+        taskset -c "$CLIENT_CPU" nice -n 10 bin/h2flood -attack "$attack" ${RECONNECT:+-reconnect} -c "$CONNS" -d "${DURATION}s" -host bench.test "$addr" /1k.bin >"$work/flood.out" &
         local fpid=$!
         pids+=("$fpid")
     fi
@@ -143,6 +150,8 @@ run() {
     echo "$attack|$server|$normal|cpu_s=$(awk -v t=$((after - before)) -v hz="$hz" 'BEGIN {printf "%.2f", t / hz}')|$flood"
 }
 
+reconnecting="when the server closes one"
+[[ -z $RECONNECT ]] || reconnecting="at the first GOAWAY"
 out=${RESULTS_DIR:-$ROOT/bench-results}/h2-flood-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$out"
 for attack in none $ATTACKS; do
@@ -152,25 +161,26 @@ for attack in none $ATTACKS; do
     done
 done
 kill -0 "$edge_pid" && kill -0 "$nginx_pid" || { echo "bench-h2-flood: a server died" >&2; exit 1; }
-grep -o 'cdn_edge_h2_flood_closes_total{[^}]*} [0-9.e+]*' <(curl -s "http://$CDN_ADMIN/metrics") >"$out/edge-closes.txt" || true
+grep -oE '^cdn_edge_h2_(flood_closes_total\{[^}]*\}|held_connections) [0-9.e+]*' <(curl -s "http://$CDN_ADMIN/metrics") >"$out/edge-closes.txt" || true
 
 {
     echo "# HTTP/2 floods: edge${FLOOD_BUDGET:+ (http2.flood_budget $FLOOD_BUDGET)} beside nginx $(nginx -v 2>&1 | sed 's/.*\///') (h2c, proxy_cache)"
     echo
-    echo "$(date -u +%FT%TZ), ${DURATION}s per cell, attacker on $CONNS connections (reconnecting), normal client: $RATE GETs a second of a cached 1 KiB object on one connection; servers on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU."
+    echo "$(date -u +%FT%TZ), ${DURATION}s per cell, attacker on $CONNS connections (reconnecting $reconnecting), normal client: $RATE GETs a second of a cached 1 KiB object on one connection; servers on CPU $SERVER_CPU, clients on CPU $CLIENT_CPU."
     echo
-    echo "| attack | server | normal mean ms | normal p99 ms | normal req/s | server CPU s | attacker CPU s | attack conns | cut off | close p50 ms | rounds sent/conn | GOAWAY codes |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+    echo "| attack | server | normal mean ms | normal p99 ms | normal req/s | server CPU s | attacker CPU s | attack conns | cut off | GOAWAY p50 ms | closed | close p50 ms | rounds sent/conn | GOAWAY codes |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"
     awk -F'|' '{
         split($3, n, " "); for (i in n) { split(n[i], kv, "="); v[kv[1]] = kv[2] }
         split($4, c, "="); cpu = c[2]
         delete f; split($5, fl, " "); for (i in fl) { split(fl[i], kv, "="); f[kv[1]] = kv[2] }
-        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, v["mean_ms"], v["p99_ms"], v["req/s"], cpu,
-            ($1 == "none" ? "" : f["cpu_s"]), ($1 == "none" ? "" : f["conns"]), ($1 == "none" ? "" : f["cut"]), ($1 == "none" ? "" : f["close_ms_p50"]),
-            ($1 == "none" ? "" : f["rounds_per_conn"]), ($1 == "none" ? "" : f["goaway"])
+        a = ($1 != "none")
+        printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, v["mean_ms"], v["p99_ms"], v["req/s"], cpu,
+            (a ? f["cpu_s"] : ""), (a ? f["conns"] : ""), (a ? f["cut"] : ""), (a ? f["goaway_ms_p50"] : ""), (a ? f["closed"] : ""),
+            (a ? f["close_ms_p50"] : ""), (a ? f["rounds_per_conn"] : ""), (a ? f["goaway"] : "")
     }' "$out/raw.txt"
     echo
-    echo "Edge closes by cause: $(tr '\n' ' ' <"$out/edge-closes.txt")"
+    echo "Edge cut-offs by cause, and connections held at the end: $(tr '\n' ' ' <"$out/edge-closes.txt")"
 } >"$out/summary.md"
 cat "$out/summary.md"
 echo "results in $out" >&2

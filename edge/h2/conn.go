@@ -104,6 +104,9 @@ type conn struct {
 	blockDeadline time.Time
 	deadlineSet   bool // a read deadline is set that armReadLocked may have to clear
 	flood         floodMeter
+	// held: cut off for a flood, the socket goes to the server's tarpit
+	// instead of being closed.
+	held bool
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -198,12 +201,12 @@ func (sc *conn) handleError(err error) bool {
 	var fe floodError
 	switch {
 	case errors.As(err, &fe):
-		sc.cutOff(fe.cause)
+		sc.cutOff(fe)
 		return false
 	case errors.As(err, &se):
 		if se.Cause != errRefused { // refusals were counted as such
 			if err := sc.waste(wasteMalformed); err != nil {
-				sc.cutOff(err.(floodError).cause)
+				sc.cutOff(err.(floodError))
 				return false
 			}
 		}
@@ -225,7 +228,7 @@ func (sc *conn) handleError(err error) bool {
 		slowBlock := sc.broken == nil && !sc.blockDeadline.IsZero() && !time.Now().Before(sc.blockDeadline)
 		sc.mu.Unlock()
 		if slowBlock {
-			sc.cutOff(causeHeaderTimeout)
+			sc.cutOff(floodError{cause: causeHeaderTimeout})
 		} else if idle {
 			sc.goAway(errCodeNo) // idle, or done after a GOAWAY: a polite close
 		}
@@ -617,6 +620,10 @@ func (sc *conn) armReadLocked() {
 func (sc *conn) goAway(code http2.ErrCode) {
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
+	sc.goAwayLocked(code)
+}
+
+func (sc *conn) goAwayLocked(code http2.ErrCode) {
 	if sc.goingAway || sc.broken != nil {
 		return
 	}
@@ -635,13 +642,6 @@ func (sc *conn) goAway(code http2.ErrCode) {
 // abort ends the connection for a connection error: GOAWAY with code,
 // then a short linger so the client reads it, then close.
 func (sc *conn) abort(code http2.ErrCode) {
-	sc.abortLinger(code, lingerAfterGoAway, maxLingerBytes)
-}
-
-// abortLinger is abort lingering at most d and n bytes: a client that
-// floods us with small frames in small writes costs a wakeup each, so a
-// flood's connection lingers briefly.
-func (sc *conn) abortLinger(code http2.ErrCode, d time.Duration, n int64) {
 	sc.goAway(code)
 	sc.mu.Lock()
 	sc.failLocked(errConnClosed)
@@ -649,8 +649,8 @@ func (sc *conn) abortLinger(code http2.ErrCode, d time.Duration, n int64) {
 	if cw, ok := sc.nc.(interface{ CloseWrite() error }); ok {
 		cw.CloseWrite()
 	}
-	sc.nc.SetReadDeadline(time.Now().Add(d))
-	io.CopyN(io.Discard, sc.br, n)
+	sc.nc.SetReadDeadline(time.Now().Add(lingerAfterGoAway))
+	io.CopyN(io.Discard, sc.br, maxLingerBytes)
 }
 
 // close ends the connection: handlers' contexts are cancelled, their
@@ -662,7 +662,12 @@ func (sc *conn) close() {
 	for _, st := range sc.streams {
 		sc.closeStreamLocked(st, errConnClosed)
 	}
+	held := sc.held
 	sc.mu.Unlock()
+	if held {
+		sc.srv.held.add(sc.nc)
+		return
+	}
 	sc.nc.Close()
 }
 

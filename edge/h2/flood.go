@@ -65,8 +65,12 @@ var floodCauses = append(wasteCauses[:], causeHeaderList, causeHeaderFrames, cau
 const tinyWindowUpdate = 1024
 
 // floodError ends the connection for cause: the read loop's handleError
-// sends GOAWAY ENHANCE_YOUR_CALM and closes.
-type floodError struct{ cause string }
+// sends GOAWAY ENHANCE_YOUR_CALM (or code, when the RFC names another)
+// and holds the connection.
+type floodError struct {
+	cause string
+	code  http2.ErrCode // 0: ENHANCE_YOUR_CALM
+}
 
 func (e floodError) Error() string { return "h2: flood: " + e.cause }
 
@@ -143,8 +147,12 @@ func (f *floodMeter) cause() string {
 }
 
 // cutOff ends the connection for a flood: counted, logged once with the
-// client's address, GOAWAY ENHANCE_YOUR_CALM, then closed.
-func (sc *conn) cutOff(cause string) {
+// client's address, GOAWAY ENHANCE_YOUR_CALM (or fe.code), then held.
+func (sc *conn) cutOff(fe floodError) {
+	cause, code := fe.cause, fe.code
+	if code == 0 {
+		code = http2.ErrCodeEnhanceYourCalm
+	}
 	sc.mu.Lock()
 	f := sc.flood
 	streams := int(sc.maxClientID+1) / 2
@@ -162,9 +170,23 @@ func (sc *conn) cutOff(cause string) {
 		}
 	}
 	sc.srv.Log.LogAttrs(context.Background(), slog.LevelInfo, "h2 connection cut off", attrs...)
-	// No linger: draining a flood of small frames in small writes costs a
-	// wakeup per write (half the edge's CPU under an empty-CONTINUATION
-	// flood with a 1 MiB linger), and the client has been sent the GOAWAY,
-	// which it reads before the reset our close may cause.
-	sc.abortLinger(http2.ErrCodeEnhanceYourCalm, 0, 0)
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.broken != nil {
+		return // broken already: closed as usual, nothing to hold
+	}
+	if sc.prefaceSent && !sc.goingAway {
+		// Requests in flight end now: a client cut off by mistake
+		// learns of it at once, not when the hold ends.
+		for id := range sc.streams {
+			sc.writeRSTLocked(id, http2.ErrCodeEnhanceYourCalm)
+		}
+	}
+	sc.goAwayLocked(code)
+	// No linger, no close: nothing more is read (draining a flood of
+	// small frames costs a wakeup per write), and the socket is held
+	// open (tarpit.go), so a client that keeps writing blocks instead of
+	// reconnecting.
+	sc.failLocked(errConnClosed)
+	sc.held = true
 }

@@ -2,6 +2,7 @@ package h2
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"io"
 	"log/slog"
@@ -49,6 +50,8 @@ type floodAttack struct {
 	// nothing more and waits.
 	round func(c *rawConn, i uint32)
 	cause string
+	// code is the GOAWAY's error code; 0: ENHANCE_YOUR_CALM.
+	code http2.ErrCode
 	// maxFrames bounds the frames the server reads before it cuts the
 	// connection off.
 	maxFrames int
@@ -111,6 +114,16 @@ func floodAttacks() []floodAttack {
 				c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 2*i + 3, BlockFragment: block, EndStream: true, EndHeaders: true})
 			},
 			cause: causeHeaderList, maxFrames: 3,
+		},
+		{
+			// A string whose declared length is past the limit: the
+			// decoder cannot go on (h2spec's hpack/5.2/3 sends one).
+			name: "HPACK string declared past the limit",
+			setup: func(c *rawConn) {
+				block := append(getBlock(c.henc, &c.hbuf), 0x00, 0x01, 'a', 0x7f, 0xff, 0xff, 0xff, 0x0f)
+				c.fr.WriteHeaders(http2.HeadersFrameParam{StreamID: 1, BlockFragment: block, EndStream: true, EndHeaders: true})
+			},
+			cause: causeHeaderList, code: http2.ErrCodeCompression, maxFrames: 3,
 		},
 		{
 			// CVE-2019-9518.
@@ -187,8 +200,11 @@ func floodServer(t *testing.T, opts ...func(*Server)) (*Server, string, *syncBuf
 			io.WriteString(w, "ok")
 		}),
 		ReadHeaderTimeout: 300 * time.Millisecond,
-		Metrics:           m,
-		Log:               slog.New(slog.NewTextHandler(&logs, nil)),
+		// Short, so an attacking connection ends soon after its GOAWAY
+		// (TestCutOffHeld tests the hold).
+		CutOffHold: 300 * time.Millisecond,
+		Metrics:    m,
+		Log:        slog.New(slog.NewTextHandler(&logs, nil)),
 	}
 	for _, o := range opts {
 		o(s)
@@ -198,9 +214,10 @@ func floodServer(t *testing.T, opts ...func(*Server)) (*Server, string, *syncBuf
 
 // attackResult is how the server ended one attacking connection.
 type attackResult struct {
-	goAway *http2.GoAwayFrame // nil: none came
-	closed time.Duration      // from the first frame to the connection's end
-	rounds int                // rounds written before a write failed or the end
+	goAway   *http2.GoAwayFrame // nil: none came
+	goAwayAt time.Duration      // from the first frame to the GOAWAY
+	closed   time.Duration      // from the first frame to the connection's end
+	rounds   int                // rounds written before a write failed or the end
 }
 
 // runAttack sends a on a new connection until the server closes it or
@@ -230,6 +247,7 @@ func runAttack(t *testing.T, addr string, a floodAttack, limit time.Duration) at
 		}
 		if g, ok := f.(*http2.GoAwayFrame); ok && res.goAway == nil {
 			res.goAway = &http2.GoAwayFrame{LastStreamID: g.LastStreamID, ErrCode: g.ErrCode}
+			res.goAwayAt = time.Since(start)
 		}
 	}
 	res.closed = time.Since(start)
@@ -242,19 +260,24 @@ func runAttack(t *testing.T, addr string, a floodAttack, limit time.Duration) at
 
 var framesLogged = regexp.MustCompile(`frames=(\d+)`)
 
-// TestFloodCutOff: each attack ends with GOAWAY ENHANCE_YOUR_CALM and a
-// closed connection within a bounded number of frames and time, one log
-// line naming the client, and the cause counted.
+// TestFloodCutOff: each attack ends with GOAWAY ENHANCE_YOUR_CALM within
+// a bounded number of frames and time, and the connection's close once
+// its hold is over; one log line naming the client, and the cause
+// counted.
 func TestFloodCutOff(t *testing.T) {
 	for _, a := range floodAttacks() {
 		t.Run(a.name, func(t *testing.T) {
-			_, addr, logs, m := floodServer(t)
+			s, addr, logs, m := floodServer(t)
 			res := runAttack(t, addr, a, 10*time.Second)
-			if res.goAway == nil || res.goAway.ErrCode != http2.ErrCodeEnhanceYourCalm {
-				t.Fatalf("after %d rounds in %s: GOAWAY %+v, want ENHANCE_YOUR_CALM", res.rounds, res.closed, res.goAway)
+			code := cmp.Or(a.code, http2.ErrCodeEnhanceYourCalm)
+			if res.goAway == nil || res.goAway.ErrCode != code {
+				t.Fatalf("after %d rounds in %s: GOAWAY %+v, want %v", res.rounds, res.closed, res.goAway, code)
 			}
-			if res.closed > 5*time.Second {
-				t.Errorf("closed after %s, want within 5s", res.closed)
+			if res.goAwayAt > 5*time.Second {
+				t.Errorf("GOAWAY after %s, want within 5s", res.goAwayAt)
+			}
+			if res.closed > res.goAwayAt+s.CutOffHold+5*time.Second {
+				t.Errorf("closed after %s, GOAWAY after %s, want the close within the hold (%s) and 5s", res.closed, res.goAwayAt, s.CutOffHold)
 			}
 			if got := testutil.ToFloat64(m.floodCloses[a.cause]); got != 1 {
 				t.Errorf("cdn_edge_h2_flood_closes_total{cause=%q} = %v, want 1; log: %s", a.cause, got, logs)
@@ -267,7 +290,7 @@ func TestFloodCutOff(t *testing.T) {
 			if frames > a.maxFrames {
 				t.Errorf("cut off after %d frames, want at most %d", frames, a.maxFrames)
 			}
-			t.Logf("%s: cut off after %d frames, %s: %s", a.name, frames, res.closed.Round(time.Millisecond), lines[0])
+			t.Logf("%s: cut off after %d frames, %s (closed after %s): %s", a.name, frames, res.goAwayAt.Round(time.Millisecond), res.closed.Round(time.Millisecond), lines[0])
 		})
 	}
 }
@@ -295,7 +318,9 @@ func TestFloodNormalClient(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs every attack for a while")
 	}
-	_, addr, _, m := floodServer(t)
+	// Cut-off connections are closed at once, not held: each attacker
+	// reconnects at once, the worst case for the normal client.
+	_, addr, _, m := floodServer(t, func(s *Server) { s.CutOffHold = -1 })
 	c := h2cClient(t)
 	url := "http://" + addr + "/"
 	latency(t, c, url, 50) // warm

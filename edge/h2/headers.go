@@ -167,7 +167,11 @@ func (sc *conn) blockFrame(f http2.Frame) (*headerBlock, error) {
 	}
 	if _, err := sc.hdec.Write(frag); err != nil {
 		if errors.Is(err, hpack.ErrStringLength) {
-			return nil, floodError{cause: causeHeaderList}
+			// A string declared or decoded past the limit: the
+			// decoder cannot go on, so the error is a compression
+			// error (as x/net's Framer answers it), counted and held
+			// as a header list past the limit.
+			return nil, floodError{cause: causeHeaderList, code: http2.ErrCodeCompression}
 		}
 		return nil, http2.ConnectionError(http2.ErrCodeCompression)
 	}

@@ -61,14 +61,24 @@ type Server struct {
 	// frames a second (and in a burst) a connection may send before each
 	// counts against FloodBudget. Default 100.
 	ControlFrameRate int
-	// Metrics counts connections cut off; nil: not counted.
+	// CutOffHold is how long a connection cut off for a flood is held
+	// open after its GOAWAY, unread, before it is closed (tarpit.go): a
+	// flood client that keeps writing blocks on the full TCP window
+	// instead of reconnecting at once. Default 10s; negative: closed at
+	// once.
+	CutOffHold time.Duration
+	// MaxHeld bounds the connections held at once; past it the oldest is
+	// closed. Default 1024.
+	MaxHeld int
+	// Metrics counts connections cut off and held; nil: not counted.
 	Metrics *Metrics
 	// Log receives connection errors at debug level, and one line at
 	// info level per connection cut off for a flood; nil discards them.
 	Log *slog.Logger
 
-	once      sync.Once // fills in the defaults
-	mu        sync.Mutex
+	once      sync.Once  // fills in the defaults
+	held      tarpit     // connections cut off for a flood, held open
+	mu        sync.Mutex // protects conns, listeners, closing
 	conns     map[*conn]struct{}
 	listeners map[net.Listener]struct{}
 	closing   bool
@@ -107,9 +117,16 @@ func (s *Server) defaults() {
 	if s.ControlFrameRate == 0 {
 		s.ControlFrameRate = 100
 	}
+	if s.CutOffHold == 0 {
+		s.CutOffHold = 10 * time.Second
+	}
+	if s.MaxHeld == 0 {
+		s.MaxHeld = 1024
+	}
 	if s.Log == nil {
 		s.Log = slog.New(slog.DiscardHandler)
 	}
+	s.held.configure(s.CutOffHold, s.MaxHeld, s.Metrics)
 }
 
 // Serve serves every connection l accepts until l is closed or the
@@ -192,7 +209,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 }
 
-// Close closes the listeners and every connection at once.
+// Close closes the listeners and every connection at once, held ones
+// included.
 func (s *Server) Close() error {
 	for _, sc := range s.stop() {
 		sc.nc.Close()
@@ -200,8 +218,10 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// stop closes the listeners and returns the connections being served.
+// stop closes the listeners and the held connections, and returns the
+// connections being served.
 func (s *Server) stop() []*conn {
+	s.held.closeAll() // a connection cut off from now on is closed at once
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closing = true

@@ -1,11 +1,13 @@
 // Command h2flood sends the HTTP/2 attacks of issue 26 over h2c (prior
 // knowledge) for a while, reconnecting each time the server cuts a
-// connection off, and prints one line of what the server did; or, with
+// connection off (when it closes it, or with -reconnect as soon as its
+// GOAWAY comes), and prints one line of what the server did; or, with
 // -normal, is the normal client beside them: sequential GETs on one
 // connection, with their latency. scripts/bench-h2-flood.sh runs both
 // against the edge and nginx.
 //
 //	h2flood -attack rapid-reset -c 4 -d 10s -host bench.test 127.0.0.1:9380 /1k.bin
+//	h2flood -attack ping -reconnect -c 4 -d 10s -host bench.test 127.0.0.1:9380 /1k.bin
 //	h2flood -normal -d 10s -host bench.test 127.0.0.1:9380 /1k.bin
 //	h2flood -list
 package main
@@ -60,8 +62,11 @@ type attack struct {
 	name  string
 	about string
 	read  bool // the client reads what the server sends (false: never)
-	setup func(c *client)
-	round func(c *client, i uint32)
+	// reconnect: the client drops the connection as soon as it reads a
+	// GOAWAY, as a flood tool that knows it was caught does.
+	reconnect bool
+	setup     func(c *client)
+	round     func(c *client, i uint32)
 }
 
 func headers(c *client, id uint32, block []byte, endStream bool) {
@@ -110,6 +115,7 @@ func main() {
 	normal := flag.Bool("normal", false, "be the normal client instead: sequential GETs on one connection")
 	rate := flag.Int("rate", 0, "with -normal: requests a second, paced (0: each as soon as the last is answered)")
 	list := flag.Bool("list", false, "list the attacks")
+	reconnect := flag.Bool("reconnect", false, "drop a connection as soon as a GOAWAY comes and open the next (for the attacks that read); default: go on until the server closes it")
 	conns := flag.Int("c", 4, "attacking connections at once")
 	dur := flag.Duration("d", 10*time.Second, "duration")
 	host := flag.String("host", "localhost", ":authority to send")
@@ -133,15 +139,19 @@ func main() {
 		fmt.Fprintf(os.Stderr, "h2flood: no attack %q (see -list)\n", *name)
 		os.Exit(2)
 	}
-	runAttack(attacks[i], addr, *host, path, *conns, *dur)
+	a := attacks[i]
+	a.reconnect = *reconnect && a.read
+	runAttack(a, addr, *host, path, *conns, *dur)
 }
 
 // outcome is how the server ended one attacking connection.
 type outcome struct {
-	cut    bool          // the server closed it before the test's end
-	goAway string        // its GOAWAY's error code, "" if none came
-	after  time.Duration // from the first frame to the close
-	rounds int
+	cut     bool          // the server closed it, or sent GOAWAY, before the test's end
+	goAway  string        // its GOAWAY's error code, "" if none came
+	goAwayT time.Duration // from the first frame to the GOAWAY
+	closed  bool          // the server closed it before the test's end
+	after   time.Duration // from the first frame to the close
+	rounds  int
 }
 
 func runAttack(a attack, addr, host, path string, conns int, dur time.Duration) {
@@ -169,14 +179,20 @@ func runAttack(a attack, addr, host, path string, conns int, dur time.Duration) 
 		})
 	}
 	wg.Wait()
-	cut, rounds := 0, 0
+	cut, closed, rounds := 0, 0, 0
 	codes := map[string]int{}
-	var afters []time.Duration
+	var afters, goAways []time.Duration
 	for _, o := range outs {
 		rounds += o.rounds
 		if o.cut {
 			cut++
+		}
+		if o.closed {
+			closed++
 			afters = append(afters, o.after)
+		}
+		if o.goAway != "" {
+			goAways = append(goAways, o.goAwayT)
 		}
 		codes[cmpOr(o.goAway, "none")]++
 	}
@@ -185,17 +201,21 @@ func runAttack(a attack, addr, host, path string, conns int, dur time.Duration) 
 		cs = append(cs, fmt.Sprintf("%s:%d", k, v))
 	}
 	sort.Strings(cs)
-	slices.Sort(afters)
-	med := time.Duration(0)
-	if len(afters) > 0 {
-		med = afters[len(afters)/2]
-	}
 	perConn := 0
 	if len(outs) > 0 {
 		perConn = rounds / len(outs)
 	}
-	fmt.Printf("attack=%s conns=%d cut=%d close_ms_p50=%.1f rounds_per_conn=%d goaway=%s dial_errors=%d cpu_s=%.2f\n",
-		a.name, len(outs), cut, float64(med.Microseconds())/1000, perConn, strings.Join(cs, ","), dialErrs, cpuSeconds())
+	fmt.Printf("attack=%s conns=%d cut=%d closed=%d goaway_ms_p50=%s close_ms_p50=%s rounds_per_conn=%d goaway=%s dial_errors=%d cpu_s=%.2f\n",
+		a.name, len(outs), cut, closed, median(goAways), median(afters), perConn, strings.Join(cs, ","), dialErrs, cpuSeconds())
+}
+
+// median is the median of d in milliseconds, "-" if d is empty.
+func median(d []time.Duration) string {
+	if len(d) == 0 {
+		return "-"
+	}
+	slices.Sort(d)
+	return fmt.Sprintf("%.1f", float64(d[len(d)/2].Microseconds())/1000)
 }
 
 // cpuSeconds is the CPU time (user and system) this process used.
@@ -234,7 +254,7 @@ func attackOnce(ctx context.Context, a attack, addr, host, path string) (outcome
 	io.WriteString(c.bw, http2.ClientPreface)
 	c.fr.WriteSettings()
 	var o outcome
-	var closed atomic.Bool
+	var closed, sawGoAway atomic.Bool // the reader is done; it dropped the connection on a GOAWAY
 	readDone := make(chan struct{})
 	if a.read {
 		go func() {
@@ -245,7 +265,12 @@ func attackOnce(ctx context.Context, a attack, addr, host, path string) (outcome
 					break
 				}
 				if g, ok := f.(*http2.GoAwayFrame); ok && o.goAway == "" {
-					o.goAway = g.ErrCode.String()
+					o.goAway, o.goAwayT = g.ErrCode.String(), time.Since(start)
+					if a.reconnect {
+						sawGoAway.Store(true)
+						nc.SetDeadline(time.Now()) // the writer stops too
+						break
+					}
 				}
 			}
 			closed.Store(true)
@@ -284,7 +309,8 @@ func attackOnce(ctx context.Context, a attack, addr, host, path string) (outcome
 	}
 	<-readDone
 	o.after = time.Since(start)
-	o.cut = ctx.Err() == nil && (closed.Load() || werr != nil && !errors.Is(werr, os.ErrDeadlineExceeded))
+	o.closed = ctx.Err() == nil && !sawGoAway.Load() && (closed.Load() || werr != nil && !errors.Is(werr, os.ErrDeadlineExceeded))
+	o.cut = o.closed || o.goAway != ""
 	return o, nil
 }
 
