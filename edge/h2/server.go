@@ -1,14 +1,3 @@
-// Package h2 serves HTTP/2 connections (RFC 9113) to an http.Handler.
-//
-// net/http's HTTP/2 server sends every response's HEADERS frame from a
-// goroutine of its own, hands each frame to its serve loop over channels,
-// and flushes separately, so a small response costs several goroutine
-// switches and two write system calls; for a cache answering tens of
-// thousands of small hits a second that is most of its CPU. Here the
-// handler's goroutine encodes and writes its own frames under the
-// connection's write lock, so a small response is one HEADERS and one
-// DATA frame in one write. Framing, HPACK and header field validation are
-// golang.org/x/net/http2's.
 package h2
 
 import (
