@@ -32,16 +32,16 @@ import (
 
 // serveH1 answers one HTTP/1.1 request.
 func (h *Handler) serveH1(ctx *fasthttp.RequestCtx) {
+	if !validHost(b2s(ctx.Request.Header.Host())) {
+		h.h1Error(ctx, errBadHost) // as sent: fasthttp's Host() drops a userinfo
+		return
+	}
 	if h.serveH1Hit(ctx) {
 		return
 	}
 	if ctx.IsConnect() {
 		// Its authority-form target is no URL net/http would parse.
 		h.h1Error(ctx, errConnect)
-		return
-	}
-	if !validHost(b2s(ctx.Request.Header.Host())) {
-		h.h1Error(ctx, errBadHost) // as sent: fasthttp's Host() drops a userinfo
 		return
 	}
 	h.bridge(ctx)
@@ -68,7 +68,7 @@ func (h *Handler) serveH1Hit(ctx *fasthttp.RequestCtx) bool {
 	}
 	now := h.now()
 	host := b2s(ctx.Host())
-	if len(ctx.RequestURI()) > h.maxURI || !validHost(host) {
+	if len(ctx.RequestURI()) > h.maxURI {
 		return false // the full path refuses it
 	}
 	s := h.routes.Load().Lookup(host)
