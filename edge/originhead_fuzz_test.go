@@ -46,7 +46,7 @@ func FuzzOriginHead(f *testing.F) {
 			}
 		}
 		for _, v := range res.Header["Connection"] {
-			for _, f := range strings.Split(v, ",") {
+			for f := range strings.SplitSeq(v, ",") {
 				if k := textproto.CanonicalMIMEHeaderKey(strings.TrimSpace(f)); k != "" && hdr[k] != nil {
 					t.Fatalf("%s, named by Connection, reached the client header", k)
 				}
