@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/selfcdn/cdn/internal/headerrules"
 )
 
 // Requests the edge refuses before routing them, whatever the protocol
@@ -37,7 +39,7 @@ func (h *Handler) checkRequest(r *http.Request) error {
 		return errBadHost
 	}
 	for k := range r.Header {
-		if !validToken(k) {
+		if !headerrules.ValidName(k) {
 			return errBadFieldName
 		}
 	}
@@ -107,22 +109,4 @@ func validHost(host string) bool {
 
 func isHexRune(c rune) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-// validToken reports whether s is an RFC 9110 token, as a field name
-// must be.
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
 }

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+
+	"github.com/selfcdn/cdn/internal/headerrules"
 )
 
 // QueryMode says what part of the query string goes into the key.
@@ -74,7 +76,7 @@ func (r Rules) Validate() error {
 		return fmt.Errorf("version must be up to 128 printable characters without spaces, got %q", r.Version)
 	}
 	for _, h := range r.PassHeaders {
-		if !validFieldName(h) {
+		if !headerrules.ValidName(h) {
 			return fmt.Errorf("pass_headers: %q is not a header name", h)
 		}
 		if !slices.Contains(OverrideHeaders, textproto.CanonicalMIMEHeaderKey(h)) {
@@ -84,20 +86,6 @@ func (r Rules) Validate() error {
 		}
 	}
 	return nil
-}
-
-// validFieldName reports whether s is an RFC 9110 token.
-func validFieldName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !unreserved(c) && !strings.ContainsRune("!#$%&'*+^`|", rune(c)) {
-			return false
-		}
-	}
-	return true
 }
 
 // WithHeaders returns key with the values of the pass headers names in

@@ -152,7 +152,7 @@ func addHeader(h http.Header, line string) error {
 		return fmt.Errorf("header line %q has no \":\"", truncate(line))
 	}
 	name = strings.TrimSpace(name)
-	if !validName(name) {
+	if !ValidName(name) {
 		return fmt.Errorf("header name %q is not a valid token", truncate(name))
 	}
 	value = strings.TrimSpace(value)
@@ -164,8 +164,10 @@ func addHeader(h http.Header, line string) error {
 	return nil
 }
 
-// validName reports whether s is an RFC 9110 §5.6.2 token.
-func validName(s string) bool {
+// ValidName reports whether s is an RFC 9110 §5.6.2 token, as a field
+// name must be: the one check of the module (cache key pass headers and
+// the edge's request checks use it too).
+func ValidName(s string) bool {
 	if s == "" {
 		return false
 	}

@@ -206,7 +206,7 @@ func FuzzParse(f *testing.F) {
 func checkHeader(t *testing.T, h http.Header) {
 	t.Helper()
 	for name, values := range h {
-		if !validName(name) {
+		if !ValidName(name) {
 			t.Errorf("header name %q is not a token", name)
 		}
 		for _, v := range values {
