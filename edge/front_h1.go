@@ -141,16 +141,7 @@ func oneAcceptEncoding(rh *fasthttp.RequestHeader, buf *[1]string) []string {
 // writeH1 sends e, a stored response answered as is, and releases it.
 func (h *Handler) writeH1(ctx *fasthttp.RequestCtx, s *site, e *cache.Entry, cacheStatus string, res result, now time.Time) {
 	resp := &ctx.Response
-	setH1Date(&resp.Header, e.Header.Get("Date")) // first: it resets the header
-	resp.SetStatusCode(e.Status)
-	for k, vs := range e.Header {
-		if k == "Content-Length" {
-			continue // fasthttp frames the body itself
-		}
-		for _, v := range vs {
-			resp.Header.Add(k, v)
-		}
-	}
+	h1Header(&resp.Header, e)
 	if age := entryAge(e, now); age != nil {
 		resp.Header.Set("Age", age[0])
 	}
@@ -185,6 +176,34 @@ func (h *Handler) writeH1(ctx *fasthttp.RequestCtx, s *site, e *cache.Entry, cac
 		}
 	}
 	h.observe(fastInfo{ctx}, s, out, now)
+}
+
+// h1Header sets rh to e's status and header as HTTP/1.1 sends them (its
+// stored Date, no Content-Length: fasthttp frames the body). An entry
+// kept for many hits has them prepared once and copied, not built again
+// field by field (a third of a small hit's cost).
+func h1Header(rh *fasthttp.ResponseHeader, e *cache.Entry) {
+	if e.Front != nil {
+		if t, ok := e.Front.Load().(*fasthttp.ResponseHeader); ok {
+			t.CopyTo(rh)
+			return
+		}
+	}
+	setH1Date(rh, e.Header.Get("Date")) // first: it resets the header
+	rh.SetStatusCode(e.Status)
+	for k, vs := range e.Header {
+		if k == "Content-Length" {
+			continue
+		}
+		for _, v := range vs {
+			rh.Add(k, v)
+		}
+	}
+	if e.Front != nil {
+		t := new(fasthttp.ResponseHeader)
+		rh.CopyTo(t) // with the response's NoDefaultDate, which a fresh header lacks
+		e.Front.Store(t)
+	}
 }
 
 // fastHeader reads request header values from fasthttp for Vary.

@@ -60,12 +60,29 @@ type Entry struct {
 	// the entries that replace a tombstone): a fill that started before it
 	// must not store what it fetched.
 	Invalidated uint64
+	// Front holds what a protocol front prepared once from this entry's
+	// constant parts (its status and header as one front writes them), for
+	// every later hit; nil on entries made for one request (read from
+	// disk, pushed files), which are not worth preparing for. Copies of
+	// the entry share it: they have the same header.
+	Front *Front
 }
+
+// Front is a front's prepared rendering of an entry, set once. The zero
+// value is empty.
+type Front struct{ v atomic.Value }
+
+// Load returns what was stored, or nil.
+func (f *Front) Load() any { return f.v.Load() }
+
+// Store keeps x (always of one type) for later hits; racing stores keep
+// one of them, all alike.
+func (f *Front) Store(x any) { f.v.Store(x) }
 
 // NewEntry builds an entry for a response, preparing at store time the
 // header values every hit would otherwise compute.
 func NewEntry(status int, h http.Header, body []byte, m freshness.Meta, vary []string) *Entry {
-	e := &Entry{Status: status, Header: h, Body: body, Meta: m, Vary: vary}
+	e := &Entry{Status: status, Header: h, Body: body, Meta: m, Vary: vary, Front: new(Front)}
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	if lm, err := http.ParseTime(h.Get("Last-Modified")); err == nil {
 		e.LastModified = lm
