@@ -75,7 +75,7 @@ func (d *Directives) parse(v string) {
 		name, arg, hasArg := strings.Cut(item, "=")
 		name = strings.TrimSpace(name)
 		arg = strings.TrimSpace(arg)
-		switch strings.ToLower(name) {
+		switch name = strings.ToLower(name); name {
 		case "max-age":
 			d.setDelta(HasMaxAge, &d.MaxAge, arg, true)
 		case "s-maxage":
@@ -93,26 +93,36 @@ func (d *Directives) parse(v string) {
 			}
 		case "min-fresh":
 			d.setDelta(HasMinFresh, &d.MinFresh, arg, false)
-		case "no-store":
-			d.Has |= NoStore
-		case "no-cache":
-			d.Has |= NoCache
-		case "private":
-			d.Has |= Private
-		case "public":
-			d.Has |= Public
-		case "must-revalidate":
-			d.Has |= MustRevalidate
-		case "proxy-revalidate":
-			d.Has |= ProxyRevalidate
 		case "only-if-cached":
 			d.Has |= OnlyIfCached
-		case "immutable":
-			d.Has |= Immutable
-		case "no-transform":
-			d.Has |= NoTransform
+		default:
+			d.Has |= flagDirective(name)
 		}
 	}
+}
+
+// flagDirective is the flag of a directive without an argument that both
+// Cache-Control and CDN-Cache-Control know, 0 for any other name.
+func flagDirective(name string) Has {
+	switch name {
+	case "no-store":
+		return NoStore
+	case "no-cache":
+		return NoCache
+	case "private":
+		return Private
+	case "public":
+		return Public
+	case "must-revalidate":
+		return MustRevalidate
+	case "proxy-revalidate":
+		return ProxyRevalidate
+	case "immutable":
+		return Immutable
+	case "no-transform":
+		return NoTransform
+	}
+	return 0
 }
 
 // setDelta records a delta-seconds argument. invalidIsStale selects the

@@ -33,22 +33,8 @@ func ParseTargeted(v string) (d Directives, ok bool) {
 			d.setInteger(HasStaleWhileRevalidate, &d.StaleWhileRevalidate, m, false)
 		case "stale-if-error":
 			d.setInteger(HasStaleIfError, &d.StaleIfError, m, false)
-		case "no-store":
-			d.Has |= NoStore
-		case "no-cache":
-			d.Has |= NoCache
-		case "private":
-			d.Has |= Private
-		case "public":
-			d.Has |= Public
-		case "must-revalidate":
-			d.Has |= MustRevalidate
-		case "proxy-revalidate":
-			d.Has |= ProxyRevalidate
-		case "immutable":
-			d.Has |= Immutable
-		case "no-transform":
-			d.Has |= NoTransform
+		default:
+			d.Has |= flagDirective(m.key)
 		}
 	}
 	return d, true
