@@ -301,17 +301,16 @@ func (h *Handler) h1Error(ctx *fasthttp.RequestCtx, err error) {
 	status, detail := fasthttp.StatusBadRequest, "bad-request"
 	var small *fasthttp.ErrSmallBuffer
 	var ne net.Error
+	refused, isRefusal := refusalOf(err)
 	switch {
+	case isRefusal:
+		status, detail = refused.status, refused.detail
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		status, detail = fasthttp.StatusRequestEntityTooLarge, "body-too-large"
 	case errors.As(err, &small) && oneLine(small):
 		status, detail = fasthttp.StatusRequestURITooLong, "uri-too-long"
 	case errors.As(err, &small):
 		status, detail = fasthttp.StatusRequestHeaderFieldsTooLarge, "header-too-large"
-	case errors.Is(err, errConnect):
-		status, detail = fasthttp.StatusMethodNotAllowed, "connect"
-	case errors.Is(err, errBadHost):
-		status, detail = fasthttp.StatusBadRequest, "bad-host"
 	case errors.As(err, &ne) && ne.Timeout():
 		status, detail = fasthttp.StatusRequestTimeout, "request-timeout"
 	case errors.Is(err, errShuttingDown):
@@ -320,7 +319,7 @@ func (h *Handler) h1Error(ctx *fasthttp.RequestCtx, err error) {
 	ctx.Error(fasthttp.StatusMessage(status)+"\n", status) // resets the header: set ours after
 	ctx.Response.Header.Set("Cache-Status", h.name+`; detail="`+detail+`"`)
 	if status == fasthttp.StatusMethodNotAllowed {
-		ctx.Response.Header.Set("Allow", "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE")
+		ctx.Response.Header.Set("Allow", allowedMethods)
 	}
 }
 

@@ -27,6 +27,36 @@ var (
 	errMisdirected = errors.New("the Host is not a name this TLS connection was made for")
 )
 
+// allowedMethods answers a 405's Allow.
+const allowedMethods = "GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE"
+
+// refusal is the status and Cache-Status detail of a refused request.
+type refusal struct {
+	err    error
+	status int
+	detail string
+}
+
+// refusals are the statuses of the errors above, for every front (fail,
+// and h1Error for what fasthttp's front refuses itself).
+var refusals = []refusal{
+	{errMisdirected, http.StatusMisdirectedRequest, "misdirected"},
+	{errBadHost, http.StatusBadRequest, "bad-host"},
+	{errBadFieldName, http.StatusBadRequest, "bad-header"},
+	{errURITooLong, http.StatusRequestURITooLong, "uri-too-long"},
+	{errConnect, http.StatusMethodNotAllowed, "connect"},
+}
+
+// refusalOf returns the refusal err is, if it is one.
+func refusalOf(err error) (refusal, bool) {
+	for _, r := range refusals {
+		if errors.Is(err, r.err) {
+			return r, true
+		}
+	}
+	return refusal{}, false
+}
+
 // checkRequest returns why r must be refused before routing, or nil.
 func (h *Handler) checkRequest(r *http.Request) error {
 	if len(r.RequestURI) > h.maxURI || len(r.URL.RawPath)+len(r.URL.Path)+len(r.URL.RawQuery) > h.maxURI {

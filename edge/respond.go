@@ -276,20 +276,15 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) outcom
 	var status int
 	var detail string
 	var tooBig *http.MaxBytesError
+	refused, isRefusal := refusalOf(err)
 	switch {
 	case errors.Is(err, errUnknownHost):
 		status, detail = http.StatusMisdirectedRequest, "unknown-host"
-	case errors.Is(err, errMisdirected):
-		status, detail = http.StatusMisdirectedRequest, "misdirected"
-	case errors.Is(err, errBadHost):
-		status, detail = http.StatusBadRequest, "bad-host"
-	case errors.Is(err, errBadFieldName):
-		status, detail = http.StatusBadRequest, "bad-header"
-	case errors.Is(err, errURITooLong):
-		status, detail = http.StatusRequestURITooLong, "uri-too-long"
-	case errors.Is(err, errConnect):
-		status, detail = http.StatusMethodNotAllowed, "connect"
-		w.Header()["Allow"] = []string{"GET, HEAD, OPTIONS, POST, PUT, PATCH, DELETE"}
+	case isRefusal:
+		status, detail = refused.status, refused.detail
+		if status == http.StatusMethodNotAllowed {
+			w.Header()["Allow"] = []string{allowedMethods}
+		}
 	case errors.Is(err, errBodyTimeout):
 		status, detail = http.StatusRequestTimeout, "body-timeout"
 	case errors.Is(err, errBodyBusy):
