@@ -35,7 +35,9 @@ type Authority struct {
 	operatorPub, accountPub   string
 	systemPub                 string
 
-	// mu guards the users and revoked files, and the fields below.
+	// mu guards the users and revoked files, and the fields below, which
+	// update reads afresh from them (revoked is read at Open too, for
+	// the account JWT a server starts with).
 	mu      sync.Mutex
 	users   map[string][]string
 	revoked map[string]int64
@@ -62,9 +64,6 @@ func Open(dir string) (*Authority, error) {
 	a.operatorPub, _ = a.operator.PublicKey()
 	a.accountPub, _ = a.account.PublicKey()
 	a.systemPub, _ = a.system.PublicKey()
-	if err := readJSON(filepath.Join(dir, usersFile), &a.users); err != nil {
-		return nil, err
-	}
 	if err := readJSON(filepath.Join(dir, revokedFile), &a.revoked); err != nil {
 		return nil, err
 	}
@@ -166,13 +165,6 @@ func (a *Authority) OperatorJWT() (string, error) {
 	oc.SystemAccount = a.systemPub
 	return oc.Encode(a.operator)
 }
-
-// AccountPub and SystemPub are the public keys of the CDN's account and
-// of the system account.
-func (a *Authority) AccountPub() string { return a.accountPub }
-
-// SystemPub is the system account's public key.
-func (a *Authority) SystemPub() string { return a.systemPub }
 
 // AccountJWT is the CDN account's JWT: JetStream enabled without limits
 // of its own (the streams carry theirs), and the revocation list.
@@ -313,13 +305,6 @@ func (a *Authority) update(f func() error) error {
 	}
 	a.users, a.revoked = users, revoked
 	return f()
-}
-
-// Users lists the public keys minted for role and name.
-func (a *Authority) Users(role Role, name string) []string {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return slices.Clone(a.users[userKey(role, name)])
 }
 
 func userKey(role Role, name string) string {
