@@ -22,6 +22,7 @@ import (
 	"github.com/selfcdn/cdn/edge"
 	"github.com/selfcdn/cdn/edge/certs"
 	"github.com/selfcdn/cdn/geodns"
+	"github.com/selfcdn/cdn/internal/apiclient"
 	"github.com/selfcdn/cdn/internal/demosite"
 	"github.com/selfcdn/cdn/internal/metrics"
 	"github.com/selfcdn/cdn/internal/natsauth"
@@ -341,18 +342,12 @@ func waitRegistered(ctx context.Context, info upInfo) error {
 
 // unregistered lists the edges of info that control does not list yet.
 func unregistered(ctx context.Context, info upInfo) ([]string, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, info.Control+"/v1/edges", nil)
-	req.Header.Set("Authorization", "Bearer "+info.AdminToken)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer res.Body.Close()
 	var body struct {
 		Edges []struct{ Name string } `json:"edges"`
 	}
-	if err := json.NewDecoder(res.Body).Decode(&body); err != nil {
-		return nil, fmt.Errorf("GET /v1/edges: %s: %w", res.Status, err)
+	c := apiclient.Client{BaseURL: info.Control, Token: info.AdminToken}
+	if err := c.Do(ctx, apiclient.Request{Path: "/v1/edges"}, &body); err != nil {
+		return nil, err
 	}
 	registered := map[string]bool{}
 	for _, e := range body.Edges {
