@@ -231,6 +231,9 @@ func (s *Server) connect(ctx context.Context, url string, link natslink.Config) 
 			if serr == nil {
 				serr = store.LimitPurgeBytes(octx, s.cfg.Purges.MaxBytes)
 			}
+			if serr == nil {
+				serr = store.EnsurePeerSecret(octx)
+			}
 			cancel()
 			if serr == nil {
 				return nc, store, nil

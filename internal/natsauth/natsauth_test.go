@@ -48,6 +48,9 @@ func seed(t *testing.T) (*natstest.Server, *natsauth.Authority, *state.Store) {
 	if err != nil {
 		t.Fatalf("control opens the state: %v", err)
 	}
+	if err := store.EnsurePeerSecret(ctx); err != nil {
+		t.Fatalf("control makes the peer secret: %v", err)
+	}
 	if _, err := store.PutSite(ctx, state.Site{Name: "demo", Hosts: []string{"demo.test"}, Origin: "http://127.0.0.1:1"}, true); err != nil {
 		t.Fatalf("control puts a site: %v", err)
 	}
@@ -98,6 +101,15 @@ func TestRolesDoTheirJobs(t *testing.T) {
 	watchOnce(t, "edge watches live releases", func(ctx context.Context, done func()) error {
 		return edge.WatchLive(ctx, func(map[string]state.Live) { done() })
 	})
+	watchOnce(t, "edge watches the edge registry (its region's tier)", func(ctx context.Context, done func()) error {
+		return edge.WatchEdges(ctx, func(map[string]state.Edge) { done() })
+	})
+	watchOnce(t, "edge watches edge status", func(ctx context.Context, done func()) error {
+		return edge.WatchEdgeStatuses(ctx, func(map[string]state.EdgeStatus) { done() })
+	})
+	if secret, err := edge.PeerSecret(ctx); err != nil || len(secret) != 32 {
+		t.Errorf("edge reads the peer secret: %d bytes, %v", len(secret), err)
+	}
 	watchOnce(t, "edge follows purges", func(ctx context.Context, done func()) error {
 		return edge.FollowPurges(ctx, 1, func(state.Purge, uint64) error { done(); return nil })
 	})
@@ -174,7 +186,7 @@ func TestRolesCannot(t *testing.T) {
 		{natsauth.RoleEdge, "edge-a", "publish a purge", "cdn.purge.demo", `{"all":true}`},
 		{natsauth.RoleEdge, "edge-a", "read a token (direct get)", "$JS.API.DIRECT.GET.KV_cdn_tokens.$KV.cdn_tokens.t1", ""},
 		{natsauth.RoleEdge, "edge-a", "read a token (message get)", "$JS.API.STREAM.MSG.GET.KV_cdn_tokens", `{"last_by_subj":"$KV.cdn_tokens.t1"}`},
-		{natsauth.RoleEdge, "edge-a", "read another edge's keys whole", "$JS.API.DIRECT.GET.KV_cdn_edges", `{"last_by_subj":"$KV.cdn_edges.edge-b"}`},
+		{natsauth.RoleEdge, "edge-a", "replace the peer secret", "$KV.cdn_peer.secret", `forged`},
 		{natsauth.RoleEdge, "edge-a", "watch the tokens bucket", "$JS.API.CONSUMER.CREATE.KV_cdn_tokens", `{"stream_name":"KV_cdn_tokens","config":{"ack_policy":"none"}}`},
 		{natsauth.RoleEdge, "edge-a", "delete a stream", "$JS.API.STREAM.DELETE.KV_cdn_sites", ""},
 		{natsauth.RoleEdge, "edge-a", "create a stream", "$JS.API.STREAM.CREATE.EVIL", `{"name":"EVIL","subjects":["evil"]}`},
@@ -186,6 +198,7 @@ func TestRolesCannot(t *testing.T) {
 		{natsauth.RoleGeoDNS, "", "publish a purge", "cdn.purge.demo", `{"all":true}`},
 		{natsauth.RoleGeoDNS, "", "read a token", "$JS.API.DIRECT.GET.KV_cdn_tokens.$KV.cdn_tokens.t1", ""},
 		{natsauth.RoleGeoDNS, "", "read blobs", "$JS.API.STREAM.INFO.OBJ_cdn_blobs", ""},
+		{natsauth.RoleGeoDNS, "", "read the peer secret", "$JS.API.DIRECT.GET.KV_cdn_peer.$KV.cdn_peer.secret", ""},
 		{natsauth.RoleGeoDNS, "", "delete a stream", "$JS.API.STREAM.DELETE.KV_cdn_sites", ""},
 		{natsauth.RoleControl, "", "send account claims (revoke users)", "$SYS.REQ.CLAIMS.UPDATE", "x"},
 		{natsauth.RoleControl, "", "publish outside the state's subjects", "anything.else", "x"},

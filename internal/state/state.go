@@ -42,6 +42,7 @@ type Options struct {
 type Store struct {
 	js                                  jetstream.JetStream
 	sites, edges, status, tkns, applied jetstream.KeyValue
+	peer                                jetstream.KeyValue // peers.go
 	purges                              jetstream.Stream
 	// Push releases (releases.go).
 	releases, live, edgeRel jetstream.KeyValue
@@ -72,6 +73,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		{&s.releases, ReleasesBucket, 1},
 		{&s.live, LiveBucket, 1},
 		{&s.edgeRel, EdgeReleasesBucket, 1},
+		{&s.peer, PeerBucket, 1},
 	} {
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b.name, History: b.history, Replicas: replicas})
 		if err != nil {
@@ -105,7 +107,10 @@ type Access struct {
 // The accesses of edges and geodns.
 var (
 	EdgeAccess = Access{
-		Reads:  []string{SitesBucket, LiveBucket},
+		// The registry and control's verdicts are the membership of the
+		// tier inside each region (edge/tier); the peer secret signs
+		// edge-to-edge requests.
+		Reads:  []string{SitesBucket, LiveBucket, EdgesBucket, EdgeStatusBucket, PeerBucket},
 		Writes: []string{EdgesBucket, PurgeAppliedBucket, EdgeReleasesBucket},
 		Purges: true, Blobs: true,
 	}
@@ -143,8 +148,9 @@ func Bind(ctx context.Context, nc *nats.Conn, a Access) (*Store, error) {
 	fields := map[string]*jetstream.KeyValue{
 		SitesBucket: &s.sites, EdgesBucket: &s.edges, EdgeStatusBucket: &s.status, TokensBucket: &s.tkns,
 		PurgeAppliedBucket: &s.applied, ReleasesBucket: &s.releases, LiveBucket: &s.live, EdgeReleasesBucket: &s.edgeRel,
+		PeerBucket: &s.peer,
 	}
-	for _, name := range append(slices.Clone(a.Reads), a.Writes...) {
+	for _, name := range slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(a.Reads), a.Writes...)))) {
 		field, ok := fields[name]
 		if !ok {
 			return nil, fmt.Errorf("bind bucket %s: not a bucket of the state", name)
