@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/selfcdn/cdn/edge/certs"
+	"github.com/selfcdn/cdn/edge/tier"
 	"github.com/selfcdn/cdn/internal/config"
 	"github.com/selfcdn/cdn/internal/hostclaim"
 	sitecfg "github.com/selfcdn/cdn/internal/site"
@@ -143,6 +144,9 @@ type ControlConfig struct {
 	PinnedMax config.Size `yaml:"pinned_max"`
 	// ReleaseFetchers bounds pushed blobs fetched at once. Default 8.
 	ReleaseFetchers int `yaml:"release_fetchers"`
+	// Tier is the edge's part in its region's cache tier and the
+	// shield (edge/tier): misses ask the key's home edge first.
+	Tier tier.Config `yaml:"tier"`
 }
 
 func (c *ControlConfig) validate() error {
@@ -172,6 +176,12 @@ func (c *ControlConfig) validate() error {
 		if _, err := netip.ParseAddr(a); err != nil {
 			errs = append(errs, fmt.Errorf("public_addrs: %q is not an IP address", a))
 		}
+	}
+	if u := c.Tier.PeerURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		errs = append(errs, fmt.Errorf("tier.peer_url: want an http or https base URL, got %q", u))
+	}
+	if err := c.Tier.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -130,6 +130,7 @@ func (s *Server) followControl(ctx context.Context) {
 		defer stop() // before the Wait: the heartbeat and followers end with the watch
 		running.Go(func() { s.heartbeat(ctx, store) })
 		running.Go(func() { s.followPurges(ctx, store) })
+		running.Go(func() { s.followTier(ctx, store) })
 		if s.releases != nil {
 			running.Go(func() { s.releases.Run(ctx, store) })
 		}
@@ -186,10 +187,17 @@ func (s *Server) heartbeat(ctx context.Context, store *state.Store) {
 	if e.Admin == "" && s.adminAddr != "" {
 		e.Admin = "http://" + s.adminAddr
 	}
+	// Peers reach the edge at tier.peer_url, else at its public URL when
+	// that is plain HTTP (an https one names the edge, not the sites
+	// whose certificates it serves).
+	e.Peer = c.Tier.PeerURL
+	if e.Peer == "" && strings.HasPrefix(e.HTTP, "http://") {
+		e.Peer = e.HTTP
+	}
 	if e.Capacity == 0 {
 		e.Capacity = 1
 	}
-	e.HTTP, e.Admin = strings.TrimSuffix(e.HTTP, "/"), strings.TrimSuffix(e.Admin, "/")
+	e.HTTP, e.Admin, e.Peer = strings.TrimSuffix(e.HTTP, "/"), strings.TrimSuffix(e.Admin, "/"), strings.TrimSuffix(e.Peer, "/")
 	t := time.NewTicker(period)
 	defer t.Stop()
 	failing := false

@@ -9,11 +9,13 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/selfcdn/cdn/edge/cache"
 	"github.com/selfcdn/cdn/edge/fill"
 	"github.com/selfcdn/cdn/edge/freshness"
+	"github.com/selfcdn/cdn/edge/tier"
 	"github.com/selfcdn/cdn/internal/cachekey"
 	"github.com/selfcdn/cdn/purge"
 )
@@ -40,6 +42,10 @@ type fillJob struct {
 	stamp uint64
 	// tags are the response's purge tags.
 	tags []string
+	// hops are the peers asked before the origin (edge/tier); from is
+	// the stage of the one that answered (StageNone: the origin).
+	hops []tier.Hop
+	from tier.Stage
 }
 
 // startFill builds the origin request for r and runs the fetch in the
@@ -85,6 +91,11 @@ func (h *Handler) startFill(r *http.Request, s *site, base, key string, stored *
 	}
 	j := &fillJob{site: s, base: base, key: key, out: out, stored: stored, fl: fl, solo: solo, cancel: cancel,
 		clientHeader: r.Header.Clone(), inval: h.inval.Load(), uri: uri, stamp: h.purges.Clock()}
+	if !solo {
+		// A response only one client may have is fetched where that
+		// client is; the tier is for what can be shared.
+		j.hops = h.tier.Plan(base, s.shield, peerStage(r))
+	}
 	if !h.goBackground(func() { h.runFill(j) }) {
 		cancel()
 		stored.Release()
@@ -121,7 +132,7 @@ func (h *Handler) runFill(j *fillJob) {
 	// waiters: a client that got its answer and asks again at once must
 	// start a new fetch or find the stored entry, never the old flight.
 	sent := h.now()
-	res, err := h.fetchOrigin(j)
+	res, err := h.fetchUpstream(j)
 	h.metrics.fetchDur.Observe(h.now().Sub(sent).Seconds())
 	if err != nil {
 		h.metrics.fetches.WithLabelValues(j.site.name, "error").Inc()
@@ -146,10 +157,21 @@ func (h *Handler) runFill(j *fillJob) {
 		return
 	}
 	hdr := h.clientHeader(res.Header)
+	var upstream string
+	keepCopy := true
+	if j.from != tier.StageNone {
+		fromPeer(hdr)
+		upstream = strings.Join(res.Header["Cache-Status"], ", ")
+		// A copy of what the region's home holds is kept only for keys
+		// asked for often here: the region holds one copy of its long
+		// tail. What the shield answered, this edge (a home) keeps.
+		keepCopy = j.from != tier.StageHome || h.tier.Hot(j.base)
+	}
 	j.tags = purge.Tags(res.Header)
 	vary, star := cachekey.ParseVary(hdr)
 	d := freshness.Evaluate(j.out.Header, res.StatusCode, res.Header, sent, got, j.site.policy)
-	head := fill.Head{Status: res.StatusCode, Header: hdr, Shareable: d.Store && !star, Decision: d, Vary: vary}
+	head := fill.Head{Status: res.StatusCode, Header: hdr, Shareable: d.Store && !star, Decision: d, Vary: vary,
+		Upstream: upstream, NotKept: !keepCopy}
 	if len(vary) > 0 {
 		head.VariantKey = cachekey.Variant("", vary, j.clientHeader)
 	}
@@ -174,7 +196,7 @@ func (h *Handler) runFill(j *fillJob) {
 		return
 	}
 	var keep []stored
-	if head.Shareable {
+	if head.Shareable && keepCopy {
 		keep = h.store(j, head, d.Meta)
 	}
 	// Waiters are answered before the disk write. A body that memory holds

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/selfcdn/cdn/edge/tier"
 	"github.com/selfcdn/cdn/internal/cachekey"
 	"github.com/selfcdn/cdn/purge"
 )
@@ -79,6 +80,8 @@ func (h *Handler) originHeader(r *http.Request, s *site) http.Header {
 	out["X-Forwarded-Proto"] = []string{proto}
 	out["X-Forwarded-Host"] = []string{r.Host}
 	out["Via"] = append(out["Via"], h.via)
+	out["Cdn-Loop"] = append(out["Cdn-Loop"], h.tier.LoopValue())
+	delete(out, tier.PeerHeader) // taken off in ServeHTTP; never the client's to pass on
 	return out
 }
 

@@ -20,6 +20,9 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, s *site) outcome 
 // proxy sends r to the origin and streams the answer back uncached, with
 // status as its Cache-Status.
 func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, status []string) outcome {
+	if h.looped(r) {
+		return h.fail(w, r, errLoop)
+	}
 	body, size, done, err := h.bodies.take(w, r, h.maxBody) // reqbody.go: small bodies come whole first
 	if err != nil {
 		return h.fail(w, r, err)

@@ -157,10 +157,15 @@ func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, s *site, f
 		hdr["Cache-Status"] = h.statusPass
 	case !leader:
 		hdr["Cache-Status"] = h.statusCollapsed
-	case contentLength(head.Header) > h.maxObject && !h.keepsOnDisk(contentLength(head.Header)):
-		hdr["Cache-Status"] = h.statusMiss // too large to keep
+	case head.NotKept, contentLength(head.Header) > h.maxObject && !h.keepsOnDisk(contentLength(head.Header)):
+		hdr["Cache-Status"] = h.statusMiss // too large to keep, or kept by the key's home
 	default:
 		hdr["Cache-Status"] = h.statusMissStored
+	}
+	if head.Upstream != "" {
+		// The hop that answered, then us (RFC 9211 §2: the cache
+		// nearest the origin first).
+		hdr["Cache-Status"] = []string{head.Upstream + ", " + hdr["Cache-Status"][0]}
 	}
 	encodes := flightEncodable(head, h.maxObject)
 	if encodes {
@@ -297,6 +302,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) outcom
 		status, detail = http.StatusGatewayTimeout, "origin-timeout"
 	case errors.Is(err, errShuttingDown):
 		status, detail = http.StatusServiceUnavailable, "shutting-down"
+	case errors.Is(err, errLoop):
+		status, detail = http.StatusLoopDetected, "loop"
 	case r.Context().Err() != nil && errors.Is(err, context.Canceled):
 		// The client left; nobody reads what we would write.
 		return outcome{status: 499, result: resultError}

@@ -24,6 +24,7 @@ import (
 	"github.com/selfcdn/cdn/edge/h2"
 	"github.com/selfcdn/cdn/edge/purgesync"
 	"github.com/selfcdn/cdn/edge/release"
+	"github.com/selfcdn/cdn/edge/tier"
 	"github.com/selfcdn/cdn/internal/deps"
 	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
 	"github.com/selfcdn/cdn/origin"
@@ -130,9 +131,14 @@ func New(cfg Config, d Deps) (*Server, error) {
 		bgCtx:         context.Background(),
 	}
 	maxRules := 0
+	var tierCfg tier.Config
 	if cfg.Control != nil {
 		maxRules = cmp.Or(cfg.Control.MaxPurgeRules, 100_000)
+		tierCfg = cfg.Control.Tier
 	}
+	// Standalone, the tier has no peers; it still marks and bounds hops
+	// (CDN-Loop), so an origin that points back at the edge is caught.
+	h.tier = tier.New(tierCfg, cfg.Name, cfg.Region, reg)
 	h.purges = purge.NewTable(maxRules, now, h.siteKeyRules)
 	if err := h.useSites(cfg.Sites); err != nil {
 		return nil, err
@@ -406,6 +412,7 @@ func (s *Server) close(cancelBG context.CancelFunc) {
 		}
 	}
 	s.fetcher.Close()
+	s.handler.tier.Close()
 	if s.certs != nil {
 		s.certs.Close()
 	}

@@ -38,6 +38,9 @@ type site struct {
 	// every rebuild of the site; pushOnly never goes to the origin.
 	release  *atomic.Pointer[release.Index]
 	pushOnly bool
+	// shield is the region whose edges alone fill from the origin ("":
+	// every region fills itself).
+	shield string
 }
 
 // originTarget is one fallback origin: its base URL and the Host to send.
@@ -88,6 +91,7 @@ func buildRoutes(sites []SiteConfig, m *metrics, purges *purge.Table, releases f
 			hsts:          sc.HSTS.Header(),
 			release:       releases(sc.Name),
 			pushOnly:      sc.PushOnly,
+			shield:        sc.Shield.Region,
 		}
 		switch sc.OriginHost {
 		case "":

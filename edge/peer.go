@@ -1,0 +1,109 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/selfcdn/cdn/edge/tier"
+)
+
+// The edge's side of its region's tier (edge/tier): what a fill asks
+// before the origin, and what a request from another edge may do.
+
+// errLoop refuses to forward a request that went round too often: an
+// origin pointing back at the CDN, or a client forging CDN-Loop (RFC
+// 8586 §3), which earns it nothing else.
+var errLoop = errors.New("loop detected: the request went through this CDN too often")
+
+type peerMarkKey struct{}
+
+// receivedFromPeer takes the CDN-Peer field off r and verifies it. A
+// verified mark rides on in r's context, where the fill reads which
+// stage it was asked for; anything else leaves a client's request like
+// any other.
+func (h *Handler) receivedFromPeer(r *http.Request) (*http.Request, tier.Mark) {
+	m := h.tier.Received(r.Header[tier.PeerHeader], r.Host, requestTarget(r))
+	delete(r.Header, tier.PeerHeader)
+	if m.Stage == tier.StageNone {
+		return r, m
+	}
+	return r.WithContext(context.WithValue(r.Context(), peerMarkKey{}, m)), m
+}
+
+// peerStage is the stage a peer asked r for, StageNone from a client.
+func peerStage(r *http.Request) tier.Stage {
+	m, _ := r.Context().Value(peerMarkKey{}).(tier.Mark)
+	return m.Stage
+}
+
+// requestTarget is the request target as received, which a peer signed.
+func requestTarget(r *http.Request) string {
+	if r.RequestURI != "" {
+		return r.RequestURI
+	}
+	return r.URL.RequestURI()
+}
+
+// looped reports whether r may not be forwarded again.
+func (h *Handler) looped(r *http.Request) bool {
+	return h.tier.Looped(r.Header["Cdn-Loop"])
+}
+
+// fetchUpstream answers a fill: from the hops its plan names (the key's
+// home in this region, the shield's), each skipped when it cannot be
+// reached, fails or is slow to start its answer, then from the origin.
+func (h *Handler) fetchUpstream(j *fillJob) (*http.Response, error) {
+	var ask *http.Request
+	if len(j.hops) > 0 {
+		ask = j.out.Clone(j.out.Context())
+		delete(ask.Header, "Accept-Encoding") // see fromPeer
+	}
+	for _, hop := range j.hops {
+		res, err := h.tier.Ask(hop, ask, j.uri)
+		if err == nil && res.StatusCode >= 502 && res.StatusCode <= 504 {
+			// The peer failing on its side (its origin, its shutdown):
+			// the next hop, or the origin, may do better.
+			res.Body.Close()
+			err = errors.New(res.Status)
+		}
+		if err != nil {
+			if j.out.Context().Err() != nil {
+				return nil, err
+			}
+			h.log.LogAttrs(j.out.Context(), slog.LevelWarn, "peer skipped for a fill",
+				slog.String("site", j.site.name), slog.String("peer", hop.Peer.Name), slog.String("stage", hop.Stage.String()), slog.Any("err", err))
+			continue
+		}
+		j.from = hop.Stage
+		h.metrics.upstream.WithLabelValues(j.site.name, hop.Stage.String()).Inc()
+		return res, nil
+	}
+	h.metrics.upstream.WithLabelValues(j.site.name, "origin").Inc()
+	return h.fetchOrigin(j)
+}
+
+// fromPeer adjusts the header of a peer's answer. Peers are asked for
+// identity; a Vary: Accept-Encoding on an identity body is the peer's
+// own compression on offer, which this edge does itself, and keeping it
+// would store one copy per client coding.
+func fromPeer(hdr http.Header) {
+	if len(hdr["Content-Encoding"]) > 0 || len(hdr["Vary"]) == 0 {
+		return
+	}
+	var keep []string
+	for _, v := range hdr["Vary"] {
+		for f := range strings.SplitSeq(v, ",") {
+			if f = strings.TrimSpace(f); f != "" && !strings.EqualFold(f, "Accept-Encoding") {
+				keep = append(keep, f)
+			}
+		}
+	}
+	if len(keep) == 0 {
+		delete(hdr, "Vary")
+		return
+	}
+	hdr["Vary"] = []string{strings.Join(keep, ", ")}
+}
