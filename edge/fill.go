@@ -42,9 +42,11 @@ type fillJob struct {
 	stamp uint64
 	// tags are the response's purge tags.
 	tags []string
-	// hops are the peers asked before the origin (edge/tier); from is
-	// the stage of the one that answered (StageNone: the origin).
+	// hops are the peers asked before the origin (edge/tier), for the
+	// client's host; from is the stage of the one that answered
+	// (StageNone: the origin).
 	hops []tier.Hop
+	host string
 	from tier.Stage
 }
 
@@ -94,7 +96,7 @@ func (h *Handler) startFill(r *http.Request, s *site, base, key string, stored *
 	if !solo {
 		// A response only one client may have is fetched where that
 		// client is; the tier is for what can be shared.
-		j.hops = h.tier.Plan(base, s.shield, peerStage(r))
+		j.hops, j.host = h.tier.Plan(base, s.shield, peerStage(r)), r.Host
 	}
 	if !h.goBackground(func() { h.runFill(j) }) {
 		cancel()

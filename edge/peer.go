@@ -59,13 +59,15 @@ func (h *Handler) fetchUpstream(j *fillJob) (*http.Response, error) {
 	var ask *http.Request
 	if len(j.hops) > 0 {
 		ask = j.out.Clone(j.out.Context())
+		ask.Host = j.host                     // a peer serves the site, not its origin
 		delete(ask.Header, "Accept-Encoding") // see fromPeer
 	}
 	for _, hop := range j.hops {
 		res, err := h.tier.Ask(hop, ask, j.uri)
-		if err == nil && res.StatusCode >= 502 && res.StatusCode <= 504 {
-			// The peer failing on its side (its origin, its shutdown):
-			// the next hop, or the origin, may do better.
+		if err == nil && (res.StatusCode >= 502 && res.StatusCode <= 504 || res.StatusCode == http.StatusMisdirectedRequest) {
+			// The peer failing on its side (its origin, its shutdown), or
+			// not knowing the site yet: the next hop, or the origin, may
+			// do better.
 			res.Body.Close()
 			err = errors.New(res.Status)
 		}
