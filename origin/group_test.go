@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -307,5 +308,48 @@ func TestClientGone(t *testing.T) {
 	}
 	if s := g.targets[0].br.current(); s != stateClosed {
 		t.Errorf("primary breaker = %s, want closed", s)
+	}
+}
+
+// TestPrimaryDiesUnderLoad: concurrent clients see no error while the
+// primary goes away under them.
+func TestPrimaryDiesUnderLoad(t *testing.T) {
+	checkGoroutines(t)
+	primary := newCountingOrigin(t, answer(200, "primary"))
+	backup := newCountingOrigin(t, answer(200, "backup"))
+	p, _, _ := newTestPool(t, Config{})
+	g, err := p.Group(GroupConfig{Targets: []Target{{URL: primary.URL}, {URL: backup.URL, Backup: true}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const workers, each = 8, 40
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				if w == 0 && i == each/4 {
+					primary.Close() // waits for requests in flight
+				}
+				res, _, err := get(t, g, "/x")
+				if err != nil {
+					failed.Add(1)
+					t.Errorf("worker %d request %d: %v", w, i, err)
+					continue
+				}
+				if _, err := io.Copy(io.Discard, res.Body); err != nil {
+					failed.Add(1)
+					t.Errorf("worker %d request %d body: %v", w, i, err)
+				}
+				res.Body.Close()
+			}
+		})
+	}
+	wg.Wait()
+	if n := failed.Load(); n > 0 {
+		t.Errorf("%d of %d requests failed, want none", n, workers*each)
+	}
+	if backup.hits.Load() == 0 {
+		t.Errorf("backup was never asked")
 	}
 }

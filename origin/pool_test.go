@@ -175,3 +175,30 @@ func TestPoolClose(t *testing.T) {
 		t.Errorf("Group after Close = nil error, want one")
 	}
 }
+
+// TestHTTP2Origin: a target's own TLS settings keep HTTP/2 on.
+func TestHTTP2Origin(t *testing.T) {
+	checkGoroutines(t)
+	var proto atomic.Pointer[string]
+	o := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		proto.Store(&r.Proto)
+	}))
+	o.EnableHTTP2 = true
+	o.StartTLS()
+	t.Cleanup(o.Close)
+	p, _, _ := newTestPool(t, Config{})
+	p.roots = x509.NewCertPool()
+	p.roots.AddCert(o.Certificate())
+	g, err := p.Group(GroupConfig{Targets: []Target{{URL: o.URL, Host: "example.com"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, _, err := get(t, g, "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if got := proto.Load(); got == nil || *got != "HTTP/2.0" {
+		t.Errorf("origin saw %v, want HTTP/2.0", got)
+	}
+}
