@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -25,6 +24,7 @@ import (
 type fillJob struct {
 	site      *site
 	base, key string
+	flight    string        // the fill group's key: key, unless it looped (flightKey)
 	out       *http.Request // the request to the origin
 	stored    *cache.Entry  // the entry being revalidated, if any
 	fl        *fill.Flight
@@ -35,7 +35,7 @@ type fillJob struct {
 	clientHeader http.Header
 	// inval is the invalidation count when the fill started.
 	inval uint64
-	// uri is the request URI, for fallback origins.
+	// uri is the request URI each origin or peer is asked for.
 	uri string
 	// stamp is the purge clock when the fill started: what it stores is
 	// as old as that, so a purge applied meanwhile still matches it.
@@ -54,6 +54,7 @@ type fillJob struct {
 // background, under the server's lifetime rather than the client's: one
 // client hanging up must not fail everyone waiting on the same fetch.
 func (h *Handler) startFill(r *http.Request, s *site, base, key string, stored *cache.Entry, fl *fill.Flight, solo bool) {
+	flight := h.flightKey(r, key)
 	ctx, cancel := context.WithCancel(h.bgCtx)
 	ctx = withInterims(ctx, func(code int, hdr http.Header) { fl.AddInterim(fill.Interim{Status: code, Header: hdr}) })
 	hdr := h.originHeader(r, s)
@@ -73,17 +74,19 @@ func (h *Handler) startFill(r *http.Request, s *site, base, key string, stored *
 	// under a key the request it answered does not have (ignored or
 	// reordered parameters, dot segments).
 	uri := upstreamURI(r, s.keyRules)
-	out, err := http.NewRequestWithContext(ctx, http.MethodGet, s.originPrefix+uri, nil)
+	// The origin group sets the URL and Host of each origin it tries;
+	// the request's own Host is the client's, which peers need.
+	out, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://origin"+uri, nil)
+	if err == nil && s.origins == nil {
+		err = errNoOrigin
+	}
 	if err != nil {
 		cancel()
-		h.abandon(key, fl, solo, err)
+		h.abandon(flight, fl, solo, err)
 		return
 	}
 	out.Header = hdr
-	out.Host = s.originHost
-	if out.Host == "" {
-		out.Host = r.Host
-	}
+	out.Host = r.Host
 	if stored != nil && stored.Disk != nil {
 		// The request closes its handle when it is answered; the fill
 		// may need the body after that (304, stale-if-error).
@@ -91,7 +94,7 @@ func (h *Handler) startFill(r *http.Request, s *site, base, key string, stored *
 		cp.Disk = stored.Disk.Clone()
 		stored = &cp
 	}
-	j := &fillJob{site: s, base: base, key: key, out: out, stored: stored, fl: fl, solo: solo, cancel: cancel,
+	j := &fillJob{site: s, base: base, key: key, flight: flight, out: out, stored: stored, fl: fl, solo: solo, cancel: cancel,
 		clientHeader: r.Header.Clone(), inval: h.inval.Load(), uri: uri, stamp: h.purges.Clock()}
 	if !solo {
 		// A response only one client may have is fetched where that
@@ -101,7 +104,7 @@ func (h *Handler) startFill(r *http.Request, s *site, base, key string, stored *
 	if !h.goBackground(func() { h.runFill(j) }) {
 		cancel()
 		stored.Release()
-		h.abandon(key, fl, solo, errShuttingDown)
+		h.abandon(flight, fl, solo, errShuttingDown)
 	}
 }
 
@@ -214,33 +217,14 @@ func (h *Handler) runFill(j *fillJob) {
 	h.done(j)
 }
 
-// fetchOrigin sends the fill's request to the site's origin, then to its
-// fallback origins in order while the answer is a failure a fallback can
-// fix: no connection, a timeout, or a 502/503/504.
+// fetchOrigin sends the fill's request to the site's origin group:
+// primaries, then backups, while the answer is a failure another origin
+// can fix (no connection, a timeout, a failover status).
 func (h *Handler) fetchOrigin(j *fillJob) (*http.Response, error) {
-	res, err := h.fetcher.Do(j.out)
-	for _, fb := range j.site.fallbacks {
-		if err == nil && (res.StatusCode < 502 || res.StatusCode > 504) || j.out.Context().Err() != nil {
-			break
-		}
-		if err == nil {
-			res.Body.Close()
-			h.metrics.fetches.WithLabelValues(j.site.name, "5xx").Inc()
-		} else {
-			h.metrics.fetches.WithLabelValues(j.site.name, "error").Inc()
-		}
-		h.log.LogAttrs(j.out.Context(), slog.LevelWarn, "origin failed; trying a fallback origin",
-			slog.String("site", j.site.name), slog.String("fallback", fb.prefix), slog.Any("err", err))
-		out := j.out.Clone(j.out.Context())
-		u, perr := url.Parse(fb.prefix + j.uri)
-		if perr != nil {
-			continue
-		}
-		out.URL, out.Host = u, fb.host
-		if out.Host == "" {
-			out.Host = j.out.Host
-		}
-		res, err = h.fetcher.Do(out)
+	res, answered, err := j.site.origins.Do(j.out, j.uri)
+	if answered.Attempts > 1 {
+		h.log.LogAttrs(j.out.Context(), slog.LevelWarn, "origin failed over",
+			slog.String("site", j.site.name), slog.String("answered", answered.Origin), slog.Int("attempts", answered.Attempts), slog.Any("err", err))
 	}
 	return res, err
 }
@@ -248,7 +232,7 @@ func (h *Handler) fetchOrigin(j *fillJob) (*http.Response, error) {
 // done takes the job's flight out of the group.
 func (h *Handler) done(j *fillJob) {
 	if !j.solo {
-		h.group.Done(j.key, j.fl)
+		h.group.Done(j.flight, j.fl)
 	}
 }
 

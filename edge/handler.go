@@ -34,7 +34,9 @@ type Handler struct {
 	group       *fill.Group
 	compressing singleflight.Group // one compression per body and coding
 	pinnedReads singleflight.Group // one read of a pinned blob into memory at a time
-	fetcher     *origin.Fetcher
+	// origins holds every site's origin servers: their connection
+	// pools, health checks and breakers, kept across site reloads.
+	origins *origin.Pool
 	// tier routes misses through the key's home edge and the shield
 	// (peer.go); without a control link it routes nothing.
 	tier      *tier.Tier
@@ -282,7 +284,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, s *site, base, k
 		if solo {
 			fl = h.group.Solo()
 		} else {
-			fl, leader = h.group.Join(key)
+			fl, leader = h.group.Join(h.flightKey(r, key))
 		}
 		if leader {
 			h.startFill(r, s, base, key, stored, fl, solo)
@@ -316,7 +318,7 @@ func (h *Handler) refresh(r *http.Request, s *site, base, key string, e *cache.E
 	if h.looped(r) {
 		return
 	}
-	fl, leader := h.group.Join(key)
+	fl, leader := h.group.Join(h.flightKey(r, key))
 	fl.Body.Release() // nobody here reads it
 	if leader {
 		h.startFill(r, s, base, key, e, fl, false)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/selfcdn/cdn/edge/tier"
@@ -50,6 +51,22 @@ func requestTarget(r *http.Request) string {
 // looped reports whether r may not be forwarded again.
 func (h *Handler) looped(r *http.Request) bool {
 	return h.tier.Looped(r.Header["Cdn-Loop"])
+}
+
+// flightKey is the fill group's key for r's fill of key. A request that
+// carries this network's CDN-Loop mark without a peer's verified mark
+// came back through an origin (or claims to): joining the fill it may
+// itself be part of would wait on itself until the origin timed out.
+// Such requests share fills only with those that went round as often;
+// the hop budget bounds the extra fills per key.
+func (h *Handler) flightKey(r *http.Request, key string) string {
+	if len(r.Header["Cdn-Loop"]) == 0 || peerStage(r) != tier.StageNone {
+		return key
+	}
+	if n := h.tier.Loops(r.Header["Cdn-Loop"]); n > 0 {
+		return key + "\x00loop" + strconv.Itoa(n)
+	}
+	return key
 }
 
 // fetchUpstream answers a fill: from the hops its plan names (the key's

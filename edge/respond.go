@@ -28,6 +28,7 @@ var (
 	errUnknownHost  = errors.New("no site for this host")
 	errNotCached    = errors.New("only-if-cached and not in cache")
 	errShuttingDown = errors.New("edge shutting down")
+	errNoOrigin     = errors.New("the site has no origin")
 )
 
 // entryAge is the Age a stored entry answers with (RFC 9111 §5.1), the

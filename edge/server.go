@@ -44,7 +44,6 @@ type Server struct {
 	reg     *prometheus.Registry
 	handler *Handler
 	mem     *cache.Memory
-	fetcher *origin.Fetcher
 	ready   atomic.Bool
 	// purges follows the purge log; nil without a control link.
 	purges *purgesync.Follower
@@ -115,7 +114,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		mem:           mem,
 		disk:          disk,
 		group:         fill.NewGroup(func() *fill.Body { return fill.NewBody(maxObj, dir) }),
-		fetcher:       origin.NewFetcher(cfg.Origin),
+		origins:       origin.NewPool(cfg.Origin, reg, log),
 		maxBody:       int64(cfg.MaxBodyBytes),
 		bodies:        newBodyGate(int64(cfg.BodyBuffer), cfg.BodyTimeout, cfg.MaxStreamingBodies),
 		maxURI:        int(min(cfg.MaxURIBytes, cfg.MaxHeaderBytes)),
@@ -154,7 +153,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	// disk: start past any number an earlier run could have used.
 	h.gen.Store(uint64(time.Now().UnixNano()))
 	h.prepareStatus()
-	s := &Server{cfg: cfg, log: log, reg: reg, handler: h, mem: mem, fetcher: h.fetcher, certs: cm, started: now(), h2metrics: h2.NewMetrics(reg)}
+	s := &Server{cfg: cfg, log: log, reg: reg, handler: h, mem: mem, certs: cm, started: now(), h2metrics: h2.NewMetrics(reg)}
 	if cfg.Control != nil {
 		s.loadSitesFile()
 		s.purges, err = purgesync.Open(h.purges, purgesync.Config{
@@ -411,7 +410,7 @@ func (s *Server) close(cancelBG context.CancelFunc) {
 			s.log.Warn("closing the disk tier", "err", err)
 		}
 	}
-	s.fetcher.Close()
+	s.handler.origins.Close()
 	s.handler.tier.Close()
 	if s.certs != nil {
 		s.certs.Close()

@@ -330,6 +330,9 @@ func (t *Tier) Looped(values []string) bool {
 	return len(values) > 0 && LoopCount(values, t.cfg.Name) >= t.cfg.HopBudget
 }
 
+// Loops counts this network's elements in CDN-Loop fields.
+func (t *Tier) Loops(values []string) int { return LoopCount(values, t.cfg.Name) }
+
 // LoopValue is this network's CDN-Loop element.
 func (t *Tier) LoopValue() string { return t.cfg.Name }
 
