@@ -71,4 +71,3 @@ func TestUpEdgesPerRegion(t *testing.T) {
 		t.Errorf("fills %v, want origin 9 and home 9 (3 URLs x 3 regions)", fills)
 	}
 }
-
