@@ -104,7 +104,7 @@ type Origin struct {
 type OriginHealth struct {
 	// Path is requested (GET) on each origin; "" checks none.
 	Path string `yaml:"path"`
-	// Interval between checks (default 5s) and Timeout of one (2s).
+	// Interval between checks (default 10s) and Timeout of one (2s).
 	Interval time.Duration `yaml:"interval"`
 	Timeout  time.Duration `yaml:"timeout"`
 }
