@@ -42,7 +42,7 @@ var regionLoc = map[string][2]float64{"eu": {50.1, 8.7}, "us": {40.7, -74}, "ap"
 
 // startTierNet starts perRegion edges in each region on their own
 // loopback addresses (127.0.0.10 up), all up and homes, serving site.
-func startTierNet(t *testing.T, regions []string, perRegion int, site SiteConfig, mutate func(*Config)) *tierNet {
+func startTierNet(t testing.TB, regions []string, perRegion int, site SiteConfig, mutate func(*Config)) *tierNet {
 	t.Helper()
 	srv := natstest.Start(t, "", "")
 	store, err := state.Open(t.Context(), natstest.Connect(t, srv.URL), state.Options{})
@@ -71,7 +71,7 @@ func startTierNet(t *testing.T, regions []string, perRegion int, site SiteConfig
 	return n
 }
 
-func startNetEdge(t *testing.T, natsURL, name, region, ip string, mutate func(*Config)) *netEdge {
+func startNetEdge(t testing.TB, natsURL, name, region, ip string, mutate func(*Config)) *netEdge {
 	t.Helper()
 	ln, err := net.Listen("tcp", ip+":0")
 	if err != nil {
@@ -108,7 +108,7 @@ func startNetEdge(t *testing.T, natsURL, name, region, ip string, mutate func(*C
 }
 
 // setUp writes control's verdict on an edge.
-func (n *tierNet) setUp(t *testing.T, name string, up bool) {
+func (n *tierNet) setUp(t testing.TB, name string, up bool) {
 	t.Helper()
 	h := state.HealthUp
 	if !up {
@@ -121,7 +121,7 @@ func (n *tierNet) setUp(t *testing.T, name string, up bool) {
 
 // waitViews waits until every running edge routes by the same view,
 // with the homes written up, and has the site.
-func (n *tierNet) waitViews(t *testing.T) {
+func (n *tierNet) waitViews(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -155,7 +155,7 @@ func (n *tierNet) homes() int {
 	return total
 }
 
-func (n *tierNet) upCount(t *testing.T) int {
+func (n *tierNet) upCount(t testing.TB) int {
 	st, err := n.store.EdgeStatuses(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -184,7 +184,7 @@ func (n *tierNet) edge(name string) *netEdge {
 	return nil
 }
 
-func fetch(t *testing.T, e *netEdge, path string, hdr http.Header) (*http.Response, string) {
+func fetch(t testing.TB, e *netEdge, path string, hdr http.Header) (*http.Response, string) {
 	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, e.url+path, nil)
 	req.Host = "www.test"
@@ -539,5 +539,29 @@ func TestOriginFailoverAtTheEdge(t *testing.T) {
 	}
 	if v := metricValue(t, e, "cdn_origin_failovers_total"); v == 0 {
 		t.Error("no failover counted")
+	}
+}
+
+// TestTierShieldDown: with the shield region's edges down, the next
+// nearest region shields, not the origin: one fetch for the network.
+func TestTierShieldDown(t *testing.T) {
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=300")
+		io.WriteString(w, "object")
+	})
+	site := tierSite(o.URL)
+	site.Shield.Region = "us"
+	n := startTierNet(t, []string{"eu", "us", "ap"}, 1, site, nil)
+	n.setUp(t, "us-1", false)
+	n.waitViews(t)
+	res, _ := fetch(t, n.edge("ap-1"), "/s", nil)
+	if got := res.Header.Get("Cache-Status"); got != "eu-1; fwd=uri-miss; stored, ap-1; fwd=uri-miss; stored" {
+		t.Errorf("ap-1 with the us shield down: Cache-Status %q, want eu-1 (nearest to us) shielding", got)
+	}
+	if res, _ := fetch(t, n.edge("eu-1"), "/s", nil); res.Header.Get("Cache-Status") != "eu-1; hit" {
+		t.Errorf("eu-1: Cache-Status %q", res.Header.Get("Cache-Status"))
+	}
+	if o.hits.Load() != 1 {
+		t.Errorf("origin fetched %d times, want 1", o.hits.Load())
 	}
 }
