@@ -153,21 +153,13 @@ func bindStore(ctx context.Context, nc *nats.Conn) (*state.Store, error) {
 // followPurges applies the purge log until ctx ends, starting again after
 // a failure (the log's consumer lost, a purge log that cannot be written).
 func (s *Server) followPurges(ctx context.Context, store *state.Store) {
-	wait := 250 * time.Millisecond
-	for {
+	retry(ctx, s.log, "following the purge log", func() error {
 		err := s.purges.Run(ctx, store)
-		if ctx.Err() != nil {
-			return
+		if err != nil {
+			err = fmt.Errorf("at version %d: %w", s.purges.Applied(), err)
 		}
-		s.log.LogAttrs(ctx, slog.LevelWarn, "following the purge log failed; retrying",
-			slog.Uint64("version", s.purges.Applied()), slog.Any("err", err))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, 5*time.Second)
-	}
+		return err
+	})
 }
 
 // heartbeat registers the edge now and again every period until ctx ends.

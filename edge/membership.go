@@ -77,14 +77,21 @@ func (s *Server) readPeerSecret(ctx context.Context, store *state.Store) {
 var errDone = errors.New("done")
 
 // retry runs f until ctx ends or f returns errDone, waiting longer
-// after each failure (up to 5s) and logging the first of a spell.
+// after each failure (up to 5s) and logging the first of a spell (a
+// NATS outage fails every attempt).
 func retry(ctx context.Context, log *slog.Logger, what string, f func() error) {
-	wait := 250 * time.Millisecond
+	const first, longest = 250 * time.Millisecond, 5 * time.Second
+	wait := first
 	logged := false
 	for {
+		began := time.Now()
 		err := f()
 		if errors.Is(err, errDone) || ctx.Err() != nil {
 			return
+		}
+		if time.Since(began) > 2*longest {
+			// It ran a good while first: a new spell.
+			wait, logged = first, false
 		}
 		if !logged {
 			log.LogAttrs(ctx, slog.LevelWarn, what+" failed; retrying", slog.Any("err", err))
@@ -95,6 +102,6 @@ func retry(ctx context.Context, log *slog.Logger, what string, f func() error) {
 			return
 		case <-time.After(wait):
 		}
-		wait = min(wait*2, 5*time.Second)
+		wait = min(wait*2, longest)
 	}
 }
