@@ -475,8 +475,8 @@ type fastInfo struct{ ctx *fasthttp.RequestCtx }
 
 func (f fastInfo) describe() requestInfo {
 	return requestInfo{
-		method: string(f.ctx.Method()), host: string(f.ctx.Host()), path: string(f.ctx.Path()),
-		proto: string(f.ctx.Request.Header.Protocol()), remote: f.ctx.RemoteAddr().String(), ctx: f.ctx,
+		method: b2s(f.ctx.Method()), host: b2s(f.ctx.Host()), path: b2s(f.ctx.Path()),
+		proto: b2s(f.ctx.Request.Header.Protocol()), remote: f.ctx.RemoteAddr().String(),
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/selfcdn/cdn/edge/fill"
 	"github.com/selfcdn/cdn/edge/freshness"
 	"github.com/selfcdn/cdn/edge/tier"
+	"github.com/selfcdn/cdn/internal/accesslog"
 	"github.com/selfcdn/cdn/internal/cachekey"
 	"github.com/selfcdn/cdn/internal/routing"
 	"github.com/selfcdn/cdn/origin"
@@ -50,8 +51,8 @@ type Handler struct {
 	diskInline    int64
 	maxVariants   int
 	hitForMissTTL time.Duration
-	accessLog     bool
-	sendFile      bool // disk bodies on plain HTTP/1.1 go out with sendfile
+	access        *accesslog.Log // nil: no access log
+	sendFile      bool           // disk bodies on plain HTTP/1.1 go out with sendfile
 	log           *slog.Logger
 	metrics       *metrics
 	now           func() time.Time

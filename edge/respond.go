@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"maps"
 	"net/http"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 	"github.com/selfcdn/cdn/edge/cache"
 	"github.com/selfcdn/cdn/edge/contentcoding"
 	"github.com/selfcdn/cdn/edge/fill"
+	"github.com/selfcdn/cdn/internal/accesslog"
 	"github.com/selfcdn/cdn/internal/httpstats"
 	"github.com/selfcdn/cdn/origin"
 )
@@ -321,10 +321,11 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) outcom
 	return outcome{status: status, result: resultError, bytes: int64(n)}
 }
 
-// requestInfo is what the access log says about a request.
+// requestInfo is what the access log says about a request. Its strings
+// may view the request's own bytes: the log copies them before the
+// request ends.
 type requestInfo struct {
 	method, host, path, proto, remote string
-	ctx                               context.Context
 }
 
 // describer yields a requestInfo only when the access log wants one, so the
@@ -335,18 +336,19 @@ type httpInfo struct{ r *http.Request }
 
 func (i httpInfo) describe() requestInfo {
 	r := i.r
-	return requestInfo{method: r.Method, host: r.Host, path: r.URL.Path, proto: r.Proto, remote: r.RemoteAddr, ctx: r.Context()}
+	return requestInfo{method: r.Method, host: r.Host, path: r.URL.Path, proto: r.Proto, remote: r.RemoteAddr}
 }
 
 // observe records a finished request in the metrics and the access log.
 func (h *Handler) observe(d describer, s *site, out outcome, start time.Time) {
-	dur := h.now().Sub(start)
+	end := h.now()
+	dur := end.Sub(start)
 	if s != nil {
 		s.metrics.requests[out.result][statusClass(out.status)].Inc()
 		s.metrics.bytes[out.result].Add(float64(out.bytes))
 	}
 	h.metrics.durations[out.result].Observe(dur.Seconds())
-	if !h.accessLog {
+	if h.access == nil {
 		return
 	}
 	siteName := ""
@@ -354,11 +356,8 @@ func (h *Handler) observe(d describer, s *site, out outcome, start time.Time) {
 		siteName = s.name
 	}
 	r := d.describe()
-	h.log.LogAttrs(r.ctx, slog.LevelInfo, "request",
-		slog.String("site", siteName), slog.String("method", r.method), slog.String("host", r.host),
-		slog.String("path", r.path), slog.String("proto", r.proto), slog.Int("status", out.status),
-		slog.String("cache", out.result.String()), slog.Int64("bytes", out.bytes),
-		slog.String("remote", r.remote), slog.Duration("dur", dur))
+	h.access.Write(accesslog.Record{Time: end, Site: siteName, Method: r.method, Host: r.host, Path: r.path, Proto: r.proto,
+		Status: out.status, Cache: out.result.String(), Bytes: out.bytes, Remote: r.remote, Dur: dur})
 }
 
 // setH1Date starts an HTTP/1.1 response header with the answer's Date

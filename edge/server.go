@@ -25,6 +25,7 @@ import (
 	"github.com/selfcdn/cdn/edge/purgesync"
 	"github.com/selfcdn/cdn/edge/release"
 	"github.com/selfcdn/cdn/edge/tier"
+	"github.com/selfcdn/cdn/internal/accesslog"
 	"github.com/selfcdn/cdn/internal/deps"
 	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
 	"github.com/selfcdn/cdn/origin"
@@ -122,7 +123,6 @@ func New(cfg Config, d Deps) (*Server, error) {
 		diskInline:    min(maxObj, int64(cfg.Cache.Memory)/64),
 		maxVariants:   cfg.Cache.MaxVariants,
 		hitForMissTTL: cfg.Cache.HitForMissTTL,
-		accessLog:     cfg.AccessLog,
 		sendFile:      cfg.SendFile,
 		log:           log,
 		metrics:       m,
@@ -138,6 +138,9 @@ func New(cfg Config, d Deps) (*Server, error) {
 	// Standalone, the tier has no peers; it still marks and bounds hops
 	// (CDN-Loop), so an origin that points back at the edge is caught.
 	h.tier = tier.New(tierCfg, cfg.Name, cfg.Region, reg)
+	if cfg.AccessLog {
+		h.access = accesslog.New(d.AccessLog, accesslog.Config{}, reg)
+	}
 	h.purges = purge.NewTable(maxRules, now, h.siteKeyRules)
 	if err := h.useSites(cfg.Sites); err != nil {
 		return nil, err
@@ -412,6 +415,9 @@ func (s *Server) close(cancelBG context.CancelFunc) {
 	}
 	s.handler.origins.Close()
 	s.handler.tier.Close()
+	if s.handler.access != nil {
+		s.handler.access.Close() // every line of the requests served
+	}
 	if s.certs != nil {
 		s.certs.Close()
 	}
