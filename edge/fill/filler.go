@@ -110,7 +110,7 @@ func New(cfg Config) *Filler {
 
 // Upstream answers a fill's request (j.Request for j.URI) and says which
 // hop answered: the edge's asks the peers of j.Hops, then FetchOrigin.
-// The caller closes the response's body.
+// Run closes the response's body.
 type Upstream func(j *Job) (*http.Response, tier.Stage, error)
 
 // Site is what a fill needs of the site it fills for.
