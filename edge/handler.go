@@ -33,6 +33,7 @@ type Handler struct {
 	mem         *cache.Memory
 	disk        *cache.Disk // nil: no disk tier
 	group       *fill.Group
+	fill        *fill.Filler       // runs the fills; the handler starts them (fill.go)
 	compressing singleflight.Group // one compression per body and coding
 	pinnedReads singleflight.Group // one read of a pinned blob into memory at a time
 	// origins holds every site's origin servers: their connection
@@ -48,14 +49,12 @@ type Handler struct {
 	// diskInline is the largest disk object read whole and promoted to
 	// memory on a hit; larger ones stream from disk, so a memory tier too
 	// small for them is not churned by one read per hit.
-	diskInline    int64
-	maxVariants   int
-	hitForMissTTL time.Duration
-	access        *accesslog.Log // nil: no access log
-	sendFile      bool           // disk bodies on plain HTTP/1.1 go out with sendfile
-	log           *slog.Logger
-	metrics       *metrics
-	now           func() time.Time
+	diskInline int64
+	access     *accesslog.Log // nil: no access log
+	sendFile   bool           // disk bodies on plain HTTP/1.1 go out with sendfile
+	log        *slog.Logger
+	metrics    *metrics
+	now        func() time.Time
 
 	// bgCtx scopes fetches that outlive their request; bg waits for them
 	// and for the HTTP/1.1 bridge's handler goroutines.
@@ -66,7 +65,6 @@ type Handler struct {
 	// purges are every site's purge rules and the purge clock that
 	// stamps each fill.
 	purges *purge.Table
-	gen    atomic.Uint64 // Vary index generations
 	inval  atomic.Uint64 // invalidations so far; see cache.Entry.Invalidated
 
 	// pinned holds pushed blobs and pushed each push site's live

@@ -118,22 +118,6 @@ func (h *Handler) clientHeader(res http.Header) http.Header {
 	return out
 }
 
-// mergeNotModified applies a 304's header to a stored header (RFC 9111
-// §3.2 and §4.3.4): every field the 304 carries replaces the stored one,
-// except those that describe the stored body.
-func mergeNotModified(stored, fresh http.Header) http.Header {
-	out := stored.Clone()
-	for k, v := range fresh {
-		switch k {
-		case "Content-Length", "Content-Encoding", "Content-Range", "Transfer-Encoding", "Via":
-			continue
-		}
-		out[k] = v
-	}
-	delete(out, "Age")
-	return out
-}
-
 func scheme(r *http.Request) string {
 	if r.TLS != nil {
 		return "https"

@@ -1,6 +1,8 @@
 package edge
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/selfcdn/cdn/edge/contentcoding"
@@ -117,6 +119,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			m.sendFileBytes, m.peerAnswers, m.upstream)
 	}
 	return m
+}
+
+// fetched counts a fill's upstream fetch (fill.Config.Fetched): its
+// status class, or "error" for status 0, and the time to its header.
+func (m *metrics) fetched(site string, status int, took time.Duration) {
+	m.fetchDur.Observe(took.Seconds())
+	result := "error"
+	if status != 0 {
+		result = statusClasses[statusClass(status)]
+	}
+	m.fetches.WithLabelValues(site, result).Inc()
 }
 
 // siteMetrics are one site's counters, resolved up front.

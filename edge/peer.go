@@ -6,8 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"strings"
 
+	"github.com/selfcdn/cdn/edge/fill"
 	"github.com/selfcdn/cdn/edge/tier"
 )
 
@@ -69,18 +69,19 @@ func (h *Handler) flightKey(r *http.Request, key string) string {
 	return key
 }
 
-// fetchUpstream answers a fill: from the hops its plan names (the key's
-// home in this region, the shield's), each skipped when it cannot be
-// reached, fails or is slow to start its answer, then from the origin.
-func (h *Handler) fetchUpstream(j *fillJob) (*http.Response, error) {
+// fetchUpstream answers a fill (fill.Upstream): from the hops its plan
+// names (the key's home in this region, the shield's), each skipped when
+// it cannot be reached, fails or is slow to start its answer, then from
+// the origin.
+func (h *Handler) fetchUpstream(j *fill.Job) (*http.Response, tier.Stage, error) {
 	var ask *http.Request
-	if len(j.hops) > 0 {
-		ask = j.out.Clone(j.out.Context())
-		ask.Host = j.host                     // a peer serves the site, not its origin
-		delete(ask.Header, "Accept-Encoding") // see fromPeer
+	if len(j.Hops) > 0 {
+		ask = j.Request.Clone(j.Request.Context())
+		ask.Host = j.Host                     // a peer serves the site, not its origin
+		delete(ask.Header, "Accept-Encoding") // see fromPeer in edge/fill
 	}
-	for _, hop := range j.hops {
-		res, err := h.tier.Ask(hop, ask, j.uri)
+	for _, hop := range j.Hops {
+		res, err := h.tier.Ask(hop, ask, j.URI)
 		if err == nil && (res.StatusCode >= 502 && res.StatusCode <= 504 || res.StatusCode == http.StatusMisdirectedRequest) {
 			// The peer failing on its side (its origin, its shutdown), or
 			// not knowing the site yet: the next hop, or the origin, may
@@ -89,40 +90,17 @@ func (h *Handler) fetchUpstream(j *fillJob) (*http.Response, error) {
 			err = errors.New(res.Status)
 		}
 		if err != nil {
-			if j.out.Context().Err() != nil {
-				return nil, err
+			if j.Request.Context().Err() != nil {
+				return nil, tier.StageNone, err
 			}
-			h.log.LogAttrs(j.out.Context(), slog.LevelWarn, "peer skipped for a fill",
-				slog.String("site", j.site.name), slog.String("peer", hop.Peer.Name), slog.String("stage", hop.Stage.String()), slog.Any("err", err))
+			h.log.LogAttrs(j.Request.Context(), slog.LevelWarn, "peer skipped for a fill",
+				slog.String("site", j.Site.Name), slog.String("peer", hop.Peer.Name), slog.String("stage", hop.Stage.String()), slog.Any("err", err))
 			continue
 		}
-		j.from = hop.Stage
-		h.metrics.upstream.WithLabelValues(j.site.name, hop.Stage.String()).Inc()
-		return res, nil
+		h.metrics.upstream.WithLabelValues(j.Site.Name, hop.Stage.String()).Inc()
+		return res, hop.Stage, nil
 	}
-	h.metrics.upstream.WithLabelValues(j.site.name, "origin").Inc()
-	return h.fetchOrigin(j)
-}
-
-// fromPeer adjusts the header of a peer's answer. Peers are asked for
-// identity; a Vary: Accept-Encoding on an identity body is the peer's
-// own compression on offer, which this edge does itself, and keeping it
-// would store one copy per client coding.
-func fromPeer(hdr http.Header) {
-	if len(hdr["Content-Encoding"]) > 0 || len(hdr["Vary"]) == 0 {
-		return
-	}
-	var keep []string
-	for _, v := range hdr["Vary"] {
-		for f := range strings.SplitSeq(v, ",") {
-			if f = strings.TrimSpace(f); f != "" && !strings.EqualFold(f, "Accept-Encoding") {
-				keep = append(keep, f)
-			}
-		}
-	}
-	if len(keep) == 0 {
-		delete(hdr, "Vary")
-		return
-	}
-	hdr["Vary"] = []string{strings.Join(keep, ", ")}
+	h.metrics.upstream.WithLabelValues(j.Site.Name, "origin").Inc()
+	res, err := h.fill.FetchOrigin(j)
+	return res, tier.StageNone, err
 }

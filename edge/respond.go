@@ -40,6 +40,24 @@ func entryAge(e *cache.Entry, now time.Time) []string {
 	return ageHeader(e.Meta.Age(now))
 }
 
+// ageValues holds the Age header values of the first hour, so a hit does
+// not format a number.
+var ageValues = func() [3600][]string {
+	var a [3600][]string
+	for i := range a {
+		a[i] = []string{strconv.Itoa(i)}
+	}
+	return a
+}()
+
+func ageHeader(d time.Duration) []string {
+	s := int64(d / time.Second)
+	if s < int64(len(ageValues)) {
+		return ageValues[max(s, 0)]
+	}
+	return []string{strconv.FormatInt(s, 10)}
+}
+
 // serveEntry answers from a stored entry. The header values were prepared
 // at store time; only Age and Cache-Status are per request.
 func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *cache.Entry, status []string, res result, now time.Time) outcome {
@@ -158,7 +176,7 @@ func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, s *site, f
 		hdr["Cache-Status"] = h.statusPass
 	case !leader:
 		hdr["Cache-Status"] = h.statusCollapsed
-	case head.NotKept, contentLength(head.Header) > h.maxObject && !h.keepsOnDisk(contentLength(head.Header)):
+	case head.NotKept, contentLength(head.Header) > h.maxObject && !h.fill.KeepsOnDisk(contentLength(head.Header)):
 		hdr["Cache-Status"] = h.statusMiss // too large to keep, or kept by the key's home
 	default:
 		hdr["Cache-Status"] = h.statusMissStored

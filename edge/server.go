@@ -110,24 +110,22 @@ func New(cfg Config, d Deps) (*Server, error) {
 	m := newMetrics(reg)
 	maxObj := int64(cfg.Cache.MaxObject)
 	h := &Handler{
-		name:          cfg.Name,
-		via:           "1.1 " + cfg.Name,
-		mem:           mem,
-		disk:          disk,
-		group:         fill.NewGroup(func() *fill.Body { return fill.NewBody(maxObj, dir) }),
-		origins:       origin.NewPool(cfg.Origin, reg, log),
-		maxBody:       int64(cfg.MaxBodyBytes),
-		bodies:        newBodyGate(int64(cfg.BodyBuffer), cfg.BodyTimeout, cfg.MaxStreamingBodies),
-		maxURI:        int(min(cfg.MaxURIBytes, cfg.MaxHeaderBytes)),
-		maxObject:     maxObj,
-		diskInline:    min(maxObj, int64(cfg.Cache.Memory)/64),
-		maxVariants:   cfg.Cache.MaxVariants,
-		hitForMissTTL: cfg.Cache.HitForMissTTL,
-		sendFile:      cfg.SendFile,
-		log:           log,
-		metrics:       m,
-		now:           now,
-		bgCtx:         context.Background(),
+		name:       cfg.Name,
+		via:        "1.1 " + cfg.Name,
+		mem:        mem,
+		disk:       disk,
+		group:      fill.NewGroup(func() *fill.Body { return fill.NewBody(maxObj, dir) }),
+		origins:    origin.NewPool(cfg.Origin, reg, log),
+		maxBody:    int64(cfg.MaxBodyBytes),
+		bodies:     newBodyGate(int64(cfg.BodyBuffer), cfg.BodyTimeout, cfg.MaxStreamingBodies),
+		maxURI:     int(min(cfg.MaxURIBytes, cfg.MaxHeaderBytes)),
+		maxObject:  maxObj,
+		diskInline: min(maxObj, int64(cfg.Cache.Memory)/64),
+		sendFile:   cfg.SendFile,
+		log:        log,
+		metrics:    m,
+		now:        now,
+		bgCtx:      context.Background(),
 	}
 	maxRules := 0
 	var tierCfg tier.Config
@@ -152,9 +150,13 @@ func New(cfg Config, d Deps) (*Server, error) {
 			return nil, fmt.Errorf("certificates: %w", err)
 		}
 	}
-	// Vary index generations go into keys that outlive the process on
-	// disk: start past any number an earlier run could have used.
-	h.gen.Store(uint64(time.Now().UnixNano()))
+	h.fill = fill.New(fill.Config{
+		Memory: mem, Disk: disk, Group: h.group, Upstream: h.fetchUpstream, Lookup: h.get, Header: h.clientHeader,
+		Prepare:     func(e *cache.Entry, key string) { markEncodable(e, key, maxObj) },
+		Hot:         h.tier.Hot,
+		MaxVariants: cfg.Cache.MaxVariants, HitForMissTTL: cfg.Cache.HitForMissTTL,
+		Fetched: m.fetched, Log: log, Now: now,
+	})
 	h.prepareStatus()
 	s := &Server{cfg: cfg, log: log, reg: reg, handler: h, mem: mem, certs: cm, started: now(), h2metrics: h2.NewMetrics(reg)}
 	if cfg.Control != nil {
