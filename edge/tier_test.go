@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -188,9 +189,7 @@ func fetch(t testing.TB, e *netEdge, path string, hdr http.Header) (*http.Respon
 	t.Helper()
 	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, e.url+path, nil)
 	req.Host = "www.test"
-	for k, v := range hdr {
-		req.Header[k] = v
-	}
+	maps.Copy(req.Header, hdr)
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("GET %s%s: %v", e.name, path, err)
