@@ -422,7 +422,7 @@ func TestOriginPointingBack(t *testing.T) {
 		req.Host = r.Host
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
-			http.Error(w, err.Error(), 502)
+			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
 		}
 		defer res.Body.Close()
