@@ -290,7 +290,14 @@ func TestTierCacheStatusAndHotCopies(t *testing.T) {
 	if o.hits.Load() != 1 {
 		t.Errorf("origin fetched %d times, want 1", o.hits.Load())
 	}
-	if v := metricValue(t, &testEdge{Reg: n.edge("eu-2").reg}, "cdn_edge_peer_answers_total"); v != 2 {
+	// Counted once the home has written its answer, which the asker may
+	// have read whole a moment before.
+	home := &testEdge{Reg: n.edge("eu-2").reg}
+	deadline := time.Now().Add(2 * time.Second)
+	for metricValue(t, home, "cdn_edge_peer_answers_total") != 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if v := metricValue(t, home, "cdn_edge_peer_answers_total"); v != 2 {
 		t.Errorf("home counted %v answers to peers, want 2", v)
 	}
 	// Edge and home each marked the hop; the peer mark stayed between
