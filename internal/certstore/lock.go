@@ -169,6 +169,10 @@ func (s *Storage) renewLocked(ctx context.Context, hl *heldLock) error {
 	if err != nil {
 		return err
 	}
+	// A renewal that takes half the TTL is as good as lost: do not let
+	// a caller without a deadline wait on a cut link.
+	ctx, cancel := context.WithTimeout(ctx, s.lockTTL/2)
+	defer cancel()
 	msg := &nats.Msg{Subject: "$KV." + Bucket + "." + hl.key, Data: s.lockValue()}
 	ack, err := b.js.PublishMsg(ctx, msg, jetstream.WithExpectLastSequencePerSubject(hl.rev), jetstream.WithMsgTTL(s.lockTTL))
 	if wrongRevision(err) {
@@ -246,6 +250,19 @@ func (s *Storage) RenewLockLease(ctx context.Context, name string, _ time.Durati
 	s.log.Info("certificate lock lost; waiting to take it again", "lock", name, "err", err)
 	s.release(hl)
 	return s.Lock(ctx, name)
+}
+
+// ConfirmLock proves this process holds the named lock now, renewing
+// it; an error if it was lost or NATS cannot be reached. An edge calls
+// it right before placing an ACME order under the lock.
+func (s *Storage) ConfirmLock(ctx context.Context, name string) error {
+	s.mu.Lock()
+	hl := s.held[name]
+	s.mu.Unlock()
+	if hl == nil {
+		return fmt.Errorf("certstore: confirm lock %s: not held by this process", name)
+	}
+	return s.renew(ctx, hl)
 }
 
 // release forgets hl and stops its keepalive.
