@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -76,8 +77,14 @@ type Config struct {
 	// Development and file certificates stay in Storage.
 	Shared certmagic.Storage
 	// SharedReady is closed once Shared can be used (the edge's control
-	// link bound it); ACME names are managed only then. Nil means now.
+	// link bound it); ACME names are managed then, or after SharedWait
+	// without it (from the copy of Shared kept in Storage, so an edge
+	// restarted while NATS is down serves the certificates it had). Nil
+	// means now.
 	SharedReady <-chan struct{}
+	// SharedWait is how long Run waits for SharedReady before serving
+	// ACME names from the copy. Default 10s.
+	SharedWait time.Duration
 	// DevCA is the development CA's directory (made on first use).
 	DevCA string
 	ACME  ACMEConfig
@@ -143,6 +150,9 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.FileCheck <= 0 {
 		cfg.FileCheck = 5 * time.Second
 	}
+	if cfg.SharedWait <= 0 {
+		cfg.SharedWait = 10 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -156,7 +166,7 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m.acmeStorage = m.storage
 	if cfg.Shared != nil {
-		m.acmeStorage = cfg.Shared
+		m.acmeStorage = mirrored{shared: cfg.Shared, local: &certmagic.FileStorage{Path: filepath.Join(cfg.Storage, "shared-copy")}}
 	}
 	m.hosts.Store(&hostTable{})
 	m.caches = map[Mode]*certmagic.Cache{}
@@ -394,12 +404,22 @@ func (m *Manager) Run(ctx context.Context) {
 	// certmagic would wait a minute to retry): ACME names wait for it.
 	shared := m.cfg.SharedReady
 	acme := shared == nil
+	var waited <-chan time.Time
+	if !acme {
+		wait := time.NewTimer(m.cfg.SharedWait)
+		defer wait.Stop()
+		waited = wait.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-shared:
-			shared, acme = nil, true
+			shared, waited, acme = nil, nil, true
+			m.manageAll(ctx, acme)
+		case <-waited:
+			waited, acme = nil, true
+			m.log.Warn("shared certificate storage not reachable; serving ACME certificates from the local copy")
 			m.manageAll(ctx, acme)
 		case <-m.changed:
 			m.manageAll(ctx, acme)

@@ -45,6 +45,8 @@ type sharedEdge struct {
 	reg     *prometheus.Registry
 	link    *natstest.Link // its network path to NATS, to cut
 	tlsAddr string
+	dir     string // its certificate storage directory
+	stop    func() // stops its manager and storage; the test's end does too
 }
 
 // sharedLockTTL is how long a cut-off holder keeps its lock.
@@ -85,8 +87,9 @@ func (n *sharedNet) startEdge(t *testing.T, i int, sites []Site, hook func(name 
 	}
 	t.Cleanup(nc.Close)
 	e.store = certstore.New(certstore.Config{Owner: e.name, LockTTL: sharedLockTTL, Poll: 50 * time.Millisecond, Logger: log})
+	e.dir = t.TempDir()
 	e.m, err = New(Config{
-		Storage: t.TempDir(), Shared: e.store, SharedReady: e.store.Bound(),
+		Storage: e.dir, Shared: e.store, SharedReady: e.store.Bound(),
 		ACME: n.acme, NextProtos: []string{"h2", "http/1.1"}, Logger: log, Registry: e.reg,
 		renewCheck: 250 * time.Millisecond, disableARI: true, beforeOrder: hook,
 	})
@@ -114,7 +117,7 @@ func (n *sharedNet) startEdge(t *testing.T, i int, sites []Site, hook func(name 
 		defer close(done)
 		e.m.Run(ctx)
 	}()
-	t.Cleanup(func() {
+	e.stop = sync.OnceFunc(func() {
 		cancel()
 		<-done
 		e.m.Close()
@@ -122,6 +125,7 @@ func (n *sharedNet) startEdge(t *testing.T, i int, sites []Site, hook func(name 
 		defer scancel()
 		e.store.Close(sctx)
 	})
+	t.Cleanup(e.stop)
 	// As the edge's control link does once NATS answers.
 	if err := e.store.Bind(t.Context(), nc); err != nil {
 		t.Fatal(err)
@@ -328,4 +332,52 @@ func TestSharedCertificatesHolderCutOff(t *testing.T) {
 	}
 	t.Logf("holder edge-%d cut off; the others served %v %v later, one order in all; whole test %v",
 		h, certs, took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
+
+// TestSharedCopyServesWithoutNATS: an edge that got its certificate
+// from the shared bucket restarts while NATS is unreachable, and serves
+// that certificate from its local copy.
+func TestSharedCopyServesWithoutNATS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs an ACME CA")
+	}
+	n := startSharedNet(t, 0)
+	names := []string{"www.shared.test"}
+	sites := []Site{{Name: "shared", Hosts: names, Mode: ACME}}
+	e := n.startEdge(t, 0, sites, nil)
+	first := waitSameCert(t, []*sharedEdge{e}, names, n.ca.Roots, nil, 60*time.Second)
+	e.stop()
+
+	// The same edge again, on the same disk, with a shared storage that
+	// never binds (NATS down at boot).
+	m, err := New(Config{
+		Storage: e.dir, Shared: certstore.New(certstore.Config{Owner: "edge-0"}), SharedReady: make(chan struct{}),
+		SharedWait: 100 * time.Millisecond, ACME: n.acme, NextProtos: []string{"h2", "http/1.1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	addr := serveOn(t, listenTCP(t), m)
+	if err := m.Update(sites); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	restarted := []*sharedEdge{{name: "edge-0 restarted", tlsAddr: addr}}
+	again := waitSameCert(t, restarted, names, n.ca.Roots, nil, 10*time.Second)
+	if again[names[0]] != first[names[0]] {
+		t.Errorf("restarted without NATS, the edge serves %s, want the certificate it had, %s", again[names[0]], first[names[0]])
+	}
+	if got := n.ca.OrderNames(); len(got) != 1 {
+		t.Errorf("orders at the CA = %v, want the first one only", got)
+	}
 }
