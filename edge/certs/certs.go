@@ -228,9 +228,11 @@ func (m *Manager) newConfig(mode Mode) *certmagic.Config {
 		storage = m.acmeStorage
 	}
 	cfg = certmagic.New(cache, certmagic.Config{
-		Storage:    storage,
-		Logger:     zap.NewNop(),
-		OnEvent:    m.onEvent,
+		Storage: storage,
+		Logger:  zap.NewNop(),
+		OnEvent: func(ctx context.Context, event string, data map[string]any) error {
+			return m.onEvent(ctx, mode, event, data)
+		},
 		DisableARI: m.cfg.disableARI,
 	})
 	if mode == Dev || mode == acmeOnDemand {
@@ -436,8 +438,9 @@ func (m *Manager) Close() {
 	}
 }
 
-func (m *Manager) onEvent(ctx context.Context, event string, data map[string]any) error {
-	if event == "cert_obtaining" {
+// onEvent logs and counts certmagic's events for the config of mode.
+func (m *Manager) onEvent(ctx context.Context, mode Mode, event string, data map[string]any) error {
+	if event == "cert_obtaining" && (mode == ACME || mode == acmeOnDemand) {
 		return m.beforeOrder(ctx, data)
 	}
 	switch event {

@@ -381,3 +381,50 @@ func TestSharedCopyServesWithoutNATS(t *testing.T) {
 		t.Errorf("orders at the CA = %v, want the first one only", got)
 	}
 }
+
+// TestSharedStorageKeepsDevLocal: with the shared storage bound, a dev
+// site still gets its certificate from the edge's own development CA,
+// on its own disk, and nothing of it goes to the shared bucket.
+func TestSharedStorageKeepsDevLocal(t *testing.T) {
+	srv := natstest.Start(t, "", "")
+	nc := natstest.Connect(t, srv.URL)
+	if err := certstore.CreateBucket(t.Context(), nc, 1); err != nil {
+		t.Fatal(err)
+	}
+	store := certstore.New(certstore.Config{Owner: "edge-dev"})
+	if err := store.Bind(t.Context(), nc); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	m, err := New(Config{Storage: dir, DevCA: dir + "/ca", Shared: store, SharedReady: store.Bound()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if err := m.Update([]Site{{Name: "dev", Hosts: []string{"dev.test"}, Mode: Dev}}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	addr := serve(t, m)
+	var err2 error
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if _, err2 = handshake(addr, "dev.test", m.DevCA().Pool()); err2 == nil {
+			break
+		}
+	}
+	if err2 != nil {
+		t.Fatalf("dev certificate with shared storage bound: %v", err2)
+	}
+	if keys, err := store.List(t.Context(), "certificates", true); err == nil {
+		t.Errorf("the shared bucket holds %v for a dev site", keys)
+	}
+}
