@@ -71,7 +71,7 @@ func listen(t *testing.T) net.Listener {
 // NATS credentials control mints for edges, get an ACME site from the
 // API; pebble gets one order for its name, validated against one edge
 // (which answers from the shared bucket whichever edge ordered), and
-// both edges serve that one certificate, with nothing on their disks.
+// both edges serve that one certificate, keeping only a copy on disk.
 func TestEdgesShareACMECertificates(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs an ACME CA, control and two edges")
@@ -137,13 +137,23 @@ func TestEdgesShareACMECertificates(t *testing.T) {
 			t.Errorf("GET over HTTPS from %s: %d %q", e.httpsAddr, res.StatusCode, b)
 		}
 	}
+	// On disk: only the copy of the shared store an edge serves from when
+	// NATS is down at boot, never certificates of its own.
 	for _, e := range edges {
+		var copied bool
 		filepath.WalkDir(e.cacheDir, func(path string, d os.DirEntry, err error) error {
-			if err == nil && (strings.HasSuffix(path, ".crt") || strings.HasSuffix(path, ".key")) {
-				t.Errorf("certificate material on an edge's disk: %s", path)
+			if err != nil || !(strings.HasSuffix(path, ".crt") || strings.HasSuffix(path, ".key")) {
+				return nil
 			}
+			if !strings.Contains(path, string(filepath.Separator)+"shared-copy"+string(filepath.Separator)) {
+				t.Errorf("certificate material of the edge's own on its disk: %s", path)
+			}
+			copied = copied || strings.HasSuffix(path, "www.tls.test.crt")
 			return nil
 		})
+		if !copied {
+			t.Errorf("no copy of the shared certificate under %s", e.cacheDir)
+		}
 	}
 	t.Logf("two edges serve certificate %s from one order, %v after start (challenges %v)", serials[0], time.Since(start).Round(time.Millisecond), ca.Challenges())
 }

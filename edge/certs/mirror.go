@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io/fs"
@@ -12,9 +13,11 @@ import (
 // mirrored is the shared storage with a copy on the edge's disk, so an
 // edge that restarts while NATS is unreachable still serves the
 // certificates it had (DESIGN: edges keep serving without the control
-// plane). Writes go to the shared storage, then to the copy; reads fall
-// back to the copy only when the shared storage cannot answer (not
-// bound, or NATS unreachable), never when it says a key does not exist.
+// plane). Writes go to the shared storage, then to the copy, and what is
+// loaded from the shared storage is copied too (most edges load a
+// certificate another one stored); reads fall back to the copy only when
+// the shared storage cannot answer (not bound, or NATS unreachable),
+// never when it says a key does not exist.
 // Locks are the shared storage's alone: without NATS nothing is ordered.
 type mirrored struct {
 	shared certmagic.Storage
@@ -41,6 +44,14 @@ func (m mirrored) Store(ctx context.Context, key string, value []byte) error {
 
 func (m mirrored) Load(ctx context.Context, key string) ([]byte, error) {
 	b, err := m.shared.Load(ctx, key)
+	if err == nil {
+		// Best effort: a copy that cannot be written only matters on a
+		// restart without NATS.
+		if lb, lerr := m.local.Load(ctx, key); lerr != nil || !bytes.Equal(lb, b) {
+			m.local.Store(ctx, key, b)
+		}
+		return b, nil
+	}
 	if unreachable(err) {
 		if lb, lerr := m.local.Load(ctx, key); lerr == nil {
 			return lb, nil
