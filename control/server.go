@@ -153,7 +153,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err := s.bootstrap(ctx, store); err != nil {
 		return err
 	}
-	if _, err := certstore.New(ctx, conn, "control", s.cfg.NATS.Replicas); err != nil {
+	if err := certstore.CreateBucket(ctx, conn, s.cfg.NATS.Replicas); err != nil {
 		return err // creates the certificates bucket with the cluster's replicas
 	}
 	progress := api.NewProgress()

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,4 +73,22 @@ func TestAccessLogComplete(t *testing.T) {
 	if lines != n || counts["miss"] != 50 || counts["hit"] != n-50 {
 		t.Errorf("%d lines (%v), want %d: 50 misses, the rest hits", lines, counts, n)
 	}
+}
+
+// lockedBuffer is a buffer several goroutines write to.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }

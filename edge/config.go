@@ -195,7 +195,10 @@ type TLSConfig struct {
 	// HTTP3 serves HTTP/3 and advertises it (Alt-Svc). Default true.
 	HTTP3 bool `yaml:"http3"`
 	// Storage holds certificates, keys and the ACME account. Default
-	// cache.dir/certs.
+	// cache.dir/certs. An edge linked to control keeps its ACME
+	// certificates, account and locks in the network's shared bucket
+	// instead (cdn_certs, internal/certstore), so one order serves every
+	// edge; Storage then holds dev and file certificates only.
 	Storage string `yaml:"storage"`
 	// DevCA is the development CA's directory, for sites with tls: dev
 	// (made on first use). Default storage/dev-ca.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/selfcdn/cdn/internal/certstore"
 	"github.com/selfcdn/cdn/internal/natsauth"
 	"github.com/selfcdn/cdn/internal/natslink"
 	"github.com/selfcdn/cdn/internal/state"
@@ -123,6 +124,13 @@ func (s *Server) followControl(ctx context.Context) {
 		if err != nil {
 			return err
 		}
+		if s.certStore != nil {
+			// Without the bucket the sites are still followed; ACME
+			// certificates wait for the next link.
+			if err := bindCertStore(ctx, s.certStore, nc); err != nil {
+				s.log.Warn("shared certificates unavailable; ACME certificates wait", "err", err)
+			}
+		}
 		linked()
 		var running sync.WaitGroup
 		defer running.Wait()
@@ -142,6 +150,12 @@ func (s *Server) followControl(ctx context.Context) {
 			s.saveSitesFile(sites)
 		})
 	})
+}
+
+func bindCertStore(ctx context.Context, st *certstore.Storage, nc *nats.Conn) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return st.Bind(ctx, nc)
 }
 
 func bindStore(ctx context.Context, nc *nats.Conn) (*state.Store, error) {

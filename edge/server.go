@@ -26,6 +26,7 @@ import (
 	"github.com/selfcdn/cdn/edge/release"
 	"github.com/selfcdn/cdn/edge/tier"
 	"github.com/selfcdn/cdn/internal/accesslog"
+	"github.com/selfcdn/cdn/internal/certstore"
 	"github.com/selfcdn/cdn/internal/deps"
 	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
 	"github.com/selfcdn/cdn/origin"
@@ -57,6 +58,9 @@ type Server struct {
 	started     time.Time
 	// certs gives the HTTPS listeners their certificates; nil without TLS.
 	certs *certs.Manager
+	// certStore is the network's shared certificate storage, bound by
+	// the control link; nil without TLS or without control.
+	certStore *certstore.Storage
 	// h2metrics counts HTTP/2 connections cut off for floods.
 	h2metrics *h2.Metrics
 	// addr, adminAddr and httpsAddr are the listeners' actual addresses,
@@ -104,7 +108,11 @@ func New(cfg Config, d Deps) (*Server, error) {
 			return nil, err
 		}
 	}
-	if cm, err = newCertManager(cfg, d); err != nil {
+	var shared *certstore.Storage
+	if cfg.Control != nil && cfg.TLS.Listen != "" {
+		shared = certstore.New(certstore.Config{Owner: cfg.Name, Logger: log})
+	}
+	if cm, err = newCertManager(cfg, d, shared); err != nil {
 		return nil, err
 	}
 	m := newMetrics(reg)
@@ -158,7 +166,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		Fetched: m.fetched, Log: log, Now: now,
 	})
 	h.prepareStatus()
-	s := &Server{cfg: cfg, log: log, reg: reg, handler: h, mem: mem, certs: cm, started: now(), h2metrics: h2.NewMetrics(reg)}
+	s := &Server{cfg: cfg, log: log, reg: reg, handler: h, mem: mem, certs: cm, certStore: shared, started: now(), h2metrics: h2.NewMetrics(reg)}
 	if cfg.Control != nil {
 		s.loadSitesFile()
 		s.purges, err = purgesync.Open(h.purges, purgesync.Config{
@@ -422,6 +430,12 @@ func (s *Server) close(cancelBG context.CancelFunc) {
 	}
 	if s.certs != nil {
 		s.certs.Close()
+	}
+	if s.certStore != nil {
+		// Locks still held go now rather than at their TTL.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		s.certStore.Close(ctx)
+		cancel()
 	}
 	if s.purges != nil {
 		if err := s.purges.Close(); err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/selfcdn/cdn/internal/certstore"
 	"github.com/selfcdn/cdn/internal/natsauth"
 	"github.com/selfcdn/cdn/internal/natsauth/authtest"
 	"github.com/selfcdn/cdn/internal/natsembed"
@@ -67,6 +68,9 @@ func seed(t *testing.T) (*natstest.Server, *natsauth.Authority, *state.Store) {
 	}
 	if err := store.SetLive(ctx, state.Live{Site: "demo", Release: 1, Manifest: hex.EncodeToString(sum[:])}); err != nil {
 		t.Fatalf("control sets a release live: %v", err)
+	}
+	if err := certstore.CreateBucket(ctx, nc, 1); err != nil {
+		t.Fatalf("control creates the certificates bucket: %v", err)
 	}
 	return srv, auth, store
 }
@@ -124,6 +128,38 @@ func TestRolesDoTheirJobs(t *testing.T) {
 			t.Errorf("edge reads a blob: %q, %v", b, err)
 		}
 	}
+
+	// The shared certificates: every file and lock certmagic uses.
+	certs := certstore.New(certstore.Config{Owner: "edge-a"})
+	if err := certs.Bind(ctx, authtest.Connect(t, srv.URL, auth, natsauth.RoleEdge, "edge-a", onErr)); err != nil {
+		t.Fatalf("edge binds the certificates bucket: %v", err)
+	}
+	const keyFile = "certificates/ca/demo.test/demo.test.key"
+	if err := certs.Lock(ctx, "issue_cert_demo.test"); err != nil {
+		t.Errorf("edge takes a certificate lock: %v", err)
+	}
+	if err := certs.Store(ctx, keyFile, []byte("KEY")); err != nil {
+		t.Errorf("edge stores a certificate under its lock: %v", err)
+	}
+	if err := certs.RenewLockLease(ctx, "issue_cert_demo.test", time.Minute); err != nil {
+		t.Errorf("edge renews its lock: %v", err)
+	}
+	if err := certs.Unlock(ctx, "issue_cert_demo.test"); err != nil {
+		t.Errorf("edge releases a certificate lock: %v", err)
+	}
+	if err := certs.Store(ctx, "acme/ca/challenge_tokens/demo.test.json", []byte("{}")); err != nil {
+		t.Errorf("edge stores a challenge token: %v", err)
+	}
+	if b, err := certs.Load(ctx, keyFile); err != nil || string(b) != "KEY" {
+		t.Errorf("edge loads a certificate: %q, %v", b, err)
+	}
+	if keys, err := certs.List(ctx, "certificates", true); err != nil || len(keys) == 0 {
+		t.Errorf("edge lists certificates: %v, %v", keys, err)
+	}
+	if err := certs.Delete(ctx, "acme"); err != nil {
+		t.Errorf("edge deletes a challenge token: %v", err)
+	}
+	certs.Close(ctx)
 
 	onErrG, errcG := asyncErrors()
 	geo, err := state.Bind(ctx, authtest.Connect(t, srv.URL, auth, natsauth.RoleGeoDNS, "", onErrG), state.GeoDNSAccess)
@@ -192,6 +228,9 @@ func TestRolesCannot(t *testing.T) {
 		{natsauth.RoleEdge, "edge-a", "create a stream", "$JS.API.STREAM.CREATE.EVIL", `{"name":"EVIL","subjects":["evil"]}`},
 		{natsauth.RoleEdge, "edge-a", "purge a bucket's stream", "$JS.API.STREAM.PURGE.KV_cdn_sites", ""},
 		{natsauth.RoleEdge, "edge-a", "use any JetStream API", "$JS.API.INFO", ""},
+		{natsauth.RoleEdge, "edge-a", "create the certificates bucket", "$JS.API.STREAM.CREATE.KV_cdn_certs", `{"name":"KV_cdn_certs","subjects":["$KV.cdn_certs.>"]}`},
+		{natsauth.RoleEdge, "edge-a", "change the certificates bucket", "$JS.API.STREAM.UPDATE.KV_cdn_certs", `{"name":"KV_cdn_certs","subjects":["$KV.cdn_certs.>"],"max_age":1}`},
+		{natsauth.RoleEdge, "edge-a", "purge the certificates bucket", "$JS.API.STREAM.PURGE.KV_cdn_certs", ""},
 		{natsauth.RoleGeoDNS, "", "heartbeat as an edge", "$KV.cdn_edges.edge-a", `{"name":"edge-a"}`},
 		{natsauth.RoleGeoDNS, "", "write a site", "$KV.cdn_sites.evil", `{}`},
 		{natsauth.RoleGeoDNS, "", "write edge status", "$KV.cdn_edge_status.edge-a", `{"health":"down"}`},
@@ -200,6 +239,11 @@ func TestRolesCannot(t *testing.T) {
 		{natsauth.RoleGeoDNS, "", "read blobs", "$JS.API.STREAM.INFO.OBJ_cdn_blobs", ""},
 		{natsauth.RoleGeoDNS, "", "read the peer secret", "$JS.API.DIRECT.GET.KV_cdn_peer.$KV.cdn_peer.secret", ""},
 		{natsauth.RoleGeoDNS, "", "delete a stream", "$JS.API.STREAM.DELETE.KV_cdn_sites", ""},
+		{natsauth.RoleGeoDNS, "", "read a private key (direct get)", "$JS.API.DIRECT.GET.KV_cdn_certs.$KV.cdn_certs.d/certificates/ca/demo.test/demo.test.key", ""},
+		{natsauth.RoleGeoDNS, "", "read a private key (message get)", "$JS.API.STREAM.MSG.GET.KV_cdn_certs", `{"last_by_subj":"$KV.cdn_certs.d/certificates/ca/demo.test/demo.test.key"}`},
+		{natsauth.RoleGeoDNS, "", "watch the certificates bucket", "$JS.API.CONSUMER.CREATE.KV_cdn_certs", `{"stream_name":"KV_cdn_certs","config":{"ack_policy":"none"}}`},
+		{natsauth.RoleGeoDNS, "", "take a certificate lock", "$KV.cdn_certs.l/issue_cert_demo.test", `{}`},
+		{natsauth.RoleGeoDNS, "", "write a certificate", "$KV.cdn_certs.d/certificates/ca/demo.test/demo.test.crt", `{}`},
 		{natsauth.RoleControl, "", "send account claims (revoke users)", "$SYS.REQ.CLAIMS.UPDATE", "x"},
 		{natsauth.RoleControl, "", "publish outside the state's subjects", "anything.else", "x"},
 	}

@@ -77,6 +77,9 @@ func permissions(role Role, name string) *jwt.Permissions {
 		for _, b := range state.EdgeAccess.Writes {
 			p.Pub.Allow.Add("$KV." + b + "." + name)
 		}
+		for _, b := range state.EdgeAccess.Shared {
+			p.Pub.Allow.Add("$KV." + b + ".>")
+		}
 	case RoleGeoDNS:
 		readStreams(&p, state.GeoDNSAccess)
 	}

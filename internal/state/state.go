@@ -19,6 +19,9 @@ const (
 	EdgesBucket      = "cdn_edges"
 	EdgeStatusBucket = "cdn_edge_status"
 	TokensBucket     = "cdn_tokens"
+	// CertsBucket holds the edges' shared certificates and ACME locks
+	// (internal/certstore binds it, not Bind).
+	CertsBucket = "cdn_certs"
 )
 
 // ErrNotFound is returned for a key that is not in its bucket.
@@ -99,6 +102,8 @@ type Access struct {
 	Reads []string
 	// Writes are KV buckets written under the process's own key only.
 	Writes []string
+	// Shared are KV buckets read and written whole, under any key.
+	Shared []string
 	// Purges and Blobs say whether the purge log and pushed blobs are
 	// read.
 	Purges, Blobs bool
@@ -112,6 +117,7 @@ var (
 		// edge-to-edge requests.
 		Reads:  []string{SitesBucket, LiveBucket, EdgesBucket, EdgeStatusBucket, PeerBucket},
 		Writes: []string{EdgesBucket, PurgeAppliedBucket, EdgeReleasesBucket},
+		Shared: []string{CertsBucket},
 		Purges: true, Blobs: true,
 	}
 	GeoDNSAccess = Access{Reads: []string{SitesBucket, EdgesBucket, EdgeStatusBucket}}
@@ -123,7 +129,7 @@ func KVStream(b string) string { return "KV_" + b }
 // ReadStreams lists the streams a reads whole.
 func (a Access) ReadStreams() []string {
 	var out []string
-	for _, b := range a.Reads {
+	for _, b := range append(slices.Clone(a.Reads), a.Shared...) {
 		out = append(out, KVStream(b))
 	}
 	if a.Purges {
