@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/maypok86/otter/v2"
+
 	"github.com/selfcdn/cdn/edge/freshness"
 )
 
@@ -22,8 +24,8 @@ import (
 // million requests take seconds). A miss stores in both tiers (write
 // through), so a memory eviction falls back to disk; a disk hit is
 // promoted to memory. Beside it, on the same request stream: one plain
-// LRU cache holding as many bytes as both tiers together, and an LRU in
-// place of SIEVE on disk.
+// LRU cache holding as many bytes as both tiers together, a W-TinyLFU
+// cache (otter) of the same bytes, and an LRU in place of SIEVE on disk.
 //
 //	go test -run '^$' -bench ZipfHitRatio ./edge/cache/
 
@@ -102,7 +104,7 @@ func (c *byteLRU) put(id int32) {
 }
 
 type zipfResult struct {
-	memHits, diskHits, lruHits, lruDiskHits, counted int
+	memHits, diskHits, lruHits, lruDiskHits, tinyHits, counted int
 }
 
 // simulate replays the workload; the first fifth warms the caches up.
@@ -115,6 +117,15 @@ func simulate(b *testing.B, w *zipfWorkload, memBytes, diskBytes int64) zipfResu
 	disk := newSieve()
 	lru := newByteLRU(memBytes+diskBytes, w.sizes)
 	lruDisk := newByteLRU(diskBytes, w.sizes)
+	// W-TinyLFU (otter, Caffeine's policy in Go) bounded by the same
+	// bytes as both tiers together.
+	tiny, err := otter.New(&otter.Options[int32, int64]{
+		MaximumWeight: uint64(memBytes + diskBytes),
+		Weigher:       func(_ int32, size int64) uint32 { return uint32(size) },
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
 	keys := make([]string, zipfObjects)
 	for i := range keys {
 		keys[i] = "k" + strconv.Itoa(i)
@@ -167,6 +178,13 @@ func simulate(b *testing.B, w *zipfWorkload, memBytes, diskBytes int64) zipfResu
 		} else {
 			lruDisk.put(id)
 		}
+		if _, ok := tiny.GetIfPresent(id); ok {
+			if count {
+				res.tinyHits++
+			}
+		} else {
+			tiny.Set(id, size)
+		}
 	}
 	return res
 }
@@ -189,6 +207,7 @@ func BenchmarkZipfHitRatio(b *testing.B) {
 			b.ReportMetric(pct(res.diskHits), "disk-hit%")
 			b.ReportMetric(pct(res.lruHits), "lru-same-bytes-hit%")
 			b.ReportMetric(pct(res.lruDiskHits), "lru-disk-only-hit%")
+			b.ReportMetric(pct(res.tinyHits), "wtinylfu-same-bytes-hit%")
 		})
 	}
 }
