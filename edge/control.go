@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -200,6 +202,14 @@ func (s *Server) heartbeat(ctx context.Context, store *state.Store) {
 	if e.Peer == "" && strings.HasPrefix(e.HTTP, "http://") {
 		e.Peer = e.HTTP
 	}
+	if !reachable(e.Peer) {
+		// "http://:8080" (listen on every address) would send peers to
+		// their own port: better no home here than a wrong one.
+		if e.Peer != "" {
+			s.log.Warn("no address other edges can reach this one at: not a home in its region's tier (set control.tier.peer_url)", "url", e.Peer)
+		}
+		e.Peer = ""
+	}
 	if e.Capacity == 0 {
 		e.Capacity = 1
 	}
@@ -228,6 +238,17 @@ func (s *Server) heartbeat(ctx context.Context, store *state.Store) {
 		case <-t.C:
 		}
 	}
+}
+
+// reachable reports whether base names a host another machine can dial:
+// not empty and not an unspecified address (0.0.0.0, ::).
+func reachable(base string) bool {
+	u, err := url.Parse(base)
+	if err != nil || u.Hostname() == "" {
+		return false
+	}
+	ip, err := netip.ParseAddr(u.Hostname())
+	return err != nil || !ip.IsUnspecified()
 }
 
 // version is the binary's module version ("(devel)" from a source tree).

@@ -571,3 +571,14 @@ func TestTierShieldDown(t *testing.T) {
 		t.Errorf("origin fetched %d times, want 1", o.hits.Load())
 	}
 }
+
+func TestReachable(t *testing.T) {
+	for base, want := range map[string]bool{
+		"http://127.0.0.2:8080": true, "http://edge1.example.net": true, "https://[2001:db8::1]:443": true,
+		"http://:8080": false, "http://0.0.0.0:8080": false, "http://[::]:80": false, "": false, "::bad": false,
+	} {
+		if got := reachable(base); got != want {
+			t.Errorf("reachable(%q) = %v, want %v", base, got, want)
+		}
+	}
+}
