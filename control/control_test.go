@@ -102,6 +102,9 @@ func startEdge(t testing.TB, name, natsURL, controlDir, cacheDir string, adminUR
 	cfg.Cache.Disk = 0
 	cfg.Control = &edge.ControlConfig{NATS: natsURL, Lat: 50, Lon: 8, Heartbeat: 100 * time.Millisecond, AdminURL: adminURL,
 		Creds: edgeCredsFile(t, controlDir, name)}
+	// The edges share a region and so a tier; its ramp-up would move
+	// homes while the test runs (edge/tier tests it).
+	cfg.Control.Tier.Rampup = time.Millisecond
 	r, _ := serveEdge(t, cfg)
 	return r
 }

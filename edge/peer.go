@@ -6,9 +6,11 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/selfcdn/cdn/edge/fill"
 	"github.com/selfcdn/cdn/edge/tier"
+	"github.com/selfcdn/cdn/purge"
 )
 
 // The edge's side of its region's tier (edge/tier): what a fill asks
@@ -103,4 +105,12 @@ func (h *Handler) fetchUpstream(j *fill.Job) (*http.Response, tier.Stage, error)
 	h.metrics.upstream.WithLabelValues(j.Site.Name, "origin").Inc()
 	res, err := h.fill.FetchOrigin(j)
 	return res, tier.StageNone, err
+}
+
+// tagsForPeer gives an edge asking as a peer the object's purge tags,
+// which clients never get: its copy must answer to tag purges too.
+func tagsForPeer(hdr http.Header, r *http.Request, tags []string) {
+	if len(tags) > 0 && peerStage(r) != tier.StageNone {
+		hdr[purge.TagHeaders[0]] = []string{strings.Join(tags, " ")}
+	}
 }

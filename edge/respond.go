@@ -67,6 +67,7 @@ func (h *Handler) serveEntry(w http.ResponseWriter, r *http.Request, e *cache.En
 		hdr["Age"] = age
 	}
 	hdr["Cache-Status"] = status
+	tagsForPeer(hdr, r, e.Tags)
 	if e.Status == http.StatusOK && hasValidators(r.Header) {
 		return h.serveContent(w, r, e, res)
 	}
@@ -186,6 +187,7 @@ func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, s *site, f
 		// nearest the origin first).
 		hdr["Cache-Status"] = []string{head.Upstream + ", " + hdr["Cache-Status"][0]}
 	}
+	tagsForPeer(hdr, r, head.Tags)
 	encodes := flightEncodable(head, h.maxObject)
 	if encodes {
 		// Later hits of this URL depend on Accept-Encoding; so does this

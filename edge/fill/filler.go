@@ -218,7 +218,7 @@ func (f *Filler) Run(j *Job) {
 	j.tags = purge.Tags(res.Header)
 	vary, star := cachekey.ParseVary(hdr)
 	d := freshness.Evaluate(j.Request.Header, res.StatusCode, res.Header, sent, got, j.Site.Policy)
-	head := Head{Status: res.StatusCode, Header: hdr, Shareable: d.Store && !star, Decision: d, Vary: vary,
+	head := Head{Status: res.StatusCode, Header: hdr, Shareable: d.Store && !star, Decision: d, Vary: vary, Tags: j.tags,
 		Upstream: upstream, NotKept: !keepCopy}
 	if len(vary) > 0 {
 		head.VariantKey = cachekey.Variant("", vary, j.ClientHeader)

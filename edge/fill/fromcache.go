@@ -91,6 +91,7 @@ func (f *Filler) staleIfError(j *Job) bool {
 // publishEntry answers a flight from a stored entry.
 func (f *Filler) publishEntry(j *Job, e *cache.Entry, head Head) {
 	head.Status, head.Header, head.Shareable, head.FromCache = e.Status, e.Header, true, true
+	head.Tags = e.Tags
 	head.Vary = e.Vary
 	if len(e.Vary) > 0 {
 		head.VariantKey = cachekey.Variant("", e.Vary, j.ClientHeader)

@@ -36,6 +36,9 @@ type Head struct {
 	// NotKept says the response is shared with the flight's waiters but
 	// not stored here (a peer's answer for a key that is not hot).
 	NotKept bool
+	// Tags are the response's purge tags, which Header does not carry
+	// (clients do not get them; an edge asking as a peer does).
+	Tags []string
 	// Entry is the stored entry a FromCache head comes from, when its body
 	// is in memory (immutable, so any waiter may serve it as a hit is
 	// served: compressed copies, validators, ranges). Nil otherwise, and
