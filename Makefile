@@ -5,7 +5,7 @@ RACE  := ./edge/... ./origin/... ./internal/... ./control/... ./purge/... ./push
 FUZZ  := ./edge:FuzzServeH1 ./edge:FuzzOriginHead ./edge/h2:FuzzServeConn ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./internal/cachekey:FuzzNew ./internal/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath ./control/api:FuzzSiteRequest ./purge:FuzzRequest ./purge:FuzzTags ./geodns:FuzzServeDNS ./push:FuzzCheckPath ./push:FuzzDecode ./push:FuzzParseRedirects
 DATA  ?= .data
 
-.PHONY: help build run test test-race test-e2e fuzz bench bench-go bench-peers bench-zipf bench-disk-start bench-disk bench-purge bench-dns bench-tls bench-push bench-pushed conformance testssl lint
+.PHONY: help build run test test-race test-e2e test-browser fuzz bench bench-go bench-peers bench-zipf bench-disk-start bench-disk bench-purge bench-dns bench-tls bench-push bench-pushed conformance testssl lint
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n",$$1,$$2}'
 
@@ -15,7 +15,7 @@ build: ## build bin/cdn
 run: build ## the whole CDN on this machine: origin + three edges (see up.json in DATA)
 	$(BIN) up --data $(DATA)
 
-test: lint test-race test-e2e conformance ## lint, unit tests with -race, end-to-end tests; under 10 min on 2 cores
+test: lint test-race test-e2e test-browser conformance ## lint, unit tests with -race, end-to-end and browser tests; under 10 min on 2 cores
 
 test-race: ## unit and integration tests, race detector on
 	$(GO) test -race -timeout 8m $(RACE)
@@ -28,7 +28,11 @@ testssl: ## testssl.sh (Debian's) against an edge with a dev-CA certificate and 
 	GO=$(GO) scripts/testssl.sh
 
 test-e2e: ## real cdn processes on loopback
-	$(GO) test -count=1 -timeout 5m ./e2e/...
+	$(GO) test -count=1 -timeout 5m -skip '^TestDashboard$$' ./e2e/...
+
+test-browser: ## the operator dashboard in headless chromium (installs Debian's chromium if missing); screenshots in DASHBOARD_ARTIFACTS (default: TMPDIR/cdn-dashboard-artifacts)
+	scripts/install-chromium.sh
+	CDN_REQUIRE_BROWSER=1 $(GO) test -count=1 -timeout 5m -run '^TestDashboard$$' -v ./e2e/
 
 fuzz: ## each fuzz target for 20s
 	@for f in $(FUZZ); do $(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime 20s $${f%:*} || exit 1; done

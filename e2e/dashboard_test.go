@@ -174,12 +174,12 @@ func change(sel string) chromedp.Action[chromedp.Void] {
 func (b *browser) shot(t *testing.T, name string) {
 	ctx, cancel := context.WithTimeout(b.ctx, 10*time.Second)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(80))
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Logf("screenshot %s: %v", name, err)
 		return
 	}
-	path := filepath.Join(b.artifacts, name+".jpg")
+	path := filepath.Join(b.artifacts, name+".png")
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		t.Logf("screenshot %s: %v", name, err)
 	}
@@ -269,6 +269,33 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("edges shown: %v, want %v", names, want)
 		}
 		b.shot(t, "02-network")
+		// Requests at edge-a show in its row within a second or two, and
+		// in the charts of the demo site.
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				req, _ := http.NewRequest("GET", info.Edges[0].HTTP+"/", nil)
+				req.Host = info.Site.Hosts[0]
+				if res, err := http.DefaultClient.Do(req); err == nil {
+					res.Body.Close()
+				}
+			}
+		}()
+		defer func() { close(stop); <-done }()
+		b.waitJS(t, "edge-a's requests per second", `Number(document.querySelector('#edges tr[data-edge="edge-a"]').dataset.rps) > 5`)
+		b.shot(t, "02-network-live")
+		b.run(t, "open charts", chromedp.Navigate(info.Control+"/dashboard/#charts"), chromedp.WaitVisible(chromedp.CSS("#chart-0")))
+		b.waitJS(t, "the demo site's series", `[...document.querySelectorAll("#series option")].some(o => o.value === "site:demo")`)
+		b.run(t, "pick the demo site", chromedp.SetValue(chromedp.CSS("#series"), "site:demo"), change("#series"))
+		b.waitJS(t, "a chart of it", `/latest [1-9]/.test(document.getElementById("chart-0").getAttribute("aria-label"))`)
+		b.shot(t, "02-charts")
 	})
 
 	t.Run("purge with blast radius and per-edge progress", func(t *testing.T) {
@@ -426,6 +453,12 @@ func TestDashboard(t *testing.T) {
 			t.Errorf("50 edges rendered after %.0f ms, want under 1 s", ms)
 		}
 		b.shot(t, "11-fifty-edges")
+		// The same page on a phone's screen.
+		b.run(t, "phone", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2), chromedp.EmulateMobile),
+			chromedp.Navigate(info.Control+"/dashboard/#network"))
+		b.waitJS(t, "50 rows on a phone", `document.querySelectorAll("#edges tbody tr").length === 50`)
+		b.shot(t, "11-phone")
+		b.run(t, "laptop", chromedp.EmulateViewport(1280, 900))
 	})
 
 	if errs := b.takeErrors(); len(errs) > 0 {

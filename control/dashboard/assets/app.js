@@ -192,7 +192,7 @@ function renderNetwork() {
     const action = e.draining
       ? actButton("Undrain", null, () => drain(e.name, false), { attrs: { "aria-label": "Undrain " + e.name } })
       : actButton("Drain", null, () => drain(e.name, true), { attrs: { "aria-label": "Drain " + e.name } });
-    return el("tr", { dataset: { edge: e.name, health: e.health, draining: String(e.draining) } },
+    return el("tr", { dataset: { edge: e.name, health: e.health, draining: String(e.draining), rps: String(e.live ? e.rps : 0) } },
       el("th", { scope: "row" }, e.name), el("td", {}, e.region),
       el("td", { class: e.health, title: e.reason || undefined }, e.health),
       el("td", { class: e.draining ? "draining" : undefined }, e.draining ? "draining" : "no"),
