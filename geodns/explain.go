@@ -76,14 +76,20 @@ func (s *Server) explain(client string) state.Explanation {
 		ex.Chosen = append(ex.Chosen, t.edges.Edge(i).Name)
 	}
 
-	s.mu.Lock()
-	st := s.ctlState
 	infos := map[string]edgeInfo{}
-	for name, e := range st.edges {
-		status, judged := st.statuses[name]
-		infos[name] = edgeFromState(e, status, judged)
+	if s.cfg.Control == nil {
+		for _, e := range edgesFromConfig(s.cfg.Edges) {
+			infos[e.name] = e
+		}
+	} else {
+		s.mu.Lock()
+		st := s.ctlState
+		for name, e := range st.edges {
+			status, judged := st.statuses[name]
+			infos[name] = edgeFromState(e, status, judged)
+		}
+		s.mu.Unlock()
 	}
-	s.mu.Unlock()
 	byRegion := map[string]int{}
 	for i := range len(t.v4) {
 		e := t.edges.Edge(i)
