@@ -436,20 +436,20 @@ func TestEventsStream(t *testing.T) {
 	stats := state.EdgeStats{Edge: "edge-a", Seconds: 1, Sites: map[string]state.SiteFigure{"s": {Requests: 40, Hits: 30, Misses: 10, Bytes: 4000, HitBytes: 3000}}}
 	raw, _ := json.Marshal(stats)
 	buf := make([]byte, 1<<16)
-	var data string
+	var data strings.Builder
 	for ctx.Err() == nil {
 		d.nc.Publish(state.StatsSubject("edge-a"), raw)
 		n, err := res.Body.Read(buf)
 		if err != nil {
 			t.Fatal(err)
 		}
-		data += string(buf[:n])
-		if i := strings.LastIndex(data, "data: "); i >= 0 && strings.Contains(data[i:], `"rps":40`) && strings.Contains(data[i:], `"hit_ratio":0.75`) {
+		data.WriteString(string(buf[:n]))
+		if i := strings.LastIndex(data.String(), "data: "); i >= 0 && strings.Contains(data.String()[i:], `"rps":40`) && strings.Contains(data.String()[i:], `"hit_ratio":0.75`) {
 			break
 		}
 	}
 	if ctx.Err() != nil {
-		t.Fatalf("no snapshot with edge-a's figures:\n%s", data)
+		t.Fatalf("no snapshot with edge-a's figures:\n%s", data.String())
 	}
 	samples := d.dash.hub.series.last("site:s", d.clock.now())
 	var total uint64
