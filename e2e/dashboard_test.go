@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/nats-io/nats.go"
 
 	"github.com/selfcdn/cdn/internal/state"
@@ -349,6 +350,47 @@ func TestDashboard(t *testing.T) {
 		b.waitJS(t, "edges", `document.querySelectorAll("#edges tbody tr").length === 3`)
 		b.confirm(t, "undrain edge-a", `button[aria-label="Undrain edge-a"]`)
 		b.waitJS(t, "edge-a back", `document.querySelector('#edges tr[data-edge="edge-a"]').dataset.draining === "false"`)
+	})
+
+	t.Run("keyboard", func(t *testing.T) {
+		// Tab through the page from the top to the first Drain button,
+		// open the dialog with Enter, leave it with Escape: nothing
+		// drained.
+		b.run(t, "open the network", chromedp.Navigate(info.Control+"/dashboard/#network"))
+		b.waitJS(t, "edges", `document.querySelectorAll("#edges tbody tr").length === 3`)
+		for i := 0; ; i++ {
+			b.run(t, "tab", chromedp.KeyEvent(kb.Tab))
+			if evalJS[string](t, b, `document.activeElement.getAttribute("aria-label") || ""`) == "Drain edge-a" {
+				break
+			}
+			if i == 40 {
+				t.Fatal("the Drain button of edge-a is not reached by Tab")
+			}
+		}
+		b.run(t, "enter", chromedp.KeyEvent(kb.Enter))
+		b.waitJS(t, "the dialog open", `document.getElementById("confirm").open && document.activeElement.id === "confirm-cancel"`)
+		b.run(t, "escape", chromedp.KeyEvent(kb.Escape))
+		b.waitJS(t, "the dialog closed", `!document.getElementById("confirm").open`)
+		time.Sleep(300 * time.Millisecond)
+		if evalJS[string](t, b, `document.querySelector('#edges tr[data-edge="edge-a"]').dataset.draining`) != "false" {
+			t.Error("Escape drained edge-a")
+		}
+	})
+
+	t.Run("tokens: mint shown once, revoke", func(t *testing.T) {
+		b.run(t, "open tokens", chromedp.Navigate(info.Control+"/dashboard/#tokens"), chromedp.WaitVisible(chromedp.CSS("#token-form")),
+			chromedp.SetValue(chromedp.CSS("#token-name"), "ci"), chromedp.SetValue(chromedp.CSS("#token-scopes"), "purge:demo"),
+			chromedp.SetValue(chromedp.CSS("#token-ttl"), "1h"), chromedp.Click(chromedp.CSS("#token-form button")))
+		b.waitJS(t, "the secret shown", `/^cdn_/.test(document.getElementById("token-secret-value").textContent)`)
+		secret := evalJS[string](t, b, `document.getElementById("token-secret-value").textContent`)
+		id := strings.Split(strings.TrimPrefix(secret, "cdn_"), "_")[0]
+		b.waitJS(t, "listed without its secret", `!!document.querySelector('#token-list tr[data-token="`+id+`"]') && !document.getElementById("token-list").textContent.includes("`+secret+`")`)
+		b.shot(t, "08-token-minted")
+		minted := &apiCaller{t: t, base: info.Control, token: secret}
+		minted.do("GET", "/v1/purges/1", nil, 200)
+		b.confirm(t, "revoke", `#token-list tr[data-token="`+id+`"] button`)
+		b.waitJS(t, "gone from the list", `!document.querySelector('#token-list tr[data-token="`+id+`"]')`)
+		minted.do("GET", "/v1/purges/1", nil, 401)
 	})
 
 	t.Run("hostile text stays text", func(t *testing.T) {

@@ -62,6 +62,9 @@ type Dashboard struct {
 	api  func() (http.Handler, Authenticator)
 	conn func() *nats.Conn
 
+	// counts holds a token per purge count running (maxCounts).
+	counts chan struct{}
+
 	mu    sync.Mutex // guards links
 	links map[string]link
 }
@@ -84,7 +87,7 @@ func New(cfg Config, dataDir string, log *slog.Logger, now func() time.Time, api
 		return nil, err
 	}
 	return &Dashboard{cfg: cfg.Defaults(), log: log, now: now, keys: keys, hub: newHub(log, now), static: http.FileServerFS(sub),
-		api: apiNow, conn: conn, links: map[string]link{}}, nil
+		api: apiNow, conn: conn, links: map[string]link{}, counts: make(chan struct{}, maxCounts)}, nil
 }
 
 // Run follows the network for the live view until ctx ends.
@@ -153,7 +156,7 @@ func (d *Dashboard) signedIn(w http.ResponseWriter, r *http.Request, path string
 		writeJSON(w, http.StatusOK, map[string]any{"key": r.URL.Query().Get("key"), "keys": d.hub.series.keys(),
 			"samples": d.hub.series.last(r.URL.Query().Get("key"), d.now())})
 	case path == "/count" && r.Method == http.MethodPost:
-		d.count(w, r)
+		d.count(w, r, t)
 	case path == "/explain" && !write:
 		d.explain(w, r)
 	case strings.HasPrefix(path, "/api/v1/"):
@@ -345,11 +348,28 @@ func (d *Dashboard) events(w http.ResponseWriter, r *http.Request) {
 // countTimeout bounds how long a blast radius waits for edges.
 const countTimeout = 6 * time.Second
 
-// count asks every edge how many cached objects a purge would match.
-func (d *Dashboard) count(w http.ResponseWriter, r *http.Request) {
+// maxCounts bounds the counts running at once: each has every edge read
+// the metadata of every object on its disk.
+const maxCounts = 2
+
+// count asks every edge how many cached objects a purge would match. Only
+// a token that may purge the site may ask.
+func (d *Dashboard) count(w http.ResponseWriter, r *http.Request, t state.Token) {
 	var req state.CountRequest
 	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&req); err != nil || req.Site == "" {
 		d.fail(w, http.StatusBadRequest, "bad_request", "want {\"site\": ..., \"purge\": {...}}")
+		return
+	}
+	if !api.Can(t, "purge:"+req.Site) {
+		d.fail(w, http.StatusForbidden, "forbidden", "this token may not purge "+req.Site)
+		return
+	}
+	select {
+	case d.counts <- struct{}{}:
+		defer func() { <-d.counts }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		d.fail(w, http.StatusTooManyRequests, "busy", "other purge counts are running; try again in a moment")
 		return
 	}
 	nc := d.conn()

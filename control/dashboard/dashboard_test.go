@@ -331,6 +331,7 @@ func TestReadOnlyCannotAct(t *testing.T) {
 		{"POST", "/dashboard/api/v1/tokens", `{"name":"x","scopes":["admin"]}`},
 		{"PUT", "/dashboard/api/v1/sites/s", `{"name":"s","hosts":["s.test"],"origin":"http://127.0.0.1:1"}`},
 		{"POST", "/dashboard/api/v1/sites/s/purge", `{"all":true}`},
+		{"POST", "/dashboard/count", `{"site":"s","purge":{"all":true}}`},
 	} {
 		if code, _ := b.do(a.method, a.path, a.body); code != http.StatusForbidden {
 			t.Errorf("read-only %s %s: %d, want 403", a.method, a.path, code)

@@ -82,12 +82,25 @@ func (h *hub) run(ctx context.Context, store Store, nc *nats.Conn) {
 	retry("watching edges", func(ctx context.Context) error {
 		return store.WatchEdges(ctx, func(m map[string]state.Edge) { h.set(func() { h.edges = maps.Clone(m) }) })
 	})
+	// A verdict or a purge applied shows at once, not at the next tick: an
+	// operator who drains an edge sees it drained.
+	kick := make(chan struct{}, 1)
+	changed := func() {
+		select {
+		case kick <- struct{}{}:
+		default:
+		}
+	}
 	retry("watching edge status", func(ctx context.Context) error {
-		return store.WatchEdgeStatuses(ctx, func(m map[string]state.EdgeStatus) { h.set(func() { h.statuses = maps.Clone(m) }) })
+		return store.WatchEdgeStatuses(ctx, func(m map[string]state.EdgeStatus) {
+			h.set(func() { h.statuses = maps.Clone(m) })
+			changed()
+		})
 	})
 	retry("watching purge reports", func(ctx context.Context) error {
 		return store.WatchPurgesApplied(ctx, func(a state.PurgeApplied) {
 			h.set(func() { h.applied[a.Edge] = max(h.applied[a.Edge], a.Version) })
+			changed()
 		})
 	})
 	sub, err := nc.Subscribe(state.StatsSubjectPrefix+"*", h.onStats)
@@ -96,8 +109,8 @@ func (h *hub) run(ctx context.Context, store Store, nc *nats.Conn) {
 	}
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	h.poll(ctx, store, nc)
 	for {
-		h.poll(ctx, store, nc)
 		h.publish()
 		select {
 		case <-ctx.Done():
@@ -108,7 +121,9 @@ func (h *hub) run(ctx context.Context, store Store, nc *nats.Conn) {
 			h.set(func() { h.linked = false })
 			h.publish()
 			return
+		case <-kick:
 		case <-t.C:
+			h.poll(ctx, store, nc)
 		}
 	}
 }
