@@ -146,6 +146,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		w.Write([]byte("ready\n"))
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	srv.RegisterOnShutdown(dash.Close) // its live streams would hold the shutdown
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	defer func() {

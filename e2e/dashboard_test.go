@@ -488,6 +488,9 @@ func TestDashboard(t *testing.T) {
 		registerEdges(t, info, 47)
 		b.run(t, "reload", chromedp.Navigate(info.Control+"/dashboard/#network"))
 		b.waitJS(t, "50 rows", `document.querySelectorAll("#edges tbody tr").length === 50`)
+		if rows := evalJS[float64](t, b, `performance.getEntriesByName("network-rendered")[0].detail.rows`); rows != 50 {
+			t.Fatalf("the first render showed %v edges, want all 50", rows)
+		}
 		ms := evalJS[float64](t, b, `performance.getEntriesByName("network-rendered")[0].startTime`)
 		t.Logf("network table rendered with 50 edges %.0f ms after navigation start", ms)
 		fmt.Fprintf(os.Stderr, "dashboard: 50 edges rendered %.0f ms after navigation start\n", ms)

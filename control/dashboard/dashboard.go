@@ -93,6 +93,10 @@ func New(cfg Config, dataDir string, log *slog.Logger, now func() time.Time, api
 // Run follows the network for the live view until ctx ends.
 func (d *Dashboard) Run(ctx context.Context, store Store, nc *nats.Conn) { d.hub.run(ctx, store, nc) }
 
+// Close ends the pages' live streams; control calls it as its HTTP
+// server shuts down, which would otherwise wait for them.
+func (d *Dashboard) Close() { d.hub.close() }
+
 // contentSecurity forbids inline script and style and anything from
 // another host: an injected tag can neither run nor load.
 const contentSecurity = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
@@ -336,7 +340,10 @@ func (d *Dashboard) events(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 			return
-		case snap := <-c:
+		case snap, ok := <-c:
+			if !ok {
+				return // control is stopping
+			}
 			w.Write([]byte("data: "))
 			w.Write(snap)
 			w.Write([]byte("\n\n"))

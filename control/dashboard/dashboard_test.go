@@ -461,3 +461,26 @@ func TestEventsStream(t *testing.T) {
 		t.Errorf("site s's series holds %d requests, want at least 40", total)
 	}
 }
+
+// TestCloseEndsStreams: an HTTP shutdown is not held by open pages.
+func TestCloseEndsStreams(t *testing.T) {
+	d := startDash(t, Config{})
+	b := d.browser(t)
+	b.signIn(d.reader)
+	res, err := b.c.Get(d.srv.URL + "/dashboard/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	done := make(chan error, 1)
+	go func() { _, err := io.Copy(io.Discard, res.Body); done <- err }()
+	d.dash.Close()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the stream still open 5s after Close")
+	}
+	if code, _ := b.do("GET", "/dashboard/events", ""); code != 200 {
+		t.Errorf("events after Close: %d, want 200 (one snapshot, then the end)", code)
+	}
+}

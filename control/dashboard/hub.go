@@ -44,6 +44,7 @@ type hub struct {
 	linked   bool                // NATS is there and the watches run
 	snap     []byte              // the latest snapshot, JSON
 	subs     map[chan []byte]struct{}
+	closed   bool // no more snapshots: control is stopping
 }
 
 // received is an edge's figures and when control got them.
@@ -219,17 +220,34 @@ func (h *hub) publish() {
 	}
 }
 
-// subscribe returns a channel of snapshots, the current one first.
+// subscribe returns a channel of snapshots, the current one first,
+// closed when control stops.
 func (h *hub) subscribe() (chan []byte, func()) {
 	c := make(chan []byte, 2)
 	h.mu.Lock()
-	h.subs[c] = struct{}{}
+	defer h.mu.Unlock()
 	c <- h.snap
-	h.mu.Unlock()
+	if h.closed {
+		close(c)
+		return c, func() {}
+	}
+	h.subs[c] = struct{}{}
 	return c, func() {
 		h.mu.Lock()
+		defer h.mu.Unlock()
 		delete(h.subs, c)
-		h.mu.Unlock()
+	}
+}
+
+// close ends every page's stream, so an HTTP shutdown does not wait for
+// them (the browsers reconnect to the next control).
+func (h *hub) close() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.closed = true
+	for c := range h.subs {
+		close(c)
+		delete(h.subs, c)
 	}
 }
 
