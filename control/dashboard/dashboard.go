@@ -157,8 +157,9 @@ func (d *Dashboard) signedIn(w http.ResponseWriter, r *http.Request, path string
 	case path == "/events" && !write:
 		d.events(w, r)
 	case path == "/series" && !write:
+		// Up to the last whole second: the current one is still filling.
 		writeJSON(w, http.StatusOK, map[string]any{"key": r.URL.Query().Get("key"), "keys": d.hub.series.keys(),
-			"samples": d.hub.series.last(r.URL.Query().Get("key"), d.now())})
+			"samples": d.hub.series.last(r.URL.Query().Get("key"), d.now().Add(-time.Second))})
 	case path == "/count" && r.Method == http.MethodPost:
 		d.count(w, r, t)
 	case path == "/explain" && !write:

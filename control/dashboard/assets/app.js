@@ -198,7 +198,7 @@ function renderNetwork() {
       el("td", { class: e.draining ? "draining" : undefined }, e.draining ? "draining" : "no"),
       el("td", {}, pct(e.load)), el("td", {}, e.live ? num(e.rps) : "–"), el("td", {}, e.live ? pct(e.hit_ratio) : "–"),
       el("td", {}, e.live ? bytes(e.bps) : "–"), el("td", {}, e.live ? num(e.e4xx) : "–"), el("td", {}, e.live ? num(e.e5xx) : "–"),
-      el("td", { class: "purge-version" }, String(e.purge_applied)), el("td", {}, rel.join(", ") || "–"), el("td", {}, action));
+      el("td", { class: "purge-version" }, String(e.purge_applied)), el("td", { class: "wrap" }, rel.join(", ") || "–"), el("td", {}, action));
   }));
   if (!rendered && snapshot.edges.length > 0) {
     rendered = true;
@@ -281,7 +281,7 @@ $("series").addEventListener("change", loadCharts);
 async function loadSites() {
   try { sites = (await api("GET", "/v1/sites")).sites; } catch (e) { sites = []; return; }
   $("site-list").tBodies[0].replaceChildren(...sites.map((s) => el("tr", { dataset: { site: s.name } },
-    el("th", { scope: "row" }, s.name), el("td", {}, (s.hosts || []).join(", ")), el("td", {}, s.origin || (s.push_only ? "(pushed)" : "")),
+    el("th", { scope: "row" }, s.name), el("td", { class: "wrap" }, (s.hosts || []).join(", ")), el("td", {}, s.origin || (s.push_only ? "(pushed)" : "")),
     el("td", {}, actButton("Edit", null, () => editSite(s), { attrs: { "aria-label": "Edit " + s.name } })))));
   for (const id of ["purge-site", "release-site"]) {
     const sel = $(id);
@@ -426,7 +426,7 @@ function renderPurges() {
   $("purge-list").tBodies[0].replaceChildren(...snapshot.purges.map((p) => {
     const n = p.applied.length + p.pending.length;
     return el("tr", { dataset: { version: String(p.version), done: String(p.pending.length === 0) } },
-      el("th", { scope: "row" }, String(p.version)), el("td", {}, p.site), el("td", {}, describe(p.request)), el("td", {}, when(p.time)),
+      el("th", { scope: "row" }, String(p.version)), el("td", {}, p.site), el("td", { class: "wrap" }, describe(p.request)), el("td", {}, when(p.time)),
       el("td", {}, el("span", { class: "progress" }, p.applied.length + " of " + n + " edges "),
         ...p.applied.map((e) => el("span", { class: "badge done", title: "applied" }, "✓ " + e)),
         ...p.pending.map((e) => el("span", { class: "badge wait", title: "pending" }, "… " + e))));
@@ -459,7 +459,7 @@ function renderReleaseEdges() {
   $("release-list").tBodies[0].replaceChildren(...(releases.releases || []).map((r) => {
     const live = r.number === releases.live;
     return el("tr", { dataset: { release: String(r.number), live: String(live) } },
-      el("th", { scope: "row" }, "#" + r.number + (live ? " (live)" : "")), el("td", {}, when(r.created)), el("td", {}, r.message || ""),
+      el("th", { scope: "row" }, "#" + r.number + (live ? " (live)" : "")), el("td", {}, when(r.created)), el("td", { class: "wrap" }, r.message || ""),
       el("td", {}, String(r.files)), el("td", { class: "serving" }, serving(r.number).join(", ") || "–"),
       el("td", {}, live ? "" : actButton(r.number < releases.live ? "Roll back to #" + r.number : "Activate #" + r.number, "push:" + site,
         () => activate(site, r.number))));
@@ -517,7 +517,7 @@ async function loadTokens() {
     return;
   }
   $("token-list").tBodies[0].replaceChildren(...list.map((t) => el("tr", { dataset: { token: t.id } },
-    el("th", { scope: "row" }, t.id), el("td", {}, t.name || ""), el("td", {}, t.scopes.join(", ")), el("td", {}, t.expires ? when(t.expires) : "never"),
+    el("th", { scope: "row" }, t.id), el("td", { class: "wrap" }, t.name || ""), el("td", {}, t.scopes.join(", ")), el("td", {}, t.expires ? when(t.expires) : "never"),
     el("td", {}, actButton("Revoke", null, () => revoke(t), { class: "danger", attrs: { "aria-label": "Revoke " + (t.name || t.id) } })))));
 }
 
