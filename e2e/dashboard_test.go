@@ -482,9 +482,18 @@ func TestDashboard(t *testing.T) {
 		b.run(t, "pick docs", chromedp.WaitVisible(chromedp.CSS("#release-site")), chromedp.SetValue(chromedp.CSS("#release-site"), "docs"),
 			change("#release-site"))
 		b.waitJS(t, "rollback disabled", `(() => { const bs = [...document.querySelectorAll("#release-list button")]; return bs.length > 0 && bs.every(b => b.disabled); })()`)
+
+		// The token revoked mid-session: the open page stops and asks to
+		// sign in again.
+		b.run(t, "back to the network", chromedp.Navigate(info.Control+"/dashboard/#network"))
+		b.waitJS(t, "edges", `document.querySelectorAll("#edges tbody tr").length >= 3`)
+		admin.with(t).do("DELETE", "/v1/tokens/"+strings.Split(strings.TrimPrefix(minted.Token, "cdn_"), "_")[0], nil, 204)
+		b.waitJS(t, "signed out by the revocation", `!document.getElementById("signin").hidden && document.getElementById("network").hidden && /revoked/.test(document.getElementById("signin-error").textContent)`)
+		b.shot(t, "10-read-only-revoked")
 	})
 
 	t.Run("50 edges interactive in under a second", func(t *testing.T) {
+		signIn(t, info.AdminToken)
 		registerEdges(t, info, 47)
 		testwait.Until(t, "50 edges registered", func() bool {
 			var body struct{ Edges []struct{ Name string } }

@@ -155,7 +155,7 @@ func (d *Dashboard) signedIn(w http.ResponseWriter, r *http.Request, path string
 		http.SetCookie(w, cookie("", time.Time{}, r.TLS != nil))
 		w.WriteHeader(http.StatusNoContent)
 	case path == "/events" && !write:
-		d.events(w, r)
+		d.events(w, r, s)
 	case path == "/series" && !write:
 		// Up to the last whole second: the current one is still filling.
 		writeJSON(w, http.StatusOK, map[string]any{"key": r.URL.Query().Get("key"), "keys": d.hub.series.keys(),
@@ -181,11 +181,12 @@ func (d *Dashboard) session(w http.ResponseWriter, r *http.Request) (session, st
 	}
 	s, err := d.keys.open(c.Value, d.now())
 	if err != nil {
+		// The cookie stays: every later request says why, until the
+		// browser drops it at its expiry or the operator signs in again.
 		code := "signed_out"
 		if errors.Is(err, errSessionExpired) {
 			code = "session_expired"
 		}
-		http.SetCookie(w, cookie("", time.Time{}, r.TLS != nil))
 		d.fail(w, http.StatusUnauthorized, code, err.Error())
 		return session{}, state.Token{}, false
 	}
@@ -198,8 +199,7 @@ func (d *Dashboard) session(w http.ResponseWriter, r *http.Request) (session, st
 	t, err := auth.Authenticate(r.Context(), s.Token)
 	switch {
 	case errors.Is(err, api.ErrBadToken):
-		http.SetCookie(w, cookie("", time.Time{}, r.TLS != nil))
-		d.fail(w, http.StatusUnauthorized, "token_revoked", "the token this session signed in with is revoked or expired")
+		d.fail(w, http.StatusUnauthorized, "token_revoked", "the token this session signed in with is revoked or expired; sign in again")
 		return session{}, state.Token{}, false
 	case err != nil:
 		w.Header().Set("Retry-After", "1")
@@ -322,9 +322,13 @@ func (d *Dashboard) proxy(w http.ResponseWriter, r *http.Request, s session, pat
 	h.ServeHTTP(w, r2)
 }
 
+// recheckEvery is how often an open stream checks its session again: a
+// session that expires or a token revoked ends the stream within it.
+const recheckEvery = 5 * time.Second
+
 // events streams a snapshot of the network every second (server-sent
-// events) until the page goes.
-func (d *Dashboard) events(w http.ResponseWriter, r *http.Request) {
+// events) until the page goes or its session ends.
+func (d *Dashboard) events(w http.ResponseWriter, r *http.Request, s session) {
 	flusher, ok := w.(http.Flusher)
 	if !ok {
 		d.fail(w, http.StatusInternalServerError, "no_stream", "streaming unsupported")
@@ -337,10 +341,16 @@ func (d *Dashboard) events(w http.ResponseWriter, r *http.Request) {
 	flusher.Flush()
 	c, stop := d.hub.subscribe()
 	defer stop()
+	recheck := time.NewTicker(recheckEvery)
+	defer recheck.Stop()
 	for {
 		select {
 		case <-r.Context().Done():
 			return
+		case <-recheck.C:
+			if !d.stillValid(r.Context(), s) {
+				return // the browser reconnects, and is told to sign in
+			}
 		case snap, ok := <-c:
 			if !ok {
 				return // control is stopping
@@ -351,6 +361,21 @@ func (d *Dashboard) events(w http.ResponseWriter, r *http.Request) {
 			flusher.Flush()
 		}
 	}
+}
+
+// stillValid reports whether a session may go on: not expired, its token
+// not revoked (a state that cannot be read gives it the benefit of the
+// doubt; the next check asks again).
+func (d *Dashboard) stillValid(ctx context.Context, s session) bool {
+	if !d.now().Before(s.Expires) {
+		return false
+	}
+	_, auth := d.api()
+	if auth == nil {
+		return true
+	}
+	_, err := auth.Authenticate(ctx, s.Token)
+	return !errors.Is(err, api.ErrBadToken)
 }
 
 // countTimeout bounds how long a blast radius waits for edges.

@@ -484,3 +484,35 @@ func TestCloseEndsStreams(t *testing.T) {
 		t.Errorf("events after Close: %d, want 200 (one snapshot, then the end)", code)
 	}
 }
+
+// TestStreamEndsWithSession: an open stream ends when its session expires
+// or its token is revoked, and cannot be opened again.
+func TestStreamEndsWithSession(t *testing.T) {
+	for _, end := range []string{"expired", "revoked"} {
+		t.Run(end, func(t *testing.T) {
+			d := startDash(t, Config{SessionTTL: time.Minute})
+			b := d.browser(t)
+			b.signIn(d.reader)
+			res, err := b.c.Get(d.srv.URL + "/dashboard/events")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			done := make(chan struct{})
+			go func() { io.Copy(io.Discard, res.Body); close(done) }()
+			if end == "expired" {
+				d.clock.add(2 * time.Minute)
+			} else if err := d.store.DeleteToken(t.Context(), strings.Split(d.reader, "_")[1]); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-done:
+			case <-time.After(recheckEvery + 5*time.Second):
+				t.Fatalf("the stream still open %s after the session %s", recheckEvery+5*time.Second, end)
+			}
+			if code, _ := b.do("GET", "/dashboard/events", ""); code != 401 {
+				t.Errorf("a new stream: %d, want 401", code)
+			}
+		})
+	}
+}

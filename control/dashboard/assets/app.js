@@ -109,6 +109,7 @@ const when = (t) => t ? new Date(t).toLocaleString() : "–";
 function signedOut(message) {
   session = null;
   if (events) { events.close(); events = null; }
+  hideBanner();
   $("nav").hidden = true;
   $("who").textContent = "";
   for (const v of document.querySelectorAll(".view")) v.hidden = true;
