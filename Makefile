@@ -2,10 +2,10 @@ GO    ?= go
 BIN   := bin/cdn
 # Core packages run with the race detector.
 RACE  := ./edge/... ./origin/... ./internal/... ./control/... ./purge/... ./push/... ./geodns/...
-FUZZ  := ./edge:FuzzServeH1 ./edge:FuzzOriginHead ./edge/h2:FuzzServeConn ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./internal/cachekey:FuzzNew ./internal/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath ./control/api:FuzzSiteRequest ./purge:FuzzRequest ./purge:FuzzTags ./geodns:FuzzServeDNS ./push:FuzzCheckPath ./push:FuzzDecode ./push:FuzzParseRedirects ./control/dashboard:FuzzOpenSession
+FUZZ  := ./edge:FuzzServeH1 ./edge:FuzzOriginHead ./edge/h2:FuzzServeConn ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./internal/cachekey:FuzzNew ./internal/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath ./control/api:FuzzSiteRequest ./purge:FuzzRequest ./purge:FuzzTags ./geodns:FuzzServeDNS ./push:FuzzCheckPath ./push:FuzzDecode ./push:FuzzParseRedirects ./edge/tier:FuzzMark ./internal/accesslog:FuzzAppendString ./control/dashboard:FuzzOpenSession
 DATA  ?= .data
 
-.PHONY: help build run test test-race test-e2e test-browser fuzz bench bench-go bench-peers bench-zipf bench-disk-start bench-disk bench-purge bench-dns bench-tls bench-push bench-pushed conformance testssl lint
+.PHONY: help build run test test-race test-e2e test-browser test-deploy fuzz bench bench-go bench-peers bench-zipf bench-disk-start bench-disk bench-purge bench-dns bench-tls bench-push bench-pushed conformance testssl lint
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n",$$1,$$2}'
 
@@ -15,7 +15,7 @@ build: ## build bin/cdn
 run: build ## the whole CDN on this machine: origin + three edges (see up.json in DATA)
 	$(BIN) up --data $(DATA)
 
-test: lint test-race test-e2e test-browser conformance ## lint, unit tests with -race, end-to-end and browser tests; under 10 min on 2 cores
+test: lint test-race test-e2e test-browser conformance test-deploy ## lint, unit tests with -race, end-to-end and browser tests, the deploy kit; under 10 min on 2 cores
 
 test-race: ## unit and integration tests, race detector on
 	$(GO) test -race -timeout 8m $(RACE)
@@ -26,6 +26,9 @@ conformance: ## h2spec against the edge's TLS listener (h2spec and its dependenc
 
 testssl: ## testssl.sh (Debian's) against an edge with a dev-CA certificate and HSTS; prints the grade
 	GO=$(GO) scripts/testssl.sh
+
+test-deploy: ## the deploy kit: --check-config on every example, systemd-analyze verify, promtool, nats-server -t (installs Debian's prometheus when missing)
+	GO=$(GO) deploy/test.sh
 
 test-e2e: ## real cdn processes on loopback
 	$(GO) test -count=1 -timeout 5m -skip '^TestDashboard$$' ./e2e/...

@@ -167,7 +167,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	if err := s.bootstrap(ctx, store); err != nil {
 		return err
 	}
-	if _, err := certstore.New(ctx, conn, "control", s.cfg.NATS.Replicas); err != nil {
+	if err := certstore.CreateBucket(ctx, conn, s.cfg.NATS.Replicas); err != nil {
 		return err // creates the certificates bucket with the cluster's replicas
 	}
 	progress := api.NewProgress()
@@ -245,6 +245,9 @@ func (s *Server) connect(ctx context.Context, url string, link natslink.Config) 
 			})
 			if serr == nil {
 				serr = store.LimitPurgeBytes(octx, s.cfg.Purges.MaxBytes)
+			}
+			if serr == nil {
+				serr = store.EnsurePeerSecret(octx)
 			}
 			cancel()
 			if serr == nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/selfcdn/cdn/edge/certs"
+	"github.com/selfcdn/cdn/edge/tier"
 	"github.com/selfcdn/cdn/internal/config"
 	"github.com/selfcdn/cdn/internal/hostclaim"
 	sitecfg "github.com/selfcdn/cdn/internal/site"
@@ -143,6 +144,9 @@ type ControlConfig struct {
 	PinnedMax config.Size `yaml:"pinned_max"`
 	// ReleaseFetchers bounds pushed blobs fetched at once. Default 8.
 	ReleaseFetchers int `yaml:"release_fetchers"`
+	// Tier is the edge's part in its region's cache tier and the
+	// shield (edge/tier): misses ask the key's home edge first.
+	Tier tier.Config `yaml:"tier"`
 }
 
 func (c *ControlConfig) validate() error {
@@ -173,6 +177,12 @@ func (c *ControlConfig) validate() error {
 			errs = append(errs, fmt.Errorf("public_addrs: %q is not an IP address", a))
 		}
 	}
+	if u := c.Tier.PeerURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		errs = append(errs, fmt.Errorf("tier.peer_url: want an http or https base URL, got %q", u))
+	}
+	if err := c.Tier.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -185,7 +195,10 @@ type TLSConfig struct {
 	// HTTP3 serves HTTP/3 and advertises it (Alt-Svc). Default true.
 	HTTP3 bool `yaml:"http3"`
 	// Storage holds certificates, keys and the ACME account. Default
-	// cache.dir/certs.
+	// cache.dir/certs. An edge linked to control keeps its ACME
+	// certificates, account and locks in the network's shared bucket
+	// instead (cdn_certs, internal/certstore), so one order serves every
+	// edge; Storage then holds dev and file certificates only.
 	Storage string `yaml:"storage"`
 	// DevCA is the development CA's directory, for sites with tls: dev
 	// (made on first use). Default storage/dev-ca.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/selfcdn/cdn/internal/certstore"
 	"github.com/selfcdn/cdn/internal/natsauth"
 	"github.com/selfcdn/cdn/internal/natslink"
 	"github.com/selfcdn/cdn/internal/state"
@@ -123,6 +124,13 @@ func (s *Server) followControl(ctx context.Context) {
 		if err != nil {
 			return err
 		}
+		if s.certStore != nil {
+			// Without the bucket the sites are still followed; ACME
+			// certificates wait for the next link.
+			if err := bindCertStore(ctx, s.certStore, nc); err != nil {
+				s.log.Warn("shared certificates unavailable; ACME certificates wait", "err", err)
+			}
+		}
 		linked()
 		var running sync.WaitGroup
 		defer running.Wait()
@@ -130,6 +138,7 @@ func (s *Server) followControl(ctx context.Context) {
 		defer stop() // before the Wait: the heartbeat and followers end with the watch
 		running.Go(func() { s.heartbeat(ctx, store) })
 		running.Go(func() { s.followPurges(ctx, store) })
+		running.Go(func() { s.followTier(ctx, store) })
 		running.Go(func() { s.reportStats(ctx, nc) })  // report.go
 		running.Go(func() { s.answerCounts(ctx, nc) }) // count.go
 		if s.releases != nil {
@@ -145,6 +154,12 @@ func (s *Server) followControl(ctx context.Context) {
 	})
 }
 
+func bindCertStore(ctx context.Context, st *certstore.Storage, nc *nats.Conn) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return st.Bind(ctx, nc)
+}
+
 func bindStore(ctx context.Context, nc *nats.Conn) (*state.Store, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -154,21 +169,13 @@ func bindStore(ctx context.Context, nc *nats.Conn) (*state.Store, error) {
 // followPurges applies the purge log until ctx ends, starting again after
 // a failure (the log's consumer lost, a purge log that cannot be written).
 func (s *Server) followPurges(ctx context.Context, store *state.Store) {
-	wait := 250 * time.Millisecond
-	for {
+	retry(ctx, s.log, "following the purge log", func() error {
 		err := s.purges.Run(ctx, store)
-		if ctx.Err() != nil {
-			return
+		if err != nil {
+			err = fmt.Errorf("at version %d: %w", s.purges.Applied(), err)
 		}
-		s.log.LogAttrs(ctx, slog.LevelWarn, "following the purge log failed; retrying",
-			slog.Uint64("version", s.purges.Applied()), slog.Any("err", err))
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, 5*time.Second)
-	}
+		return err
+	})
 }
 
 // heartbeat registers the edge now and again every period until ctx ends.
@@ -188,10 +195,17 @@ func (s *Server) heartbeat(ctx context.Context, store *state.Store) {
 	if e.Admin == "" && s.adminAddr != "" {
 		e.Admin = "http://" + s.adminAddr
 	}
+	// Peers reach the edge at tier.peer_url, else at its public URL when
+	// that is plain HTTP (an https one names the edge, not the sites
+	// whose certificates it serves).
+	e.Peer = c.Tier.PeerURL
+	if e.Peer == "" && strings.HasPrefix(e.HTTP, "http://") {
+		e.Peer = e.HTTP
+	}
 	if e.Capacity == 0 {
 		e.Capacity = 1
 	}
-	e.HTTP, e.Admin = strings.TrimSuffix(e.HTTP, "/"), strings.TrimSuffix(e.Admin, "/")
+	e.HTTP, e.Admin, e.Peer = strings.TrimSuffix(e.HTTP, "/"), strings.TrimSuffix(e.Admin, "/"), strings.TrimSuffix(e.Peer, "/")
 	t := time.NewTicker(period)
 	defer t.Stop()
 	failing := false

@@ -9,8 +9,11 @@
 // then disk, with the site's purge rules), and serve a fresh or usable
 // stale entry, or join the one coalesced origin fetch for the key
 // (edge/fill), which stores what RFC 9111 lets it store while it
-// streams to every waiter. Other methods pass through uncached; a
-// successful unsafe one invalidates the URL (RFC 9111 §4.4).
+// streams to every waiter. The edge decides to fill, builds the
+// upstream request and plans its hops (fill.go), and asks those hops
+// before the origin group (peer.go); the fill itself, from the fetch to
+// the stored entry, is a fill.Filler's. Other methods pass through
+// uncached; a successful unsafe one invalidates the URL (RFC 9111 §4.4).
 //
 // Invariants:
 //   - every protocol is served by the same Handler; fail (respond.go) is

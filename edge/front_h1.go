@@ -20,6 +20,7 @@ import (
 	"github.com/selfcdn/cdn/edge/fill"
 	"github.com/selfcdn/cdn/edge/freshness"
 	"github.com/selfcdn/cdn/edge/release"
+	"github.com/selfcdn/cdn/edge/tier"
 )
 
 // The HTTP/1.1 front. HTTP/1.1 is served by fasthttp, which answers a
@@ -51,8 +52,8 @@ func (h *Handler) serveH1(ctx *fasthttp.RequestCtx) {
 var acmeChallengePrefix = []byte(acmeChallengePath)
 
 // plainHitBlockers are request fields that need the full request path
-// (validation, ranges, conditionals, authorization).
-var plainHitBlockers = []string{"Cache-Control", "Authorization", "Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range"}
+// (validation, ranges, conditionals, authorization, a peer's mark).
+var plainHitBlockers = []string{"Cache-Control", "Authorization", "Range", "If-None-Match", "If-Modified-Since", "If-Match", "If-Unmodified-Since", "If-Range", tier.PeerHeader}
 
 // serveH1Hit answers a GET or HEAD that a fresh stored entry answers
 // as is, and reports whether it did.
@@ -474,8 +475,8 @@ type fastInfo struct{ ctx *fasthttp.RequestCtx }
 
 func (f fastInfo) describe() requestInfo {
 	return requestInfo{
-		method: string(f.ctx.Method()), host: string(f.ctx.Host()), path: string(f.ctx.Path()),
-		proto: string(f.ctx.Request.Header.Protocol()), remote: f.ctx.RemoteAddr().String(), ctx: f.ctx,
+		method: b2s(f.ctx.Method()), host: b2s(f.ctx.Host()), path: b2s(f.ctx.Path()),
+		proto: b2s(f.ctx.Request.Header.Protocol()), remote: f.ctx.RemoteAddr().String(),
 	}
 }
 

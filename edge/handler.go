@@ -13,6 +13,8 @@ import (
 	"github.com/selfcdn/cdn/edge/certs"
 	"github.com/selfcdn/cdn/edge/fill"
 	"github.com/selfcdn/cdn/edge/freshness"
+	"github.com/selfcdn/cdn/edge/tier"
+	"github.com/selfcdn/cdn/internal/accesslog"
 	"github.com/selfcdn/cdn/internal/cachekey"
 	"github.com/selfcdn/cdn/internal/routing"
 	"github.com/selfcdn/cdn/origin"
@@ -31,24 +33,28 @@ type Handler struct {
 	mem         *cache.Memory
 	disk        *cache.Disk // nil: no disk tier
 	group       *fill.Group
+	fill        *fill.Filler       // runs the fills; the handler starts them (fill.go)
 	compressing singleflight.Group // one compression per body and coding
 	pinnedReads singleflight.Group // one read of a pinned blob into memory at a time
-	fetcher     *origin.Fetcher
-	maxBody     int64
-	bodies      *bodyGate // request bodies read before they go to an origin
-	maxURI      int       // longer request targets get 414
-	maxObject   int64     // bodies larger than this are streamed, not stored
+	// origins holds every site's origin servers: their connection
+	// pools, health checks and breakers, kept across site reloads.
+	origins *origin.Pool
+	// tier routes misses through the key's home edge and the shield
+	// (peer.go); without a control link it routes nothing.
+	tier      *tier.Tier
+	maxBody   int64
+	bodies    *bodyGate // request bodies read before they go to an origin
+	maxURI    int       // longer request targets get 414
+	maxObject int64     // bodies larger than this are streamed, not stored
 	// diskInline is the largest disk object read whole and promoted to
 	// memory on a hit; larger ones stream from disk, so a memory tier too
 	// small for them is not churned by one read per hit.
-	diskInline    int64
-	maxVariants   int
-	hitForMissTTL time.Duration
-	accessLog     bool
-	sendFile      bool // disk bodies on plain HTTP/1.1 go out with sendfile
-	log           *slog.Logger
-	metrics       *metrics
-	now           func() time.Time
+	diskInline int64
+	access     *accesslog.Log // nil: no access log
+	sendFile   bool           // disk bodies on plain HTTP/1.1 go out with sendfile
+	log        *slog.Logger
+	metrics    *metrics
+	now        func() time.Time
 
 	// bgCtx scopes fetches that outlive their request; bg waits for them
 	// and for the HTTP/1.1 bridge's handler goroutines.
@@ -59,7 +65,6 @@ type Handler struct {
 	// purges are every site's purge rules and the purge clock that
 	// stamps each fill.
 	purges *purge.Table
-	gen    atomic.Uint64 // Vary index generations
 	inval  atomic.Uint64 // invalidations so far; see cache.Entry.Invalidated
 
 	// pinned holds pushed blobs and pushed each push site's live
@@ -98,6 +103,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s := h.routes.Load().Lookup(r.Host)
+	var mark tier.Mark
+	if len(r.Header[tier.PeerHeader]) > 0 {
+		r, mark = h.receivedFromPeer(r)
+	}
 	var out outcome
 	if r.TLS != nil {
 		h.addSecure(w.Header(), s, r.ProtoMajor)
@@ -117,6 +126,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		out = h.pass(w, r, s)
 	}
 	h.observe(httpInfo{r}, s, out, start)
+	if mark.Stage != tier.StageNone {
+		h.metrics.peerAnswers.WithLabelValues(mark.Stage.String(), out.result.String()).Inc()
+	}
 	if out.abort {
 		panic(http.ErrAbortHandler)
 	}
@@ -146,6 +158,10 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, s *site
 	}
 	if reqCC.Is(freshness.OnlyIfCached) {
 		return h.fail(w, r, errNotCached)
+	}
+	if h.looped(r) {
+		// Refused before it joins a flight, so it fails no one else.
+		return h.fail(w, r, errLoop)
 	}
 	return h.fetch(w, r, s, l.base, l.key, e, l.solo || len(r.Header["Authorization"]) > 0)
 }
@@ -267,7 +283,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, s *site, base, k
 		if solo {
 			fl = h.group.Solo()
 		} else {
-			fl, leader = h.group.Join(key)
+			fl, leader = h.group.Join(h.flightKey(r, key))
 		}
 		if leader {
 			h.startFill(r, s, base, key, stored, fl, solo)
@@ -298,7 +314,10 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, s *site, base, k
 // refresh revalidates e in the background (stale-while-revalidate), unless
 // a fetch for the key already runs.
 func (h *Handler) refresh(r *http.Request, s *site, base, key string, e *cache.Entry) {
-	fl, leader := h.group.Join(key)
+	if h.looped(r) {
+		return
+	}
+	fl, leader := h.group.Join(h.flightKey(r, key))
 	fl.Body.Release() // nobody here reads it
 	if leader {
 		h.startFill(r, s, base, key, e, fl, false)

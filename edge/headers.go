@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/selfcdn/cdn/edge/tier"
 	"github.com/selfcdn/cdn/internal/cachekey"
 	"github.com/selfcdn/cdn/purge"
 )
@@ -79,6 +80,8 @@ func (h *Handler) originHeader(r *http.Request, s *site) http.Header {
 	out["X-Forwarded-Proto"] = []string{proto}
 	out["X-Forwarded-Host"] = []string{r.Host}
 	out["Via"] = append(out["Via"], h.via)
+	out["Cdn-Loop"] = append(out["Cdn-Loop"], h.tier.LoopValue())
+	delete(out, tier.PeerHeader) // taken off in ServeHTTP; never the client's to pass on
 	return out
 }
 
@@ -112,22 +115,6 @@ func (h *Handler) clientHeader(res http.Header) http.Header {
 		delete(out, k) // kept for purging, not for clients (as Fastly and Cloudflare do)
 	}
 	out["Via"] = append(out["Via"], h.via)
-	return out
-}
-
-// mergeNotModified applies a 304's header to a stored header (RFC 9111
-// §3.2 and §4.3.4): every field the 304 carries replaces the stored one,
-// except those that describe the stored body.
-func mergeNotModified(stored, fresh http.Header) http.Header {
-	out := stored.Clone()
-	for k, v := range fresh {
-		switch k {
-		case "Content-Length", "Content-Encoding", "Content-Range", "Transfer-Encoding", "Via":
-			continue
-		}
-		out[k] = v
-	}
-	delete(out, "Age")
 	return out
 }
 

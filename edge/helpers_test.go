@@ -97,7 +97,7 @@ type countingOrigin struct {
 	last *http.Request
 }
 
-func newOrigin(t *testing.T, h http.HandlerFunc) *countingOrigin {
+func newOrigin(t testing.TB, h http.HandlerFunc) *countingOrigin {
 	t.Helper()
 	o := &countingOrigin{}
 	o.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

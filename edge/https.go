@@ -12,7 +12,10 @@ import (
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/http3"
 
+	"github.com/caddyserver/certmagic"
+
 	"github.com/selfcdn/cdn/edge/certs"
+	"github.com/selfcdn/cdn/internal/certstore"
 )
 
 // HTTPS: one TLS port serves HTTP/1.1 (fasthttp) and HTTP/2 (edge/h2) by
@@ -59,13 +62,21 @@ func ListenHTTPS(addr string, http3 bool) (net.Listener, net.PacketConn, error) 
 	return nil, nil, fmt.Errorf("tls listen %s: no port free over both TCP and UDP", addr)
 }
 
-// newCertManager builds the certificate manager, when HTTPS is on.
-func newCertManager(cfg Config, d Deps) (*certs.Manager, error) {
+// newCertManager builds the certificate manager, when HTTPS is on. With
+// shared (an edge linked to control), ACME certificates live in the
+// network's certificate bucket once the control link binds it.
+func newCertManager(cfg Config, d Deps, shared *certstore.Storage) (*certs.Manager, error) {
 	if cfg.TLS.Listen == "" {
 		return nil, nil
 	}
+	var sharedStorage certmagic.Storage
+	var sharedReady <-chan struct{}
+	if shared != nil {
+		sharedStorage, sharedReady = shared, shared.Bound()
+	}
 	return certs.New(certs.Config{
 		Storage: cfg.storageDir(), DevCA: cfg.devCADir(),
+		Shared: sharedStorage, SharedReady: sharedReady,
 		ACME: certs.ACMEConfig{
 			CA: cfg.TLS.ACME.CA, Email: cfg.TLS.ACME.Email, CARoot: cfg.TLS.ACME.CARoot,
 			HTTPPort: cfg.TLS.ACME.HTTPPort, TLSPort: cfg.TLS.ACME.TLSPort,

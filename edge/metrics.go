@@ -1,6 +1,8 @@
 package edge
 
 import (
+	"time"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/selfcdn/cdn/edge/contentcoding"
@@ -47,13 +49,19 @@ type metrics struct {
 	tlsHandshakes *prometheus.CounterVec
 	// sendFileBytes counts body bytes sent with sendfile (Config.SendFile).
 	sendFileBytes prometheus.Counter
+	// peerAnswers counts requests from other edges (verified marks), by
+	// stage and how they were answered: a shield's hits are
+	// {stage="shield",cache="hit"}. upstream counts fills by what
+	// answered them: origin, or a peer for the home or shield stage.
+	peerAnswers *prometheus.CounterVec
+	upstream    *prometheus.CounterVec
 }
 
-// tier is the cache tier a stored object was found in.
-type tier uint8
+// storeTier is the cache tier a stored object was found in.
+type storeTier uint8
 
 const (
-	tierMemory tier = iota
+	tierMemory storeTier = iota
 	tierDisk
 	numTiers
 )
@@ -100,10 +108,28 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.sendFileBytes = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "cdn_edge_sendfile_bytes_total", Help: "Body bytes of disk hits sent with sendfile (plain HTTP/1.1, sendfile: true).",
 	})
+	m.peerAnswers = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cdn_edge_peer_answers_total", Help: "Requests from other edges answered, by stage (home, shield) and cache result.",
+	}, []string{"stage", "cache"})
+	m.upstream = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cdn_edge_fills_total", Help: "Fills by site and what answered them: origin, home (this region's home edge) or shield.",
+	}, []string{"site", "from"})
 	if reg != nil {
-		reg.MustRegister(m.requests, m.bytes, m.duration, m.fetches, m.fetchDur, m.coalesced, tierHits, compressed, m.tlsHandshakes, m.sendFileBytes)
+		reg.MustRegister(m.requests, m.bytes, m.duration, m.fetches, m.fetchDur, m.coalesced, tierHits, compressed, m.tlsHandshakes,
+			m.sendFileBytes, m.peerAnswers, m.upstream)
 	}
 	return m
+}
+
+// fetched counts a fill's upstream fetch (fill.Config.Fetched): its
+// status class, or "error" for status 0, and the time to its header.
+func (m *metrics) fetched(site string, status int, took time.Duration) {
+	m.fetchDur.Observe(took.Seconds())
+	result := "error"
+	if status != 0 {
+		result = statusClasses[statusClass(status)]
+	}
+	m.fetches.WithLabelValues(site, result).Inc()
 }
 
 // siteMetrics are one site's counters, resolved up front.

@@ -20,6 +20,12 @@ func (h *Handler) pass(w http.ResponseWriter, r *http.Request, s *site) outcome 
 // proxy sends r to the origin and streams the answer back uncached, with
 // status as its Cache-Status.
 func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, status []string) outcome {
+	if h.looped(r) {
+		return h.fail(w, r, errLoop)
+	}
+	if s.origins == nil {
+		return h.fail(w, r, errNoOrigin)
+	}
 	body, size, done, err := h.bodies.take(w, r, h.maxBody) // reqbody.go: small bodies come whole first
 	if err != nil {
 		return h.fail(w, r, err)
@@ -28,17 +34,15 @@ func (h *Handler) proxy(w http.ResponseWriter, r *http.Request, s *site, status 
 	// The origin's 1xx answers reach the client at once; the transport
 	// reports them while this goroutine waits in Do, not writing to w.
 	ctx := withInterims(r.Context(), func(code int, hdr http.Header) { writeInterim(w, code, hdr) })
-	out, err := http.NewRequestWithContext(ctx, r.Method, s.originPrefix+r.URL.RequestURI(), body)
+	out, err := http.NewRequestWithContext(ctx, r.Method, "http://origin"+r.URL.RequestURI(), body.r)
 	if err != nil {
 		return h.fail(w, r, err)
 	}
 	out.ContentLength = size
+	out.GetBody = body.again // a body read whole may go to a backup origin
 	out.Header = h.originHeader(r, s)
-	out.Host = s.originHost
-	if out.Host == "" {
-		out.Host = r.Host
-	}
-	res, err := h.fetcher.Do(out)
+	out.Host = r.Host
+	res, _, err := s.origins.Do(out, r.URL.RequestURI())
 	if err != nil {
 		h.metrics.fetches.WithLabelValues(s.name, "error").Inc()
 		return h.fail(w, r, err)

@@ -54,21 +54,21 @@ func newBodyGate(buffer int64, timeout time.Duration, streaming int) *bodyGate {
 // unknown), and done, to call once the origin exchange is over. An error
 // is errBodyTimeout, errBodyBusy, an *http.MaxBytesError past maxBody, or
 // the client's.
-func (g *bodyGate) take(w http.ResponseWriter, r *http.Request, maxBody int64) (body io.ReadCloser, size int64, done func(), err error) {
+func (g *bodyGate) take(w http.ResponseWriter, r *http.Request, maxBody int64) (body reqBody, size int64, done func(), err error) {
 	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
-		return http.NoBody, 0, func() {}, nil
+		return wholeBody(nil), 0, func() {}, nil
 	}
 	if r.ContentLength > maxBody {
-		return nil, 0, nil, &http.MaxBytesError{Limit: maxBody}
+		return reqBody{}, 0, nil, &http.MaxBytesError{Limit: maxBody}
 	}
 	src := http.MaxBytesReader(w, &progressReader{r: r.Body}, maxBody)
 	head, complete, err := g.readHead(src, r)
 	if err != nil {
 		r.Body.Close() // the client may stop sending (HTTP/3: STOP_SENDING)
-		return nil, 0, nil, err
+		return reqBody{}, 0, nil, err
 	}
 	if complete {
-		return io.NopCloser(bytes.NewReader(head)), int64(len(head)), func() {}, nil
+		return wholeBody(head), int64(len(head)), func() {}, nil
 	}
 	// Larger than body_buffer: the rest is passed on as it comes, by at
 	// most cap(slots) requests at once.
@@ -77,15 +77,32 @@ func (g *bodyGate) take(w http.ResponseWriter, r *http.Request, maxBody int64) (
 	select {
 	case g.slots <- struct{}{}:
 	case <-t.C:
-		return nil, 0, nil, errBodyBusy
+		return reqBody{}, 0, nil, errBodyBusy
 	case <-r.Context().Done():
-		return nil, 0, nil, r.Context().Err()
+		return reqBody{}, 0, nil, r.Context().Err()
 	}
 	rest := struct {
 		io.Reader
 		io.Closer
 	}{io.MultiReader(bytes.NewReader(head), src), src}
-	return rest, r.ContentLength, func() { <-g.slots }, nil
+	return reqBody{r: rest}, r.ContentLength, func() { <-g.slots }, nil
+}
+
+// reqBody is a request body on its way to an origin: r, and again when
+// the body was read whole (nil while it streams from the client, which
+// can send it only once).
+type reqBody struct {
+	r     io.ReadCloser
+	again func() (io.ReadCloser, error)
+}
+
+func wholeBody(b []byte) reqBody {
+	if len(b) == 0 {
+		return reqBody{r: http.NoBody, again: func() (io.ReadCloser, error) { return http.NoBody, nil }}
+	}
+	again := func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
+	r, _ := again()
+	return reqBody{r: r, again: again}
 }
 
 // readHead reads src until it ends or passes g.buffer, within g.timeout,

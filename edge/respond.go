@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"maps"
 	"net/http"
 	"strconv"
@@ -20,6 +19,7 @@ import (
 	"github.com/selfcdn/cdn/edge/cache"
 	"github.com/selfcdn/cdn/edge/contentcoding"
 	"github.com/selfcdn/cdn/edge/fill"
+	"github.com/selfcdn/cdn/internal/accesslog"
 	"github.com/selfcdn/cdn/internal/httpstats"
 	"github.com/selfcdn/cdn/origin"
 )
@@ -28,6 +28,7 @@ var (
 	errUnknownHost  = errors.New("no site for this host")
 	errNotCached    = errors.New("only-if-cached and not in cache")
 	errShuttingDown = errors.New("edge shutting down")
+	errNoOrigin     = errors.New("the site has no origin")
 )
 
 // entryAge is the Age a stored entry answers with (RFC 9111 §5.1), the
@@ -37,6 +38,24 @@ func entryAge(e *cache.Entry, now time.Time) []string {
 		return nil
 	}
 	return ageHeader(e.Meta.Age(now))
+}
+
+// ageValues holds the Age header values of the first hour, so a hit does
+// not format a number.
+var ageValues = func() [3600][]string {
+	var a [3600][]string
+	for i := range a {
+		a[i] = []string{strconv.Itoa(i)}
+	}
+	return a
+}()
+
+func ageHeader(d time.Duration) []string {
+	s := int64(d / time.Second)
+	if s < int64(len(ageValues)) {
+		return ageValues[max(s, 0)]
+	}
+	return []string{strconv.FormatInt(s, 10)}
 }
 
 // serveEntry answers from a stored entry. The header values were prepared
@@ -157,10 +176,15 @@ func (h *Handler) serveFlight(w http.ResponseWriter, r *http.Request, s *site, f
 		hdr["Cache-Status"] = h.statusPass
 	case !leader:
 		hdr["Cache-Status"] = h.statusCollapsed
-	case contentLength(head.Header) > h.maxObject && !h.keepsOnDisk(contentLength(head.Header)):
-		hdr["Cache-Status"] = h.statusMiss // too large to keep
+	case head.NotKept, contentLength(head.Header) > h.maxObject && !h.fill.KeepsOnDisk(contentLength(head.Header)):
+		hdr["Cache-Status"] = h.statusMiss // too large to keep, or kept by the key's home
 	default:
 		hdr["Cache-Status"] = h.statusMissStored
+	}
+	if head.Upstream != "" {
+		// The hop that answered, then us (RFC 9211 §2: the cache
+		// nearest the origin first).
+		hdr["Cache-Status"] = []string{head.Upstream + ", " + hdr["Cache-Status"][0]}
 	}
 	encodes := flightEncodable(head, h.maxObject)
 	if encodes {
@@ -297,6 +321,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) outcom
 		status, detail = http.StatusGatewayTimeout, "origin-timeout"
 	case errors.Is(err, errShuttingDown):
 		status, detail = http.StatusServiceUnavailable, "shutting-down"
+	case errors.Is(err, errLoop):
+		status, detail = http.StatusLoopDetected, "loop"
 	case r.Context().Err() != nil && errors.Is(err, context.Canceled):
 		// The client left; nobody reads what we would write.
 		return outcome{status: 499, result: resultError}
@@ -313,10 +339,11 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) outcom
 	return outcome{status: status, result: resultError, bytes: int64(n)}
 }
 
-// requestInfo is what the access log says about a request.
+// requestInfo is what the access log says about a request. Its strings
+// may view the request's own bytes: the log copies them before the
+// request ends.
 type requestInfo struct {
 	method, host, path, proto, remote string
-	ctx                               context.Context
 }
 
 // describer yields a requestInfo only when the access log wants one, so the
@@ -327,18 +354,19 @@ type httpInfo struct{ r *http.Request }
 
 func (i httpInfo) describe() requestInfo {
 	r := i.r
-	return requestInfo{method: r.Method, host: r.Host, path: r.URL.Path, proto: r.Proto, remote: r.RemoteAddr, ctx: r.Context()}
+	return requestInfo{method: r.Method, host: r.Host, path: r.URL.Path, proto: r.Proto, remote: r.RemoteAddr}
 }
 
 // observe records a finished request in the metrics and the access log.
 func (h *Handler) observe(d describer, s *site, out outcome, start time.Time) {
-	dur := h.now().Sub(start)
+	end := h.now()
+	dur := end.Sub(start)
 	if s != nil {
 		s.metrics.requests[out.result][statusClass(out.status)].Inc()
 		s.metrics.bytes[out.result].Add(float64(out.bytes))
 	}
 	h.metrics.durations[out.result].Observe(dur.Seconds())
-	if !h.accessLog {
+	if h.access == nil {
 		return
 	}
 	siteName := ""
@@ -346,11 +374,8 @@ func (h *Handler) observe(d describer, s *site, out outcome, start time.Time) {
 		siteName = s.name
 	}
 	r := d.describe()
-	h.log.LogAttrs(r.ctx, slog.LevelInfo, "request",
-		slog.String("site", siteName), slog.String("method", r.method), slog.String("host", r.host),
-		slog.String("path", r.path), slog.String("proto", r.proto), slog.Int("status", out.status),
-		slog.String("cache", out.result.String()), slog.Int64("bytes", out.bytes),
-		slog.String("remote", r.remote), slog.Duration("dur", dur))
+	h.access.Write(accesslog.Record{Time: end, Site: siteName, Method: r.method, Host: r.host, Path: r.path, Proto: r.proto,
+		Status: out.status, Cache: out.result.String(), Bytes: out.bytes, Remote: r.remote, Dur: dur})
 }
 
 // setH1Date starts an HTTP/1.1 response header with the answer's Date

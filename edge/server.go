@@ -24,6 +24,9 @@ import (
 	"github.com/selfcdn/cdn/edge/h2"
 	"github.com/selfcdn/cdn/edge/purgesync"
 	"github.com/selfcdn/cdn/edge/release"
+	"github.com/selfcdn/cdn/edge/tier"
+	"github.com/selfcdn/cdn/internal/accesslog"
+	"github.com/selfcdn/cdn/internal/certstore"
 	"github.com/selfcdn/cdn/internal/deps"
 	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
 	"github.com/selfcdn/cdn/origin"
@@ -43,7 +46,6 @@ type Server struct {
 	reg     *prometheus.Registry
 	handler *Handler
 	mem     *cache.Memory
-	fetcher *origin.Fetcher
 	ready   atomic.Bool
 	// purges follows the purge log; nil without a control link.
 	purges *purgesync.Follower
@@ -56,6 +58,9 @@ type Server struct {
 	started     time.Time
 	// certs gives the HTTPS listeners their certificates; nil without TLS.
 	certs *certs.Manager
+	// certStore is the network's shared certificate storage, bound by
+	// the control link; nil without TLS or without control.
+	certStore *certstore.Storage
 	// h2metrics counts HTTP/2 connections cut off for floods.
 	h2metrics *h2.Metrics
 	// addr, adminAddr and httpsAddr are the listeners' actual addresses,
@@ -103,35 +108,44 @@ func New(cfg Config, d Deps) (*Server, error) {
 			return nil, err
 		}
 	}
-	if cm, err = newCertManager(cfg, d); err != nil {
+	var shared *certstore.Storage
+	if cfg.Control != nil && cfg.TLS.Listen != "" {
+		shared = certstore.New(certstore.Config{Owner: cfg.Name, Logger: log})
+	}
+	if cm, err = newCertManager(cfg, d, shared); err != nil {
 		return nil, err
 	}
 	m := newMetrics(reg)
 	maxObj := int64(cfg.Cache.MaxObject)
 	h := &Handler{
-		name:          cfg.Name,
-		via:           "1.1 " + cfg.Name,
-		mem:           mem,
-		disk:          disk,
-		group:         fill.NewGroup(func() *fill.Body { return fill.NewBody(maxObj, dir) }),
-		fetcher:       origin.NewFetcher(cfg.Origin),
-		maxBody:       int64(cfg.MaxBodyBytes),
-		bodies:        newBodyGate(int64(cfg.BodyBuffer), cfg.BodyTimeout, cfg.MaxStreamingBodies),
-		maxURI:        int(min(cfg.MaxURIBytes, cfg.MaxHeaderBytes)),
-		maxObject:     maxObj,
-		diskInline:    min(maxObj, int64(cfg.Cache.Memory)/64),
-		maxVariants:   cfg.Cache.MaxVariants,
-		hitForMissTTL: cfg.Cache.HitForMissTTL,
-		accessLog:     cfg.AccessLog,
-		sendFile:      cfg.SendFile,
-		log:           log,
-		metrics:       m,
-		now:           now,
-		bgCtx:         context.Background(),
+		name:       cfg.Name,
+		via:        "1.1 " + cfg.Name,
+		mem:        mem,
+		disk:       disk,
+		group:      fill.NewGroup(func() *fill.Body { return fill.NewBody(maxObj, dir) }),
+		origins:    origin.NewPool(cfg.Origin, reg, log),
+		maxBody:    int64(cfg.MaxBodyBytes),
+		bodies:     newBodyGate(int64(cfg.BodyBuffer), cfg.BodyTimeout, cfg.MaxStreamingBodies),
+		maxURI:     int(min(cfg.MaxURIBytes, cfg.MaxHeaderBytes)),
+		maxObject:  maxObj,
+		diskInline: min(maxObj, int64(cfg.Cache.Memory)/64),
+		sendFile:   cfg.SendFile,
+		log:        log,
+		metrics:    m,
+		now:        now,
+		bgCtx:      context.Background(),
 	}
 	maxRules := 0
+	var tierCfg tier.Config
 	if cfg.Control != nil {
 		maxRules = cmp.Or(cfg.Control.MaxPurgeRules, 100_000)
+		tierCfg = cfg.Control.Tier
+	}
+	// Standalone, the tier has no peers; it still marks and bounds hops
+	// (CDN-Loop), so an origin that points back at the edge is caught.
+	h.tier = tier.New(tierCfg, cfg.Name, cfg.Region, reg)
+	if cfg.AccessLog {
+		h.access = accesslog.New(d.AccessLog, accesslog.Config{}, reg)
 	}
 	h.purges = purge.NewTable(maxRules, now, h.siteKeyRules)
 	if err := h.useSites(cfg.Sites); err != nil {
@@ -144,11 +158,15 @@ func New(cfg Config, d Deps) (*Server, error) {
 			return nil, fmt.Errorf("certificates: %w", err)
 		}
 	}
-	// Vary index generations go into keys that outlive the process on
-	// disk: start past any number an earlier run could have used.
-	h.gen.Store(uint64(time.Now().UnixNano()))
+	h.fill = fill.New(fill.Config{
+		Memory: mem, Disk: disk, Group: h.group, Upstream: h.fetchUpstream, Lookup: h.get, Header: h.clientHeader,
+		Prepare:     func(e *cache.Entry, key string) { markEncodable(e, key, maxObj) },
+		Hot:         h.tier.Hot,
+		MaxVariants: cfg.Cache.MaxVariants, HitForMissTTL: cfg.Cache.HitForMissTTL,
+		Fetched: m.fetched, Log: log, Now: now,
+	})
 	h.prepareStatus()
-	s := &Server{cfg: cfg, log: log, reg: reg, handler: h, mem: mem, fetcher: h.fetcher, certs: cm, started: now(), h2metrics: h2.NewMetrics(reg)}
+	s := &Server{cfg: cfg, log: log, reg: reg, handler: h, mem: mem, certs: cm, certStore: shared, started: now(), h2metrics: h2.NewMetrics(reg)}
 	if cfg.Control != nil {
 		s.loadSitesFile()
 		s.purges, err = purgesync.Open(h.purges, purgesync.Config{
@@ -405,9 +423,19 @@ func (s *Server) close(cancelBG context.CancelFunc) {
 			s.log.Warn("closing the disk tier", "err", err)
 		}
 	}
-	s.fetcher.Close()
+	s.handler.origins.Close()
+	s.handler.tier.Close()
+	if s.handler.access != nil {
+		s.handler.access.Close() // every line of the requests served
+	}
 	if s.certs != nil {
 		s.certs.Close()
+	}
+	if s.certStore != nil {
+		// Locks still held go now rather than at their TTL.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		s.certStore.Close(ctx)
+		cancel()
 	}
 	if s.purges != nil {
 		if err := s.purges.Close(); err != nil {

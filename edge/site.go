@@ -2,31 +2,26 @@ package edge
 
 import (
 	"fmt"
-	"net/url"
-	"strings"
 	"sync/atomic"
 
 	"github.com/selfcdn/cdn/edge/freshness"
 	"github.com/selfcdn/cdn/edge/release"
 	"github.com/selfcdn/cdn/internal/cachekey"
 	"github.com/selfcdn/cdn/internal/routing"
+	sitecfg "github.com/selfcdn/cdn/internal/site"
+	"github.com/selfcdn/cdn/origin"
 	"github.com/selfcdn/cdn/purge"
 )
 
 // site is a configured site as the request path needs it.
 type site struct {
 	name string
-	// originPrefix is the origin's base URL without a trailing slash,
-	// ready to prepend to a request URI.
-	originPrefix string
-	// originHost is the Host header for the origin; empty forwards the
-	// client's Host.
-	originHost string
-	// fallbacks are the origins a fill tries next, in order.
-	fallbacks []originTarget
-	policy    freshness.Policy
-	keyRules  cachekey.Rules
-	metrics   *siteMetrics
+	// origins are the site's origin servers, with their failover,
+	// health and breakers (nil for a push-only site without one).
+	origins  *origin.Group
+	policy   freshness.Policy
+	keyRules cachekey.Rules
+	metrics  *siteMetrics
 	// purges are the site's purge rules; every object served is checked
 	// against them.
 	purges *purge.SiteRules
@@ -38,17 +33,20 @@ type site struct {
 	// every rebuild of the site; pushOnly never goes to the origin.
 	release  *atomic.Pointer[release.Index]
 	pushOnly bool
+	// shield is the region whose edges alone fill from the origin ("":
+	// every region fills itself).
+	shield string
 }
-
-// originTarget is one fallback origin: its base URL and the Host to send.
-type originTarget struct{ prefix, host string }
 
 // useSites builds the routes for sites and swaps them in.
 func (h *Handler) useSites(sites []SiteConfig) error {
-	routes, err := buildRoutes(sites, h.metrics, h.purges, h.pushed.holder)
+	routes, groups, err := buildRoutes(sites, h.metrics, h.purges, h.pushed.holder, h.origins)
 	if err != nil {
 		return err
 	}
+	// Origins no site names any more stop their health checks and
+	// close their connections; those still named keep their state.
+	defer h.origins.Retain(groups...)
 	keys := make(map[string]cachekey.Rules, len(sites))
 	for _, sc := range sites {
 		keys[sc.Name] = sc.CacheKey
@@ -67,49 +65,51 @@ func (h *Handler) siteKeyRules(name string) cachekey.Rules {
 	return cachekey.Rules{}
 }
 
-// buildRoutes turns the configured sites into a routing table.
-func buildRoutes(sites []SiteConfig, m *metrics, purges *purge.Table, releases func(string) *atomic.Pointer[release.Index]) (*routing.Table[site], error) {
+// buildRoutes turns the configured sites into a routing table, with
+// each site's origin group from pool.
+func buildRoutes(sites []SiteConfig, m *metrics, purges *purge.Table, releases func(string) *atomic.Pointer[release.Index],
+	pool *origin.Pool) (*routing.Table[site], []*origin.Group, error) {
 	var routes []routing.Route[site]
+	var groups []*origin.Group
 	for _, sc := range sites {
-		u, err := url.Parse(sc.Origin)
-		if err != nil {
-			return nil, fmt.Errorf("site %s: origin: %w", sc.Name, err)
-		}
 		s := &site{
-			name:         sc.Name,
-			originPrefix: strings.TrimSuffix(u.String(), "/"),
-			originHost:   u.Host,
-			policy:       freshness.Policy{DefaultTTL: sc.TTL.Default, MinTTL: sc.TTL.Min, MaxTTL: sc.TTL.Max},
-			keyRules:     sc.CacheKey,
-			metrics:      m.forSite(sc.Name),
-			purges:       purges.Site(sc.Name),
+			name:     sc.Name,
+			policy:   freshness.Policy{DefaultTTL: sc.TTL.Default, MinTTL: sc.TTL.Min, MaxTTL: sc.TTL.Max},
+			keyRules: sc.CacheKey,
+			metrics:  m.forSite(sc.Name),
+			purges:   purges.Site(sc.Name),
 			// Without a certificate mode there is no HTTPS to send anyone to.
 			httpsRedirect: sc.HTTPSRedirect && sc.TLS != "",
 			hsts:          sc.HSTS.Header(),
 			release:       releases(sc.Name),
 			pushOnly:      sc.PushOnly,
+			shield:        sc.Shield.Region,
 		}
-		switch sc.OriginHost {
-		case "":
-		case "client":
-			s.originHost = ""
-		default:
-			s.originHost = sc.OriginHost
-		}
-		for _, fo := range sc.FallbackOrigins {
-			fu, err := url.Parse(fo)
+		if list := sc.OriginList(); len(list) > 0 {
+			g, err := pool.Group(originGroup(sc, list))
 			if err != nil {
-				return nil, fmt.Errorf("site %s: fallback origin: %w", sc.Name, err)
+				return nil, nil, fmt.Errorf("site %s: origins: %w", sc.Name, err)
 			}
-			t := originTarget{prefix: strings.TrimSuffix(fu.String(), "/"), host: fu.Host}
-			if sc.OriginHost != "" {
-				t.host = s.originHost // an explicit Host (or the client's) goes to every origin
-			}
-			s.fallbacks = append(s.fallbacks, t)
+			s.origins = g
+			groups = append(groups, g)
 		}
 		for _, h := range sc.Hosts {
 			routes = append(routes, routing.Route[site]{Host: h, Site: s})
 		}
 	}
-	return routing.New(routes), nil
+	return routing.New(routes), groups, nil
+}
+
+// originGroup is a site's origins as the origin package takes them.
+func originGroup(sc SiteConfig, list []sitecfg.Origin) origin.GroupConfig {
+	gc := origin.GroupConfig{Site: sc.Name, FailoverStatuses: sc.FailoverStatuses,
+		Health: origin.HealthCheck{Path: sc.OriginHealth.Path, Interval: sc.OriginHealth.Interval, Timeout: sc.OriginHealth.Timeout}}
+	for _, o := range list {
+		t := origin.Target{URL: o.URL, Host: o.Host, SNI: o.SNI, Backup: o.Backup}
+		if o.Host == "client" {
+			t.Host, t.ClientHost = "", true
+		}
+		gc.Targets = append(gc.Targets, t)
+	}
+	return gc
 }

@@ -1,7 +1,3 @@
-// Package origin talks to origin servers: a pooled HTTP client with
-// connect, header and idle-body timeouts, one retry of idempotent requests
-// that failed before any response, and errors that say whether the origin
-// was slow (504) or broken (502).
 package origin
 
 import (
@@ -93,27 +89,7 @@ type Fetcher struct {
 // NewFetcher returns a fetcher with its own connection pool.
 func NewFetcher(cfg Config) *Fetcher {
 	cfg = cfg.WithDefaults()
-	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAlive: 30 * time.Second}
-	tr := &http.Transport{
-		DialContext:            dialer.DialContext,
-		MaxIdleConns:           cfg.MaxIdleConns * 4,
-		MaxIdleConnsPerHost:    cfg.MaxIdleConns,
-		IdleConnTimeout:        90 * time.Second,
-		ResponseHeaderTimeout:  cfg.HeaderTimeout,
-		TLSHandshakeTimeout:    cfg.ConnectTimeout,
-		ExpectContinueTimeout:  time.Second,
-		MaxResponseHeaderBytes: cfg.MaxHeaderBytes,
-		// The edge caches what the origin sends, encoded or not, and
-		// passes the client's Accept-Encoding on; Go must not add its own
-		// and decode behind our back.
-		DisableCompression: true,
-		ForceAttemptHTTP2:  true,
-	}
-	return &Fetcher{cfg: cfg, client: &http.Client{
-		Transport: tr,
-		// Redirects are the client's business; a cache stores them.
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-	}}
+	return &Fetcher{cfg: cfg, client: newClient(newTransport(cfg, nil))}
 }
 
 // Do sends req. The returned body enforces ReadTimeout between reads and

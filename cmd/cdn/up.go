@@ -72,15 +72,37 @@ type upEdge struct {
 	NATSCreds string `json:"nats_creds"`
 }
 
-// upEdges are the edges `cdn up` starts: one per region, each on its own
-// loopback address, as they would be on their own hosts.
-var upEdges = []struct {
+// upEdgeSpec is one edge `cdn up` starts.
+type upEdgeSpec struct {
 	name, region, ip string
 	lat, lon         float64
-}{
+}
+
+// upEdges are the first edge of each region `cdn up` starts, each on its
+// own loopback address, as they would be on their own hosts.
+var upEdges = []upEdgeSpec{
 	{"edge-a", "local-a", "127.0.0.2", 50.1, 8.7},   // Frankfurt
 	{"edge-b", "local-b", "127.0.0.3", 40.7, -74.0}, // New York
 	{"edge-c", "local-c", "127.0.0.4", 1.35, 103.8}, // Singapore
+}
+
+// upEdgeSet is perRegion edges in each region: edge-a, edge-a2, ...
+// on 127.0.0.2, 127.0.1.2, ..., so a region's edges share the cache
+// tier (edge/tier) and each key has one home among them.
+func upEdgeSet(perRegion int) []upEdgeSpec {
+	var out []upEdgeSpec
+	for _, first := range upEdges {
+		host := first.ip[strings.LastIndexByte(first.ip, '.')+1:]
+		for i := range perRegion {
+			e := first
+			if i > 0 {
+				e.name = fmt.Sprintf("%s%d", first.name, i+1)
+				e.ip = fmt.Sprintf("127.0.%d.%s", i, host)
+			}
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 var demoHosts = []string{"demo.cdn.test", "*"}
@@ -119,6 +141,7 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		controlAddr, natsAddr, dnsAddr, mmdb  string
 		httpsPort                             string
 		accessLog                             bool
+		perRegion                             int
 		lf                                    logFlags
 	)
 	fs.StringVar(&data, "data", ".data", "data directory: demo site, caches, up.json")
@@ -131,9 +154,13 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&dnsAddr, "geodns-listen", "127.0.0.1:8553", "GeoDNS address, UDP and TCP (port 0 picks a free one)")
 	fs.StringVar(&mmdb, "mmdb", "", "MaxMind-format City database for GeoDNS (default: documentation ranges only)")
 	fs.BoolVar(&accessLog, "access-log", false, "log every request")
+	fs.IntVar(&perRegion, "edges-per-region", 1, "edges in each of the three regions (1-50); a region's edges share one cache tier")
 	lf.register(fs, "text")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if perRegion < 1 || perRegion > 50 {
+		return usageError{fmt.Errorf("--edges-per-region: want 1-50, got %d", perRegion)}
 	}
 	log, err := lf.logger(stderr)
 	if err != nil {
@@ -247,7 +274,7 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	info.CACert = filepath.Join(caDir, certs.CACertFile)
-	for _, e := range upEdges {
+	for _, e := range upEdgeSet(perRegion) {
 		ln, err := listen(net.JoinHostPort(e.ip, edgePort))
 		if err != nil {
 			return err

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -67,8 +68,23 @@ type ACMEConfig struct {
 
 // Config configures a Manager.
 type Config struct {
-	// Storage is the directory for certificates, keys and ACME accounts.
+	// Storage is the directory for certificates, keys and ACME accounts,
+	// and for every certificate when Shared is nil.
 	Storage string
+	// Shared, when set, holds the ACME certificates, account, challenge
+	// tokens and locks instead of Storage: a store every edge of the
+	// network uses (internal/certstore), so one order serves them all.
+	// Development and file certificates stay in Storage.
+	Shared certmagic.Storage
+	// SharedReady is closed once Shared can be used (the edge's control
+	// link bound it); ACME names are managed then, or after SharedWait
+	// without it (from the copy of Shared kept in Storage, so an edge
+	// restarted while NATS is down serves the certificates it had). Nil
+	// means now.
+	SharedReady <-chan struct{}
+	// SharedWait is how long Run waits for SharedReady before serving
+	// ACME names from the copy. Default 10s.
+	SharedWait time.Duration
 	// DevCA is the development CA's directory (made on first use).
 	DevCA string
 	ACME  ACMEConfig
@@ -79,14 +95,32 @@ type Config struct {
 	FileCheck time.Duration
 	Logger    *slog.Logger
 	Registry  prometheus.Registerer
+
+	// renewCheck is how often certmagic checks whether certificates need
+	// renewing; 0 keeps certmagic's default (10 minutes). Tests shorten it.
+	renewCheck time.Duration
+	// disableARI renews by the certificate's lifetime only, so a test
+	// knows when renewal comes (ARI picks a random time in a window).
+	disableARI bool
+	// beforeOrder, if set, runs when certmagic is about to order a
+	// certificate, under its lock (tests cut the holder off there).
+	beforeOrder func(name string)
+}
+
+// lockConfirmer is a shared storage that can prove this process still
+// holds a lock (internal/certstore).
+type lockConfirmer interface {
+	ConfirmLock(ctx context.Context, name string) error
 }
 
 // Manager picks each handshake's certificate by its server name.
 type Manager struct {
-	cfg     Config
-	log     *slog.Logger
-	storage certmagic.Storage
-	metrics *metrics
+	cfg Config
+	log *slog.Logger
+	// storage holds development certificates; acmeStorage ACME's (the
+	// same unless Config.Shared is set).
+	storage, acmeStorage certmagic.Storage
+	metrics              *metrics
 
 	acme, acmeWild, dev, files *certmagic.Config
 	acmeIssuers                []*certmagic.ACMEIssuer
@@ -116,6 +150,9 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.FileCheck <= 0 {
 		cfg.FileCheck = 5 * time.Second
 	}
+	if cfg.SharedWait <= 0 {
+		cfg.SharedWait = 10 * time.Second
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -126,6 +163,10 @@ func New(cfg Config) (*Manager, error) {
 		fileCerts: map[string]*fileCert{},
 		managed:   map[Mode]map[string]bool{},
 		changed:   make(chan struct{}, 1),
+	}
+	m.acmeStorage = m.storage
+	if cfg.Shared != nil {
+		m.acmeStorage = mirrored{shared: cfg.Shared, local: &certmagic.FileStorage{Path: filepath.Join(cfg.Storage, "shared-copy")}}
 	}
 	m.hosts.Store(&hostTable{})
 	m.caches = map[Mode]*certmagic.Cache{}
@@ -177,14 +218,22 @@ func New(cfg Config) (*Manager, error) {
 func (m *Manager) newConfig(mode Mode) *certmagic.Config {
 	var cfg *certmagic.Config
 	cache := certmagic.NewCache(certmagic.CacheOptions{
-		GetConfigForCert: func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
-		Logger:           zap.NewNop(),
+		GetConfigForCert:   func(certmagic.Certificate) (*certmagic.Config, error) { return cfg, nil },
+		RenewCheckInterval: m.cfg.renewCheck,
+		Logger:             zap.NewNop(),
 	})
 	m.caches[mode] = cache
+	storage := m.storage
+	if mode == ACME || mode == acmeOnDemand {
+		storage = m.acmeStorage
+	}
 	cfg = certmagic.New(cache, certmagic.Config{
-		Storage: m.storage,
+		Storage: storage,
 		Logger:  zap.NewNop(),
-		OnEvent: m.onEvent,
+		OnEvent: func(ctx context.Context, event string, data map[string]any) error {
+			return m.onEvent(ctx, mode, event, data)
+		},
+		DisableARI: m.cfg.disableARI,
 	})
 	if mode == Dev || mode == acmeOnDemand {
 		cfg.OnDemand = &certmagic.OnDemandConfig{DecisionFunc: func(_ context.Context, name string) error {
@@ -286,11 +335,16 @@ func (m *Manager) Update(sites []Site) error {
 	return errors.Join(errs...)
 }
 
-// manageAll brings certmagic's managed names in line with the sites.
-func (m *Manager) manageAll(ctx context.Context) {
+// manageAll brings certmagic's managed names in line with the sites;
+// ACME names only once acme says their storage can be used.
+func (m *Manager) manageAll(ctx context.Context, acme bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for mode, cfg := range map[Mode]*certmagic.Config{ACME: m.acme, Dev: m.dev} {
+	configs := map[Mode]*certmagic.Config{Dev: m.dev}
+	if acme {
+		configs[ACME] = m.acme
+	}
+	for mode, cfg := range configs {
 		if err := m.manage(ctx, mode, cfg, m.want[mode]); err != nil {
 			m.log.Error("certificates not managed", "err", err)
 		}
@@ -348,12 +402,29 @@ func (m *Manager) openDevCA() error {
 func (m *Manager) Run(ctx context.Context) {
 	t := time.NewTicker(m.cfg.FileCheck)
 	defer t.Stop()
+	// Until the shared storage is bound, ordering would only fail (and
+	// certmagic would wait a minute to retry): ACME names wait for it.
+	shared := m.cfg.SharedReady
+	acme := shared == nil
+	var waited <-chan time.Time
+	if !acme {
+		wait := time.NewTimer(m.cfg.SharedWait)
+		defer wait.Stop()
+		waited = wait.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-shared:
+			shared, waited, acme = nil, nil, true
+			m.manageAll(ctx, acme)
+		case <-waited:
+			waited, acme = nil, true
+			m.log.Warn("shared certificate storage not reachable; serving ACME certificates from the local copy")
+			m.manageAll(ctx, acme)
 		case <-m.changed:
-			m.manageAll(ctx)
+			m.manageAll(ctx, acme)
 		case <-t.C:
 			m.reloadFiles(ctx)
 		}
@@ -367,7 +438,11 @@ func (m *Manager) Close() {
 	}
 }
 
-func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) error {
+// onEvent logs and counts certmagic's events for the config of mode.
+func (m *Manager) onEvent(ctx context.Context, mode Mode, event string, data map[string]any) error {
+	if event == "cert_obtaining" && (mode == ACME || mode == acmeOnDemand) {
+		return m.beforeOrder(ctx, data)
+	}
 	switch event {
 	case "cert_obtained", "cert_failed", "cached_unmanaged_cert":
 	default:
@@ -384,6 +459,29 @@ func (m *Manager) onEvent(_ context.Context, event string, data map[string]any) 
 		m.log.Error("certificate not obtained", attrs...)
 	} else {
 		m.log.Info("certificate ready", attrs...)
+	}
+	return nil
+}
+
+// beforeOrder runs under the certificate's lock, just before certmagic
+// places an ACME order: with shared storage, it proves the lock is
+// still ours (a holder cut off from NATS whose lock may have passed to
+// another edge orders nothing; certmagic retries later, takes the lock
+// again and finds the certificate the other edge stored).
+func (m *Manager) beforeOrder(ctx context.Context, data map[string]any) error {
+	name, _ := data["identifier"].(string)
+	if m.cfg.beforeOrder != nil {
+		m.cfg.beforeOrder(name)
+	}
+	lc, ok := m.acmeStorage.(lockConfirmer)
+	if !ok || name == "" {
+		return nil
+	}
+	// certmagic's lock for obtaining and renewing name (its certIssueLockOp).
+	if err := lc.ConfirmLock(ctx, "issue_cert_"+name); err != nil {
+		m.metrics.events.WithLabelValues("order_held_back").Inc()
+		m.log.Warn("certificate not ordered: its lock is not confirmed", "host", name, "err", err)
+		return err
 	}
 	return nil
 }
@@ -470,7 +568,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "cdn_edge_cert_events_total",
-			Help: "Certificates obtained, failed or loaded from files.",
+			Help: "Certificates obtained, failed or loaded from files, and orders held back because their lock was not confirmed.",
 		}, []string{"event"}),
 	}
 	if reg != nil {

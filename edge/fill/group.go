@@ -30,6 +30,12 @@ type Head struct {
 	FromCache bool
 	// Revalidated is set when the origin answered 304 to our validation.
 	Revalidated bool
+	// Upstream is the Cache-Status of the peer edge that answered (RFC
+	// 9211 lists the caches from the origin's side), "" from an origin.
+	Upstream string
+	// NotKept says the response is shared with the flight's waiters but
+	// not stored here (a peer's answer for a key that is not hot).
+	NotKept bool
 	// Entry is the stored entry a FromCache head comes from, when its body
 	// is in memory (immutable, so any waiter may serve it as a hit is
 	// served: compressed copies, validators, ranges). Nil otherwise, and

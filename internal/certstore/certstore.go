@@ -1,51 +1,162 @@
-// Package certstore is a certmagic.Storage over a JetStream KV bucket, so
-// every edge of a site shares one certificate, one ACME account and one
-// lock while a certificate is obtained, wherever the edges run.
 package certstore
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/caddyserver/certmagic"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/selfcdn/cdn/internal/state"
 )
 
-// Bucket is the KV bucket that holds certificates, keys and locks.
-const Bucket = "cdn_certs"
+// Bucket is the KV bucket that holds certificates, keys, ACME accounts
+// and locks. Control creates it (CreateBucket); edges bind it.
+const Bucket = state.CertsBucket
 
-// Storage implements certmagic.Storage. Safe for concurrent use, and across
-// processes: every method is one or a few KV operations, and Lock is a
-// compare-and-set on a lock key.
-type Storage struct {
-	kv    jetstream.KeyValue
-	owner string // this process, written into the locks it holds
-	// lockTTL is how long a lock holds if its owner dies without
-	// unlocking; longer than an ACME issuance takes.
-	lockTTL time.Duration
-	poll    time.Duration
+// markerTTL is how long the bucket keeps the marker JetStream leaves
+// where a lock key expired; watchers see the expiry through it.
+const markerTTL = time.Minute
+
+// ErrNotBound is returned by every method of a Storage whose bucket is
+// not bound yet (the edge's control link is not up).
+var ErrNotBound = errors.New("certstore: bucket not bound yet")
+
+// Config configures a Storage.
+type Config struct {
+	// Owner names this process in its locks (for an operator reading the
+	// bucket); New adds a random suffix, so two processes given the same
+	// name still hold distinct locks.
+	Owner string
+	// LockTTL is how long a lock outlives its holder: JetStream deletes
+	// a lock key that was not renewed for this long, and the holder
+	// renews it every LockTTL/3. Default 30s; JetStream counts TTLs in
+	// whole seconds, so it is rounded up to one.
+	LockTTL time.Duration
+	// Poll is how often a waiting Lock tries again. Default 250ms.
+	Poll time.Duration
+	// Logger gets lock losses; nil discards.
+	Logger *slog.Logger
 }
 
-var _ certmagic.Storage = (*Storage)(nil)
+// Storage implements certmagic.Storage over the JetStream KV bucket, so
+// every edge shares certificates, the ACME account, challenge tokens
+// and locks. Safe for concurrent use, and across processes (see
+// lock.go). New makes one unbound; Bind attaches the bucket once the
+// NATS connection is up, and until then every method fails with
+// ErrNotBound. The zero value is not usable.
+type Storage struct {
+	owner   string
+	lockTTL time.Duration
+	poll    time.Duration
+	log     *slog.Logger
 
-// New opens (or creates) the bucket. owner names this process in locks.
-func New(ctx context.Context, nc *nats.Conn, owner string, replicas int) (*Storage, error) {
+	b         atomic.Pointer[bucket] // nil until Bind
+	bound     chan struct{}          // closed by the first Bind
+	boundOnce sync.Once
+
+	mu sync.Mutex // protects held and fences
+	// held are the locks this process holds, by lock name.
+	held map[string]*heldLock
+	// fences are the held certificate locks by the storage component of
+	// the name they guard (certmagic.StorageKeys.Safe of it).
+	fences map[string]*heldLock
+	// renewers are the held locks' keepalive goroutines.
+	renewers sync.WaitGroup
+}
+
+// bucket is a bound KV bucket and the JetStream context under it (lock
+// renewals publish with a TTL, which the KV API cannot).
+type bucket struct {
+	kv jetstream.KeyValue
+	js jetstream.JetStream
+}
+
+var (
+	_ certmagic.Storage          = (*Storage)(nil)
+	_ certmagic.TryLocker        = (*Storage)(nil)
+	_ certmagic.LockLeaseRenewer = (*Storage)(nil)
+)
+
+// New returns an unbound Storage. It does no I/O.
+func New(cfg Config) *Storage {
+	if cfg.LockTTL <= 0 {
+		cfg.LockTTL = 30 * time.Second
+	}
+	cfg.LockTTL = (cfg.LockTTL + time.Second - 1).Truncate(time.Second)
+	if cfg.Poll <= 0 {
+		cfg.Poll = 250 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Storage{
+		owner: cfg.Owner + "#" + rand.Text()[:8], lockTTL: cfg.LockTTL, poll: cfg.Poll, log: cfg.Logger,
+		bound: make(chan struct{}), held: map[string]*heldLock{}, fences: map[string]*heldLock{},
+	}
+}
+
+// CreateBucket creates the bucket, or updates it to these settings:
+// control does this once, with the cluster's replica count. Lock keys
+// expire on the server (per-key TTL), which needs NATS 2.11 or later.
+func CreateBucket(ctx context.Context, nc *nats.Conn, replicas int) error {
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return nil, fmt.Errorf("certstore: %w", err)
+		return fmt.Errorf("certstore: %w", err)
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: Bucket, History: 1, Replicas: max(replicas, 1)})
+	_, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: Bucket, History: 1, Replicas: max(replicas, 1), LimitMarkerTTL: markerTTL,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("certstore: open bucket: %w", err)
+		return fmt.Errorf("certstore: create bucket %s: %w", Bucket, err)
 	}
-	return &Storage{kv: kv, owner: owner, lockTTL: 5 * time.Minute, poll: 250 * time.Millisecond}, nil
+	return nil
+}
+
+// Bind attaches the bucket control created. It fails if the bucket is
+// missing or lets no key expire (a control older than shared locks).
+// Binding again replaces the handle; the locks held stay held.
+func (s *Storage) Bind(ctx context.Context, nc *nats.Conn) error {
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("certstore: %w", err)
+	}
+	kv, err := js.KeyValue(ctx, Bucket)
+	if err != nil {
+		return fmt.Errorf("certstore: bind bucket %s: %w", Bucket, err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("certstore: bind bucket %s: %w", Bucket, err)
+	}
+	if kvs, ok := st.(*jetstream.KeyValueBucketStatus); ok && kvs.LimitMarkerTTL() <= 0 {
+		return fmt.Errorf("certstore: bucket %s has no per-key TTL, so a dead holder's lock would never expire: start a current control to update it", Bucket)
+	}
+	s.b.Store(&bucket{kv: kv, js: js})
+	s.boundOnce.Do(func() { close(s.bound) })
+	return nil
+}
+
+// Bound is closed once the bucket is bound.
+func (s *Storage) Bound() <-chan struct{} { return s.bound }
+
+func (s *Storage) bucket() (*bucket, error) {
+	b := s.b.Load()
+	if b == nil {
+		return nil, ErrNotBound
+	}
+	return b, nil
 }
 
 // KV keys allow [-/_=.a-zA-Z0-9]; certmagic keys hold e-mail addresses
@@ -91,46 +202,64 @@ func decodeKey(k string) (string, bool) {
 	return b.String(), true
 }
 
-// entry is what a key holds: the value and when it was stored.
+// entry is what a key holds: the value, when it was stored, and the
+// fencing token of the lock it was written under (0 for none).
 type entry struct {
 	Value    []byte    `json:"v"`
 	Modified time.Time `json:"m"`
+	Fence    uint64    `json:"f,omitempty"`
 }
 
+// Store writes value at key. A certificate's files written while this
+// process holds the certificate's lock are fenced (see lock.go): the
+// write fails with ErrLockLost if the lock is no longer ours.
 func (s *Storage) Store(ctx context.Context, key string, value []byte) error {
-	b, err := json.Marshal(entry{Value: value, Modified: time.Now()})
+	b, err := s.bucket()
 	if err != nil {
 		return err
 	}
-	if _, err := s.kv.Put(ctx, encodeKey(key), b); err != nil {
+	if hl := s.fenceFor(key); hl != nil {
+		return s.storeFenced(ctx, b, hl, key, value)
+	}
+	v, err := json.Marshal(entry{Value: value, Modified: time.Now()})
+	if err != nil {
+		return err
+	}
+	if _, err := b.kv.Put(ctx, encodeKey(key), v); err != nil {
 		return fmt.Errorf("certstore: store %s: %w", key, err)
 	}
 	return nil
 }
 
-func (s *Storage) load(ctx context.Context, key string) (entry, error) {
+// load reads key's entry and revision.
+func (s *Storage) load(ctx context.Context, b *bucket, key string) (entry, uint64, error) {
 	var e entry
-	kve, err := s.kv.Get(ctx, encodeKey(key))
+	kve, err := b.kv.Get(ctx, encodeKey(key))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return e, fs.ErrNotExist
+		return e, 0, fs.ErrNotExist
 	}
 	if err != nil {
-		return e, fmt.Errorf("certstore: load %s: %w", key, err)
+		return e, 0, fmt.Errorf("certstore: load %s: %w", key, err)
 	}
 	if err := json.Unmarshal(kve.Value(), &e); err != nil {
-		return e, fmt.Errorf("certstore: load %s: %w", key, err)
+		return e, 0, fmt.Errorf("certstore: load %s: %w", key, err)
 	}
-	return e, nil
+	return e, kve.Revision(), nil
 }
 
+// Load reads key; fs.ErrNotExist if it is not stored.
 func (s *Storage) Load(ctx context.Context, key string) ([]byte, error) {
-	e, err := s.load(ctx, key)
+	b, err := s.bucket()
+	if err != nil {
+		return nil, err
+	}
+	e, _, err := s.load(ctx, b, key)
 	return e.Value, err
 }
 
 // keys lists every stored key under prefix (all keys for "").
-func (s *Storage) keys(ctx context.Context, prefix string) ([]string, error) {
-	lister, err := s.kv.ListKeys(ctx)
+func (s *Storage) keys(ctx context.Context, b *bucket, prefix string) ([]string, error) {
+	lister, err := b.kv.ListKeys(ctx)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrNoKeysFound) {
 			return nil, nil
@@ -148,26 +277,42 @@ func (s *Storage) keys(ctx context.Context, prefix string) ([]string, error) {
 	return out, nil
 }
 
+// Delete removes key, or every key under it when it is a directory.
 func (s *Storage) Delete(ctx context.Context, key string) error {
-	keys, err := s.keys(ctx, key)
+	b, err := s.bucket()
+	if err != nil {
+		return err
+	}
+	keys, err := s.keys(ctx, b, key)
 	if err != nil {
 		return err
 	}
 	for _, k := range keys {
-		if err := s.kv.Delete(ctx, encodeKey(k)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+		if err := b.kv.Delete(ctx, encodeKey(k)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 			return fmt.Errorf("certstore: delete %s: %w", k, err)
 		}
 	}
 	return nil
 }
 
+// Exists reports whether key is stored, as a file or a directory.
 func (s *Storage) Exists(ctx context.Context, key string) bool {
-	keys, err := s.keys(ctx, key)
+	b, err := s.bucket()
+	if err != nil {
+		return false
+	}
+	keys, err := s.keys(ctx, b, key)
 	return err == nil && len(keys) > 0
 }
 
+// List returns the keys under path: its direct children, or with
+// recursive every directory and file below it.
 func (s *Storage) List(ctx context.Context, path string, recursive bool) ([]string, error) {
-	keys, err := s.keys(ctx, path)
+	b, err := s.bucket()
+	if err != nil {
+		return nil, err
+	}
+	keys, err := s.keys(ctx, b, path)
 	if err != nil {
 		return nil, err
 	}
@@ -203,8 +348,13 @@ func (s *Storage) List(ctx context.Context, path string, recursive bool) ([]stri
 	return out, nil
 }
 
+// Stat describes key: a file with its size and time, or a directory.
 func (s *Storage) Stat(ctx context.Context, key string) (certmagic.KeyInfo, error) {
-	e, err := s.load(ctx, key)
+	b, err := s.bucket()
+	if err != nil {
+		return certmagic.KeyInfo{}, err
+	}
+	e, _, err := s.load(ctx, b, key)
 	if err == nil {
 		return certmagic.KeyInfo{Key: key, Modified: e.Modified, Size: int64(len(e.Value)), IsTerminal: true}, nil
 	}
@@ -217,61 +367,5 @@ func (s *Storage) Stat(ctx context.Context, key string) (certmagic.KeyInfo, erro
 	return certmagic.KeyInfo{}, fs.ErrNotExist
 }
 
-// lock is a lock key's value.
-type lock struct {
-	Owner   string    `json:"owner"`
-	Expires time.Time `json:"expires"`
-}
-
-func lockKey(name string) string { return "l/" + strings.TrimPrefix(encodeKey(name), dataPrefix) }
-
-// Lock takes the named lock, waiting while another holder has it. A lock
-// whose holder vanished expires after the lock TTL and is taken over.
-func (s *Storage) Lock(ctx context.Context, name string) error {
-	key := lockKey(name)
-	for {
-		val, _ := json.Marshal(lock{Owner: s.owner, Expires: time.Now().Add(s.lockTTL)})
-		_, err := s.kv.Create(ctx, key, val)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return fmt.Errorf("certstore: lock %s: %w", name, err)
-		}
-		// Held: take it over only if it expired, and only if nobody else
-		// did first (compare-and-set on the revision we read).
-		if cur, gerr := s.kv.Get(ctx, key); gerr == nil {
-			var l lock
-			if json.Unmarshal(cur.Value(), &l) != nil || time.Now().After(l.Expires) {
-				if _, err := s.kv.Update(ctx, key, val, cur.Revision()); err == nil {
-					return nil
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("certstore: lock %s: %w", name, ctx.Err())
-		case <-time.After(s.poll):
-		}
-	}
-}
-
-// Unlock releases a lock this process holds.
-func (s *Storage) Unlock(ctx context.Context, name string) error {
-	key := lockKey(name)
-	cur, err := s.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("certstore: unlock %s: %w", name, err)
-	}
-	var l lock
-	if json.Unmarshal(cur.Value(), &l) == nil && l.Owner != s.owner {
-		return fmt.Errorf("certstore: unlock %s: held by %s, not %s", name, l.Owner, s.owner)
-	}
-	if err := s.kv.Delete(ctx, key, jetstream.LastRevision(cur.Revision())); err != nil {
-		return fmt.Errorf("certstore: unlock %s: %w", name, err)
-	}
-	return nil
-}
+// String names the storage in certmagic's logs.
+func (s *Storage) String() string { return "certstore:" + Bucket }

@@ -4,7 +4,9 @@
 package deps
 
 import (
+	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,12 +24,18 @@ type Deps struct {
 	Registry *prometheus.Registry
 	// Now is the clock. Nil uses time.Now.
 	Now func() time.Time
+	// AccessLog receives an edge's access log, JSON lines as the Logger
+	// writes them (edge.Config.AccessLog turns it on). Nil uses stderr.
+	AccessLog io.Writer
 }
 
 // WithDefaults returns d with every nil field given its default.
 func (d Deps) WithDefaults() Deps {
 	if d.Logger == nil {
 		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.AccessLog == nil {
+		d.AccessLog = os.Stderr
 	}
 	if d.Registry == nil {
 		d.Registry = cdnmetrics.NewRegistry()

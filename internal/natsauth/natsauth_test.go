@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"github.com/selfcdn/cdn/internal/certstore"
 	"github.com/selfcdn/cdn/internal/natsauth"
 	"github.com/selfcdn/cdn/internal/natsauth/authtest"
 	"github.com/selfcdn/cdn/internal/natsembed"
@@ -48,6 +49,9 @@ func seed(t *testing.T) (*natstest.Server, *natsauth.Authority, *state.Store) {
 	if err != nil {
 		t.Fatalf("control opens the state: %v", err)
 	}
+	if err := store.EnsurePeerSecret(ctx); err != nil {
+		t.Fatalf("control makes the peer secret: %v", err)
+	}
 	if _, err := store.PutSite(ctx, state.Site{Name: "demo", Hosts: []string{"demo.test"}, Origin: "http://127.0.0.1:1"}, true); err != nil {
 		t.Fatalf("control puts a site: %v", err)
 	}
@@ -64,6 +68,9 @@ func seed(t *testing.T) (*natstest.Server, *natsauth.Authority, *state.Store) {
 	}
 	if err := store.SetLive(ctx, state.Live{Site: "demo", Release: 1, Manifest: hex.EncodeToString(sum[:])}); err != nil {
 		t.Fatalf("control sets a release live: %v", err)
+	}
+	if err := certstore.CreateBucket(ctx, nc, 1); err != nil {
+		t.Fatalf("control creates the certificates bucket: %v", err)
 	}
 	return srv, auth, store
 }
@@ -98,6 +105,15 @@ func TestRolesDoTheirJobs(t *testing.T) {
 	watchOnce(t, "edge watches live releases", func(ctx context.Context, done func()) error {
 		return edge.WatchLive(ctx, func(map[string]state.Live) { done() })
 	})
+	watchOnce(t, "edge watches the edge registry (its region's tier)", func(ctx context.Context, done func()) error {
+		return edge.WatchEdges(ctx, func(map[string]state.Edge) { done() })
+	})
+	watchOnce(t, "edge watches edge status", func(ctx context.Context, done func()) error {
+		return edge.WatchEdgeStatuses(ctx, func(map[string]state.EdgeStatus) { done() })
+	})
+	if secret, err := edge.PeerSecret(ctx); err != nil || len(secret) != 32 {
+		t.Errorf("edge reads the peer secret: %d bytes, %v", len(secret), err)
+	}
 	watchOnce(t, "edge follows purges", func(ctx context.Context, done func()) error {
 		return edge.FollowPurges(ctx, 1, func(state.Purge, uint64) error { done(); return nil })
 	})
@@ -112,6 +128,38 @@ func TestRolesDoTheirJobs(t *testing.T) {
 			t.Errorf("edge reads a blob: %q, %v", b, err)
 		}
 	}
+
+	// The shared certificates: every file and lock certmagic uses.
+	certs := certstore.New(certstore.Config{Owner: "edge-a"})
+	if err := certs.Bind(ctx, authtest.Connect(t, srv.URL, auth, natsauth.RoleEdge, "edge-a", onErr)); err != nil {
+		t.Fatalf("edge binds the certificates bucket: %v", err)
+	}
+	const keyFile = "certificates/ca/demo.test/demo.test.key"
+	if err := certs.Lock(ctx, "issue_cert_demo.test"); err != nil {
+		t.Errorf("edge takes a certificate lock: %v", err)
+	}
+	if err := certs.Store(ctx, keyFile, []byte("KEY")); err != nil {
+		t.Errorf("edge stores a certificate under its lock: %v", err)
+	}
+	if err := certs.RenewLockLease(ctx, "issue_cert_demo.test", time.Minute); err != nil {
+		t.Errorf("edge renews its lock: %v", err)
+	}
+	if err := certs.Unlock(ctx, "issue_cert_demo.test"); err != nil {
+		t.Errorf("edge releases a certificate lock: %v", err)
+	}
+	if err := certs.Store(ctx, "acme/ca/challenge_tokens/demo.test.json", []byte("{}")); err != nil {
+		t.Errorf("edge stores a challenge token: %v", err)
+	}
+	if b, err := certs.Load(ctx, keyFile); err != nil || string(b) != "KEY" {
+		t.Errorf("edge loads a certificate: %q, %v", b, err)
+	}
+	if keys, err := certs.List(ctx, "certificates", true); err != nil || len(keys) == 0 {
+		t.Errorf("edge lists certificates: %v, %v", keys, err)
+	}
+	if err := certs.Delete(ctx, "acme"); err != nil {
+		t.Errorf("edge deletes a challenge token: %v", err)
+	}
+	certs.Close(ctx)
 
 	onErrG, errcG := asyncErrors()
 	geo, err := state.Bind(ctx, authtest.Connect(t, srv.URL, auth, natsauth.RoleGeoDNS, "", onErrG), state.GeoDNSAccess)
@@ -220,12 +268,15 @@ func TestRolesCannot(t *testing.T) {
 		{natsauth.RoleEdge, "edge-a", "publish a purge", "cdn.purge.demo", `{"all":true}`},
 		{natsauth.RoleEdge, "edge-a", "read a token (direct get)", "$JS.API.DIRECT.GET.KV_cdn_tokens.$KV.cdn_tokens.t1", ""},
 		{natsauth.RoleEdge, "edge-a", "read a token (message get)", "$JS.API.STREAM.MSG.GET.KV_cdn_tokens", `{"last_by_subj":"$KV.cdn_tokens.t1"}`},
-		{natsauth.RoleEdge, "edge-a", "read another edge's keys whole", "$JS.API.DIRECT.GET.KV_cdn_edges", `{"last_by_subj":"$KV.cdn_edges.edge-b"}`},
+		{natsauth.RoleEdge, "edge-a", "replace the peer secret", "$KV.cdn_peer.secret", `forged`},
 		{natsauth.RoleEdge, "edge-a", "watch the tokens bucket", "$JS.API.CONSUMER.CREATE.KV_cdn_tokens", `{"stream_name":"KV_cdn_tokens","config":{"ack_policy":"none"}}`},
 		{natsauth.RoleEdge, "edge-a", "delete a stream", "$JS.API.STREAM.DELETE.KV_cdn_sites", ""},
 		{natsauth.RoleEdge, "edge-a", "create a stream", "$JS.API.STREAM.CREATE.EVIL", `{"name":"EVIL","subjects":["evil"]}`},
 		{natsauth.RoleEdge, "edge-a", "purge a bucket's stream", "$JS.API.STREAM.PURGE.KV_cdn_sites", ""},
 		{natsauth.RoleEdge, "edge-a", "use any JetStream API", "$JS.API.INFO", ""},
+		{natsauth.RoleEdge, "edge-a", "create the certificates bucket", "$JS.API.STREAM.CREATE.KV_cdn_certs", `{"name":"KV_cdn_certs","subjects":["$KV.cdn_certs.>"]}`},
+		{natsauth.RoleEdge, "edge-a", "change the certificates bucket", "$JS.API.STREAM.UPDATE.KV_cdn_certs", `{"name":"KV_cdn_certs","subjects":["$KV.cdn_certs.>"],"max_age":1}`},
+		{natsauth.RoleEdge, "edge-a", "purge the certificates bucket", "$JS.API.STREAM.PURGE.KV_cdn_certs", ""},
 		{natsauth.RoleEdge, "edge-a", "publish another edge's stats", "cdn.stats.edge-b", `{"edge":"edge-b"}`},
 		{natsauth.RoleEdge, "edge-a", "ask another edge for a count", "cdn.count.edge-b", `{}`},
 		{natsauth.RoleEdge, "edge-a", "ask geodns for an explanation", "cdn.geodns.explain", `{}`},
@@ -237,7 +288,13 @@ func TestRolesCannot(t *testing.T) {
 		{natsauth.RoleGeoDNS, "", "publish a purge", "cdn.purge.demo", `{"all":true}`},
 		{natsauth.RoleGeoDNS, "", "read a token", "$JS.API.DIRECT.GET.KV_cdn_tokens.$KV.cdn_tokens.t1", ""},
 		{natsauth.RoleGeoDNS, "", "read blobs", "$JS.API.STREAM.INFO.OBJ_cdn_blobs", ""},
+		{natsauth.RoleGeoDNS, "", "read the peer secret", "$JS.API.DIRECT.GET.KV_cdn_peer.$KV.cdn_peer.secret", ""},
 		{natsauth.RoleGeoDNS, "", "delete a stream", "$JS.API.STREAM.DELETE.KV_cdn_sites", ""},
+		{natsauth.RoleGeoDNS, "", "read a private key (direct get)", "$JS.API.DIRECT.GET.KV_cdn_certs.$KV.cdn_certs.d/certificates/ca/demo.test/demo.test.key", ""},
+		{natsauth.RoleGeoDNS, "", "read a private key (message get)", "$JS.API.STREAM.MSG.GET.KV_cdn_certs", `{"last_by_subj":"$KV.cdn_certs.d/certificates/ca/demo.test/demo.test.key"}`},
+		{natsauth.RoleGeoDNS, "", "watch the certificates bucket", "$JS.API.CONSUMER.CREATE.KV_cdn_certs", `{"stream_name":"KV_cdn_certs","config":{"ack_policy":"none"}}`},
+		{natsauth.RoleGeoDNS, "", "take a certificate lock", "$KV.cdn_certs.l/issue_cert_demo.test", `{}`},
+		{natsauth.RoleGeoDNS, "", "write a certificate", "$KV.cdn_certs.d/certificates/ca/demo.test/demo.test.crt", `{}`},
 		{natsauth.RoleControl, "", "send account claims (revoke users)", "$SYS.REQ.CLAIMS.UPDATE", "x"},
 		{natsauth.RoleControl, "", "publish outside the state's subjects", "anything.else", "x"},
 	}

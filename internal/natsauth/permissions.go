@@ -79,6 +79,9 @@ func permissions(role Role, name string) *jwt.Permissions {
 		for _, b := range state.EdgeAccess.Writes {
 			p.Pub.Allow.Add("$KV." + b + "." + name)
 		}
+		for _, b := range state.EdgeAccess.Shared {
+			p.Pub.Allow.Add("$KV." + b + ".>")
+		}
 		liveFeeds(&p, role, name)
 	case RoleGeoDNS:
 		readStreams(&p, state.GeoDNSAccess)

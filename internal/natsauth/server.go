@@ -51,8 +51,14 @@ func (a *Authority) Configure(opts *server.Options, resolverDir string) error {
 	opts.TrustedOperators = []*jwt.OperatorClaims{oc}
 	opts.SystemAccount = a.systemPub
 	opts.AccountResolver = res
+	opts.MaxControlLine = MaxControlLine
 	return nil
 }
+
+// MaxControlLine is the protocol line limit servers trusting the
+// authority need: a user's JWT, with its role's exact subject list,
+// travels in its CONNECT line and outgrows nats-server's 4 KiB default.
+const MaxControlLine = 32 << 10
 
 // Publish sends an account JWT to the servers over nc, a connection of
 // a system-account user (SystemCreds), and waits for a server to accept
@@ -97,6 +103,8 @@ func (a *Authority) ServerConfig(dir string) (string, error) {
 	fmt.Fprintf(&b, "# Trust the CDN's operator; users come as .creds files from `cdn control creds`.\n")
 	fmt.Fprintf(&b, "operator: %s\n", opJWT)
 	fmt.Fprintf(&b, "system_account: %s\n", a.systemPub)
+	fmt.Fprintf(&b, "# Users' JWTs carry their exact permissions and outgrow the 4 KiB default.\n")
+	fmt.Fprintf(&b, "max_control_line: %d\n", MaxControlLine)
 	fmt.Fprintf(&b, "resolver: {\n  type: full\n  dir: %q\n  allow_delete: false\n  interval: \"2m\"\n}\n", dir)
 	fmt.Fprintf(&b, "resolver_preload: {\n  %s: %s\n  %s: %s\n}\n", a.accountPub, accJWT, a.systemPub, sysJWT)
 	return b.String(), nil

@@ -36,6 +36,20 @@ type Site struct {
 	// OriginHost is the Host header sent to the origin. Default: the
 	// host of Origin; "client" forwards the client's Host.
 	OriginHost string `yaml:"origin_host" json:"origin_host,omitempty"`
+	// Origins is the long form of Origin and FallbackOrigins: each origin
+	// with its own Host and TLS name; backups are tried only when every
+	// primary is down or failed the request. Use one form or the other.
+	Origins []Origin `yaml:"origins" json:"origins,omitempty"`
+	// FailoverStatuses are the origin statuses that try the next origin.
+	// Default 502, 503, 504.
+	FailoverStatuses []int `yaml:"failover_statuses" json:"failover_statuses,omitempty"`
+	// OriginHealth checks the origins actively; zero checks passively
+	// only (failures of real requests open a circuit breaker).
+	OriginHealth OriginHealth `yaml:"origin_health" json:"origin_health,omitzero"`
+	// Shield names the region whose edges alone fill from the origin:
+	// edges elsewhere fill through it, so the origin sees one fetch per
+	// object for the whole network.
+	Shield Shield `yaml:"shield" json:"shield,omitzero"`
 	// TTL overrides the origin's freshness.
 	TTL TTL `yaml:"ttl" json:"ttl,omitzero"`
 	// CacheKey says which parts of the request make the cache key.
@@ -71,6 +85,69 @@ const (
 // Valid reports whether m is one of the modes.
 func (m TLSMode) Valid() bool {
 	return slices.Contains([]TLSMode{TLSNone, TLSACME, TLSFiles, TLSDev}, m)
+}
+
+// Origin is one origin server of a site.
+type Origin struct {
+	// URL is its base URL (http or https).
+	URL string `yaml:"url" json:"url"`
+	// Host is the Host header it is sent: default the URL's host;
+	// "client" forwards the client's.
+	Host string `yaml:"host" json:"host,omitempty"`
+	// SNI is the TLS server name: default the Host sent.
+	SNI string `yaml:"sni" json:"sni,omitempty"`
+	// Backup origins are tried after every primary.
+	Backup bool `yaml:"backup" json:"backup,omitempty"`
+}
+
+// OriginHealth is the active health check of a site's origins.
+type OriginHealth struct {
+	// Path is requested (GET) on each origin; "" checks none.
+	Path string `yaml:"path"`
+	// Interval between checks (default 10s) and Timeout of one (2s).
+	Interval time.Duration `yaml:"interval"`
+	Timeout  time.Duration `yaml:"timeout"`
+}
+
+type originHealthJSON struct {
+	Path     string   `json:"path"`
+	Interval duration `json:"interval,omitzero"`
+	Timeout  duration `json:"timeout,omitzero"`
+}
+
+func (o OriginHealth) MarshalJSON() ([]byte, error) {
+	return json.Marshal(originHealthJSON{o.Path, duration(o.Interval), duration(o.Timeout)})
+}
+
+func (o *OriginHealth) UnmarshalJSON(b []byte) error {
+	var j originHealthJSON
+	if err := strictJSON(b, &j); err != nil {
+		return err
+	}
+	*o = OriginHealth{j.Path, time.Duration(j.Interval), time.Duration(j.Timeout)}
+	return nil
+}
+
+// Shield is a site's shield region.
+type Shield struct {
+	Region string `yaml:"region" json:"region"`
+}
+
+// OriginList is the site's origins in the long form, whichever form it
+// was written in: Origin and FallbackOrigins become a primary and
+// backups, each sent OriginHost.
+func (s Site) OriginList() []Origin {
+	if len(s.Origins) > 0 {
+		return s.Origins
+	}
+	if s.Origin == "" {
+		return nil
+	}
+	out := []Origin{{URL: s.Origin, Host: s.OriginHost}}
+	for _, fo := range s.FallbackOrigins {
+		out = append(out, Origin{URL: fo, Host: s.OriginHost, Backup: true})
+	}
+	return out
 }
 
 // TTL is a site's freshness overrides; zero fields mean none. In JSON
@@ -173,7 +250,9 @@ func strictJSON(b []byte, v any) error {
 
 var (
 	nameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-	hostRE = regexp.MustCompile(`^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	// regionRE is what edges may call their region.
+	regionRE = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+	hostRE   = regexp.MustCompile(`^(\*\.)?([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 )
 
 // FieldError names the field a validation failed on.
@@ -207,8 +286,8 @@ func (s Site) Validate() error {
 		if i > 0 {
 			field = fmt.Sprintf("fallback_origins[%d]", i-1)
 		}
-		if i == 0 && o == "" && s.PushOnly {
-			continue // a push-only site needs no origin
+		if i == 0 && o == "" && (s.PushOnly || len(s.Origins) > 0) {
+			continue // a push-only site needs no origin; origins replaces it
 		}
 		u, err := url.Parse(o)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
@@ -218,6 +297,43 @@ func (s Site) Validate() error {
 	}
 	if strings.ContainsAny(s.OriginHost, " /\r\n@") {
 		bad("origin_host", "not a host, got %q", s.OriginHost)
+	}
+	if len(s.Origins) > 0 && (s.Origin != "" || len(s.FallbackOrigins) > 0 || s.OriginHost != "") {
+		bad("origins", "use origins or origin (with fallback_origins and origin_host), not both")
+	}
+	primaries := 0
+	for i, o := range s.Origins {
+		field := fmt.Sprintf("origins[%d]", i)
+		if u, err := url.Parse(o.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+			u.RawQuery != "" || u.Fragment != "" {
+			bad(field+".url", "must be an http or https URL with a host and no userinfo, query or fragment, got %q", o.URL)
+		}
+		if strings.ContainsAny(o.Host, " /\r\n@") {
+			bad(field+".host", "not a host, got %q", o.Host)
+		}
+		if o.SNI != "" && (len(o.SNI) > 253 || !hostRE.MatchString(strings.ToLower(o.SNI)) || strings.HasPrefix(o.SNI, "*")) {
+			bad(field+".sni", "not a hostname, got %q", o.SNI)
+		}
+		if !o.Backup {
+			primaries++
+		}
+	}
+	if len(s.Origins) > 0 && primaries == 0 {
+		bad("origins", "at least one origin must not be a backup")
+	}
+	for i, code := range s.FailoverStatuses {
+		if code < 400 || code > 599 {
+			bad(fmt.Sprintf("failover_statuses[%d]", i), "must be a 4xx or 5xx status, got %d", code)
+		}
+	}
+	if h := s.OriginHealth; h.Path != "" && !strings.HasPrefix(h.Path, "/") || strings.ContainsAny(h.Path, " \r\n#") {
+		bad("origin_health.path", "must be a path starting with /, got %q", h.Path)
+	}
+	if s.OriginHealth.Interval < 0 || s.OriginHealth.Timeout < 0 {
+		bad("origin_health", "interval and timeout must be >= 0")
+	}
+	if s.Shield.Region != "" && !regionRE.MatchString(s.Shield.Region) {
+		bad("shield.region", "not a region name, got %q", s.Shield.Region)
 	}
 	for _, d := range []struct {
 		field string

@@ -70,3 +70,54 @@ func TestValidateNamesFields(t *testing.T) {
 		t.Errorf("cache key problem reads %q", err)
 	}
 }
+
+// TestOriginGroupAndShield: the long form of origins, the failover
+// statuses, the health check and the shield read the same from YAML and
+// JSON, and the short form reads as the same list.
+func TestOriginGroupAndShield(t *testing.T) {
+	y := `name: www
+hosts: [www.example.com]
+origins:
+  - {url: "https://a.example", host: www.example.com, sni: a.example}
+  - {url: "http://b.example:8080", backup: true}
+failover_statuses: [500, 503]
+origin_health: {path: /healthz, interval: 5s}
+shield: {region: eu-west}
+`
+	j := `{"name":"www","hosts":["www.example.com"],"origins":[{"url":"https://a.example","host":"www.example.com","sni":"a.example"},{"url":"http://b.example:8080","backup":true}],"failover_statuses":[500,503],"origin_health":{"path":"/healthz","interval":"5s"},"shield":{"region":"eu-west"}}`
+	var fromYAML, fromJSON Site
+	if err := yaml.Unmarshal([]byte(y), &fromYAML); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(j), &fromJSON); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(fromYAML, fromJSON) {
+		t.Fatalf("YAML %+v\nJSON %+v", fromYAML, fromJSON)
+	}
+	if err := fromYAML.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if fromYAML.Shield.Region != "eu-west" || fromYAML.OriginHealth.Interval != 5*time.Second || len(fromYAML.OriginList()) != 2 {
+		t.Errorf("read %+v", fromYAML)
+	}
+	short := Site{Origin: "https://a.example", FallbackOrigins: []string{"https://b.example"}, OriginHost: "client"}
+	want := []Origin{{URL: "https://a.example", Host: "client"}, {URL: "https://b.example", Host: "client", Backup: true}}
+	if got := short.OriginList(); !reflect.DeepEqual(got, want) {
+		t.Errorf("short form: %+v, want %+v", got, want)
+	}
+
+	bad := Site{Name: "www", Hosts: []string{"a.example"}, Origin: "https://a.example",
+		Origins:          []Origin{{URL: "ftp://x", Backup: true}, {URL: "https://y", SNI: "not a name"}},
+		FailoverStatuses: []int{200}, OriginHealth: OriginHealth{Path: "healthz"}, Shield: Shield{Region: "eu west"}}
+	err := bad.Validate()
+	for _, field := range []string{"origins", "origins[0].url", "origins[1].sni", "failover_statuses[0]", "origin_health.path", "shield.region"} {
+		if !strings.Contains(err.Error(), field+":") {
+			t.Errorf("Validate() = %v: no error for %s", err, field)
+		}
+	}
+	allBackups := Site{Name: "www", Hosts: []string{"a.example"}, Origins: []Origin{{URL: "https://a.example", Backup: true}}}
+	if err := allBackups.Validate(); err == nil || !strings.Contains(err.Error(), "must not be a backup") {
+		t.Errorf("only backups: %v", err)
+	}
+}

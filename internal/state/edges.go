@@ -17,6 +17,9 @@ type Edge struct {
 	// base URL, which control's health checks use.
 	HTTP  string `json:"http"`
 	Admin string `json:"admin,omitempty"`
+	// Peer is the base URL other edges send their misses to (edge/tier);
+	// empty: the edge is never a home.
+	Peer string `json:"peer,omitempty"`
 	// Addrs are the public IP addresses GeoDNS answers with; empty means
 	// the host of HTTP, when that is an IP address.
 	Addrs []string `json:"addrs,omitempty"`

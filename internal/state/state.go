@@ -19,6 +19,9 @@ const (
 	EdgesBucket      = "cdn_edges"
 	EdgeStatusBucket = "cdn_edge_status"
 	TokensBucket     = "cdn_tokens"
+	// CertsBucket holds the edges' shared certificates and ACME locks
+	// (internal/certstore binds it, not Bind).
+	CertsBucket = "cdn_certs"
 )
 
 // ErrNotFound is returned for a key that is not in its bucket.
@@ -42,6 +45,7 @@ type Options struct {
 type Store struct {
 	js                                  jetstream.JetStream
 	sites, edges, status, tkns, applied jetstream.KeyValue
+	peer                                jetstream.KeyValue // peers.go
 	purges                              jetstream.Stream
 	// Push releases (releases.go).
 	releases, live, edgeRel jetstream.KeyValue
@@ -72,6 +76,7 @@ func Open(ctx context.Context, nc *nats.Conn, opts Options) (*Store, error) {
 		{&s.releases, ReleasesBucket, 1},
 		{&s.live, LiveBucket, 1},
 		{&s.edgeRel, EdgeReleasesBucket, 1},
+		{&s.peer, PeerBucket, 1},
 	} {
 		kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: b.name, History: b.history, Replicas: replicas})
 		if err != nil {
@@ -97,6 +102,8 @@ type Access struct {
 	Reads []string
 	// Writes are KV buckets written under the process's own key only.
 	Writes []string
+	// Shared are KV buckets read and written whole, under any key.
+	Shared []string
 	// Purges and Blobs say whether the purge log and pushed blobs are
 	// read.
 	Purges, Blobs bool
@@ -105,8 +112,12 @@ type Access struct {
 // The accesses of edges and geodns.
 var (
 	EdgeAccess = Access{
-		Reads:  []string{SitesBucket, LiveBucket},
+		// The registry and control's verdicts are the membership of the
+		// tier inside each region (edge/tier); the peer secret signs
+		// edge-to-edge requests.
+		Reads:  []string{SitesBucket, LiveBucket, EdgesBucket, EdgeStatusBucket, PeerBucket},
 		Writes: []string{EdgesBucket, PurgeAppliedBucket, EdgeReleasesBucket},
+		Shared: []string{CertsBucket},
 		Purges: true, Blobs: true,
 	}
 	GeoDNSAccess = Access{Reads: []string{SitesBucket, EdgesBucket, EdgeStatusBucket}}
@@ -118,7 +129,7 @@ func KVStream(b string) string { return "KV_" + b }
 // ReadStreams lists the streams a reads whole.
 func (a Access) ReadStreams() []string {
 	var out []string
-	for _, b := range a.Reads {
+	for _, b := range append(slices.Clone(a.Reads), a.Shared...) {
 		out = append(out, KVStream(b))
 	}
 	if a.Purges {
@@ -143,8 +154,9 @@ func Bind(ctx context.Context, nc *nats.Conn, a Access) (*Store, error) {
 	fields := map[string]*jetstream.KeyValue{
 		SitesBucket: &s.sites, EdgesBucket: &s.edges, EdgeStatusBucket: &s.status, TokensBucket: &s.tkns,
 		PurgeAppliedBucket: &s.applied, ReleasesBucket: &s.releases, LiveBucket: &s.live, EdgeReleasesBucket: &s.edgeRel,
+		PeerBucket: &s.peer,
 	}
-	for _, name := range append(slices.Clone(a.Reads), a.Writes...) {
+	for _, name := range slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(a.Reads), a.Writes...)))) {
 		field, ok := fields[name]
 		if !ok {
 			return nil, fmt.Errorf("bind bucket %s: not a bucket of the state", name)
