@@ -413,13 +413,21 @@ func (d *Dashboard) count(w http.ResponseWriter, r *http.Request, t state.Token)
 	body, _ := json.Marshal(req)
 	d.hub.mu.Lock()
 	var names []string
+	down := map[string]bool{}
 	for name := range d.hub.edges {
 		names = append(names, name)
+		down[name] = d.hub.statuses[name].Health == state.HealthDown
 	}
 	d.hub.mu.Unlock()
 	answers := make([]state.CountAnswer, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
+		if down[name] {
+			// Not asked: it would only time out. It applies the purge
+			// from the log when it comes back.
+			answers[i] = state.CountAnswer{Edge: name, Error: "edge is down"}
+			continue
+		}
 		wg.Go(func() {
 			ctx, cancel := context.WithTimeout(r.Context(), countTimeout)
 			defer cancel()
