@@ -2,10 +2,10 @@ GO    ?= go
 BIN   := bin/cdn
 # Core packages run with the race detector.
 RACE  := ./edge/... ./origin/... ./internal/... ./control/... ./purge/... ./push/... ./geodns/...
-FUZZ  := ./edge:FuzzServeH1 ./edge:FuzzOriginHead ./edge/h2:FuzzServeConn ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./internal/cachekey:FuzzNew ./internal/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath ./control/api:FuzzSiteRequest ./purge:FuzzRequest ./purge:FuzzTags ./geodns:FuzzServeDNS ./push:FuzzCheckPath ./push:FuzzDecode ./push:FuzzParseRedirects ./edge/tier:FuzzMark ./internal/accesslog:FuzzAppendString
+FUZZ  := ./edge:FuzzServeH1 ./edge:FuzzOriginHead ./edge/h2:FuzzServeConn ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./internal/cachekey:FuzzNew ./internal/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath ./control/api:FuzzSiteRequest ./purge:FuzzRequest ./purge:FuzzTags ./geodns:FuzzServeDNS ./push:FuzzCheckPath ./push:FuzzDecode ./push:FuzzParseRedirects ./edge/tier:FuzzMark ./internal/accesslog:FuzzAppendString ./control/dashboard:FuzzOpenSession
 DATA  ?= .data
 
-.PHONY: help build run test test-race test-e2e test-deploy fuzz bench bench-go bench-peers bench-zipf bench-disk-start bench-disk bench-purge bench-dns bench-tls bench-push bench-pushed conformance testssl lint
+.PHONY: help build run test test-race test-e2e test-browser test-deploy fuzz bench bench-go bench-peers bench-zipf bench-disk-start bench-disk bench-purge bench-dns bench-tls bench-push bench-pushed conformance testssl lint
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n",$$1,$$2}'
 
@@ -15,7 +15,7 @@ build: ## build bin/cdn
 run: build ## the whole CDN on this machine: origin + three edges (see up.json in DATA)
 	$(BIN) up --data $(DATA)
 
-test: lint test-race test-e2e conformance test-deploy ## lint, unit tests with -race, end-to-end tests, the deploy kit; under 10 min on 2 cores
+test: lint test-race test-e2e test-browser conformance test-deploy ## lint, unit tests with -race, end-to-end and browser tests, the deploy kit; under 10 min on 2 cores
 
 test-race: ## unit and integration tests, race detector on
 	$(GO) test -race -timeout 8m $(RACE)
@@ -31,7 +31,11 @@ test-deploy: ## the deploy kit: --check-config on every example, systemd-analyze
 	GO=$(GO) deploy/test.sh
 
 test-e2e: ## real cdn processes on loopback
-	$(GO) test -count=1 -timeout 5m ./e2e/...
+	$(GO) test -count=1 -timeout 5m -skip '^TestDashboard$$' ./e2e/...
+
+test-browser: ## the operator dashboard in headless chromium (installs Debian's chromium if missing); screenshots in DASHBOARD_ARTIFACTS (default: TMPDIR/cdn-dashboard-artifacts)
+	scripts/install-chromium.sh
+	CDN_REQUIRE_BROWSER=1 $(GO) test -count=1 -timeout 5m -run '^TestDashboard$$' -v ./e2e/
 
 fuzz: ## each fuzz target for 20s
 	@for f in $(FUZZ); do $(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime 20s $${f%:*} || exit 1; done

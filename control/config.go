@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/selfcdn/cdn/control/dashboard"
 	"github.com/selfcdn/cdn/internal/config"
 	"github.com/selfcdn/cdn/internal/natsembed"
 )
@@ -43,6 +44,8 @@ type Config struct {
 	Push PushConfig `yaml:"push"`
 	// Limits bound how fast one API token may write.
 	Limits LimitsConfig `yaml:"limits"`
+	// Dashboard tunes the operator pages under /dashboard/.
+	Dashboard dashboard.Config `yaml:"dashboard"`
 }
 
 // PushConfig bounds pushed sites.
@@ -188,6 +191,7 @@ func (c Config) Validate() error {
 	// making every edge purge its sites whole.
 	check(c.Purges.MaxBytes >= 1<<20, "purges.max_bytes must be at least 1MiB, got %d", c.Purges.MaxBytes)
 	check(c.Push.MaxSiteBytes >= 0, "push.max_site_bytes must be >= 0 (0: no bound), got %d", c.Push.MaxSiteBytes)
+	check(c.Dashboard.SessionTTL >= 0 && c.Dashboard.LinkTTL >= 0, "dashboard: session_ttl and link_ttl must be >= 0 (0: the default)")
 	check(c.Limits.WriteRate >= 0, "limits.write_rate must be >= 0 (0: no limit), got %g", c.Limits.WriteRate)
 	check(c.Limits.WriteRate == 0 || c.Limits.WriteBurst >= 1, "limits.write_burst must be >= 1 with a write_rate, got %d", c.Limits.WriteBurst)
 	return problems.Err()

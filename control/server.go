@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/selfcdn/cdn/control/api"
+	"github.com/selfcdn/cdn/control/dashboard"
 	"github.com/selfcdn/cdn/internal/certstore"
 	"github.com/selfcdn/cdn/internal/deps"
 	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
@@ -123,6 +124,18 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		a.ServeHTTP(w, r)
 	})
+	dash, err := dashboard.New(s.cfg.Dashboard, s.cfg.DataDir, s.log.With("component", "dashboard"), s.now,
+		func() (http.Handler, dashboard.Authenticator) {
+			if a := apiReady.Load(); a != nil {
+				return a, a
+			}
+			return nil, nil
+		}, nc.Load)
+	if err != nil {
+		return err
+	}
+	mux.Handle("/dashboard/", dash)
+	mux.Handle("/dashboard", dash)
 	mux.Handle("GET /metrics", cdnmetrics.Handler(s.reg))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
@@ -133,6 +146,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		w.Write([]byte("ready\n"))
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	srv.RegisterOnShutdown(dash.Close) // its live streams would hold the shutdown
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	defer func() {
@@ -175,6 +189,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { checks.run(ctx) })
 	wg.Go(func() { s.watchPurgeReports(ctx, store, progress) })
+	wg.Go(func() { dash.Run(ctx, store, conn) })
 	wg.Go(func() { s.collectReleases(ctx, store) })
 	wg.Go(func() {
 		// Without it pushes still work, checking each blob with a request.

@@ -141,6 +141,8 @@ func (s *Server) followControl(ctx context.Context) {
 		running.Go(func() { s.heartbeat(ctx, store) })
 		running.Go(func() { s.followPurges(ctx, store) })
 		running.Go(func() { s.followTier(ctx, store) })
+		running.Go(func() { s.reportStats(ctx, nc) })  // report.go
+		running.Go(func() { s.answerCounts(ctx, nc) }) // count.go
 		if s.releases != nil {
 			running.Go(func() { s.releases.Run(ctx, store) })
 		}

@@ -75,7 +75,7 @@ func (s *Server) watchControl(ctx context.Context, nc *nats.Conn, linked func())
 	s.log.Info("following control", "nats", nc.ConnectedUrlRedacted())
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		errc <- store.WatchSites(wctx, func(sites []state.Site) {
@@ -92,6 +92,7 @@ func (s *Server) watchControl(ctx context.Context, nc *nats.Conn, linked func())
 			s.update(func(st *controlState) { st.statuses, st.haveStatuses = maps.Clone(m), true })
 		})
 	})
+	wg.Go(func() { errc <- s.answerExplains(wctx, nc) }) // explain.go
 	defer wg.Wait()
 	select {
 	case err = <-errc:

@@ -50,6 +50,9 @@ type upInfo struct {
 	CACert string `json:"ca_cert"`
 	Data   string `json:"data"`
 	PID    int    `json:"pid"`
+	// Dashboard is a one-time sign-in link to the operator pages, for
+	// the admin (usable once, within a day).
+	Dashboard string `json:"dashboard"`
 }
 
 type upSite struct {
@@ -314,6 +317,9 @@ func runUp(ctx context.Context, args []string, stderr io.Writer) error {
 		cancel()
 		return errors.Join(err, g.Wait())
 	}
+	if info.Dashboard, err = dashboardLink(gctx, info); err != nil {
+		log.Warn("no dashboard sign-in link", "err", err)
+	}
 	if err := writeJSON(filepath.Join(data, "up.json"), info); err != nil {
 		return err
 	}
@@ -476,7 +482,23 @@ func printTour(w io.Writer, info upInfo) {
 	fmt.Fprintf(&b, "  dig @%s -p %s %s +short                         # from here: %s\n", host, port, info.Site.Hosts[0], info.Edges[1].Name)
 	fmt.Fprintf(&b, "  dig @%s -p %s %s +short +subnet=192.0.2.0/24     # a client near %s\n", host, port, info.Site.Hosts[0], info.Edges[0].Name)
 	fmt.Fprintf(&b, "  dig @%s -p %s %s +short +subnet=198.51.100.0/24  # a client near %s\n\n", host, port, info.Site.Hosts[0], info.Edges[2].Name)
+	if info.Dashboard != "" {
+		fmt.Fprintf(&b, "The operator dashboard (this sign-in link works once):\n\n  %s\n\n", info.Dashboard)
+	}
 	fmt.Fprintf(&b, "The network, from control:\n\n")
 	fmt.Fprintf(&b, "  CDN_CONTROL_URL=%s CDN_TOKEN=$(jq -r .admin_token %s) bin/cdn status\n\n", info.Control, filepath.Join(info.Data, "up.json"))
 	io.WriteString(w, b.String())
+}
+
+// dashboardLink asks control for a one-time dashboard sign-in link for
+// the admin token.
+func dashboardLink(ctx context.Context, info upInfo) (string, error) {
+	var body struct {
+		Path string `json:"path"`
+	}
+	c := apiclient.Client{BaseURL: info.Control, Token: info.AdminToken}
+	if err := c.Do(ctx, apiclient.Request{Method: http.MethodPost, Path: "/dashboard/links"}, &body); err != nil {
+		return "", err
+	}
+	return info.Control + body.Path, nil
 }

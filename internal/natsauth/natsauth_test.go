@@ -175,12 +175,58 @@ func TestRolesDoTheirJobs(t *testing.T) {
 	watchOnce(t, "geodns watches edge status", func(ctx context.Context, done func()) error {
 		return geo.WatchEdgeStatuses(ctx, func(map[string]state.EdgeStatus) { done() })
 	})
+	liveFeedsWork(t, srv.URL, auth, onErr, onErrG)
 	for name, c := range map[string]<-chan error{"edge": errc, "geodns": errcG} {
 		select {
 		case err := <-c:
 			t.Errorf("%s was refused something its job needs: %v", name, err)
 		default:
 		}
+	}
+}
+
+// liveFeedsWork runs the dashboard's live feeds as each role: edge-a
+// publishes its stats and answers a count asked of it, geodns answers an
+// explanation, and control reads and asks.
+func liveFeedsWork(t *testing.T, url string, auth *natsauth.Authority, onErrEdge, onErrGeo nats.Option) {
+	t.Helper()
+	onErrC, errcC := asyncErrors()
+	control := authtest.Connect(t, url, auth, natsauth.RoleControl, "", onErrC)
+	edge := authtest.Connect(t, url, auth, natsauth.RoleEdge, "edge-a", onErrEdge)
+	geo := authtest.Connect(t, url, auth, natsauth.RoleGeoDNS, "", onErrGeo)
+	stats, err := control.SubscribeSync(state.StatsSubjectPrefix + "*")
+	if err != nil {
+		t.Fatal(err)
+	}
+	control.Flush()
+	if err := edge.Publish(state.StatsSubject("edge-a"), []byte(`{"edge":"edge-a"}`)); err != nil {
+		t.Errorf("edge publishes its stats: %v", err)
+	}
+	if m, err := stats.NextMsg(5 * time.Second); err != nil || m.Subject != state.StatsSubject("edge-a") {
+		t.Errorf("control reads edge-a's stats: %v", err)
+	}
+	for _, answerer := range []struct {
+		who     string
+		nc      *nats.Conn
+		subject string
+	}{
+		{"edge", edge, state.CountSubject("edge-a")},
+		{"geodns", geo, state.ExplainSubject},
+	} {
+		sub, err := answerer.nc.Subscribe(answerer.subject, func(m *nats.Msg) { m.Respond([]byte("answer")) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		answerer.nc.Flush()
+		if m, err := control.Request(answerer.subject, []byte("{}"), 5*time.Second); err != nil || string(m.Data) != "answer" {
+			t.Errorf("control asks %s on %s: %v", answerer.who, answerer.subject, err)
+		}
+		sub.Unsubscribe()
+	}
+	select {
+	case err := <-errcC:
+		t.Errorf("control was refused something the live feeds need: %v", err)
+	default:
 	}
 }
 
@@ -231,6 +277,11 @@ func TestRolesCannot(t *testing.T) {
 		{natsauth.RoleEdge, "edge-a", "create the certificates bucket", "$JS.API.STREAM.CREATE.KV_cdn_certs", `{"name":"KV_cdn_certs","subjects":["$KV.cdn_certs.>"]}`},
 		{natsauth.RoleEdge, "edge-a", "change the certificates bucket", "$JS.API.STREAM.UPDATE.KV_cdn_certs", `{"name":"KV_cdn_certs","subjects":["$KV.cdn_certs.>"],"max_age":1}`},
 		{natsauth.RoleEdge, "edge-a", "purge the certificates bucket", "$JS.API.STREAM.PURGE.KV_cdn_certs", ""},
+		{natsauth.RoleEdge, "edge-a", "publish another edge's stats", "cdn.stats.edge-b", `{"edge":"edge-b"}`},
+		{natsauth.RoleEdge, "edge-a", "ask another edge for a count", "cdn.count.edge-b", `{}`},
+		{natsauth.RoleEdge, "edge-a", "ask geodns for an explanation", "cdn.geodns.explain", `{}`},
+		{natsauth.RoleGeoDNS, "", "publish an edge's stats", "cdn.stats.edge-a", `{"edge":"edge-a"}`},
+		{natsauth.RoleGeoDNS, "", "ask an edge for a count", "cdn.count.edge-a", `{}`},
 		{natsauth.RoleGeoDNS, "", "heartbeat as an edge", "$KV.cdn_edges.edge-a", `{"name":"edge-a"}`},
 		{natsauth.RoleGeoDNS, "", "write a site", "$KV.cdn_sites.evil", `{}`},
 		{natsauth.RoleGeoDNS, "", "write edge status", "$KV.cdn_edge_status.edge-a", `{"health":"down"}`},
@@ -284,6 +335,13 @@ func TestRolesCannot(t *testing.T) {
 		{natsauth.RoleEdge, "edge-a", "_INBOX.edge.edge-b.>"},
 		{natsauth.RoleEdge, "edge-a", "$KV.>"},
 		{natsauth.RoleGeoDNS, "", "cdn.purge.>"},
+		{natsauth.RoleEdge, "edge-a", "cdn.stats.>"},
+		{natsauth.RoleEdge, "edge-a", "cdn.count.edge-b"},
+		{natsauth.RoleEdge, "edge-a", "cdn.count.*"},
+		{natsauth.RoleEdge, "edge-a", "cdn.geodns.explain"},
+		{natsauth.RoleGeoDNS, "", "cdn.stats.*"},
+		{natsauth.RoleGeoDNS, "", "cdn.count.edge-a"},
+		{natsauth.RoleControl, "", "cdn.count.edge-a"},
 		{natsauth.RoleControl, "", "_INBOX.edge.edge-a.>"},
 		{natsauth.RoleControl, "", "$KV.cdn_tokens.>"},
 	} {

@@ -3,6 +3,7 @@ package natsauth
 import (
 	"fmt"
 	"regexp"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 
@@ -72,6 +73,7 @@ func permissions(role Role, name string) *jwt.Permissions {
 	case RoleControl:
 		// Control creates and writes every bucket and stream.
 		p.Pub.Allow.Add("$JS.API.>", "$KV.>", "$O.>", state.PurgeSubjectPrefix+">", "$JS.FC.>", "$JS.ACK.>")
+		liveFeeds(&p, role, name)
 	case RoleEdge:
 		readStreams(&p, state.EdgeAccess)
 		for _, b := range state.EdgeAccess.Writes {
@@ -80,8 +82,10 @@ func permissions(role Role, name string) *jwt.Permissions {
 		for _, b := range state.EdgeAccess.Shared {
 			p.Pub.Allow.Add("$KV." + b + ".>")
 		}
+		liveFeeds(&p, role, name)
 	case RoleGeoDNS:
 		readStreams(&p, state.GeoDNSAccess)
+		liveFeeds(&p, role, name)
 	}
 	p.Sub.Allow.Add(InboxPrefix(role, name) + ".>")
 	return &p
@@ -106,5 +110,26 @@ func readStreams(p *jwt.Permissions, a state.Access) {
 	}
 	for _, b := range a.Writes {
 		p.Pub.Allow.Add("$JS.API.STREAM.INFO." + state.KVStream(b))
+	}
+}
+
+// liveFeeds allows a role its part of the dashboard's live feeds
+// (state/feeds.go): an edge publishes its own stats and answers counts
+// asked of it alone; geodns answers explanations; control reads every
+// edge's stats and asks both. Answers go to the asker's inbox through
+// the response permission, valid for one reply within a few seconds.
+func liveFeeds(p *jwt.Permissions, role Role, name string) {
+	answers := func() { p.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: 10 * time.Second} }
+	switch role {
+	case RoleControl:
+		p.Sub.Allow.Add(state.StatsSubjectPrefix + "*")
+		p.Pub.Allow.Add(state.CountSubjectPrefix+"*", state.ExplainSubject)
+	case RoleEdge:
+		p.Pub.Allow.Add(state.StatsSubject(name))
+		p.Sub.Allow.Add(state.CountSubject(name))
+		answers()
+	case RoleGeoDNS:
+		p.Sub.Allow.Add(state.ExplainSubject)
+		answers()
 	}
 }
