@@ -245,7 +245,13 @@ func TestDiskHitClientStopsReading(t *testing.T) {
 				withDisk(dir, 64<<10)(c)
 				c.WriteTimeout = 200 * time.Millisecond
 			}, sendFile))
-			get(t, "GET", e.URL+"/huge", nil)
+			// The priming read may itself be cut off by the 200 ms
+			// write_timeout on a busy machine; the fill goes on and
+			// stores the object all the same.
+			if res, err := http.Get(e.URL + "/huge"); err == nil {
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+			}
 			testwait.Until(t, "the object on disk", func() bool { return len(objectFiles(t, dir)) == 1 })
 			stallReading(t, e, "/huge", size)
 			if hits := metricValue(t, e, "cdn_edge_cache_tier_hits_total"); hits != 1 {
