@@ -2,9 +2,12 @@ package edge
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/valyala/fasthttp"
@@ -26,6 +29,12 @@ func benchEdge(b *testing.B, size int) *Server {
 
 // benchEdgeType is benchEdge with the object's Content-Type.
 func benchEdgeType(b *testing.B, size int, contentType string) *Server {
+	return benchEdgeLog(b, size, contentType, nil)
+}
+
+// benchEdgeLog is benchEdgeType with the access log written to accessLog
+// (nil: off).
+func benchEdgeLog(b *testing.B, size int, contentType string, accessLog io.Writer) *Server {
 	body := make([]byte, size)
 	o := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "max-age=3600")
@@ -35,10 +44,10 @@ func benchEdgeType(b *testing.B, size int, contentType string) *Server {
 	}))
 	b.Cleanup(o.Close)
 	cfg := DefaultConfig()
-	cfg.AccessLog = false
+	cfg.AccessLog = accessLog != nil
 	cfg.Cache.MaxObject = 4 << 20
 	cfg.Sites = []SiteConfig{{Name: "s", Hosts: []string{"*"}, Origin: o.URL}}
-	srv, err := New(cfg, Deps{})
+	srv, err := New(cfg, Deps{AccessLog: accessLog})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -78,6 +87,37 @@ func BenchmarkServeH1Hit(b *testing.B) {
 			ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, nil)
 			b.ReportAllocs()
 			b.SetBytes(int64(size))
+			for b.Loop() {
+				ctx.Response.Reset()
+				if !srv.handler.serveH1Hit(&ctx) {
+					b.Fatal("not served as a hit")
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkServeH1HitAccessLog is the 1 KiB HTTP/1.1 hit with the access
+// log on (the default), written to a file, against it off: what a line
+// costs the hit path.
+func BenchmarkServeH1HitAccessLog(b *testing.B) {
+	for _, on := range []bool{false, true} {
+		b.Run(fmt.Sprintf("access_log=%v", on), func(b *testing.B) {
+			var log io.Writer
+			if on {
+				f, err := os.Create(filepath.Join(b.TempDir(), "access.log"))
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer f.Close()
+				log = f
+			}
+			srv := benchEdgeLog(b, 1<<10, "application/octet-stream", log)
+			var req fasthttp.Request
+			req.SetRequestURI("http://example.com/obj.bin")
+			var ctx fasthttp.RequestCtx
+			ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1}, nil)
+			b.ReportAllocs()
 			for b.Loop() {
 				ctx.Response.Reset()
 				if !srv.handler.serveH1Hit(&ctx) {

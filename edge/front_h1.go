@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -474,10 +475,17 @@ func h1Request(ctx *fasthttp.RequestCtx, base context.Context) (*http.Request, e
 type fastInfo struct{ ctx *fasthttp.RequestCtx }
 
 func (f fastInfo) describe() requestInfo {
-	return requestInfo{
+	info := requestInfo{
 		method: b2s(f.ctx.Method()), host: b2s(f.ctx.Host()), path: b2s(f.ctx.Path()),
-		proto: b2s(f.ctx.Request.Header.Protocol()), remote: f.ctx.RemoteAddr().String(),
+		proto: b2s(f.ctx.Request.Header.Protocol()),
 	}
+	if ta, ok := f.ctx.RemoteAddr().(*net.TCPAddr); ok {
+		ap := ta.AddrPort()
+		info.remoteAddr = netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+	} else {
+		info.remote = f.ctx.RemoteAddr().String()
+	}
+	return info
 }
 
 // b2s views b as a string without copying. Only for lookups that do not

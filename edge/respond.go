@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -346,6 +347,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) outcom
 // request ends.
 type requestInfo struct {
 	method, host, path, proto, remote string
+	remoteAddr                        netip.AddrPort // instead of remote, when valid
 }
 
 // describer yields a requestInfo only when the access log wants one, so the
@@ -377,7 +379,7 @@ func (h *Handler) observe(d describer, s *site, out outcome, start time.Time) {
 	}
 	r := d.describe()
 	h.access.Write(accesslog.Record{Time: end, Site: siteName, Method: r.method, Host: r.host, Path: r.path, Proto: r.proto,
-		Status: out.status, Cache: out.result.String(), Bytes: out.bytes, Remote: r.remote, Dur: dur})
+		Status: out.status, Cache: out.result.String(), Bytes: out.bytes, Remote: r.remote, RemoteAddr: r.remoteAddr, Dur: dur})
 }
 
 // setH1Date starts an HTTP/1.1 response header with the answer's Date

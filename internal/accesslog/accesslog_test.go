@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -182,3 +183,19 @@ func BenchmarkSlog(b *testing.B) {
 type discard struct{}
 
 func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+func TestRemoteAddr(t *testing.T) {
+	for _, tt := range []struct {
+		addr netip.AddrPort
+		want string
+	}{
+		{netip.MustParseAddrPort("192.0.2.1:5555"), `"remote":"192.0.2.1:5555"`},
+		{netip.MustParseAddrPort("[2001:db8::1]:443"), `"remote":"[2001:db8::1]:443"`},
+	} {
+		r := record("/")
+		r.Remote, r.RemoteAddr = "ignored", tt.addr
+		if got := string(appendRecord(nil, r)); !strings.Contains(got, tt.want) {
+			t.Errorf("%s: %s", tt.addr, got)
+		}
+	}
+}
