@@ -40,7 +40,7 @@ test-browser: ## the operator dashboard in headless chromium (installs Debian's 
 fuzz: ## each fuzz target for 20s
 	@for f in $(FUZZ); do $(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime 20s $${f%:*} || exit 1; done
 
-bench: bench-go bench-peers bench-disk bench-dns bench-tls ## bench-go, then the load tests beside nginx, Varnish, PowerDNS and gdnsd (docs/performance.md)
+bench: bench-go bench-peers bench-accesslog bench-disk bench-dns bench-tls bench-tier ## bench-go, then the load tests beside nginx, Varnish, PowerDNS and gdnsd (docs/performance.md)
 
 bench-go: ## hot-path benchmarks (benchstat-ready)
 	$(GO) test -run '^$$' -bench . -skip 'ZipfHitRatio|OpenDisk|TagPurgeMillion' -benchmem -count 6 ./edge/... ./purge/ ./geodns/... | tee bench.txt
@@ -75,6 +75,13 @@ bench-dns: build ## geodns beside PowerDNS and gdnsd: dnsperf q/s (plain, ECS, E
 
 bench-peers: build ## wrk/h2load: cache hits through the edge beside nginx proxy_cache and Varnish
 	scripts/bench-peers.sh
+
+bench-accesslog: build ## 1 KiB hits: the edge with its access log on and off beside nginx with and without a buffered access log
+	SIZES="1k" REPEATS=5 scripts/bench-accesslog.sh
+
+bench-tier: ## the region's tier: Zipf over 8 edges with and without it (origin fetches, hit ratio), and what a peer hop adds to a hit
+	$(GO) test ./edge/ -run '^$$' -bench TierZipf -benchtime 100000x -timeout 30m
+	$(GO) test ./edge/ -run '^$$' -bench TierPeerHop -benchtime 5000x -count 3
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
