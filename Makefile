@@ -43,7 +43,7 @@ fuzz: ## each fuzz target for 20s
 bench: bench-go bench-peers bench-accesslog bench-disk bench-dns bench-tls bench-tier ## bench-go, then the load tests beside nginx, Varnish, PowerDNS and gdnsd (docs/performance.md)
 
 bench-go: ## hot-path benchmarks (benchstat-ready)
-	$(GO) test -run '^$$' -bench . -skip 'ZipfHitRatio|OpenDisk|TagPurgeMillion' -benchmem -count 6 ./edge/... ./purge/ ./geodns/... | tee bench.txt
+	$(GO) test -run '^$$' -bench . -skip 'ZipfHitRatio|OpenDisk|TagPurgeMillion|TierZipf|TierPeerHop' -benchmem -count 6 ./edge/... ./purge/ ./geodns/... | tee bench.txt
 
 bench-push: ## push a 10,000-file / ~500 MB site to 3 edge processes, then one-file changes
 	$(GO) test ./e2e/ -run '^$$' -bench Push -benchtime 1x -timeout 20m
