@@ -13,47 +13,87 @@ import (
 )
 
 // followTier keeps the tier's membership and secret current until ctx
-// ends: the edge registry and control's verdicts on each edge, watched
-// together, make the view; the secret is read once control has made it.
+// ends. Control's verdicts (written only when one changes) are watched;
+// the registry, rewritten by every heartbeat of every edge, is read when
+// a verdict changes and every registryRefresh, not watched: a watch would
+// deliver each heartbeat of the network to every edge.
 func (s *Server) followTier(ctx context.Context, store *state.Store) {
 	var running sync.WaitGroup
 	defer running.Wait()
 	running.Go(func() { s.readPeerSecret(ctx, store) })
 
-	var mu sync.Mutex // protects edges, statuses
-	var edges map[string]state.Edge
-	var statuses map[string]state.EdgeStatus
-	update := func() {
-		s.handler.tier.SetView(tier.NewView(members(edges, statuses)))
-	}
+	changed := make(chan map[string]state.EdgeStatus, 1)
 	running.Go(func() {
-		retry(ctx, s.log, "watching the edge registry", func() error {
-			return store.WatchEdges(ctx, func(m map[string]state.Edge) {
-				mu.Lock()
-				defer mu.Unlock()
-				edges = maps.Clone(m)
-				update()
+		retry(ctx, s.log, "watching edge health", func() error {
+			return store.WatchEdgeStatuses(ctx, func(m map[string]state.EdgeStatus) {
+				m = maps.Clone(m)
+				select {
+				case <-changed: // replaced by the newer set
+				default:
+				}
+				changed <- m
 			})
 		})
 	})
-	retry(ctx, s.log, "watching edge health", func() error {
-		return store.WatchEdgeStatuses(ctx, func(m map[string]state.EdgeStatus) {
-			mu.Lock()
-			defer mu.Unlock()
-			statuses = maps.Clone(m)
-			update()
-		})
-	})
+	t := time.NewTimer(registryRefresh)
+	defer t.Stop()
+	var statuses map[string]state.EdgeStatus
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case statuses = <-changed:
+		case <-t.C:
+		}
+		next := registryRefresh
+		if statuses != nil { // before control's first verdict nothing is up
+			edges, err := store.Edges(ctx)
+			switch {
+			case err != nil && ctx.Err() == nil:
+				s.log.LogAttrs(ctx, slog.LevelDebug, "reading the edge registry", slog.Any("err", err))
+				next = time.Second
+			case err == nil:
+				s.handler.tier.SetView(tier.NewView(members(edges, statuses)))
+				if unregistered(edges, statuses) {
+					// An edge judged up whose registration has not
+					// reached us yet: look again soon.
+					next = 250 * time.Millisecond
+				}
+			}
+		}
+		t.Reset(next)
+	}
 }
+
+// unregistered reports whether an edge control judges up is missing
+// from edges.
+func unregistered(edges []state.Edge, statuses map[string]state.EdgeStatus) bool {
+	up := 0
+	for _, st := range statuses {
+		if st.Health == state.HealthUp {
+			up++
+		}
+	}
+	for _, e := range edges {
+		if st, ok := statuses[e.Name]; ok && st.Health == state.HealthUp {
+			up--
+		}
+	}
+	return up > 0
+}
+
+// registryRefresh is how often the registry is read for what changes
+// without a verdict changing (a peer URL after a restart).
+const registryRefresh = 10 * time.Second
 
 // members joins the registry with control's verdicts: an edge is a home
 // while control judges it up and it is not draining.
-func members(edges map[string]state.Edge, statuses map[string]state.EdgeStatus) []tier.Member {
+func members(edges []state.Edge, statuses map[string]state.EdgeStatus) []tier.Member {
 	out := make([]tier.Member, 0, len(edges))
-	for name, e := range edges {
-		st := statuses[name]
+	for _, e := range edges {
+		st := statuses[e.Name]
 		out = append(out, tier.Member{
-			Name: name, Region: e.Region, URL: e.Peer, Lat: e.Lat, Lon: e.Lon, Weight: e.Capacity,
+			Name: e.Name, Region: e.Region, URL: e.Peer, Lat: e.Lat, Lon: e.Lon, Weight: e.Capacity,
 			Up: st.Health == state.HealthUp && !st.Draining, Since: st.Since,
 		})
 	}
