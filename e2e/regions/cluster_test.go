@@ -24,6 +24,9 @@ import (
 // GeoDNS server and two edges; control in eu and us; the origin in eu.
 // The files and commands are the document's, with its host addresses.
 type cluster struct {
+	// owner is the test the processes live as long as; t the (sub)test
+	// running now, which a failure fails.
+	owner testing.TB
 	t     testing.TB
 	w     *wan
 	dir   string
@@ -93,7 +96,7 @@ func (c *cluster) write(path, text string) {
 // start runs name's command in region r's namespace.
 func (c *cluster) start(name string, r region, args ...string) *proc {
 	c.t.Helper()
-	p := startIn(c.t, name, c.w.nsName(r, "dc"), args...)
+	p := startIn(c.owner, c.t, name, c.w.nsName(r, "dc"), args...)
 	c.mu.Lock()
 	c.procs[name] = p
 	c.mu.Unlock()
@@ -148,13 +151,14 @@ func (c *cluster) provision() {
 	c.write(c.path("site", "index.html"), "home\n")
 }
 
-// siteHeaders makes /sie/ fresh for a second and usable stale for ten
-// minutes when the origin fails (RFC 5861), everything else fresh for an
-// hour: purges, not expiry, change what edges serve.
-const siteHeaders = `/sie/*
-  Cache-Control: public, max-age=1, stale-if-error=600
-/*
+// siteHeaders makes everything fresh for an hour (purges, not expiry,
+// change what edges serve), and /sie/ fresh for a second and usable
+// stale for ten minutes when the origin fails (RFC 5861); the later
+// rule's header replaces the earlier's.
+const siteHeaders = `/*
   Cache-Control: public, max-age=3600
+/sie/*
+  Cache-Control: public, max-age=1, stale-if-error=600
 `
 
 func natsConf(r region, dir, clusterName string) string {

@@ -87,9 +87,10 @@ func (s *syncBuffer) String() string {
 }
 
 // startIn runs cdn with args inside namespace ns. The process dies with
-// the test process (SIGKILL on its death) and is killed by PID when t
-// ends, if still running.
-func startIn(t testing.TB, name, ns string, args ...string) *proc {
+// the test process (SIGKILL on its death) and is killed by PID when
+// owner ends (a test longer-lived than t, the one that fails if the
+// start does), if still running.
+func startIn(owner, t testing.TB, name, ns string, args ...string) *proc {
 	t.Helper()
 	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
 	// ip netns exec execs cdn in place: the PID is cdn's.
@@ -103,9 +104,9 @@ func startIn(t testing.TB, name, ns string, args ...string) *proc {
 		p.err = p.cmd.Wait()
 		close(p.done)
 	}()
-	t.Cleanup(func() {
+	owner.Cleanup(func() {
 		p.kill()
-		if t.Failed() {
+		if owner.Failed() {
 			t.Logf("%s output (last 4 KiB):\n%s", name, tail(p.out.String(), 4096))
 		}
 	})

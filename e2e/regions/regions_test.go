@@ -26,7 +26,22 @@ func TestRegions(t *testing.T) {
 	defer func() { printTable(t, table) }()
 	report := func(fault, clients, metrics string) { table = append(table, row{fault, clients, metrics}) }
 
-	t.Run("steady", func(t *testing.T) { c.t = t; steady(t, c, report) })
+	for _, f := range []struct {
+		name string
+		run  func(*testing.T, *cluster, reporter)
+	}{
+		{"steady", steady},
+		{"edge killed", edgeKilled},
+		{"origin killed", originKilled},
+		{"control killed", controlKilled},
+		{"nats node killed", natsKilled},
+	} {
+		ok := t.Run(f.name, func(t *testing.T) { c.t = t; f.run(t, c, report) })
+		c.t = t
+		if !ok {
+			break // the faults build on each other's recovery
+		}
+	}
 }
 
 // newCluster makes the WAN and starts the whole network on it.
@@ -41,7 +56,7 @@ func newCluster(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.close) // after every process's cleanup (they run first)
-	c := &cluster{t: t, w: w, dir: dir, procs: map[string]*proc{}}
+	c := &cluster{owner: t, t: t, w: w, dir: dir, procs: map[string]*proc{}}
 	start := time.Now()
 	c.provision()
 	c.startAll()
@@ -71,8 +86,22 @@ func newCluster(t *testing.T) *cluster {
 
 // steady: each region's client resolves to its own region's edges and
 // fetches over h1, h2 and h3.
-func steady(t *testing.T, c *cluster, report func(fault, clients, metrics string)) {
+func steady(t *testing.T, c *cluster, report reporter) {
 	ctx := t.Context()
+	// Edges count once control judged them healthy and GeoDNS heard.
+	ready := waitFor(t, "every GeoDNS answering each region with its own edges", 30*time.Second, func() bool {
+		for _, s := range regions {
+			for _, from := range regions {
+				for _, a := range c.answersVia(t, s, from) {
+					if r, _ := regionOf(a); r != from {
+						return false
+					}
+				}
+			}
+		}
+		return true
+	})
+	t.Logf("GeoDNS answers settled %v after the sites were created", ready.Round(100*time.Millisecond))
 	var lines []string
 	for _, r := range regions {
 		cl := c.client(r, false)
