@@ -52,7 +52,9 @@ var controlRegions = []region{regions[0], regions[1]}
 
 const originRegion = 0
 
-func (c *cluster) path(elem ...string) string { return filepath.Join(append([]string{c.dir}, elem...)...) }
+func (c *cluster) path(elem ...string) string {
+	return filepath.Join(append([]string{c.dir}, elem...)...)
+}
 
 // natsURLs lists every node, r's own first.
 func natsURLs(first region) []string {

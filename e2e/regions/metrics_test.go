@@ -45,4 +45,4 @@ func metric(page, name string, labels ...string) float64 {
 }
 
 func edgeMetrics(r region, host int) string { return "http://" + addr(r, host) + ":9090/metrics" }
-func geodnsMetrics(r region) string        { return "http://" + addr(r, hostGeoDNS) + ":9153/metrics" }
+func geodnsMetrics(r region) string         { return "http://" + addr(r, hostGeoDNS) + ":9153/metrics" }

@@ -197,7 +197,7 @@ func (w *wan) isCut(region string) bool { _, ok := w.cut.Load(region); return ok
 
 // cutOff drops every packet between the region and the others, until
 // restore.
-func (w *wan) cutOff(region string) { w.cut.Store(region, struct{}{}) }
+func (w *wan) cutOff(region string)  { w.cut.Store(region, struct{}{}) }
 func (w *wan) restore(region string) { w.cut.Delete(region) }
 
 // close stops carrying and removes every namespace (which kills
