@@ -33,6 +33,7 @@ func (c *cluster) answersVia(t testing.TB, server, from region) []netip.Addr {
 	cl.dns = []string{addr(server, hostGeoDNS) + ":53"}
 	ans, err := cl.resolve(t.Context(), "www.cdn.test")
 	if err != nil {
+		t.Logf("ask %s from %s: %v", server.name, from.name, err)
 		return nil
 	}
 	return ans.addrs

@@ -35,6 +35,7 @@ func TestRegions(t *testing.T) {
 		{"origin killed", originKilled},
 		{"control killed", controlKilled},
 		{"nats node killed", natsKilled},
+		{"region cut off", regionCut},
 	} {
 		ok := t.Run(f.name, func(t *testing.T) { c.t = t; f.run(t, c, report) })
 		c.t = t

@@ -94,6 +94,7 @@ type wan struct {
 type tunEnd struct {
 	ns     string
 	region string
+	dc     bool // the region's data centre, not its clients
 	f      *os.File
 }
 
@@ -121,6 +122,7 @@ func newWAN(prefix string) (*wan, error) {
 				w.close()
 				return nil, err
 			}
+			end.dc = kind == "dc"
 			w.ends[net3] = end
 		}
 	}
@@ -172,11 +174,11 @@ func (w *wan) carry(e *tunEnd) {
 		if dst == nil {
 			continue
 		}
-		if w.isCut(e.region) || w.isCut(dst.region) {
-			if e.region != dst.region {
-				w.cutDrops.Add(1)
-				continue
-			}
+		// A cut region's data centre is off the WAN: its own users,
+		// out on the internet, cannot reach it either.
+		if (e.dc && w.isCut(e.region)) || (dst.dc && w.isCut(dst.region)) {
+			w.cutDrops.Add(1)
+			continue
 		}
 		if e.region != dst.region && rand.Float64() < lossRate {
 			w.lost.Add(1)
@@ -195,8 +197,8 @@ func (w *wan) carry(e *tunEnd) {
 
 func (w *wan) isCut(region string) bool { _, ok := w.cut.Load(region); return ok }
 
-// cutOff drops every packet between the region and the others, until
-// restore.
+// cutOff drops every packet to and from the region's data centre,
+// until restore.
 func (w *wan) cutOff(region string)  { w.cut.Store(region, struct{}{}) }
 func (w *wan) restore(region string) { w.cut.Delete(region) }
 
