@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -60,13 +61,15 @@ func regionCut(t *testing.T, c *cluster, report reporter) {
 
 	// Purges issued while the region is away.
 	var versions []uint64
-	for _, body := range []string{"v2\n", "v3\n"} {
+	var waits []string
+	for i, body := range []string{"v2\n", "v3\n"} {
 		c.write(c.path("site", "v.txt"), body)
-		v, err := c.purge(eu, "www", "/v.txt")
+		v, took, err := c.purgeRetry(eu, "www", fmt.Sprintf("cut-%d-%d", os.Getpid(), i), 60*time.Second, "/v.txt")
 		if err != nil {
 			t.Fatal(err)
 		}
 		versions = append(versions, v)
+		waits = append(waits, took.Round(100*time.Millisecond).String())
 	}
 	last := versions[len(versions)-1]
 	c.appliedEverywhere(t, last, 30*time.Second, regions[0], regions[1])
@@ -120,6 +123,6 @@ func regionCut(t *testing.T, c *cluster, report reporter) {
 	report("region ap cut off (WAN link down)",
 		fmt.Sprintf("users: on eu/us after %v, %d/%d fetches failed; back on ap %v after the link, %d purged bodies until %v; local: %d/%d cached",
 			failover.Round(100*time.Millisecond), failed, n, back.Round(100*time.Millisecond), purged, lastPurged.Round(100*time.Millisecond), localServed, len(edges)*len(protos)),
-		fmt.Sprintf("cdn_control_edges{health=down} %g during; purges v%d..v%d applied on ap %v after the link (cdn_edge_purge_applied_version %g)",
-			downMetric, versions[0], last, caughtUp.Round(100*time.Millisecond), applied))
+		fmt.Sprintf("cdn_control_edges{health=down} %g during; purges v%d, v%d accepted in %s (retried 503s), applied on ap %v after the link (cdn_edge_purge_applied_version %g)",
+			downMetric, versions[0], last, strings.Join(waits, ", "), caughtUp.Round(100*time.Millisecond), applied))
 }
