@@ -50,6 +50,11 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, err
 	}
 	d = d.WithDefaults()
+	if len(cfg.NATS.URLs) > 0 && cfg.NATS.Creds != "" {
+		if err := natsauth.CheckCreds(cfg.NATS.Creds, natsauth.RoleControl, ""); err != nil {
+			return nil, err
+		}
+	}
 	s := &Server{cfg: cfg, log: d.Logger, reg: d.Registry, now: d.Now}
 	return s, nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/selfcdn/cdn/edge/release"
 	"github.com/selfcdn/cdn/internal/deps"
 	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
+	"github.com/selfcdn/cdn/internal/natsauth"
 	"github.com/selfcdn/cdn/origin"
 	"github.com/selfcdn/cdn/purge"
 	"github.com/valyala/fasthttp"
@@ -67,6 +68,12 @@ type Server struct {
 func New(cfg Config, d Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if c := cfg.Control; c != nil && c.Creds != "" {
+		// Another edge's creds would register this edge under its name.
+		if err := natsauth.CheckCreds(c.Creds, natsauth.RoleEdge, cfg.Name); err != nil {
+			return nil, err
+		}
 	}
 	d = d.WithDefaults()
 	log, reg, now := d.Logger, d.Registry, d.Now
