@@ -140,7 +140,12 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if cfg.Control != nil {
 		maxRules = cmp.Or(cfg.Control.MaxPurgeRules, 100_000)
 	}
+	start, err := startClock(dir, now())
+	if err != nil {
+		return nil, err
+	}
 	h.purges = purge.NewTable(maxRules, now, h.siteKeyRules)
+	h.purges.Advance(start)
 	if err := h.useSites(cfg.Sites); err != nil {
 		return nil, err
 	}
@@ -153,7 +158,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 	}
 	// Vary index generations go into keys that outlive the process on
 	// disk: start past any number an earlier run could have used.
-	h.gen.Store(uint64(time.Now().UnixNano()))
+	h.gen.Store(start)
 	h.prepareStatus()
 	s := &Server{cfg: cfg, log: log, reg: reg, handler: h, mem: mem, fetcher: h.fetcher, certs: cm, started: now(), h2metrics: h2.NewMetrics(reg)}
 	if cfg.Control != nil {
