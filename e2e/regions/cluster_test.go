@@ -164,6 +164,12 @@ const siteHeaders = `/*
 `
 
 func natsConf(r region, dir, clusterName string) string {
+	return natsConfAt(natsName(r), addr(r, hostNATS), dir, clusterName)
+}
+
+// natsConfAt is the configuration of a node named name on host, in the
+// cluster clusterName, with routes to the three nodes.
+func natsConfAt(name, host, dir, clusterName string) string {
 	var routes []string
 	for _, o := range regions {
 		routes = append(routes, fmt.Sprintf("nats://%s:6222", addr(o, hostNATS)))
@@ -182,7 +188,7 @@ cluster {
   routes: [%s]
 }
 include "trust.conf"
-`, natsName(r), addr(r, hostNATS), addr(r, hostNATS), filepath.Join(dir, "js"), clusterName, addr(r, hostNATS), strings.Join(routes, ", "))
+`, name, host, host, filepath.Join(dir, "js"), clusterName, host, strings.Join(routes, ", "))
 }
 
 func controlConf(r region, data string) string {

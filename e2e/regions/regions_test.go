@@ -36,6 +36,7 @@ func TestRegions(t *testing.T) {
 		{"control killed", controlKilled},
 		{"nats node killed", natsKilled},
 		{"region cut off", regionCut},
+		{"bad input", badInput},
 		{"everything restarted", restartAll},
 	} {
 		ok := t.Run(f.name, func(t *testing.T) { c.t = t; f.run(t, c, report) })
