@@ -12,3 +12,11 @@ if [ ! -c /dev/net/tun ]; then
 	mknod /dev/net/tun c 10 200
 	chmod 0666 /dev/net/tun
 fi
+# The commands docs/deploy.md shows, which the suite runs as written.
+missing=""
+command -v curl >/dev/null || missing="$missing curl"
+command -v dig >/dev/null || missing="$missing dnsutils"
+if [ -n "$missing" ]; then
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
+fi

@@ -5,6 +5,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/http"
+
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -80,8 +81,8 @@ func newCluster(t *testing.T) *cluster {
 		{"name": "www", "hosts": []string{"www.cdn.test"}, "origin": origin, "tls": "dev"},
 		{"name": "docs", "hosts": []string{"docs.cdn.test"}, "push_only": true, "tls": "dev"},
 	} {
-		if code, body, err := c.api(regions[0], http.MethodPut, "/v1/sites/"+s["name"].(string), s, nil); err != nil || code != http.StatusOK {
-			t.Fatalf("put site %s: %d %s %v", s["name"], code, body, err)
+		if err := c.putSite(s); err != nil {
+			t.Fatalf("put site %s: %v", s["name"], err)
 		}
 	}
 	return c
@@ -129,6 +130,7 @@ func steady(t *testing.T, c *cluster, report reporter) {
 	report("none (steady state)", "every region served by its own edges over h1, h2, h3",
 		fmt.Sprintf("geodns-ap ECS queries %g", metric(page, "cdn_geodns_client_subnet_queries_total")))
 	t.Logf("first fetches: %s", strings.Join(lines, "; "))
+	docChecks(t, c)
 }
 
 // waitFor polls cond every 100ms until it holds, failing t after limit;
