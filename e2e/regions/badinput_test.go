@@ -16,7 +16,7 @@ func badInput(t *testing.T, c *cluster, report reporter) {
 	var seen []string
 	t.Run("nats node with another cluster name", func(t *testing.T) {
 		dir := c.path("nats-other")
-		c.write(filepath.Join(dir, "trust.conf"), c.cdn("control", "nats-config", "--data", c.path("control-eu"), "--resolver-dir", filepath.Join(dir, "accounts")))
+		c.write(filepath.Join(dir, "auth.conf"), c.cdn("control", "nats-config", "--data", c.path("control-eu"), "--resolver-dir", filepath.Join(dir, "accounts")))
 		c.write(filepath.Join(dir, "nats.conf"), natsConfAt("nats-other", addr(eu, hostSpare), dir, "other"))
 		p := startIn(c.owner, t, "nats-other", c.w.nsName(eu, "dc"), "nats", "--config", filepath.Join(dir, "nats.conf"), "--log-format", "text")
 		defer p.kill()

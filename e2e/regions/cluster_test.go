@@ -119,7 +119,7 @@ func (c *cluster) provision() {
 	for _, r := range regions {
 		nodeDir := c.path(natsName(r))
 		trust := c.cdn("control", "nats-config", "--data", ctl, "--resolver-dir", filepath.Join(nodeDir, "accounts"))
-		c.write(filepath.Join(nodeDir, "trust.conf"), trust)
+		c.write(filepath.Join(nodeDir, "auth.conf"), trust)
 		c.write(filepath.Join(nodeDir, "nats.conf"), natsConf(r, nodeDir, "cdn"))
 	}
 	if err := os.MkdirAll(c.path("control-us"), 0o700); err != nil {
@@ -187,7 +187,7 @@ cluster {
   listen: %s:6222
   routes: [%s]
 }
-include "trust.conf"
+include "auth.conf"
 `, name, host, host, filepath.Join(dir, "js"), clusterName, host, strings.Join(routes, ", "))
 }
 

@@ -202,7 +202,7 @@ func natsKilled(t *testing.T, c *cluster, report reporter) {
 	dir := c.path("docs-v1")
 	c.write(dir+"/index.html", "docs v1\n")
 	start := time.Now()
-	out, err := c.cdnIn(us, "push", dir, "--site", "docs", "--control-url", controlURL(us), "--token", c.token, "--wait", "60s", "--quiet")
+	out, err := c.cdnIn(us, "push", dir, "--site", "docs", "--control-url", controlURL(us), "--token", c.token, "--wait", "60s")
 	if err != nil {
 		t.Fatalf("cdn push with a NATS node down: %v\n%s", err, out)
 	}
