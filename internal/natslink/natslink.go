@@ -32,9 +32,12 @@ const (
 	maxPingsOut  = 3
 )
 
-// Options are the nats.Options that cfg asks for.
+// Options are the nats.Options that cfg asks for. Servers are tried in
+// the order the URL lists them, not shuffled: a part lists its own
+// region's node first, so its link does not cross the WAN (and a cut in
+// another region does not cut it off) while that node is up.
 func (cfg Config) Options() []nats.Option {
-	opts := []nats.Option{nats.PingInterval(pingInterval), nats.MaxPingsOutstanding(maxPingsOut)}
+	opts := []nats.Option{nats.PingInterval(pingInterval), nats.MaxPingsOutstanding(maxPingsOut), nats.DontRandomize()}
 	if cfg.Creds != "" {
 		opts = append(opts, nats.UserCredentials(cfg.Creds))
 	}
