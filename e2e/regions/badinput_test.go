@@ -66,6 +66,7 @@ func badInput(t *testing.T, c *cluster, report reporter) {
 			"--nats-creds", c.path("creds", "geodns.creds"), "--cache-dir", c.path("us-x"), "--listen", addr(us, hostSpare)+":80", "--admin", addr(us, hostSpare)+":9090")
 	})
 	// Nothing lost: the six edges are up, us-1 still under its own address.
+	waitFor(t, "six edges up", 20*time.Second, func() bool { return c.edgesUp(us) == 6 })
 	var edges struct {
 		Edges []struct {
 			Name, Health, HTTP string
@@ -92,3 +93,21 @@ func badInput(t *testing.T, c *cluster, report reporter) {
 
 // scrapeText is scrape for any page.
 func (c *cluster) scrapeText(r region, url string) string { return c.scrape(r, url) }
+
+// edgesUp is how many edges control in r judges up (0 when it cannot
+// tell).
+func (c *cluster) edgesUp(r region) int {
+	var edges struct {
+		Edges []struct{ Health string } `json:"edges"`
+	}
+	if code, _, err := c.api(r, http.MethodGet, "/v1/edges", nil, &edges); err != nil || code != 200 {
+		return 0
+	}
+	up := 0
+	for _, e := range edges.Edges {
+		if e.Health == "up" {
+			up++
+		}
+	}
+	return up
+}

@@ -17,7 +17,7 @@ import (
 // issued meanwhile are all applied there once the link is back, and its
 // users come back to it.
 func regionCut(t *testing.T, c *cluster, report reporter) {
-	eu, ap := regions[0], regions[2]
+	eu, us, ap := regions[0], regions[1], regions[2]
 	local, remote := c.client(ap, true), c.client(ap, false)
 	c.write(c.path("site", "v.txt"), "v1\n")
 	edges := edgeAddrs(ap)
@@ -110,6 +110,8 @@ func regionCut(t *testing.T, c *cluster, report reporter) {
 		_, _, _, seen := summary(w.snapshot(), restored, inRegion(ap))
 		return seen
 	})
+	waitFor(t, "control judging ap's edges up again", 60*time.Second, func() bool { return c.edgesUp(us) == 6 })
+	t.Logf("ap's edges judged up %v after the link returned", time.Since(restored).Round(100*time.Millisecond))
 	all := w.stop()
 	n, failed, _, _ := summary(all, cut, func(netip.Addr) bool { return true })
 	// Purged bodies served after the link returned: ap's GeoDNS sends
