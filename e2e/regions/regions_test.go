@@ -24,7 +24,11 @@ type row struct{ fault, clients, metrics string }
 func TestRegions(t *testing.T) {
 	c := newCluster(t)
 	var table []row
-	defer func() { printTable(t, table) }()
+	defer func() {
+		printTable(t, table)
+		fmt.Printf("WAN: %d packets carried, %d lost (%.1f%% of inter-region ones), %d dropped by the cut\n",
+			c.w.carried.Load(), c.w.lost.Load(), 100*lossRate, c.w.cutDrops.Load())
+	}()
 	report := func(fault, clients, metrics string) { table = append(table, row{fault, clients, metrics}) }
 
 	for _, f := range []struct {

@@ -236,7 +236,7 @@ func sweep(prefix string) {
 			continue // a run still going
 		}
 		pids, _ := exec.Command("ip", "netns", "pids", ns).Output()
-		for _, p := range strings.Fields(string(pids)) {
+		for p := range strings.FieldsSeq(string(pids)) {
 			var n int
 			if _, err := fmt.Sscan(p, &n); err == nil {
 				unix.Kill(n, unix.SIGKILL)

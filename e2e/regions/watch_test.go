@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 )
@@ -92,12 +93,7 @@ func inRegion(rs ...region) func(netip.Addr) bool {
 		if err != nil {
 			return false
 		}
-		for _, r := range rs {
-			if r == got {
-				return true
-			}
-		}
-		return false
+		return slices.Contains(rs, got)
 	}
 }
 
