@@ -179,6 +179,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { checks.run(ctx) })
+	wg.Go(func() { checks.watchNames(ctx) })
 	wg.Go(func() { s.watchPurgeReports(ctx, store, progress) })
 	wg.Go(func() { s.collectReleases(ctx, store) })
 	wg.Go(func() {

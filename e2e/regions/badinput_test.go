@@ -59,6 +59,39 @@ func badInput(t *testing.T, c *cluster, report reporter) {
 		refused(t, "edge as us-1", "are for edge us-3, not this edge us-1", us, "edge", "--config", c.path("us-1.yaml"),
 			"--nats-creds", creds, "--cache-dir", c.path("us-3"), "--listen", addr(us, hostSpare)+":80", "--admin", addr(us, hostSpare)+":9090")
 	})
+	t.Run("edge copied with another's name and creds", func(t *testing.T) {
+		// A new host in us given eu-2's config and creds: both run, and
+		// both heartbeat as eu-2. Control tells the operator.
+		conf := c.path("eu-2-copy.yaml")
+		c.write(conf, edgeConf(us, "eu-2", hostSpare, c.path("creds", "eu-2.creds"), c.path("eu-2-copy"), c.path("dev-ca")))
+		p := startIn(c.owner, t, "eu-2 copy", c.w.nsName(us, "dc"), "edge", "--config", conf, "--log-format", "text")
+		const said = "two edges heartbeat under one name"
+		var where string
+		took := waitFor(t, "control saying two edges heartbeat as eu-2", 30*time.Second, func() bool {
+			for _, r := range controlRegions {
+				if strings.Contains(c.proc(controlName(r)).out.String(), said) {
+					where = controlName(r)
+					return true
+				}
+			}
+			return false
+		})
+		conflicts := 0.0
+		for _, r := range controlRegions {
+			conflicts += metric(c.scrape(r, controlURL(r)+"/metrics"), "cdn_control_edge_name_conflicts_total")
+		}
+		if conflicts < 1 {
+			t.Errorf("cdn_control_edge_name_conflicts_total %g, want it counted", conflicts)
+		}
+		p.stop(t)
+		seen = append(seen, fmt.Sprintf("a copy of eu-2 on a new host: %s logs %q after %v (cdn_control_edge_name_conflicts_total %g)",
+			where, said, took.Round(100*time.Millisecond), conflicts))
+		waitFor(t, "eu-2 registered at its own address again", 20*time.Second, func() bool {
+			var e struct{ HTTP string }
+			code, _, err := c.api(us, http.MethodGet, "/v1/edges/eu-2", nil, &e)
+			return err == nil && code == 200 && strings.Contains(e.HTTP, addr(eu, hostEdge2))
+		})
+	})
 	t.Run("creds for the wrong role", func(t *testing.T) {
 		refused(t, "geodns with an edge's creds", "are for edge eu-1, not this geodns", eu, "geodns", "--config", c.path("geodns-eu.yaml"),
 			"--nats-creds", c.path("creds", "eu-1.creds"), "--listen", addr(eu, hostSpare)+":53", "--admin-listen", addr(eu, hostSpare)+":9153")
