@@ -5,7 +5,7 @@ RACE  := ./edge/... ./origin/... ./internal/... ./control/... ./purge/... ./push
 FUZZ  := ./edge:FuzzServeH1 ./edge:FuzzOriginHead ./edge/h2:FuzzServeConn ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./internal/cachekey:FuzzNew ./internal/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath ./control/api:FuzzSiteRequest ./purge:FuzzRequest ./purge:FuzzTags ./geodns:FuzzServeDNS ./push:FuzzCheckPath ./push:FuzzDecode ./push:FuzzParseRedirects ./edge/tier:FuzzMark ./internal/accesslog:FuzzAppendString ./control/dashboard:FuzzOpenSession
 DATA  ?= .data
 
-.PHONY: help build run test test-race test-e2e test-browser test-deploy fuzz bench bench-go bench-peers bench-zipf bench-disk-start bench-disk bench-purge bench-dns bench-tls bench-push bench-pushed conformance testssl lint
+.PHONY: help build run test test-race test-e2e test-browser test-deploy test-regions soak fuzz bench bench-go bench-peers bench-accesslog bench-tier bench-zipf bench-disk-start bench-disk bench-purge bench-dns bench-tls bench-push bench-pushed conformance testssl lint
 help: ## list targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n",$$1,$$2}'
 
@@ -36,6 +36,14 @@ test-e2e: ## real cdn processes on loopback
 test-browser: ## the operator dashboard in headless chromium (installs Debian's chromium if missing); screenshots in DASHBOARD_ARTIFACTS (default: TMPDIR/cdn-dashboard-artifacts)
 	scripts/install-chromium.sh
 	CDN_REQUIRE_BROWSER=1 $(GO) test -count=1 -timeout 5m -run '^TestDashboard$$' -v ./e2e/
+
+test-regions: ## three regions in network namespaces over a simulated WAN, with faults (root; e2e/regions)
+	scripts/regions-deps.sh
+	CDN_REGIONS=1 $(GO) test -count=1 -timeout 9m -v -run 'TestWAN|TestRegions|TestBadInput' ./e2e/regions/
+
+soak: ## 15 minutes of traffic, purges, pushes and random faults across the three regions (root; SOAK=15m)
+	scripts/regions-deps.sh
+	CDN_REGIONS=1 CDN_SOAK=1 CDN_SOAK_DURATION=$(or $(SOAK),15m) $(GO) test -count=1 -timeout 40m -v -run 'TestSoak' ./e2e/regions/
 
 fuzz: ## each fuzz target for 20s
 	@for f in $(FUZZ); do $(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime 20s $${f%:*} || exit 1; done

@@ -29,6 +29,7 @@ type checker struct {
 
 	mu      sync.Mutex // protects streaks
 	streaks map[string]*streak
+	names   *namesakes
 }
 
 // streak counts an edge's consecutive check results. Kept in memory: a
@@ -43,6 +44,7 @@ func newChecker(store *state.Store, cfg HealthConfig, log *slog.Logger, now func
 	if reg != nil {
 		reg.MustRegister(c.edges)
 	}
+	c.names = newNamesakes(10*cfg.HeartbeatTimeout, reg)
 	return c
 }
 

@@ -51,6 +51,11 @@ func New(cfg Config, d Deps) (*Server, error) {
 		return nil, err
 	}
 	d = d.WithDefaults()
+	if len(cfg.NATS.URLs) > 0 && cfg.NATS.Creds != "" {
+		if err := natsauth.CheckCreds(cfg.NATS.Creds, natsauth.RoleControl, ""); err != nil {
+			return nil, err
+		}
+	}
 	s := &Server{cfg: cfg, log: d.Logger, reg: d.Registry, now: d.Now}
 	return s, nil
 }
@@ -188,6 +193,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { checks.run(ctx) })
+	wg.Go(func() { checks.watchNames(ctx) })
 	wg.Go(func() { s.watchPurgeReports(ctx, store, progress) })
 	wg.Go(func() { dash.Run(ctx, store, conn) })
 	wg.Go(func() { s.collectReleases(ctx, store) })

@@ -29,6 +29,7 @@ import (
 	"github.com/selfcdn/cdn/internal/certstore"
 	"github.com/selfcdn/cdn/internal/deps"
 	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
+	"github.com/selfcdn/cdn/internal/natsauth"
 	"github.com/selfcdn/cdn/origin"
 	"github.com/selfcdn/cdn/purge"
 	"github.com/valyala/fasthttp"
@@ -72,6 +73,12 @@ type Server struct {
 func New(cfg Config, d Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if c := cfg.Control; c != nil && c.Creds != "" {
+		// Another edge's creds would register this edge under its name.
+		if err := natsauth.CheckCreds(c.Creds, natsauth.RoleEdge, cfg.Name); err != nil {
+			return nil, err
+		}
 	}
 	d = d.WithDefaults()
 	log, reg, now := d.Logger, d.Registry, d.Now
@@ -147,7 +154,12 @@ func New(cfg Config, d Deps) (*Server, error) {
 	if cfg.AccessLog {
 		h.access = accesslog.New(d.AccessLog, accesslog.Config{}, reg)
 	}
+	start, err := startClock(dir, now())
+	if err != nil {
+		return nil, err
+	}
 	h.purges = purge.NewTable(maxRules, now, h.siteKeyRules)
+	h.purges.Advance(start)
 	if err := h.useSites(cfg.Sites); err != nil {
 		return nil, err
 	}
@@ -163,7 +175,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		Prepare:     func(e *cache.Entry, key string) { markEncodable(e, key, maxObj) },
 		Hot:         h.tier.Hot,
 		MaxVariants: cfg.Cache.MaxVariants, HitForMissTTL: cfg.Cache.HitForMissTTL,
-		Fetched: m.fetched, Log: log, Now: now,
+		Fetched: m.fetched, Log: log, Now: now, FirstGen: start,
 	})
 	h.prepareStatus()
 	s := &Server{cfg: cfg, log: log, reg: reg, handler: h, mem: mem, certs: cm, certStore: shared, started: now(), h2metrics: h2.NewMetrics(reg)}

@@ -20,6 +20,7 @@ import (
 	"github.com/selfcdn/cdn/geodns/locate"
 	"github.com/selfcdn/cdn/internal/deps"
 	cdnmetrics "github.com/selfcdn/cdn/internal/metrics"
+	"github.com/selfcdn/cdn/internal/natsauth"
 )
 
 // Deps are the logger (lifecycle events and the sampled query log),
@@ -58,6 +59,11 @@ const maxTCPConns = 1024
 func New(cfg Config, d Deps) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if c := cfg.Control; c != nil && c.Creds != "" {
+		if err := natsauth.CheckCreds(c.Creds, natsauth.RoleGeoDNS, ""); err != nil {
+			return nil, err
+		}
 	}
 	d = d.WithDefaults()
 	s := &Server{cfg: cfg, log: d.Logger, reg: d.Registry, now: d.Now,

@@ -64,6 +64,17 @@ func NewTable(maxRules int, now func() time.Time, keyRules func(site string) cac
 	return t
 }
 
+// Advance moves the clock forward to c, if it is behind: the start of a
+// run, past every stamp an earlier run gave objects still stored.
+func (t *Table) Advance(c uint64) {
+	for {
+		cur := t.clock.Load()
+		if c <= cur || t.clock.CompareAndSwap(cur, c) {
+			return
+		}
+	}
+}
+
 // Clock is the stamp for an object whose fetch starts now.
 func (t *Table) Clock() uint64 { return t.clock.Load() }
 

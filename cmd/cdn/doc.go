@@ -1,5 +1,5 @@
 // Command cdn is the one binary of the CDN: every part is a subcommand
-// (edge, origin, control, geodns, status, purge, push, releases,
+// (edge, origin, control, geodns, nats, status, purge, push, releases,
 // rollback, up), listed in main.go's table, in files by part (edge.go,
 // push.go, ...).
 //

@@ -27,6 +27,7 @@ var commands = []command{
 	{"origin", "run the reference static-site origin", runOrigin},
 	{"control", "run the control plane (API, health checks, embedded NATS)", runControl},
 	{"geodns", "run the authoritative GeoDNS server (nearest healthy edges)", runGeoDNS},
+	{"nats", "run a NATS JetStream node from a nats-server config (a cluster node of the network)", runNATS},
 	{"status", "summarize the network: edges, regions, health (CDN_CONTROL_URL, CDN_TOKEN)", runStatus},
 	{"purge", "purge URLs, prefixes, tags or a site, and wait for the edges (for CI)", runPurge},
 	{"push", "deploy a directory as a site's next release, on every edge at once", runPush},

@@ -1,6 +1,7 @@
 package fill
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io"
@@ -57,6 +58,10 @@ type Config struct {
 	Log *slog.Logger
 	// Now is the clock; nil: time.Now.
 	Now func() time.Time
+	// FirstGen is where Vary index generations start, past any an
+	// earlier run on the same disk could have used (edge/clockfloor.go);
+	// 0: the wall clock in nanoseconds.
+	FirstGen uint64
 }
 
 // Filler runs fills: it fetches a job's response upstream, publishes its
@@ -104,7 +109,7 @@ func New(cfg Config) *Filler {
 	}
 	// Vary index generations go into keys that outlive the process on
 	// disk: start past any number an earlier run could have used.
-	f.gen.Store(uint64(time.Now().UnixNano()))
+	f.gen.Store(cmp.Or(f.cfg.FirstGen, uint64(time.Now().UnixNano())))
 	return f
 }
 

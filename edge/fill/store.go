@@ -162,3 +162,7 @@ func (f *Filler) lastInvalidation(base string) uint64 {
 	}
 	return 0
 }
+
+// Gen is the last Vary index generation handed out (the start, before
+// any): a restart must begin past it.
+func (f *Filler) Gen() uint64 { return f.gen.Load() }

@@ -580,3 +580,45 @@ func TestOperatorStaysInTheAccount(t *testing.T) {
 		t.Errorf("operator sending account claims: %v, want no responder (the system account is another account)", err)
 	}
 }
+
+// TestCheckCreds: a creds file names its role and edge; a process given
+// another's is refused with the command that mints its own.
+func TestCheckCreds(t *testing.T) {
+	auth, err := natsauth.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(role natsauth.Role, name string) string {
+		creds, err := auth.Creds(role, name, natsauth.CredsOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(dir, string(role)+name+".creds")
+		if err := natsauth.WriteCreds(path, creds); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	edgeA, geo := write(natsauth.RoleEdge, "a"), write(natsauth.RoleGeoDNS, "")
+	tests := []struct {
+		name, path string
+		role       natsauth.Role
+		as         string
+		wantErr    string
+	}{
+		{name: "its own", path: edgeA, role: natsauth.RoleEdge, as: "a"},
+		{name: "another edge's", path: edgeA, role: natsauth.RoleEdge, as: "b", wantErr: "are for edge a, not this edge b: mint its own with `cdn control creds --role edge --name b`"},
+		{name: "geodns with an edge's", path: edgeA, role: natsauth.RoleGeoDNS, wantErr: "are for edge a, not this geodns"},
+		{name: "edge with geodns's", path: geo, role: natsauth.RoleEdge, as: "a", wantErr: "are for geodns, not this edge a"},
+		{name: "missing", path: filepath.Join(dir, "none.creds"), role: natsauth.RoleEdge, as: "a", wantErr: "read NATS creds"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := natsauth.CheckCreds(tt.path, tt.role, tt.as)
+			if (tt.wantErr == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("CheckCreds(%s, %s, %q) = %v, want %q", filepath.Base(tt.path), tt.role, tt.as, err, tt.wantErr)
+			}
+		})
+	}
+}
