@@ -87,8 +87,8 @@ func (h *Handler) fetchUpstream(j *fill.Job) (*http.Response, tier.Stage, error)
 		if err == nil && (res.StatusCode >= 502 && res.StatusCode <= 504 || res.StatusCode == http.StatusMisdirectedRequest) {
 			// The peer failing on its side (its origin, its shutdown), or
 			// not knowing the site yet: the next hop, or the origin, may
-			// do better.
-			res.Body.Close()
+			// do better. Not the peer's own failure: it stays a home.
+			h.tier.Decline(res)
 			err = errors.New(res.Status)
 		}
 		if err != nil {

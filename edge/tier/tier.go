@@ -281,6 +281,16 @@ func (t *Tier) end(name string, ok bool) {
 	}
 }
 
+// Decline closes a peer's answer the caller will not use though the
+// peer is healthy (its origin failed, it does not know the site yet): it
+// does not count toward skipping the peer.
+func (t *Tier) Decline(res *http.Response) {
+	if b, ok := res.Body.(*peerBody); ok {
+		b.once.Do(func() { b.done(true) })
+	}
+	res.Body.Close()
+}
+
 // peerBody reports the end of a peer's answer once: read to the end is
 // a success, anything else a failure.
 type peerBody struct {

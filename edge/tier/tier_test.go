@@ -260,3 +260,26 @@ func TestHot(t *testing.T) {
 		t.Error("a key seen once is hot")
 	}
 }
+
+// TestDeclineKeepsPeer: answers a fill declines (the peer's origin
+// failed, it lacks the site) do not make the peer skipped.
+func TestDeclineKeepsPeer(t *testing.T) {
+	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "origin down", http.StatusBadGateway)
+	}))
+	defer peer.Close()
+	tr := testTier(t, "eu-1", map[string]string{"eu-2": peer.URL})
+	key := keyHomedAt(t, tr, "eu", "eu-2")
+	req, _ := http.NewRequest(http.MethodGet, "http://unused/", nil)
+	for range 2 * peerFailures {
+		hops := tr.Plan(key, "", StageNone)
+		if len(hops) != 1 || hops[0].Peer.Name != "eu-2" {
+			t.Fatalf("plan %v, want the home eu-2: a declined answer made it skipped", hops)
+		}
+		res, err := tr.Ask(hops[0], req, "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr.Decline(res)
+	}
+}
