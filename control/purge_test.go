@@ -178,9 +178,9 @@ func (n *purgeNet) warm(paths ...string) {
 	n.t.Helper()
 	for name, e := range n.edges {
 		for _, p := range paths {
-			e.get(p)
+			_, _, first := e.get(p)
 			if _, body, cs := e.get(p); !strings.Contains(cs, "hit") {
-				n.t.Fatalf("%s %s after a fetch: %q, Cache-Status %q; want a hit", name, p, body, cs)
+				n.t.Fatalf("%s %s after a fetch (%q): %q, Cache-Status %q; want a hit", name, p, first, body, cs)
 			}
 		}
 	}

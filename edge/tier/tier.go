@@ -114,6 +114,10 @@ type peerState struct {
 	until    time.Time // skipped until then after failures
 }
 
+// minBound is the fewest requests outstanding at a peer that count as
+// loaded.
+const minBound = 8
+
 // peerFailures in a row make a peer skipped for peerCooldown.
 const (
 	peerFailures = 3
@@ -212,8 +216,10 @@ func (t *Tier) pick(ranked []Member, n int) ([]Member, bool) {
 		}
 	}
 	// Bounded load: no peer holds more than LoadFactor times its fair
-	// share of what this edge has outstanding, counting the new one.
-	bound := int(math.Ceil(t.cfg.LoadFactor * float64(total+1) / float64(len(ranked))))
+	// share of what this edge has outstanding, counting the new one, and
+	// never fewer than minBound: at a few requests the bound would be 1,
+	// and a home still finishing the last answer would lose the next key.
+	bound := max(int(math.Ceil(t.cfg.LoadFactor*float64(total+1)/float64(len(ranked)))), minBound)
 	now := t.now()
 	var out []Member
 	for _, m := range ranked {

@@ -232,15 +232,21 @@ func TestBoundedLoad(t *testing.T) {
 			break
 		}
 	}
-	for range 3 {
-		tr.begin(ranked[0].Name) // three outstanding, none elsewhere
+	for range minBound - 1 {
+		tr.begin(ranked[0].Name) // a few outstanding: still the home
 	}
-	// Bound: ceil(1.25 * 4 / 5) = 1; the home holds 3.
+	if hops := tr.Plan(key, "", StageNone); hops[0].Peer.Name != ranked[0].Name {
+		t.Fatalf("with %d outstanding at the home, plan %v, want the home %s", minBound-1, hops, ranked[0].Name)
+	}
+	for range 20 - (minBound - 1) {
+		tr.begin(ranked[0].Name) // 20 outstanding, none elsewhere
+	}
+	// Bound: max(ceil(1.25 * 21 / 5), 8) = 8; the home holds 20.
 	hops := tr.Plan(key, "", StageNone)
 	if len(hops) != 1 || hops[0].Peer.Name != ranked[1].Name {
 		t.Fatalf("with the home loaded, plan %v, want the next-ranked %s", hops, ranked[1].Name)
 	}
-	for range 3 {
+	for range 20 {
 		tr.end(ranked[0].Name, true)
 	}
 	if hops := tr.Plan(key, "", StageNone); hops[0].Peer.Name != ranked[0].Name {
