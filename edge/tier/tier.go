@@ -27,7 +27,7 @@ type Config struct {
 	// share of keys. Default 30s.
 	Rampup time.Duration `yaml:"rampup"`
 	// LoadFactor bounds the requests outstanding at one peer against the
-	// mean over the region's peers. Default 1.25.
+	// mean over the region's peers (a bound never under 8). Default 1.25.
 	LoadFactor float64 `yaml:"load_factor"`
 	// Timeout is how long a peer has to start its answer before it is
 	// skipped for this fill. Default 2s.
