@@ -30,9 +30,11 @@ cleanup() {
 trap cleanup EXIT
 
 # The edge gets the server CPU like every peer; GOMAXPROCS follows the pin.
+# It runs as shipped, access log on, written to a file (ACCESS_LOG=false
+# turns it off; scripts/bench-accesslog.sh compares both beside nginx).
 taskset -c "$SERVER_CPU" bin/cdn edge --origin "http://127.0.0.1:${ORIGIN_PORT:-9000}" \
     --listen "127.0.0.1:$PORT" --admin "127.0.0.1:$ADMIN" --memory 1GiB \
-    --cache-dir "$RUN/cdn-cache" --access-log=false --log-level warn &
+    --cache-dir "$RUN/cdn-cache" --access-log="${ACCESS_LOG:-true}" --log-level warn 2>>"$RUN/cdn-edge.log" &
 edge_pid=$!
 for _ in $(seq 100); do
     curl -fsS "http://127.0.0.1:$ADMIN/readyz" >/dev/null 2>&1 && break
