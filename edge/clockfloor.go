@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/selfcdn/cdn/internal/atomicfile"
 )
 
 // clockFloorFile, under cache.dir, is where the edge keeps the start
@@ -44,22 +46,7 @@ func startClock(dir string, now time.Time) (uint64, error) {
 		}
 		start = max(start, prev+clockReserve)
 	}
-	tmp := path + ".tmp"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return 0, fmt.Errorf("save clock floor: %w", err)
-	}
-	_, err = fmt.Fprintf(f, "%d\n", start)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
+	if err := atomicfile.Write(path, []byte(strconv.FormatUint(start, 10)+"\n"), 0o644); err != nil {
 		return 0, fmt.Errorf("save clock floor: %w", err)
 	}
 	return start, nil

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/selfcdn/cdn/internal/atomicfile"
 	"github.com/selfcdn/cdn/internal/certstore"
 	"github.com/selfcdn/cdn/internal/natsauth"
 	"github.com/selfcdn/cdn/internal/natslink"
@@ -87,10 +88,7 @@ func (s *Server) saveSitesFile(sites []state.Site) {
 	}
 	b, err := json.Marshal(sites)
 	if err == nil {
-		tmp := filepath.Join(s.cfg.Cache.Dir, sitesFile+".tmp")
-		if err = os.WriteFile(tmp, b, 0o644); err == nil {
-			err = os.Rename(tmp, filepath.Join(s.cfg.Cache.Dir, sitesFile))
-		}
+		err = atomicfile.Write(filepath.Join(s.cfg.Cache.Dir, sitesFile), b, 0o644)
 	}
 	if err != nil {
 		s.log.Warn("save sites for the next start", "err", err)

@@ -23,6 +23,7 @@ import (
 	"github.com/selfcdn/cdn/edge/certs"
 	"github.com/selfcdn/cdn/geodns"
 	"github.com/selfcdn/cdn/internal/apiclient"
+	"github.com/selfcdn/cdn/internal/atomicfile"
 	"github.com/selfcdn/cdn/internal/demosite"
 	"github.com/selfcdn/cdn/internal/metrics"
 	"github.com/selfcdn/cdn/internal/natsauth"
@@ -402,11 +403,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, append(b, '\n'), 0o644)
 }
 
 // pickPort turns port 0 in addr into a free port: the embedded NATS server

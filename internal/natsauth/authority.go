@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 	"golang.org/x/sys/unix"
+
+	"github.com/selfcdn/cdn/internal/atomicfile"
 )
 
 // The files of an Authority's directory.
@@ -110,30 +112,8 @@ func CheckPrivate(path string) error {
 	return nil
 }
 
-// writePrivate writes b to path (mode 0600) by rename, so a crash
-// leaves the old file or the new one, never a torn one.
-func writePrivate(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = f.Write(b)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
+// writePrivate writes b to path, mode 0600, whole or not at all.
+func writePrivate(path string, b []byte) error { return atomicfile.Write(path, b, 0o600) }
 
 func readJSON(path string, v any) error {
 	b, err := os.ReadFile(path)
