@@ -20,6 +20,7 @@ import (
 	"github.com/selfcdn/cdn/internal/natstest"
 	sitecfg "github.com/selfcdn/cdn/internal/site"
 	"github.com/selfcdn/cdn/internal/state"
+	"github.com/selfcdn/cdn/internal/testwait"
 )
 
 // tierNet is a network of edges on one NATS, with control's part played
@@ -344,9 +345,14 @@ func TestTierHomeKilled(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(300 * time.Millisecond)
+	askerMetrics := &testEdge{Reg: asker.reg}
+	waitMetric(t, askerMetrics, "cdn_peer_asked_total", "result", "answered", 20)
 	home.stop() // killed: its listener closes, connections drop
-	time.Sleep(700 * time.Millisecond)
+	// Clients go on until the asker has found the home gone and gone on
+	// answering from the origin.
+	waitMetric(t, askerMetrics, "cdn_peer_asked_total", "result", "error", 1)
+	before := o.hits.Load()
+	testwait.Until(t, "fills from the origin after the kill", func() bool { return o.hits.Load() >= before+20 })
 	close(stopClients)
 	wg.Wait()
 	close(errs)
@@ -358,6 +364,31 @@ func TestTierHomeKilled(t *testing.T) {
 		t.Error("the asker never asked the home: the test tested nothing")
 	}
 	t.Logf("asker asked its home %v times; origin fetched %d", asked, o.hits.Load())
+}
+
+// waitMetric waits until the series of name with label=value reaches at
+// least want.
+func waitMetric(t *testing.T, e *testEdge, name, label, value string, want float64) {
+	t.Helper()
+	testwait.Until(t, fmt.Sprintf("%s{%s=%q} >= %v", name, label, value, want), func() bool {
+		mfs, err := e.Reg.Gather()
+		if err != nil {
+			return false
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != name {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == label && l.GetValue() == value && m.GetCounter().GetValue() >= want {
+						return true
+					}
+				}
+			}
+		}
+		return false
+	})
 }
 
 // TestTierForgedMarks: a client forging peer marks and loop marks is

@@ -139,9 +139,6 @@ func New(cfg Config, self, region string, reg prometheus.Registerer) *Tier {
 	return t
 }
 
-// Config returns the tier's settings, defaults applied.
-func (t *Tier) Config() Config { return t.cfg }
-
 // SetView swaps in a new membership.
 func (t *Tier) SetView(v *View) {
 	t.view.Store(v)
