@@ -90,6 +90,13 @@ func (h *Handler) fetchUpstream(j *fill.Job) (*http.Response, tier.Stage, error)
 			// do better. Not the peer's own failure: it stays a home.
 			h.tier.Decline(res)
 			err = errors.New(res.Status)
+		} else if err == nil && j.Stored != nil && servedForError(res.Header) {
+			// The peer could not reach the origin either and answered
+			// from its stale copy: as a 304 that would pass for a
+			// revalidation here. This edge has its own copy, and says
+			// stale-if-error itself if the origin fails it too.
+			h.tier.Decline(res)
+			err = errors.New("the peer's origin failed; it answered stale")
 		}
 		if err != nil {
 			if j.Request.Context().Err() != nil {
@@ -105,6 +112,17 @@ func (h *Handler) fetchUpstream(j *fill.Job) (*http.Response, tier.Stage, error)
 	h.metrics.upstream.WithLabelValues(j.Site.Name, "origin").Inc()
 	res, err := h.fill.FetchOrigin(j)
 	return res, tier.StageNone, err
+}
+
+// servedForError reports whether a peer answered from its stale copy
+// because its origin failed (stale-if-error in its Cache-Status).
+func servedForError(hdr http.Header) bool {
+	for _, v := range hdr["Cache-Status"] {
+		if strings.Contains(v, `detail="stale-if-error"`) {
+			return true
+		}
+	}
+	return false
 }
 
 // tagsForPeer gives an edge asking as a peer the object's purge tags,

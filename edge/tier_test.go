@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -611,5 +612,36 @@ func TestReachable(t *testing.T) {
 		if got := reachable(base); got != want {
 			t.Errorf("reachable(%q) = %v, want %v", base, got, want)
 		}
+	}
+}
+
+// TestTierOriginDownStale: with the origin down, an edge whose home
+// answers from its stale copy does not take that for a revalidation: it
+// says stale-if-error itself, as the home does.
+func TestTierOriginDownStale(t *testing.T) {
+	var down atomic.Bool
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		if down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Cache-Control", "max-age=1, stale-if-error=3600")
+		w.Header().Set("ETag", `"v1"`)
+		io.WriteString(w, "object")
+	})
+	n := startTierNet(t, []string{"eu"}, 2, tierSite(o.URL), nil)
+	path := "/sie"
+	for i := 0; n.homeOf("eu", path) != "eu-2"; i++ {
+		path = fmt.Sprintf("/sie%d", i)
+	}
+	asker := n.edge("eu-1")
+	for range 2 { // the second keeps a copy here
+		fetch(t, asker, path, nil)
+	}
+	down.Store(true)
+	time.Sleep(2100 * time.Millisecond) // past max-age=1, which counts whole seconds
+	res, body := fetch(t, asker, path, nil)
+	if cs := res.Header.Get("Cache-Status"); res.StatusCode != 200 || body != "object" || !strings.Contains(cs, `eu-1; hit; fwd=stale; detail="stale-if-error"`) {
+		t.Errorf("origin down: %d %q, Cache-Status %q; want eu-1's own stale-if-error", res.StatusCode, body, cs)
 	}
 }
