@@ -19,6 +19,8 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/selfcdn/cdn/internal/sketch"
 )
 
 // DiskConfig sizes the disk tier.
@@ -57,6 +59,10 @@ type Disk struct {
 	idx *sieve
 	jr  *journal
 
+	// asked counts lookups per key for admission: once the tier is full,
+	// a new object takes space only from a less popular one.
+	asked *sketch.Sketch
+
 	open *openFiles // object files of recent large hits
 
 	failing atomic.Bool   // the last write failed; logged once until one succeeds
@@ -68,7 +74,7 @@ type Disk struct {
 }
 
 type diskMetrics struct {
-	corrupt, evictions, writeErrors, writes prometheus.Counter
+	corrupt, evictions, writeErrors, writes, refused prometheus.Counter
 }
 
 const (
@@ -92,6 +98,7 @@ func OpenDisk(cfg DiskConfig, reg prometheus.Registerer) (*Disk, error) {
 		objDir: filepath.Join(cfg.Dir, "objects"), tmpDir: filepath.Join(cfg.Dir, "tmp"),
 		maxBytes: cfg.MaxBytes, maxObjects: cfg.MaxObjects, maxObj: cfg.MaxObjectBytes,
 		log: cfg.Log, now: time.Now, idx: newSieve(),
+		asked: sketch.New(sketchWidth(cfg.MaxBytes, cfg.MaxObjects)),
 	}
 	if d.maxObj <= 0 {
 		d.maxObj = cfg.MaxBytes / 8
@@ -151,6 +158,17 @@ func (d *Disk) Close() error {
 // MaxObjectBytes is the largest body the tier keeps.
 func (d *Disk) MaxObjectBytes() int64 { return d.maxObj }
 
+// sketchWidth sizes the admission sketch to about the objects the tier
+// holds (at a typical 32 KiB each), from 64 Ki to 1 Mi counters per row
+// (256 KiB to 4 MiB).
+func sketchWidth(maxBytes int64, maxObjects int) int {
+	n := maxBytes / (32 << 10)
+	if maxObjects > 0 {
+		n = min(n, int64(maxObjects))
+	}
+	return int(min(max(n, 1<<16), 1<<20))
+}
+
 func keyHash(key string) uint64 { return xxhash.Sum64String(key) }
 
 func (d *Disk) path(hash uint64) string {
@@ -170,6 +188,7 @@ func onDisk(n int64) int64 { return (n + 4095) &^ 4095 }
 // expired or corrupt object is a miss (corrupt ones are dropped).
 func (d *Disk) Get(key string, inlineMax int64) (*Entry, bool) {
 	hash := keyHash(key)
+	d.asked.Add(hash)
 	d.mu.Lock()
 	held := d.idx.touch(hash)
 	d.mu.Unlock()
@@ -344,11 +363,12 @@ func (d *Disk) dropCorrupt(hash uint64, key string, err error) {
 // nil). The object is visible to Get only once it is whole. A body over
 // the tier's object limit is not stored (ErrTooLarge).
 func (d *Disk) Put(key string, e *Entry, body io.Reader) error {
+	size := int64(-1) // unknown until streamed
 	if body == nil {
-		body = bytes.NewReader(e.Body)
+		body, size = bytes.NewReader(e.Body), int64(len(e.Body))
 	}
-	err := d.put(key, e, body)
-	if err != nil && !errors.Is(err, ErrTooLarge) {
+	err := d.put(key, e, body, size)
+	if err != nil && !errors.Is(err, ErrTooLarge) && !errors.Is(err, ErrNotAdmitted) {
 		d.metrics.writeErrors.Inc()
 		if !d.failing.Swap(true) {
 			// Once per failing spell: a full disk would log every fill.
@@ -365,7 +385,18 @@ func (d *Disk) Put(key string, e *Entry, body io.Reader) error {
 // ErrTooLarge is returned by Put for a body above the object limit.
 var ErrTooLarge = errors.New("object larger than the disk tier keeps")
 
-func (d *Disk) put(key string, e *Entry, body io.Reader) error {
+// ErrNotAdmitted is returned by Put for a new object the full tier keeps
+// out: it was asked for less often than the object it would evict.
+var ErrNotAdmitted = errors.New("object less popular than what it would evict")
+
+func (d *Disk) put(key string, e *Entry, body io.Reader, size int64) error {
+	if size > d.maxObj {
+		return ErrTooLarge
+	}
+	if !d.admit(keyHash(key), size) {
+		d.metrics.refused.Inc()
+		return ErrNotAdmitted
+	}
 	meta, err := json.Marshal(metaOf(key, e))
 	if err != nil {
 		return fmt.Errorf("encode object meta: %w", err)
@@ -380,6 +411,33 @@ func (d *Disk) put(key string, e *Entry, body io.Reader) error {
 		return fmt.Errorf("write object file: %w", err)
 	}
 	return d.commit(keyHash(key), tmp, onDisk(objSize(int64(len(meta)), bodyLen)))
+}
+
+// admit decides, before anything is written, whether a new object may
+// take space (TinyLFU admission): always while the tier has room and for a
+// key already held (a new version); once full, only when its key was
+// looked up more often than the key SIEVE would evict for it. Without it,
+// every miss wrote through and pushed out an object asked for again, and
+// the two tiers lost to one LRU of their bytes; one-time requests (scans,
+// crawlers) now cost no disk writes either. A streamed body's size is not
+// known yet (-1): it counts as one block.
+func (d *Disk) admit(hash uint64, size int64) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return admits(d.idx, d.asked, hash, onDisk(max(size, 1)), d.maxBytes, d.maxObjects)
+}
+
+// admits is the admission rule over an index bounded by maxBytes and
+// maxObjects (0: unbounded), for need more bytes under hash.
+func admits(idx *sieve, asked *sketch.Sketch, hash uint64, need, maxBytes int64, maxObjects int) bool {
+	if idx.size(hash) >= 0 {
+		return true
+	}
+	if idx.bytes+need <= maxBytes && (maxObjects == 0 || idx.len() < maxObjects) {
+		return true
+	}
+	victim, ok := idx.victim()
+	return !ok || asked.Estimate(hash) > asked.Estimate(victim)
 }
 
 // commit renames a finished object file into place and indexes it, evicting
@@ -528,11 +586,12 @@ func (d *Disk) registerMetrics(reg prometheus.Registerer) {
 		evictions:   prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_cache_evictions_total", Help: "Entries evicted to make room.", ConstLabels: tier}),
 		writeErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_cache_write_errors_total", Help: "Objects that could not be written (full disk, I/O errors).", ConstLabels: tier}),
 		writes:      prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_cache_writes_total", Help: "Objects written.", ConstLabels: tier}),
+		refused:     prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_cache_admissions_refused_total", Help: "New objects not written because the full tier holds more popular ones.", ConstLabels: tier}),
 	}
 	if reg == nil {
 		return
 	}
-	reg.MustRegister(d.metrics.corrupt, d.metrics.evictions, d.metrics.writeErrors, d.metrics.writes,
+	reg.MustRegister(d.metrics.corrupt, d.metrics.evictions, d.metrics.writeErrors, d.metrics.writes, d.metrics.refused,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cdn_edge_cache_bytes", Help: "Bytes held by the cache tier.", ConstLabels: tier},
 			func() float64 { return float64(d.Bytes()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cdn_edge_cache_max_bytes", Help: "Byte budget of the cache tier.", ConstLabels: tier},

@@ -3,6 +3,7 @@ package cache
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -260,15 +261,20 @@ func flipAt(off int64) func(string) error {
 	}
 }
 
-// TestDiskEvictionBound fills the tier past its size: the index and the
-// files on disk stay under the bound, and the newest objects are kept.
+// TestDiskEvictionBound fills the tier past its size with objects each
+// asked for more often than the last: the index and the files on disk stay
+// under the bound, and the newest objects are kept.
 func TestDiskEvictionBound(t *testing.T) {
 	dir := t.TempDir()
 	const limit = 1 << 20
 	d := openTestDisk(t, dir, limit)
 	for i := range 200 {
-		if err := d.Put("k"+time.Duration(i).String(), testEntry(randomBody(10_000)), nil); err != nil {
-			t.Fatal(err)
+		key := "k" + time.Duration(i).String()
+		for range 1 + i/20 {
+			d.Get(key, 0) // a miss, counted for admission
+		}
+		if err := d.Put(key, testEntry(randomBody(10_000)), nil); err != nil && (i < 100 || !errors.Is(err, ErrNotAdmitted)) {
+			t.Fatalf("put %d: %v", i, err)
 		}
 	}
 	if d.Bytes() > limit {
@@ -292,6 +298,71 @@ func TestDiskEvictionBound(t *testing.T) {
 	if d2.Bytes() > limit/4 {
 		t.Errorf("after restart with a smaller budget: %d bytes, over %d", d2.Bytes(), limit/4)
 	}
+}
+
+// TestDiskAdmission: once the tier is full, a new object takes space only
+// from a less popular one; nothing is written for one refused, and a new
+// version of a held object always goes in.
+func TestDiskAdmission(t *testing.T) {
+	dir := t.TempDir()
+	const limit = 256 << 10
+	d := openTestDisk(t, dir, limit)
+	var held []string
+	for i := 0; d.Bytes()+16<<10 <= limit; i++ {
+		key := fmt.Sprintf("held-%d", i)
+		d.Get(key, 0)
+		d.Get(key, 0)
+		if err := d.Put(key, testEntry(randomBody(10_000)), nil); err != nil {
+			t.Fatalf("put %s while there is room: %v", key, err)
+		}
+		held = append(held, key)
+	}
+	writes := testutil.ToFloat64(d.metrics.writes)
+
+	d.Get("once", 0)
+	if err := d.Put("once", testEntry(randomBody(10_000)), nil); !errors.Is(err, ErrNotAdmitted) {
+		t.Fatalf("a key asked once, tier full of keys asked twice: Put = %v, want ErrNotAdmitted", err)
+	}
+	if d.Has("once") || testutil.ToFloat64(d.metrics.writes) != writes {
+		t.Error("a refused object was written")
+	}
+	if n := testutil.ToFloat64(d.metrics.refused); n != 1 {
+		t.Errorf("refused = %v, want 1", n)
+	}
+	if n := testutil.ToFloat64(d.metrics.writeErrors); n != 0 {
+		t.Errorf("a refusal counted as %v write errors", n)
+	}
+	if names, _ := os.ReadDir(filepath.Join(dir, "tmp")); len(names) != 0 {
+		t.Errorf("tmp holds %d files after a refusal", len(names))
+	}
+
+	for range 5 {
+		d.Get("popular", 0)
+	}
+	if err := d.Put("popular", testEntry(randomBody(10_000)), nil); err != nil {
+		t.Fatalf("a key asked 5 times: Put = %v, want it admitted", err)
+	}
+	if _, ok := d.Get("popular", 1<<20); !ok {
+		t.Error("the admitted object is not served")
+	}
+	if d.Bytes() > limit {
+		t.Errorf("indexed bytes = %d, over the %d limit", d.Bytes(), limit)
+	}
+
+	// A new version of a held object replaces it however rarely asked.
+	body := randomBody(9_000)
+	for _, key := range held {
+		if d.Has(key) {
+			if err := d.Put(key, testEntry(body), nil); err != nil {
+				t.Fatalf("new version of %s: %v", key, err)
+			}
+			if e, ok := d.Get(key, 1<<20); !ok || !bytes.Equal(e.Body, body) {
+				t.Fatalf("new version of %s not served", key)
+			}
+			return
+		}
+	}
+	t.Fatal("no held object left")
 }
 
 func diskUsage(t *testing.T, dir string) int64 {

@@ -14,18 +14,21 @@ import (
 	"github.com/maypok86/otter/v2"
 
 	"github.com/selfcdn/cdn/edge/freshness"
+	"github.com/selfcdn/cdn/internal/sketch"
 )
 
 // The Zipf simulation replays skewed traffic (Zipf, alpha 0.8, the usual
 // fit for CDN request logs) over a catalog of objects with long-tailed
 // sizes through the two tiers as the edge uses them: the real memory tier
 // (ristretto, bounded by bytes, TinyLFU admission) over the disk tier's
-// index and eviction policy (SIEVE, bounded by bytes; no files, so a
-// million requests take seconds). A miss stores in both tiers (write
-// through), so a memory eviction falls back to disk; a disk hit is
-// promoted to memory. Beside it, on the same request stream: one plain
-// LRU cache holding as many bytes as both tiers together, a W-TinyLFU
-// cache (otter) of the same bytes, and an LRU in place of SIEVE on disk.
+// index, admission and eviction policy (TinyLFU admission over SIEVE,
+// bounded by bytes; no files, so a million requests take seconds). A miss
+// stores in memory and, if admitted, on disk, so a memory eviction falls
+// back to disk; a disk hit is promoted to memory. Beside it, on the same
+// request stream: one plain LRU cache holding as many bytes as both tiers
+// together, a W-TinyLFU cache (otter) of the same bytes, an LRU in place
+// of the disk tier, and the disk tier without admission (every miss
+// written through, as before issue 25).
 //
 //	go test -run '^$' -bench ZipfHitRatio ./edge/cache/
 
@@ -105,6 +108,9 @@ func (c *byteLRU) put(id int32) {
 
 type zipfResult struct {
 	memHits, diskHits, lruHits, lruDiskHits, tinyHits, counted int
+	// Without disk admission: every miss written through.
+	throughMemHits, throughDiskHits int
+	diskWrites, throughDiskWrites   int
 }
 
 // simulate replays the workload; the first fifth warms the caches up.
@@ -115,6 +121,13 @@ func simulate(b *testing.B, w *zipfWorkload, memBytes, diskBytes int64) zipfResu
 	}
 	defer mem.Close()
 	disk := newSieve()
+	asked := sketch.New(sketchWidth(diskBytes, 0))
+	through, err := NewMemory(Config{MemoryBytes: memBytes, MaxObjectBytes: 16 << 20}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer through.Close()
+	throughDisk := newSieve()
 	lru := newByteLRU(memBytes+diskBytes, w.sizes)
 	lruDisk := newByteLRU(diskBytes, w.sizes)
 	// W-TinyLFU (otter, Caffeine's policy in Go) bounded by the same
@@ -141,27 +154,46 @@ func simulate(b *testing.B, w *zipfWorkload, memBytes, diskBytes int64) zipfResu
 		}
 		size := w.sizes[id]
 		key := keys[id]
+		if entries[id] == nil {
+			entries[id] = &Entry{Status: 200, Header: http.Header{"Etag": {`"z"`}}, Meta: meta}
+		}
+		hash := keyHash(key)
 		switch {
 		case func() bool { _, ok := mem.Get(key); return ok }():
 			if count {
 				res.memHits++
 			}
-		case disk.touch(uint64(id)):
+		case func() bool { asked.Add(hash); return disk.touch(hash) }(): // as Disk.Get
 			if count {
 				res.diskHits++
 			}
 			mem.put(key, entries[id], size)
 		default:
-			if entries[id] == nil {
-				entries[id] = &Entry{Status: 200, Header: http.Header{"Etag": {`"z"`}}, Meta: meta}
-			}
 			mem.put(key, entries[id], size)
-			if size <= diskBytes/8 {
-				for disk.bytes+size > diskBytes {
-					v, _ := disk.victim()
-					disk.remove(v)
+			if size <= diskBytes/8 && admits(disk, asked, hash, size, diskBytes, 0) {
+				storeEvicting(disk, hash, size, diskBytes)
+				if count {
+					res.diskWrites++
 				}
-				disk.insert(uint64(id), size)
+			}
+		}
+		switch {
+		case func() bool { _, ok := through.Get(key); return ok }():
+			if count {
+				res.throughMemHits++
+			}
+		case throughDisk.touch(hash):
+			if count {
+				res.throughDiskHits++
+			}
+			through.put(key, entries[id], size)
+		default:
+			through.put(key, entries[id], size)
+			if size <= diskBytes/8 {
+				storeEvicting(throughDisk, hash, size, diskBytes)
+				if count {
+					res.throughDiskWrites++
+				}
 			}
 		}
 		if lru.get(id) {
@@ -189,6 +221,16 @@ func simulate(b *testing.B, w *zipfWorkload, memBytes, diskBytes int64) zipfResu
 	return res
 }
 
+// storeEvicting inserts hash into a disk index bounded by max bytes, as
+// Disk.commit does.
+func storeEvicting(idx *sieve, hash uint64, size, max int64) {
+	for idx.bytes+size > max {
+		v, _ := idx.victim()
+		idx.remove(v)
+	}
+	idx.insert(hash, size)
+}
+
 func BenchmarkZipfHitRatio(b *testing.B) {
 	w := newZipfWorkload()
 	for _, tt := range []struct{ memPct, diskPct float64 }{
@@ -205,6 +247,9 @@ func BenchmarkZipfHitRatio(b *testing.B) {
 			b.ReportMetric(pct(res.memHits+res.diskHits), "hit%")
 			b.ReportMetric(pct(res.memHits), "mem-hit%")
 			b.ReportMetric(pct(res.diskHits), "disk-hit%")
+			b.ReportMetric(pct(res.throughMemHits+res.throughDiskHits), "no-admission-hit%")
+			b.ReportMetric(pct(res.diskWrites), "disk-writes%")
+			b.ReportMetric(pct(res.throughDiskWrites), "no-admission-disk-writes%")
 			b.ReportMetric(pct(res.lruHits), "lru-same-bytes-hit%")
 			b.ReportMetric(pct(res.lruDiskHits), "lru-disk-only-hit%")
 			b.ReportMetric(pct(res.tinyHits), "wtinylfu-same-bytes-hit%")

@@ -106,6 +106,9 @@ func (f *Filler) persist(j *Job, keep []stored) {
 			body = s.e.Disk.Reader()
 		}
 		if err := f.cfg.Disk.Put(s.key, s.e, body); err != nil {
+			if errors.Is(err, cache.ErrNotAdmitted) {
+				continue // nothing older is held: admission lets new versions in
+			}
 			// Whatever older version is on disk must not outlive this one.
 			f.cfg.Disk.Delete(s.key)
 			if !errors.Is(err, cache.ErrTooLarge) {

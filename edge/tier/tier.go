@@ -10,10 +10,16 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/selfcdn/cdn/internal/sketch"
 	"github.com/selfcdn/cdn/origin"
 )
+
+// hotKeys sizes the sketch of keys missed at this edge: the width the
+// tier's sketch has always had (256 KiB).
+const hotKeys = 1 << 16
 
 // Config tunes the tier. Zero fields take the defaults.
 type Config struct {
@@ -99,7 +105,7 @@ type Tier struct {
 	view         atomic.Pointer[View]
 	secret       atomic.Pointer[[]byte]
 	fetcher      *origin.Fetcher
-	hot          *sketch
+	hot          *sketch.Sketch
 	now          func() time.Time
 	metrics      *metrics
 
@@ -129,7 +135,7 @@ const (
 func New(cfg Config, self, region string, reg prometheus.Registerer) *Tier {
 	cfg = cfg.WithDefaults()
 	t := &Tier{
-		cfg: cfg, self: self, region: region, hot: newSketch(), now: time.Now, metrics: newMetrics(reg),
+		cfg: cfg, self: self, region: region, hot: sketch.New(hotKeys), now: time.Now, metrics: newMetrics(reg),
 		peers: map[string]*peerState{},
 		fetcher: origin.NewFetcher(origin.Config{
 			ConnectTimeout: min(cfg.Timeout, time.Second), HeaderTimeout: cfg.Timeout, MaxIdleConns: 64,
@@ -353,7 +359,7 @@ func (t *Tier) LoopValue() string { return t.cfg.Name }
 // this edge should keep a copy too: only keys it is asked for often,
 // so the region keeps one copy of its long tail.
 func (t *Tier) Hot(key string) bool {
-	return t.hot.add(key) >= t.cfg.HotAfter
+	return t.hot.Add(xxhash.Sum64String(key)) >= t.cfg.HotAfter
 }
 
 // metrics are the tier's Prometheus series.
