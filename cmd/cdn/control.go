@@ -119,6 +119,10 @@ func runControlCreds(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if out != "" {
+		// Provisioning writes into a fresh tree (/etc/cdn/creds/...).
+		if err := os.MkdirAll(filepath.Dir(out), 0o700); err != nil {
+			return fmt.Errorf("write creds: %w", err)
+		}
 		return natsauth.WriteCreds(out, creds)
 	}
 	_, err = stdout.Write(creds)
