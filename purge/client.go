@@ -146,7 +146,9 @@ type Options struct {
 //     ended): not known to be written. Repeating the call with the same
 //     IdempotencyKey is safe: at worst it returns Duplicate.
 type Client struct {
-	// BaseURL is control's API address, e.g. "https://control:8443".
+	// BaseURL is control's API address, e.g. "https://control:8443", or
+	// several controls' comma-separated: a call fails over to the next
+	// (see apiclient.Client.BaseURL).
 	BaseURL string
 	// Token is an API token with scope purge:<site> (or admin).
 	Token string

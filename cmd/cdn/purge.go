@@ -144,7 +144,7 @@ func (c purgeCmd) parse(args []string) (purgeFlags, error) {
 	}
 	// Defaults come from the environment after parsing, so -h never
 	// prints a token.
-	fs.StringVar(&f.controlURL, "control-url", "", "control API base URL (default $CDN_CONTROL_URL)")
+	fs.StringVar(&f.controlURL, "control-url", "", "control API base URL, several comma-separated (default $CDN_CONTROL_URL)")
 	fs.StringVar(&f.token, "token", "", "API token with scope purge:SITE (default $CDN_TOKEN)")
 	fs.StringVar(&f.site, "site", "", "site to purge (default $CDN_SITE)")
 	fs.Var(&f.urls, "url", "`URL` or path to purge (repeatable)")

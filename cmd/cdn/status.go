@@ -24,7 +24,7 @@ func runStatus(ctx context.Context, args []string, stderr io.Writer) error {
 func status(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	url := fs.String("control-url", "", "control API base URL (default $CDN_CONTROL_URL)")
+	url := fs.String("control-url", "", "control API base URL, several comma-separated (default $CDN_CONTROL_URL)")
 	token := fs.String("token", "", "API token with read scope (default $CDN_TOKEN)")
 	if err := parse(fs, args); err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,7 +30,9 @@ var ErrBadBaseURL = errors.New("bad control API base URL")
 // fields are set.
 type Client struct {
 	// BaseURL is control's API address, e.g. "https://control:8443"; a
-	// trailing slash is ignored.
+	// trailing slash is ignored. Several controls of one network may be
+	// listed, comma-separated: a call goes to the one that answered last,
+	// and a failure that may pass is retried on the next.
 	BaseURL string
 	// Token is sent as "Authorization: Bearer <Token>".
 	Token string
@@ -44,6 +47,9 @@ type Client struct {
 	// Sleep pauses between attempts. Nil waits on a timer until ctx ends;
 	// tests set it to record the pauses without taking them.
 	Sleep func(ctx context.Context, d time.Duration) error
+
+	// answered is the index in BaseURL of the control that answered last.
+	answered atomic.Int32
 }
 
 // Request is one API call, sent again as it is on each retry. The zero
@@ -91,19 +97,22 @@ type Request struct {
 // ctx ended wraps both ctx.Err() and the last attempt's error, and so
 // does one given up because the next pause would outlast ctx's deadline.
 func (c *Client) Do(ctx context.Context, req Request, out any) error {
-	base, err := c.base()
+	bases, err := c.bases()
 	if err != nil {
 		return err
 	}
+	first := int(c.answered.Load()) % len(bases)
 	var body []byte
 	if req.JSON != nil {
 		if body, err = json.Marshal(req.JSON); err != nil {
 			return fmt.Errorf("encode %s %s: %w", req.Method, req.Path, err)
 		}
 	}
-	for attempt := 0; ; attempt++ {
-		err := c.attempt(ctx, base+req.Path, req, body, out)
+	for attempt, pauses := 0, 0; ; attempt++ {
+		at := (first + attempt) % len(bases)
+		err := c.attempt(ctx, bases[at]+req.Path, req, body, out)
 		if err == nil {
+			c.answered.Store(int32(at))
 			return nil
 		}
 		if cerr := ctx.Err(); cerr != nil {
@@ -122,7 +131,11 @@ func (c *Client) Do(ctx context.Context, req Request, out any) error {
 			}
 			return fmt.Errorf("give up after %d attempts: %w", attempt+1, err)
 		}
-		d := c.Retry.Delay(attempt, err)
+		if attempt+1 < len(bases) && neverConnected(err) {
+			continue // another control, at once: this one is not there
+		}
+		d := c.Retry.Delay(pauses, err)
+		pauses++
 		if deadline, ok := ctx.Deadline(); ok && time.Until(deadline) < d {
 			// Sleeping into the deadline only delays the same failure.
 			return fmt.Errorf("%w before the retry due in %s; last attempt: %w", context.DeadlineExceeded, d.Round(time.Millisecond), err)
@@ -133,19 +146,25 @@ func (c *Client) Do(ctx context.Context, req Request, out any) error {
 	}
 }
 
-// base returns BaseURL without its trailing slash, once checked.
-func (c *Client) base() (string, error) {
-	if c.BaseURL == "" {
-		return "", fmt.Errorf("%w: the client has no BaseURL", ErrBadBaseURL)
+// bases returns the URLs in BaseURL without their trailing slashes, once
+// checked.
+func (c *Client) bases() ([]string, error) {
+	if strings.TrimSpace(c.BaseURL) == "" {
+		return nil, fmt.Errorf("%w: the client has no BaseURL", ErrBadBaseURL)
 	}
-	u, err := url.Parse(c.BaseURL)
-	if err != nil {
-		return "", fmt.Errorf("%w: %w", ErrBadBaseURL, err)
+	var bases []string
+	for b := range strings.SplitSeq(c.BaseURL, ",") {
+		b = strings.TrimSpace(b)
+		u, err := url.Parse(b)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrBadBaseURL, err)
+		}
+		if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+			return nil, fmt.Errorf("%w: %q: want http:// or https:// and a host", ErrBadBaseURL, b)
+		}
+		bases = append(bases, strings.TrimSuffix(b, "/"))
 	}
-	if u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
-		return "", fmt.Errorf("%w: %q: want http:// or https:// and a host", ErrBadBaseURL, c.BaseURL)
-	}
-	return strings.TrimSuffix(c.BaseURL, "/"), nil
+	return bases, nil
 }
 
 // attempt sends req to u once. A failure to send or to read the answer is

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -345,3 +346,64 @@ type wrapped struct{ e *Error }
 
 func (w *wrapped) Error() string { return "wrapped: " + w.e.Error() }
 func (w *wrapped) Unwrap() error { return w.e }
+
+// TestDoFailsOver: with two controls listed, a call finds the live one
+// after the dead one refused the connection, with no pause, and the next
+// call goes straight to the one that answered; a control answering 503
+// sends a safe call on to the next after a pause.
+func TestDoFailsOver(t *testing.T) {
+	dead := httptest.NewServer(http.NotFoundHandler())
+	dead.Close()
+	var liveCalls, busyCalls atomic.Int32
+	live := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		liveCalls.Add(1)
+		io.WriteString(w, `{"ok":true}`)
+	}))
+	defer live.Close()
+	busy := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		busyCalls.Add(1)
+		http.Error(w, `{"error":{"code":"unavailable","message":"no quorum"}}`, http.StatusServiceUnavailable)
+	}))
+	defer busy.Close()
+
+	c := &Client{BaseURL: dead.URL + ", " + live.URL + "/", Token: "tok"}
+	pauses := recordPauses(c)
+	var out struct{ OK bool }
+	if err := c.Do(t.Context(), Request{Method: "POST", Path: "/v1/purges", JSON: 1}, &out); err != nil || !out.OK {
+		t.Fatalf("Do() = %v, %+v; want the live control's answer", err, out)
+	}
+	if len(*pauses) != 0 || liveCalls.Load() != 1 {
+		t.Errorf("pauses %v, live calls %d; want none and 1", *pauses, liveCalls.Load())
+	}
+	if err := c.Do(t.Context(), Request{Path: "/v1/sites"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if liveCalls.Load() != 2 {
+		t.Errorf("second call: live calls %d, want 2 (straight to the control that answered)", liveCalls.Load())
+	}
+
+	c = &Client{BaseURL: busy.URL + "," + live.URL, Token: "tok"}
+	pauses = recordPauses(c)
+	if err := c.Do(t.Context(), Request{Path: "/v1/sites"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if busyCalls.Load() != 1 || len(*pauses) != 1 {
+		t.Errorf("busy control: %d calls, pauses %v; want 1 call and 1 pause before the next control", busyCalls.Load(), *pauses)
+	}
+	// A POST that is not safe to repeat is not sent to a second control
+	// after the first answered 503: it may have done its work there.
+	c = &Client{BaseURL: busy.URL + "," + live.URL, Token: "tok"}
+	before := liveCalls.Load()
+	if err := c.Do(t.Context(), Request{Method: "POST", Path: "/v1/x", JSON: 1}, nil); err == nil || liveCalls.Load() != before {
+		t.Errorf("unsafe POST after a 503: %v, live calls +%d; want the 503 and none", err, liveCalls.Load()-before)
+	}
+}
+
+func TestDoBadBaseURLInList(t *testing.T) {
+	for _, base := range []string{"http://a,", "http://a, control:8443", " , "} {
+		c := &Client{BaseURL: base, Token: "tok"}
+		if err := c.Do(t.Context(), Request{Path: "/v1/sites"}, nil); !errors.Is(err, ErrBadBaseURL) {
+			t.Errorf("Do() with BaseURL %q = %v, want ErrBadBaseURL", base, err)
+		}
+	}
+}

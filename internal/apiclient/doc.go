@@ -15,6 +15,11 @@
 //     after a 429 (control's rate limit refuses before the handler runs)
 //     or when the connection was never made, since then nothing was done.
 //
+// BaseURL may list several controls, comma-separated. A call goes first to
+// the one that answered last; a retry goes to the next in the list, at once
+// when the last could not even be reached, so a dead control costs a
+// connection attempt, not a pause.
+//
 // Pauses grow exponentially with full jitter, wait at least what a 429 or
 // 503 asks for in Retry-After, never exceed Policy.MaxBackoff, and are
 // not begun when the caller's deadline would pass first. A request body
