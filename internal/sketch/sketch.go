@@ -41,32 +41,29 @@ func New(width int) *Sketch {
 
 // Add counts the key with hash h once and returns its estimated count,
 // this one included.
-func (s *Sketch) Add(h uint64) int {
+func (s *Sketch) Add(h uint64) int { return s.count(h, true) }
+
+// Estimate returns the estimated count of the key with hash h.
+func (s *Sketch) Estimate(h uint64) int { return s.count(h, false) }
+
+// count reads h's counters, adding one to each first if add: the
+// estimate is the smallest, the one that collided least.
+func (s *Sketch) count(h uint64, add bool) int {
 	h = s.mix(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	est := 255
 	for i := range s.rows {
 		c := &s.rows[i][s.index(h, i)]
-		if *c < 255 {
+		if add && *c < 255 {
 			*c++
 		}
 		est = min(est, int(*c))
 	}
-	if s.adds++; s.adds >= s.reset {
-		s.age()
-	}
-	return est
-}
-
-// Estimate returns the estimated count of the key with hash h.
-func (s *Sketch) Estimate(h uint64) int {
-	h = s.mix(h)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	est := 255
-	for i := range s.rows {
-		est = min(est, int(s.rows[i][s.index(h, i)]))
+	if add {
+		if s.adds++; s.adds >= s.reset {
+			s.age()
+		}
 	}
 	return est
 }
