@@ -6,9 +6,12 @@
 #   nginx      the harness's nginx proxy_cache (access_log off)
 #   nginx-log  the same nginx logging as its users do:
 #              access_log FILE combined buffer=64k flush=1s
+#   cdn-before with BEFORE_BIN=path: another build of the edge (e.g. the
+#              commit before the buffered log) with its defaults
 # Uses the peers harness in ../shared/bench/peers. Results land in $RESULTS_DIR.
 #
 #   DURATION=10 REPEATS=3 SIZES="1k 64k" scripts/bench-accesslog.sh
+#   BEFORE_BIN=/tmp/cdn-before scripts/bench-accesslog.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -46,9 +49,10 @@ taskset -c "$SERVER_CPU" nginx -p "$d/" -c "$d/nginx.conf" -g 'daemon off;' &
 pids+=($!)
 
 start_edge() { # port admin-port extra-flags...
-    local port=$1 admin=$2
+    local port=$1 admin=$2 bin=bin/cdn
     shift 2
-    taskset -c "$SERVER_CPU" bin/cdn edge --origin "http://127.0.0.1:${ORIGIN_PORT:-9000}" \
+    if [[ ${1:-} == --bin=* ]]; then bin=${1#--bin=}; shift; fi
+    taskset -c "$SERVER_CPU" "$bin" edge --origin "http://127.0.0.1:${ORIGIN_PORT:-9000}" \
         --listen "127.0.0.1:$port" --admin "127.0.0.1:$admin" --memory 1GiB \
         --cache-dir "$RUN/cdn-cache-$port" "$@" 2>>"$RUN/cdn-$port.log" &
     pids+=($!)
@@ -61,8 +65,13 @@ start_edge() { # port admin-port extra-flags...
 }
 start_edge 9040 9041                      # the defaults: access log on
 start_edge 9042 9043 --access-log=false
+extra=
+if [[ -n ${BEFORE_BIN:-} ]]; then
+    start_edge 9044 9045 --bin="$BEFORE_BIN"
+    extra=" cdn-before=9044"
+fi
 for _ in $(seq 50); do curl -fsS -o /dev/null "http://127.0.0.1:$LOG_PORT/" 2>/dev/null && break; sleep 0.1; done
 
 cd "$PEERS_DIR"
-PEER_CACHES=nginx EXTRA_CACHES="cdn=9040 cdn-nolog=9042 nginx-log=$LOG_PORT" ./bench.sh hits
+PEER_CACHES=nginx EXTRA_CACHES="cdn=9040 cdn-nolog=9042 nginx-log=$LOG_PORT$extra" ./bench.sh hits
 echo "access log lines: edge $(grep -c '"msg":"request"' "$RUN/cdn-9040.log"), nginx-log $(wc -l <"$d/access.log")"
