@@ -19,6 +19,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,7 @@ func main() {
 	insecure := flag.Bool("k", false, "skip certificate verification")
 	host := flag.String("host", "", "Host (and SNI) to send; default the URL's")
 	gro := flag.Bool("gro", true, "h3: read with UDP_GRO (see gro.go)")
+	cpuProfile := flag.String("cpuprofile", "", "write the client's CPU profile of the measured time to this file")
 	window := flag.Int("window", 4<<20, "QUIC initial stream receive window, bytes (the connection's is 4 times it); 0 leaves quic-go's")
 	flag.Parse()
 	if flag.NArg() != 1 {
@@ -72,7 +74,11 @@ func main() {
 	start := time.Now()
 	measureFrom := start.Add(*warm)
 	cpuFrom := make(chan float64, 1)
-	time.AfterFunc(*warm, func() { cpuFrom <- cpuSeconds() })
+	stopProfile := make(chan func(), 1)
+	time.AfterFunc(*warm, func() {
+		cpuFrom <- cpuSeconds()
+		stopProfile <- startProfile(*cpuProfile)
+	})
 	var reqs, bytes, errs atomic.Int64
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -120,6 +126,7 @@ func main() {
 		}
 	}
 	wg.Wait()
+	(<-stopProfile)()
 	elapsed := time.Since(measureFrom).Seconds()
 	cpu := (cpuSeconds() - <-cpuFrom) / elapsed
 	slices.Sort(lat)
@@ -160,4 +167,27 @@ func cpuSeconds() float64 {
 	}
 	tv := func(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/1e6 }
 	return tv(ru.Utime) + tv(ru.Stime)
+}
+
+// startProfile starts a CPU profile into path (none when path is empty)
+// and returns what stops it.
+func startProfile(path string) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "h3load: cpu profile:", err)
+		if f != nil {
+			f.Close()
+		}
+		return func() {}
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
