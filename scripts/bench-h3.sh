@@ -40,7 +40,7 @@ command -v openssl >/dev/null || {
 "$GO" build -o bin/cdn ./cmd/cdn
 "$GO" build -o bin/h3load ./scripts/h3load
 CADDY_BIN=$(GO=$GO scripts/caddy.sh)
-old_bin=$ROOT/bin/tools/cdn-$BASE
+old_bin=$ROOT/bin/tools/cdn-$(git rev-parse --short "$BASE^{commit}")
 if [[ ! -x $old_bin ]]; then
     src=$(mktemp -d /tmp/bench-h3-base.XXXXXX)
     git archive "$BASE" | tar -x -C "$src"
