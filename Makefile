@@ -5,9 +5,9 @@ RACE  := ./edge/... ./origin/... ./internal/... ./control/... ./purge/... ./push
 FUZZ  := ./edge:FuzzServeH1 ./edge:FuzzOriginHead ./edge/h2:FuzzServeConn ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./internal/cachekey:FuzzNew ./internal/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath ./control/api:FuzzSiteRequest ./purge:FuzzRequest ./purge:FuzzTags ./geodns:FuzzServeDNS ./push:FuzzCheckPath ./push:FuzzDecode ./push:FuzzParseRedirects ./edge/tier:FuzzMark ./internal/accesslog:FuzzAppendString ./control/dashboard:FuzzOpenSession
 DATA  ?= .data
 
-.PHONY: help build run test test-race test-e2e test-browser test-deploy test-regions soak fuzz bench bench-go bench-peers bench-accesslog bench-tier bench-zipf bench-disk-start bench-disk bench-purge bench-dns bench-tls bench-push bench-pushed conformance testssl lint
+.PHONY: help build run test test-race test-e2e test-browser test-deploy test-regions soak fuzz bench bench-go bench-peers bench-accesslog bench-tier bench-zipf bench-disk-start bench-disk bench-purge bench-dns bench-tls bench-h3 bench-push bench-pushed conformance testssl lint
 help: ## list targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n",$$1,$$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n",$$1,$$2}'
 
 build: ## build bin/cdn
 	$(GO) build -o $(BIN) ./cmd/cdn
@@ -61,6 +61,9 @@ bench-pushed: build ## pushed files served over HTTP/1.1 beside nginx static and
 
 bench-tls: ## HTTPS hits over h1 (wrk), h2 (h2load) and h3 (scripts/h3load) beside nginx with TLS and h2
 	scripts/bench-tls.sh
+
+bench-h3: ## HTTP/3 hits: the edge beside the edge at dd0d285, its own HTTP/2 over TLS and Caddy's HTTP/3 file server (scripts/caddy.sh builds it), one Go client (scripts/h3load)
+	GO=$(GO) scripts/bench-h3.sh
 
 bench-zipf: ## hit ratio of the two tiers on Zipf traffic, beside a plain LRU of the same bytes
 	$(GO) test ./edge/cache/ -run '^$$' -bench ZipfHitRatio

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/quic-go/quic-go"
@@ -134,9 +135,12 @@ func (h *Handler) redirectHTTPS(w http.ResponseWriter, r *http.Request) outcome 
 }
 
 // h3Server builds the HTTP/3 server, with QUIC limits against clients
-// that open streams they never use or handshakes they never finish.
+// that open streams they never use or handshakes they never finish. The
+// receive windows bound what a client uploads; what it downloads is
+// bounded by the client's windows.
 func (s *Server) h3Server(tc *tls.Config, port int) *http3.Server {
 	t := s.cfg.TLS
+	h3Conns := s.handler.metrics.h3Conns
 	return &http3.Server{
 		Handler:        s.handler,
 		TLSConfig:      http3.ConfigureTLSConfig(tc),
@@ -152,6 +156,13 @@ func (s *Server) h3Server(tc *tls.Config, port int) *http3.Server {
 			MaxStreamReceiveWindow:         6 << 20,
 			InitialConnectionReceiveWindow: 1 << 20,
 			MaxConnectionReceiveWindow:     15 << 20,
+		},
+		// quic-go turns GSO off by itself on kernels, settings and
+		// interfaces without it, which costs a system call per packet:
+		// count which connections have it, so a slow edge shows why.
+		ConnContext: func(ctx context.Context, c *quic.Conn) context.Context {
+			h3Conns.WithLabelValues(strconv.FormatBool(c.ConnectionState().GSO)).Inc()
+			return ctx
 		},
 		Logger: slog.New(slog.DiscardHandler),
 	}

@@ -47,6 +47,9 @@ type metrics struct {
 	// tlsHandshakes counts HTTPS handshakes by result: ok, failed, or
 	// plain_http (an http:// request sent to the TLS port).
 	tlsHandshakes *prometheus.CounterVec
+	// h3Conns counts accepted HTTP/3 connections by whether quic-go sends
+	// their packets with UDP GSO (gso="true"/"false").
+	h3Conns *prometheus.CounterVec
 	// sendFileBytes counts body bytes sent with sendfile (Config.SendFile).
 	sendFileBytes prometheus.Counter
 	// peerAnswers counts requests from other edges (verified marks), by
@@ -105,6 +108,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m.tlsHandshakes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "cdn_edge_tls_handshakes_total", Help: "TLS handshakes on the HTTPS port (TCP), by result: ok, failed, plain_http.",
 	}, []string{"result"})
+	m.h3Conns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "cdn_edge_http3_connections_total",
+		Help: "HTTP/3 connections accepted, by gso: whether their packets go out with UDP GSO (up to 14 per sendmsg); without it (old kernel, QUIC_GO_DISABLE_GSO, an interface that refused it) every packet is its own system call.",
+	}, []string{"gso"})
+	m.h3Conns.WithLabelValues("true")
+	m.h3Conns.WithLabelValues("false")
 	m.sendFileBytes = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "cdn_edge_sendfile_bytes_total", Help: "Body bytes of disk hits sent with sendfile (plain HTTP/1.1, sendfile: true).",
 	})
@@ -116,7 +125,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}, []string{"site", "from"})
 	if reg != nil {
 		reg.MustRegister(m.requests, m.bytes, m.duration, m.fetches, m.fetchDur, m.coalesced, tierHits, compressed, m.tlsHandshakes,
-			m.sendFileBytes, m.peerAnswers, m.upstream)
+			m.h3Conns, m.sendFileBytes, m.peerAnswers, m.upstream)
 	}
 	return m
 }

@@ -131,7 +131,7 @@ h1() { # server size -> "req/s MB/s errors" (wrk, HTTP/1.1 over TLS)
 }
 goload() { # proto server size -> "req/s MB/s p99"
     taskset -c "$CLIENT_CPU" bin/h3load -proto "$1" -c "$H3CONNS" -d "${DURATION}s" -k "https://$2/$3.bin" |
-        sed -E 's/.*req\/s=([0-9.]+) MB\/s=([0-9.]+) p50_ms=[0-9.]+ p99_ms=([0-9.]+) errors=([0-9]+)/\1 \2 \3 \4/'
+        sed -E 's/.*req\/s=([0-9.]+) MB\/s=([0-9.]+) p50_ms=[0-9.]+ p99_ms=([0-9.]+) errors=([0-9]+).*/\1 \2 \3 \4/'
 }
 
 out=${RESULTS_DIR:-$ROOT/bench-results}/tls-$(date +%Y%m%d-%H%M%S)
