@@ -45,6 +45,16 @@ wait "$nats_pid"
 echo "== go test ./deploy/"
 DEPLOY_TEST_BIN="$work/bin" "$GO" test -count=1 ./deploy/
 
+echo "== sysctl files name real settings"
+for f in deploy/sysctl/*.conf; do
+    while IFS='=' read -r key value; do
+        key=$(echo "$key" | tr -d ' ')
+        [[ -z $key || $key == \#* ]] && continue
+        [[ -e /proc/sys/${key//.//} ]] || { echo "test-deploy: $f: no such sysctl: $key" >&2; exit 1; }
+        [[ $(echo "$value" | tr -d ' ') =~ ^[0-9]+$ ]] || { echo "test-deploy: $f: $key: not a number: $value" >&2; exit 1; }
+    done <"$f"
+done
+
 echo "== systemd-analyze verify, security"
 mkdir -p "$work/units"
 # The units name the installed paths; verify wants the binaries to exist.
