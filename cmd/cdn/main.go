@@ -119,6 +119,10 @@ func (l *logFlags) logger(w io.Writer) (*slog.Logger, error) {
 	if err != nil {
 		return nil, usageError{err}
 	}
+	// Libraries that write through the standard log package (quic-go's
+	// warning that it could not raise its UDP buffers) come out as our
+	// lines too, at info level, instead of bare text among the JSON.
+	slog.SetDefault(log)
 	return log, nil
 }
 
