@@ -48,7 +48,7 @@ soak: ## 15 minutes of traffic, purges, pushes and random faults across the thre
 fuzz: ## each fuzz target for 20s
 	@for f in $(FUZZ); do $(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime 20s $${f%:*} || exit 1; done
 
-bench: bench-go bench-peers bench-accesslog bench-disk bench-dns bench-tls bench-tier ## bench-go, then the load tests beside nginx, Varnish, PowerDNS and gdnsd (docs/performance.md)
+bench: bench-go bench-peers bench-accesslog bench-disk bench-dns bench-tls bench-h3 bench-tier bench-zipf bench-purge bench-push ## bench-go, then the load tests beside nginx, Varnish, PowerDNS, gdnsd and Caddy, the hit ratio, purge and push (docs/performance.md); about an hour
 
 bench-go: ## hot-path benchmarks (benchstat-ready)
 	$(GO) test -run '^$$' -bench . -skip 'ZipfHitRatio|OpenDisk|TagPurgeMillion|TierZipf|TierPeerHop' -benchmem -count 6 ./edge/... ./purge/ ./geodns/... | tee bench.txt
@@ -65,7 +65,7 @@ bench-tls: ## HTTPS hits over h1 (wrk), h2 (h2load) and h3 (scripts/h3load) besi
 bench-h3: ## HTTP/3 hits: the edge beside the edge at dd0d285, its own HTTP/2 over TLS and Caddy's HTTP/3 file server (scripts/caddy.sh builds it), one Go client (scripts/h3load)
 	GO=$(GO) scripts/bench-h3.sh
 
-bench-zipf: ## hit ratio of the two tiers on Zipf traffic, beside a plain LRU of the same bytes
+bench-zipf: ## hit ratio of the two tiers on Zipf traffic (with and without disk admission), beside a plain LRU and W-TinyLFU of the same bytes
 	$(GO) test ./edge/cache/ -run '^$$' -bench ZipfHitRatio
 
 bench-purge: ## purge propagation to 16 edges (p50/p99 over 1000), throughput under load, a tag purge on 1,000,000 objects
