@@ -48,7 +48,7 @@ soak: ## 15 minutes of traffic, purges, pushes and random faults across the thre
 fuzz: ## each fuzz target for 20s
 	@for f in $(FUZZ); do $(GO) test -run '^$$' -fuzz "^$${f#*:}$$" -fuzztime 20s $${f%:*} || exit 1; done
 
-bench: bench-go bench-peers bench-accesslog bench-disk bench-dns bench-tls bench-h3 bench-tier bench-zipf bench-purge bench-push ## bench-go, then the load tests beside nginx, Varnish, PowerDNS, gdnsd and Caddy, the hit ratio, purge and push (docs/performance.md); about an hour
+bench: bench-go bench-peers bench-accesslog bench-disk bench-dns bench-tls bench-h3 bench-tier bench-zipf bench-purge bench-push ## bench-go, then the load tests beside nginx, Varnish, PowerDNS, gdnsd and Caddy, the hit ratio, purge and push (docs/performance.md)
 
 bench-go: ## hot-path benchmarks (benchstat-ready)
 	$(GO) test -run '^$$' -bench . -skip 'ZipfHitRatio|OpenDisk|TagPurgeMillion|TierZipf|TierPeerHop' -benchmem -count 6 ./edge/... ./purge/ ./geodns/... | tee bench.txt
