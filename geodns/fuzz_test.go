@@ -52,7 +52,7 @@ func FuzzServeDNS(f *testing.F) {
 		if acceptQuery(h) != dns.MsgAccept {
 			return
 		}
-		m, res := s.respond(req, src)
+		m, res := s.respond(req, src, s.table.Load())
 		if m.Id != req.Id || !m.Response {
 			t.Fatalf("response id %d qr %v to query %d", m.Id, m.Response, req.Id)
 		}
