@@ -96,7 +96,11 @@ func TestAnswerCacheSameAsBuilt(t *testing.T) {
 		{name: "DO differs", first: edns(q("www.cdn.test.", dns.TypeA), 4096, true),
 			second: edns(q("www.cdn.test.", dns.TypeA), 4096, false)},
 		{name: "EDNS version 1", first: edns(q("www.cdn.test.", dns.TypeA), 1232, false),
-			second: func() *dns.Msg { m := edns(q("www.cdn.test.", dns.TypeA), 1232, false); m.IsEdns0().SetVersion(1); return m }()},
+			second: func() *dns.Msg {
+				m := edns(q("www.cdn.test.", dns.TypeA), 1232, false)
+				m.IsEdns0().SetVersion(1)
+				return m
+			}()},
 		{name: "ECS v4, same /24", first: query("www.cdn.test.", dns.TypeA, "198.51.100.0/25"),
 			second: query("www.cdn.test.", dns.TypeA, "198.51.100.128/25"), hit: true},
 		{name: "ECS v4, another continent", first: query("www.cdn.test.", dns.TypeA, "198.51.100.0/24"),
