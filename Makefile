@@ -78,7 +78,7 @@ bench-disk: build ## 1 MiB and 100 MiB hits from disk beside nginx proxy_cache o
 	scripts/bench-disk.sh
 	TWO_HOSTS=1 scripts/bench-disk.sh
 
-bench-dns: build ## geodns beside PowerDNS and gdnsd: dnsperf q/s (plain, ECS, ECS mix) and latency percentiles
+bench-dns: build ## geodns beside PowerDNS and gdnsd: dnsperf q/s (plain, ECS, ECS mix), CPU per query and latency at a fixed rate (BASE_BIN= adds an old build)
 	scripts/bench-dns.sh
 
 bench-peers: build ## wrk/h2load: cache hits through the edge beside nginx proxy_cache and Varnish
