@@ -28,7 +28,6 @@ type udpPacket struct {
 	src  netip.Addr // the sender (unmapped)
 	out  []byte     // the response buffer, kept across batches
 	resp []byte     // the response to send (nil: none), in out if it fits
-	addr net.Addr   // the sender as the portable loop needs it (udp_other.go)
 }
 
 // batchIO moves a worker's batches. Each worker has its own.

@@ -16,6 +16,7 @@ type msgIO struct {
 	bc       batchConn
 	in, out  []ipv4.Message
 	outSlots []*udpPacket
+	addrs    []net.Addr // each packet's sender, for its response
 }
 
 // batchConn is the batch interface of ipv4.PacketConn and ipv6.PacketConn
@@ -31,7 +32,7 @@ func newBatchIO(pc net.PacketConn, pkts []udpPacket) (batchIO, error) {
 		bc = ipv4.NewPacketConn(pc)
 	}
 	m := &msgIO{bc: bc, in: make([]ipv4.Message, len(pkts)), out: make([]ipv4.Message, len(pkts)),
-		outSlots: make([]*udpPacket, len(pkts))}
+		outSlots: make([]*udpPacket, len(pkts)), addrs: make([]net.Addr, len(pkts))}
 	for i := range pkts {
 		m.in[i].Buffers = [][]byte{pkts[i].buf}
 		m.out[i].Buffers = [][]byte{nil}
@@ -42,7 +43,7 @@ func newBatchIO(pc net.PacketConn, pkts []udpPacket) (batchIO, error) {
 func (m *msgIO) read(pkts []udpPacket) (int, error) {
 	n, err := m.bc.ReadBatch(m.in[:len(pkts)], 0)
 	for i := range n {
-		pkts[i].n, pkts[i].addr, pkts[i].src = m.in[i].N, m.in[i].Addr, addrOf(m.in[i].Addr)
+		pkts[i].n, pkts[i].src, m.addrs[i] = m.in[i].N, addrOf(m.in[i].Addr), m.in[i].Addr
 	}
 	return n, err
 }
@@ -53,7 +54,7 @@ func (m *msgIO) write(pkts []udpPacket, skip func(*udpPacket, error)) error {
 		if pkts[i].resp == nil {
 			continue
 		}
-		m.out[k].Buffers[0], m.out[k].Addr, m.outSlots[k] = pkts[i].resp, pkts[i].addr, &pkts[i]
+		m.out[k].Buffers[0], m.out[k].Addr, m.outSlots[k] = pkts[i].resp, m.addrs[i], &pkts[i]
 		k++
 	}
 	for sent := 0; sent < k; {
