@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net/netip"
 	"slices"
+	"sync"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -295,4 +296,37 @@ func TestAnswerCacheRateLimited(t *testing.T) {
 	if cacheCount(reg, "hit") == 0 {
 		t.Error("no cache hits: the test did not reach the reuse path")
 	}
+}
+
+// TestAnswerCacheConcurrent: workers filling and reusing the same and
+// different entries while the table is swapped (run with -race).
+func TestAnswerCacheConcurrent(t *testing.T) {
+	s, uncached, _ := cachePair(t, func(c *Config) { c.Answer.CacheBytes = 8 << 10 }) // small: evictions too
+	var pkts, wants [][]byte
+	src := netip.MustParseAddr("127.0.0.1")
+	for _, subnet := range []string{"", "192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/48"} {
+		for _, name := range []string{"www.cdn.test.", "static.cdn.test.", "nope.cdn.test.", "a.sites.cdn.test."} {
+			p := packQuery(t, query(name, dns.TypeA, subnet), 42)
+			pkts = append(pkts, p)
+			wants = append(wants, slices.Clone(uncached.answerPacket(p, src, make([]byte, 1233))))
+		}
+	}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			buf := make([]byte, 1233)
+			for i := range 2000 {
+				if got := s.answerPacket(pkts[i%len(pkts)], src, buf); !bytes.Equal(got, wants[i%len(pkts)]) {
+					t.Errorf("query %d: answer %x, want %x", i%len(pkts), got, wants[i%len(pkts)])
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		for range 50 {
+			s.setTable(newTable(s.cfg.Hosts, edgesFromConfig(s.cfg.Edges), true))
+		}
+	})
+	wg.Wait()
 }
