@@ -42,12 +42,6 @@ type mmsgIO struct {
 	first          int
 	done           int // how many were read or sent
 	errno          syscall.Errno
-	// drained says the last recvmmsg read fewer packets than it could,
-	// so the socket was empty then: the next read waits for the poller
-	// without first trying, saving a system call per wakeup. The epoll
-	// registration is edge-triggered, and any packet queued after that
-	// recvmmsg raised an edge, so the wait cannot miss one.
-	drained bool
 }
 
 // mmsghdr is struct mmsghdr of <sys/socket.h>.
@@ -79,12 +73,12 @@ func newBatchIO(pc net.PacketConn, pkts []udpPacket) (batchIO, error) {
 	return m, nil
 }
 
-// recv is recvmmsg of m.count packets, for RawConn.Read.
+// recv is recvmmsg of m.count packets, for RawConn.Read. It always
+// tries before it lets Read wait: Read forgets a readiness the poller
+// saw before the call, so waiting on the belief that the socket was
+// empty at the last read can sleep through packets already queued
+// (TestRateLimit caught that with two workers).
 func (m *mmsgIO) recv(fd uintptr) bool {
-	if m.drained {
-		m.drained = false
-		return false
-	}
 	r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.in[0])), uintptr(m.count),
 		unix.MSG_DONTWAIT, 0, 0)
 	for e == unix.EINTR {
@@ -95,7 +89,6 @@ func (m *mmsgIO) recv(fd uintptr) bool {
 		return false // nothing there: wait for the socket in the poller
 	}
 	m.done, m.errno = int(r), e
-	m.drained = e == 0 && m.done < m.count
 	return true
 }
 
