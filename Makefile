@@ -2,7 +2,7 @@ GO    ?= go
 BIN   := bin/cdn
 # Core packages run with the race detector.
 RACE  := ./edge/... ./origin/... ./internal/... ./control/... ./purge/... ./push/... ./geodns/...
-FUZZ  := ./edge:FuzzServeH1 ./edge:FuzzOriginHead ./edge/h2:FuzzServeConn ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./internal/cachekey:FuzzNew ./internal/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath ./control/api:FuzzSiteRequest ./purge:FuzzRequest ./purge:FuzzTags ./geodns:FuzzServeDNS ./push:FuzzCheckPath ./push:FuzzDecode ./push:FuzzParseRedirects ./edge/tier:FuzzMark ./internal/accesslog:FuzzAppendString ./control/dashboard:FuzzOpenSession
+FUZZ  := ./edge:FuzzServeH1 ./edge:FuzzOriginHead ./edge/h2:FuzzServeConn ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./internal/cachekey:FuzzNew ./internal/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath ./control/api:FuzzSiteRequest ./purge:FuzzRequest ./purge:FuzzTags ./geodns:FuzzServeDNS ./geodns:FuzzParseQuery ./push:FuzzCheckPath ./push:FuzzDecode ./push:FuzzParseRedirects ./edge/tier:FuzzMark ./internal/accesslog:FuzzAppendString ./control/dashboard:FuzzOpenSession
 DATA  ?= .data
 
 .PHONY: help build run test test-race test-e2e test-browser test-deploy test-regions soak fuzz bench bench-go bench-peers bench-accesslog bench-tier bench-zipf bench-disk-start bench-disk bench-purge bench-dns bench-tls bench-h3 bench-push bench-pushed conformance testssl lint
@@ -81,7 +81,7 @@ bench-disk: build ## 1 MiB and 100 MiB hits from disk beside nginx proxy_cache o
 	scripts/bench-disk.sh
 	TWO_HOSTS=1 scripts/bench-disk.sh
 
-bench-dns: build ## geodns beside PowerDNS and gdnsd: dnsperf q/s (plain, ECS, ECS mix) and latency percentiles
+bench-dns: build ## geodns beside PowerDNS and gdnsd: dnsperf q/s (plain, ECS, ECS mix), CPU per query and latency at a fixed rate (BASE_BIN= adds an old build)
 	scripts/bench-dns.sh
 
 bench-peers: build ## wrk/h2load: cache hits through the edge beside nginx proxy_cache and Varnish

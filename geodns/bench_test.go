@@ -8,18 +8,25 @@ import (
 )
 
 // BenchmarkAnswerPacket is the UDP hot path without the sockets: parse a
-// query, answer it (locate, pick an edge), limit, pack.
+// query, answer it (locate, pick an edge), limit, pack; with the answer
+// cache (every query after the first a reuse) and without (nocache).
 func BenchmarkAnswerPacket(b *testing.B) {
 	for _, bc := range []struct {
-		name   string
-		subnet string
+		name    string
+		subnet  string
+		noCache bool
 	}{
-		{"plain", ""},
-		{"ecs", "198.51.100.0/24"},
+		{"plain", "", false},
+		{"ecs", "198.51.100.0/24", false},
+		{"plain-nocache", "", true},
+		{"ecs-nocache", "198.51.100.0/24", true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			cfg := testConfig(b)
 			cfg.RateLimit.ResponsesPerSecond = 0
+			if bc.noCache {
+				cfg.Answer.CacheBytes = 0
+			}
 			s, err := New(cfg, Deps{})
 			if err != nil {
 				b.Fatal(err)

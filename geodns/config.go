@@ -68,6 +68,10 @@ type AnswerConfig struct {
 	// TTL of edge answers: short, so a down edge leaves resolvers' caches
 	// soon. Default 30s.
 	TTL time.Duration `yaml:"ttl"`
+	// CacheBytes bounds the memory of packed UDP responses kept for
+	// reuse (emptied whenever edges, health or hosts change; entries
+	// evicted at random when full). 0 turns the cache off. Default 16 MiB.
+	CacheBytes int64 `yaml:"cache_bytes"`
 }
 
 // GeoConfig places clients.
@@ -136,7 +140,7 @@ func DefaultConfig() Config {
 	return Config{
 		Listen:         "127.0.0.1:8553",
 		AdminListen:    "127.0.0.1:9153",
-		Answer:         AnswerConfig{Records: 2, TTL: 30 * time.Second},
+		Answer:         AnswerConfig{Records: 2, TTL: 30 * time.Second, CacheBytes: 16 << 20},
 		RateLimit:      RateLimitConfig{ResponsesPerSecond: 50, Slip: 2, IPv4Prefix: 24, IPv6Prefix: 56},
 		MaxUDPSize:     1232,
 		TCPIdleTimeout: 10 * time.Second,
@@ -161,6 +165,7 @@ func (c Config) Validate() error {
 	}
 	check(c.Answer.Records >= 1 && c.Answer.Records <= 64, "answer.records must be 1-64, got %d", c.Answer.Records)
 	check(c.Answer.TTL >= time.Second, "answer.ttl must be at least 1s, got %s", c.Answer.TTL)
+	check(c.Answer.CacheBytes >= 0, "answer.cache_bytes must be >= 0, got %d", c.Answer.CacheBytes)
 	for i, n := range c.Geo.Networks {
 		_, err := netip.ParsePrefix(n.CIDR)
 		check(err == nil, "geo.networks[%d].cidr: %q is not a CIDR prefix", i, n.CIDR)

@@ -11,8 +11,11 @@
 // answering from the last state when NATS goes away. UDP is read and
 // written in batches by a few long-lived workers (udp.go); TCP is never
 // rate limited, so a client truncated by the limiter can retry there.
+// Packed UDP answers are reused from a cache that belongs to the table
+// (answercache.go), so a new table is never answered from an old one.
 //
 // Locks: Server.mu guards the control state a table is built from, and
 // is held while a table is built; each rate-limit shard's mu guards its
-// buckets, on the query path. The two are never held together.
+// buckets, and each answer-cache shard's mu its entries, on the query
+// path. None is held while another is taken.
 package geodns

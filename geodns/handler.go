@@ -29,6 +29,9 @@ type result struct {
 	// limitName is the name the rate limiter counts the response under
 	// when it is not the name asked: the wildcard a host matched.
 	limitName string
+	// drawn says the edges were drawn at random among several: the
+	// response must not be reused for the next query (answercache.go).
+	drawn bool
 }
 
 // maxChain bounds CNAME chains followed inside our zones.
@@ -37,8 +40,9 @@ const maxChain = 8
 // rfc8482HINFO answers ANY queries (RFC 8482 section 4.2).
 var rfc8482HINFO = dns.HINFO{Cpu: "RFC8482"}
 
-// respond builds the response to req from a client at src, untruncated.
-func (s *Server) respond(req *dns.Msg, src netip.Addr) (*dns.Msg, result) {
+// respond builds the response to req from a client at src, untruncated,
+// from table t.
+func (s *Server) respond(req *dns.Msg, src netip.Addr, t *table) (*dns.Msg, result) {
 	m := new(dns.Msg)
 	m.SetReply(req)
 	m.Authoritative = true
@@ -98,7 +102,6 @@ func (s *Server) respond(req *dns.Msg, src netip.Addr) (*dns.Msg, result) {
 	}
 
 	scope := 0
-	t := s.table.Load()
 	owner := q.Name
 	for hop := 0; ; hop++ {
 		n := z.nodes[name]
@@ -192,7 +195,7 @@ func (s *Server) edgeAnswer(answer []dns.RR, t *table, owner string, qtype uint1
 	}
 	var buf [16]int
 	pick := t.edges.Pick(c, fam, s.cfg.Answer.Records, buf[:0])
-	res.geo, res.region, res.failOpen, res.edges = true, pick.Region, pick.FailOpen, len(pick.Edges)
+	res.geo, res.region, res.failOpen, res.edges, res.drawn = true, pick.Region, pick.FailOpen, len(pick.Edges), pick.Drawn
 	if len(pick.Edges) == 0 {
 		bits = 0 // NODATA for everyone (no edge of the family): one cache entry will do
 	}

@@ -24,6 +24,8 @@ type metrics struct {
 	connected   prometheus.Gauge
 	updated     prometheus.Gauge
 	latency     prometheus.Histogram
+	cacheHit    prometheus.Counter // cdn_geodns_answer_cache_total{result="hit"}
+	cacheMiss   prometheus.Counter // ... "miss"
 
 	// children and regions cache the counters per label set:
 	// WithLabelValues hashes its labels on every call, and this is the
@@ -66,17 +68,24 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "cdn_geodns_response_seconds",
 			Help: "Time to build a response, sampled 1 in 64.", Buckets: cdnmetrics.LatencyBuckets}),
 	}
-	reg.MustRegister(m.queries, m.answers, m.answerEdges, m.failOpen, m.ecs, m.limited, m.malformed, m.truncated,
+	cache := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cdn_geodns_answer_cache_total",
+		Help: "UDP queries of the common shape, by whether a packed answer was reused (hit) or built (miss)."}, []string{"result"})
+	m.cacheHit, m.cacheMiss = cache.WithLabelValues("hit"), cache.WithLabelValues("miss")
+	reg.MustRegister(cache, m.queries, m.answers, m.answerEdges, m.failOpen, m.ecs, m.limited, m.malformed, m.truncated,
 		m.edges, m.connected, m.updated, m.latency)
 	return m
 }
 
 // query counts one query.
 func (m *metrics) query(tcp bool, qtype uint16, rcode int) {
+	m.queryCounter(tcp, qtype, rcode).Inc()
+}
+
+// queryCounter is the queries counter of one label set.
+func (m *metrics) queryCounter(tcp bool, qtype uint16, rcode int) prometheus.Counter {
 	k := queryLabels{tcp, qtype, rcode}
 	if c, ok := m.children.Load(k); ok {
-		c.(prometheus.Counter).Inc()
-		return
+		return c.(prometheus.Counter)
 	}
 	proto := "udp"
 	if tcp {
@@ -84,18 +93,17 @@ func (m *metrics) query(tcp bool, qtype uint16, rcode int) {
 	}
 	c := m.queries.WithLabelValues(proto, qtypeLabel(qtype), rcodeLabel(rcode))
 	m.children.Store(k, c)
-	c.Inc()
+	return c
 }
 
-// answer counts one edge answer from region.
-func (m *metrics) answer(region string) {
+// regionCounter is the edge answers counter of one region.
+func (m *metrics) regionCounter(region string) prometheus.Counter {
 	if c, ok := m.regions.Load(region); ok {
-		c.(prometheus.Counter).Inc()
-		return
+		return c.(prometheus.Counter)
 	}
 	c := m.answers.WithLabelValues(region)
 	m.regions.Store(region, c)
-	c.Inc()
+	return c
 }
 
 // qtypeLabel bounds the qtype label: the types a CDN zone holds by name,

@@ -106,8 +106,10 @@ func trimWildcard(h string) string {
 	return h
 }
 
-// setTable swaps in t and updates the gauges that describe it.
+// setTable swaps in t, with an empty answer cache, and updates the
+// gauges that describe it.
 func (s *Server) setTable(t *table) {
+	t.answers = newAnswerCache(s.cfg.Answer.CacheBytes)
 	s.table.Store(t)
 	for state, n := range map[string]int{"healthy": t.healthy, "down": t.down, "draining": t.draining, "unknown": t.unknown} {
 		s.metrics.edges.WithLabelValues(state).Set(float64(n))
@@ -219,37 +221,66 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 // serve answers req from src: build the response, limit the rate (UDP),
 // fit it to the client's size (UDP), count. Nil means send nothing.
 func (s *Server) serve(req *dns.Msg, src netip.Addr, tcp bool) *dns.Msg {
-	n := s.sample.Add(1)
-	var start time.Time
+	m, _, _ := s.serveFrom(req, src, tcp, s.table.Load())
+	return m
+}
+
+// serveFrom is serve from table t; reusable says the response may be
+// packed once and sent again for the same question from the same place
+// (answercache.go): it was sent whole and no edge was drawn at random.
+func (s *Server) serveFrom(req *dns.Msg, src netip.Addr, tcp bool, t *table) (m *dns.Msg, res result, reusable bool) {
+	n, start := s.begin()
+	m, res = s.respond(req, src, t)
+	v := send
+	if !tcp && s.limiter != nil {
+		v = s.limit(src, res)
+	}
+	m = s.finish(m, res, v, src, tcp, n, start)
+	return m, res, m != nil && v == send && !m.Truncated && !res.drawn && !tcp
+}
+
+// begin numbers a query, and starts its clock when it is one of the
+// sampled for the latency histogram.
+func (s *Server) begin() (n uint64, start time.Time) {
+	n = s.sample.Add(1)
 	if n%64 == 0 {
 		start = time.Now()
 	}
-	m, res := s.respond(req, src)
-	if !tcp && s.limiter != nil {
-		name, ecs := res.name, res.ecs
-		switch {
-		case res.rcode == dns.RcodeNameError:
-			name = res.zone // random names under one zone count together
-		case res.rcode != dns.RcodeSuccess:
-			name = "" // refusals and errors: one bucket per network, whatever the name
-		case res.limitName != "":
-			name = res.limitName
-		}
-		if !ecs.IsValid() || res.scope == 0 {
-			ecs = netip.Prefix{} // the answer is the same for every subnet: they share a bucket
-		} else if res.scope < ecs.Bits() {
-			ecs, _ = ecs.Addr().Prefix(res.scope) // the same for the whole scope
-		}
-		switch s.limiter.check(src, ecs, name, res.qtype) {
-		case drop:
-			s.metrics.limited.WithLabelValues("drop").Inc()
-			return nil
-		case slip:
-			s.metrics.limited.WithLabelValues("slip").Inc()
-			m.Answer, m.Ns, m.Truncated = nil, nil, true
-			m.Extra = m.Extra[:0]
-			s.finishEDNS(m, res.opt, nil, 0)
-		}
+	return n, start
+}
+
+// limit is the rate limiter's verdict on the response res to src.
+func (s *Server) limit(src netip.Addr, res result) verdict {
+	name, ecs := res.name, res.ecs
+	switch {
+	case res.rcode == dns.RcodeNameError:
+		name = res.zone // random names under one zone count together
+	case res.rcode != dns.RcodeSuccess:
+		name = "" // refusals and errors: one bucket per network, whatever the name
+	case res.limitName != "":
+		name = res.limitName
+	}
+	if !ecs.IsValid() || res.scope == 0 {
+		ecs = netip.Prefix{} // the answer is the same for every subnet: they share a bucket
+	} else if res.scope < ecs.Bits() {
+		ecs, _ = ecs.Addr().Prefix(res.scope) // the same for the whole scope
+	}
+	return s.limiter.check(src, ecs, name, res.qtype)
+}
+
+// finish applies the limiter's verdict v to m (nil: dropped), fits a
+// UDP response to the client's size, and counts the query n begun at
+// start.
+func (s *Server) finish(m *dns.Msg, res result, v verdict, src netip.Addr, tcp bool, n uint64, start time.Time) *dns.Msg {
+	switch v {
+	case drop:
+		s.metrics.limited.WithLabelValues("drop").Inc()
+		return nil
+	case slip:
+		s.metrics.limited.WithLabelValues("slip").Inc()
+		m.Answer, m.Ns, m.Truncated = nil, nil, true
+		m.Extra = m.Extra[:0]
+		s.finishEDNS(m, res.opt, nil, 0)
 	}
 	if !tcp {
 		size := dns.MinMsgSize
@@ -266,34 +297,60 @@ func (s *Server) serve(req *dns.Msg, src netip.Addr, tcp bool) *dns.Msg {
 			}
 		}
 	}
-	s.count(res, tcp)
+	s.count(res, tcp, nil)
+	s.end(src, tcp, res, n, start)
+	return m
+}
+
+// end records a query's latency and logs it, each when sampled.
+func (s *Server) end(src netip.Addr, tcp bool, res result, n uint64, start time.Time) {
 	if !start.IsZero() {
 		s.metrics.latency.Observe(time.Since(start).Seconds())
 	}
 	if k := s.cfg.QueryLogSample; k > 0 && n%uint64(k) == 0 {
 		s.logQuery(src, tcp, res)
 	}
-	return m
 }
 
-func (s *Server) count(res result, tcp bool) {
-	s.metrics.query(tcp, res.qtype, res.rcode)
+// count adds the query res to the metrics; c, when not nil, holds the
+// counters of res's labels already found (a cached answer's).
+func (s *Server) count(res result, tcp bool, c *answerCounters) {
+	if c == nil {
+		c = s.counters(res, tcp)
+	}
+	c.queries.Inc()
 	if res.ecs.IsValid() {
 		s.metrics.ecs.Inc()
 	}
 	if !res.geo {
 		return
 	}
-	region := res.region
-	switch {
-	case res.failOpen:
-		region = "fail_open"
+	if res.failOpen {
 		s.metrics.failOpen.Inc()
-	case region == "":
-		region = "any"
 	}
-	s.metrics.answer(region)
+	c.region.Inc()
 	s.metrics.answerEdges.Observe(float64(res.edges))
+}
+
+// answerCounters are the labelled counters one response adds to.
+type answerCounters struct {
+	queries prometheus.Counter // cdn_geodns_queries_total{proto,qtype,rcode}
+	region  prometheus.Counter // cdn_geodns_edge_answers_total{region}; nil unless res.geo
+}
+
+func (s *Server) counters(res result, tcp bool) *answerCounters {
+	c := &answerCounters{queries: s.metrics.queryCounter(tcp, res.qtype, res.rcode)}
+	if res.geo {
+		region := res.region
+		switch {
+		case res.failOpen:
+			region = "fail_open"
+		case region == "":
+			region = "any"
+		}
+		c.region = s.metrics.regionCounter(region)
+	}
+	return c
 }
 
 func (s *Server) logQuery(src netip.Addr, tcp bool, res result) {

@@ -24,6 +24,9 @@ type table struct {
 	ready bool
 	// counts of edges by state, for the metrics.
 	healthy, down, draining, unknown int
+	// answers are the packed responses given from this table (nil: no
+	// cache); set by Server.setTable.
+	answers *answerCache
 }
 
 // hostSet matches hostnames: exact ones, and one-label wildcards by the

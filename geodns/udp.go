@@ -9,56 +9,65 @@ import (
 	"sync"
 
 	"github.com/miekg/dns"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
 )
 
 // UDP is served by a loop of our own rather than dns.Server's: a few
 // long-lived workers each read a batch of queries with one recvmmsg and
 // send the responses with one sendmmsg. Per packet that saves a syscall
 // pair's worth of overhead and a goroutine (whose stack grows on every
-// query). Parsing and packing are still the library's.
+// query). Parsing and packing are the library's, but for the queries the
+// answer cache has seen (answercache.go).
 
 // udpBatch is how many packets one read or write moves at most.
 const udpBatch = 32
 
-// batchConn is the batch interface of ipv4.PacketConn and ipv6.PacketConn
-// (their Message types are one type).
-type batchConn interface {
-	ReadBatch(ms []ipv4.Message, flags int) (int, error)
-	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+// udpPacket is one slot of a worker's batch.
+type udpPacket struct {
+	buf  []byte     // the read buffer
+	n    int        // bytes read
+	src  netip.Addr // the sender (unmapped)
+	out  []byte     // the response buffer, kept across batches
+	resp []byte     // the response to send (nil: none), in out if it fits
+}
+
+// batchIO moves a worker's batches. Each worker has its own.
+type batchIO interface {
+	// read fills pkts[:n] (buf, n, src), blocking until at least one
+	// packet is there.
+	read(pkts []udpPacket) (n int, err error)
+	// write sends each packet's resp to its sender; a response that
+	// cannot be sent (a source port 0, a client gone) is passed to
+	// skip, and the rest still go.
+	write(pkts []udpPacket, skip func(*udpPacket, error)) error
 }
 
 // serveUDP answers on pc until it is closed, with one worker per CPU.
 func (s *Server) serveUDP(pc net.PacketConn) error {
-	var bc batchConn = ipv6.NewPacketConn(pc)
-	if a, ok := pc.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() != nil {
-		bc = ipv4.NewPacketConn(pc)
-	}
 	var wg sync.WaitGroup
 	errs := make([]error, runtime.GOMAXPROCS(0))
 	for i := range errs {
-		wg.Go(func() { errs[i] = s.udpWorker(bc) })
+		pkts := make([]udpPacket, udpBatch)
+		for i := range pkts {
+			// PackBuffer packs in place only into a buffer whose length
+			// (not capacity) exceeds the message.
+			pkts[i].buf, pkts[i].out = make([]byte, udpReadSize), make([]byte, s.cfg.MaxUDPSize+1)
+		}
+		bio, err := newBatchIO(pc, pkts)
+		if err != nil {
+			return err
+		}
+		wg.Go(func() { errs[i] = s.udpWorker(bio, pkts) })
 	}
 	wg.Wait()
 	return errors.Join(errs...)
 }
 
-func (s *Server) udpWorker(bc batchConn) error {
-	in := make([]ipv4.Message, udpBatch)
-	out := make([]ipv4.Message, udpBatch)
-	for i := range in {
-		in[i].Buffers = [][]byte{make([]byte, udpReadSize)}
-		// PackBuffer packs in place only into a buffer whose length (not
-		// capacity) exceeds the message.
-		out[i].Buffers = [][]byte{make([]byte, s.cfg.MaxUDPSize+1)}
-	}
-	bufs := make([][]byte, udpBatch) // the response buffers, kept across batches
-	for i := range bufs {
-		bufs[i] = out[i].Buffers[0]
+func (s *Server) udpWorker(bio batchIO, pkts []udpPacket) error {
+	skip := func(p *udpPacket, err error) {
+		s.log.Debug("send response", "client", p.src.String(), "err", err)
 	}
 	for {
-		n, err := bc.ReadBatch(in, 0)
+		n, err := bio.read(pkts)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
@@ -69,30 +78,75 @@ func (s *Server) udpWorker(bc batchConn) error {
 			}
 			return err
 		}
-		k := 0
-		for _, msg := range in[:n] {
-			resp := s.answerPacket(msg.Buffers[0][:msg.N], addrOf(msg.Addr), bufs[k])
-			if resp == nil {
-				continue
-			}
-			out[k].Buffers[0], out[k].Addr = resp, msg.Addr
-			k++
+		for i := range pkts[:n] {
+			p := &pkts[i]
+			p.resp = s.answerPacket(p.buf[:p.n], p.src, p.out)
 		}
-		for sent := 0; sent < k; {
-			m, err := bc.WriteBatch(out[sent:k], 0)
-			sent += max(m, 0)
-			if err != nil {
-				// The message at sent failed (a source port 0, a client
-				// gone): skip it, not the rest of the batch.
-				s.log.Debug("send response", "client", out[sent].Addr.String(), "err", err)
-				sent++
+		if err := bio.write(pkts[:n], skip); err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
 			}
+			return err
 		}
 	}
 }
 
 // answerPacket answers one UDP packet into buf (nil: send nothing).
+// Queries of the common shape (fastquery.go) are answered from the
+// answer cache when it holds their key, and fill it when it does not;
+// the rest take the library's way.
 func (s *Server) answerPacket(pkt []byte, src netip.Addr, buf []byte) []byte {
+	t := s.table.Load()
+	q, fast := parseQuery(pkt)
+	if !fast || t.answers == nil {
+		return s.answerSlow(pkt, src, buf, t, nil, nil)
+	}
+	client := q.client(src)
+	loc, bits := s.locator.Locate(client)
+	var kb [160]byte
+	key := q.appendKey(kb[:0], loc, bits)
+	if e := t.answers.get(key); e != nil {
+		s.metrics.cacheHit.Inc()
+		return s.answerCached(e, &q, pkt, src, client, buf, t)
+	}
+	s.metrics.cacheMiss.Inc()
+	return s.answerSlow(pkt, src, buf, t, &q, key)
+}
+
+// answerCached answers q from the cached response e: the same checks and
+// counts as the slow way, then e's bytes with the query's ID and subnet.
+func (s *Server) answerCached(e *cachedAnswer, q *fastQuery, pkt []byte, src, client netip.Addr, buf []byte, t *table) []byte {
+	n, start := s.begin()
+	res := e.res
+	res.ecs = q.subnet(client)
+	if s.limiter != nil {
+		switch v := s.limit(src, res); v {
+		case drop:
+			s.finish(nil, res, v, src, false, n, start) // counts the drop
+			return nil
+		case slip:
+			// The slip response is built the slow way; it is rare.
+			req := new(dns.Msg)
+			if err := req.Unpack(pkt); err != nil {
+				return nil // parseQuery took it: cannot happen
+			}
+			m, res := s.respond(req, src, t)
+			b, _ := s.finish(m, res, v, src, false, n, start).PackBuffer(buf)
+			return b
+		}
+	}
+	out := append(buf[:0], e.body...)
+	out[0], out[1] = pkt[0], pkt[1] // the ID
+	out = append(out, q.ecsAddr...)
+	s.count(res, false, e.counters)
+	s.end(src, false, res, n, start)
+	return out
+}
+
+// answerSlow answers pkt with the library's Unpack and Pack from table
+// t; q and key, when given, are its fast parse and cache key, under
+// which a reusable response is kept.
+func (s *Server) answerSlow(pkt []byte, src netip.Addr, buf []byte, t *table, q *fastQuery, key []byte) []byte {
 	if len(pkt) < 12 {
 		s.metrics.malformed.Inc()
 		return nil // not even a header: nothing to answer
@@ -120,7 +174,7 @@ func (s *Server) answerPacket(pkt []byte, src netip.Addr, buf []byte) []byte {
 		b, _ := m.PackBuffer(buf)
 		return b
 	}
-	m = s.serve(req, src, false)
+	m, res, reusable := s.serveFrom(req, src, false, t)
 	if m == nil {
 		return nil
 	}
@@ -128,6 +182,11 @@ func (s *Server) answerPacket(pkt []byte, src netip.Addr, buf []byte) []byte {
 	if err != nil {
 		s.log.Warn("pack response", "name", req.Question[0].Name, "err", err)
 		return nil
+	}
+	if reusable && key != nil {
+		if e := s.newCachedAnswer(q, b, res); e != nil {
+			t.answers.put(key, e)
+		}
 	}
 	return b
 }

@@ -3,69 +3,125 @@
 # (plugin_geoip), all answering www.cdn.test by place from the same test
 # MMDB, in one interleaved run of the peers harness (../shared/bench/peers):
 # queries/s with dnsperf saturating each server (plain, ECS, ECS from 66k
-# subnets), then latency percentiles at a fixed rate below every server's
-# saturation. Servers on CPU 0, dnsperf on CPU 1, loopback only.
+# subnets), then, at a fixed rate below every server's saturation, each
+# server's CPU time per answered query (utime+stime of its process, from
+# /proc/PID/stat) and latency percentiles. Servers on CPU 0, dnsperf on
+# CPU 1, loopback only. BASE_BIN=path adds an older cdn build as
+# "cdn-base" (e.g. one built from `git archive <commit>`), interleaved
+# with the rest; SATURATION=0 skips the queries/s part.
 #
 #   DURATION=10 REPEATS=3 RATE=20000 scripts/bench-dns.sh
+#   BASE_BIN=/tmp/base/cdn SATURATION=0 ROUNDS=2 scripts/bench-dns.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PEERS_DIR=${PEERS_DIR:-$ROOT/../shared/bench/peers}
+[[ -d $PEERS_DIR ]] || PEERS_DIR=$ROOT/../../shared/bench/peers # from a worktree in wt/
 if [[ ! -x $PEERS_DIR/bench-dns.sh ]]; then
     echo "bench-dns: no peers harness at $PEERS_DIR (set PEERS_DIR)" >&2
     exit 1
 fi
-export RUN=${RUN:-/tmp/cdn-peers-run} RESULTS_DIR=${RESULTS_DIR:-$ROOT/bench-results}
+# A run directory of our own: the harness's stop.sh stops every server a
+# run directory records, and other benches use the default one.
+export RUN=${RUN:-/tmp/cdn-peers-run-dns} RESULTS_DIR=${RESULTS_DIR:-$ROOT/bench-results}
 export SERVER_CPU=${SERVER_CPU:-0} CLIENT_CPU=${CLIENT_CPU:-1}
 PORT=${CDN_DNS_PORT:-5310}
+BASE_PORT=${CDN_BASE_DNS_PORT:-5311}
 RATE=${RATE:-20000}
 LAT_SECONDS=${LAT_SECONDS:-5}
+ROUNDS=${ROUNDS:-2}
+BASE_BIN=${BASE_BIN:-}
+SATURATION=${SATURATION:-1}
 
 "$PEERS_DIR/setup.sh" # Debian packages, the test MMDB, the query files
 "$PEERS_DIR/start.sh" dns
 [[ -x bin/cdn ]] || go build -o bin/cdn ./cmd/cdn
 
-geodns_pid=
+pids=()
 cleanup() {
-    [[ -n $geodns_pid ]] && kill "$geodns_pid" 2>/dev/null && wait "$geodns_pid" 2>/dev/null
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; done
     "$PEERS_DIR/stop.sh" >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
 # The same zone and edges as the peers (geodns/testdata/standalone.yaml),
 # placed by the peers' own MMDB; GOMAXPROCS follows the CPU pin.
-taskset -c "$SERVER_CPU" bin/cdn geodns --config geodns/testdata/standalone.yaml \
-    --listen "127.0.0.1:$PORT" --admin-listen "" --mmdb "$PEERS_DIR/geo/test-city.mmdb" --log-level warn &
-geodns_pid=$!
-for _ in $(seq 100); do
-    dig @127.0.0.1 -p "$PORT" www.cdn.test A +short +norec +tries=1 +time=1 >/dev/null 2>&1 && break
-    sleep 0.1
-done
+declare -A PID PORTS=([pdns]=5300 [gdnsd]=5301)
+start_cdn() { # name binary port
+    taskset -c "$SERVER_CPU" "$2" geodns --config geodns/testdata/standalone.yaml \
+        --listen "127.0.0.1:$3" --admin-listen "" --mmdb "$PEERS_DIR/geo/test-city.mmdb" --log-level warn &
+    PID[$1]=$! PORTS[$1]=$3
+    pids+=($!)
+    for _ in $(seq 100); do
+        dig @127.0.0.1 -p "$3" www.cdn.test A +short +norec +tries=1 +time=1 >/dev/null 2>&1 && return
+        sleep 0.1
+    done
+    echo "bench-dns: $1 did not answer" >&2
+    exit 1
+}
+start_cdn cdn bin/cdn "$PORT"
+extra="cdn=$PORT"
+servers=(pdns gdnsd cdn)
+if [[ -n $BASE_BIN ]]; then
+    start_cdn cdn-base "$BASE_BIN" "$BASE_PORT"
+    extra+=" cdn-base=$BASE_PORT"
+    servers+=(cdn-base)
+fi
+PID[pdns]=$(cat "$RUN/pids/pdns.pid")
+PID[gdnsd]=$(cat "$RUN/pids/gdnsd.pid")
 
-(cd "$PEERS_DIR" && EXTRA_DNS="cdn=$PORT" ./bench-dns.sh)
+if [[ $SATURATION == 1 ]]; then
+    (cd "$PEERS_DIR" && EXTRA_DNS="$extra" ./bench-dns.sh)
+    out=$(ls -dt "$RESULTS_DIR"/dns-* | head -1)
+else
+    out="$RESULTS_DIR/dns-$(date +%Y%m%d-%H%M%S)"
+    mkdir -p "$out/raw"
+fi
 
-# Latency at a fixed rate: dnsperf -v prints every query's latency.
-out=$(ls -dt "$RESULTS_DIR"/dns-* | head -1)
-{
-    echo
-    echo "### Latency at $RATE queries/s (dnsperf -Q $RATE -c 8 -l $LAT_SECONDS), ms"
-    echo
-    echo "| server | queries | p50 | p99 | p99.9 | max | answered |"
-    echo "|---|---|---:|---:|---:|---:|---:|"
-} >>"$out/summary.md"
-ecs="8:00011800c63364" # 198.51.100.0/24, as bench-dns.sh
-for mode in plain ecs; do
-    for s in pdns:5300 gdnsd:5301 "cdn:$PORT"; do
-        name=${s%%:*} port=${s#*:}
-        args=()
-        [[ $mode == ecs ]] && args=(-E "$ecs")
-        taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "$port" -c 8 -l "$LAT_SECONDS" -Q "$RATE" -v \
-            -d "$RUN/dns/queries-plain.txt" "${args[@]}" 2>&1 | awk '/^> NOERROR/ {print $NF * 1000}' | sort -n >"$out/raw/lat-$name-$mode.txt"
-        awk -v s="$name" -v m="$mode" '{a[NR]=$1} END {
-            if (NR == 0) { printf "| %s | %s | - | - | - | - | 0 |\n", s, m; exit }
-            printf "| %s | %s | %.3f | %.3f | %.3f | %.3f | %d |\n", s, m, a[int(NR*0.5)+1], a[int(NR*0.99)+1], a[int(NR*0.999)+1], a[NR], NR }' \
-            "$out/raw/lat-$name-$mode.txt" >>"$out/summary.md"
-        sleep 1
+# At a fixed rate: dnsperf -v prints every response's latency; the
+# server's CPU is read from /proc before and after.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+ecs="8:00011800c63364" # 198.51.100.0/24, as the harness's bench-dns.sh
+for ((r = 1; r <= ROUNDS; r++)); do
+    for mode in plain ecs ecs-mix; do
+        for name in "${servers[@]}"; do
+            args=(-d "$RUN/dns/queries-plain.txt")
+            case $mode in
+                ecs) args+=(-E "$ecs") ;;
+                ecs-mix) args=(-B -d "$RUN/dns/queries-ecs-mix.bin") ;;
+            esac
+            f="$out/raw/fixed-$name-$mode-r$r"
+            t0=$(cpu_ticks "${PID[$name]}")
+            taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "${PORTS[$name]}" -c 8 -l "$LAT_SECONDS" -Q "$RATE" -v \
+                "${args[@]}" >"$f.out" 2>&1 || true
+            t1=$(cpu_ticks "${PID[$name]}")
+            awk '/^> [A-Z]/ {print $NF * 1000}' "$f.out" >"$f.lat"
+            echo "$(wc -l <"$f.lat") $((t1 - t0))" >"$f.cpu" # answered, CPU ticks
+            sleep 1
+        done
     done
 done
+{
+    echo
+    echo "### At $RATE queries/s (dnsperf -Q $RATE -c 8 -l $LAT_SECONDS, $ROUNDS interleaved rounds pooled)"
+    echo
+    echo "Server CPU per query = the server process's utime+stime over the run / queries answered."
+    echo
+    echo "| server | queries | answered | CPU µs/query | p50 ms | p99 ms | p99.9 ms |"
+    echo "|---|---|---:|---:|---:|---:|---:|"
+    for mode in plain ecs ecs-mix; do
+        for name in "${servers[@]}"; do
+            read -r n ticks < <(cat "$out"/raw/fixed-"$name"-"$mode"-r*.cpu | awk '{n += $1; t += $2} END {print n, t}')
+            sort -n "$out"/raw/fixed-"$name"-"$mode"-r*.lat | awk -v s="$name" -v m="$mode" -v n="$n" -v t="$ticks" -v hz="$hz" '
+                {a[NR] = $1}
+                END {
+                    if (NR == 0) { printf "| %s | %s | 0 | - | - | - | - |\n", s, m; exit }
+                    printf "| %s | %s | %d | %.2f | %.3f | %.3f | %.3f |\n", s, m, n, t / hz * 1e6 / n,
+                        a[int(NR*0.5)+1], a[int(NR*0.99)+1], a[int(NR*0.999)+1] }'
+        done
+    done
+    echo
+    echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >>"$out/summary.md"
 cat "$out/summary.md"

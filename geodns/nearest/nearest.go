@@ -125,6 +125,11 @@ type Answer struct {
 	Region string
 	// FailOpen says no edge with the family was healthy, so all answered.
 	FailOpen bool
+	// Drawn says the edges were drawn at random from more than one
+	// candidate: the next pick for the same client may differ (in which
+	// edges or their order). Otherwise the pick is a function of the
+	// client and the set, and an answer built from it may be reused.
+	Drawn bool
 }
 
 // Pick chooses up to n edges of family fam for c: from the first region
@@ -140,13 +145,13 @@ func (s *Set) Pick(c Client, fam Family, n int, dst []int) Answer {
 	ranked := s.rank(c, order[:0])
 	if c.Located || c.Region != "" {
 		for _, r := range ranked {
-			if got := s.weighted(s.regions[r].edges, fam, n, dst); len(got) > 0 {
-				return Answer{Edges: got, Region: s.regions[r].name}
+			if got, drawn := s.weighted(s.regions[r].edges, fam, n, dst); len(got) > 0 {
+				return Answer{Edges: got, Region: s.regions[r].name, Drawn: drawn}
 			}
 		}
-	} else if got := s.weighted(s.all, fam, n, dst); len(got) > 0 {
+	} else if got, drawn := s.weighted(s.all, fam, n, dst); len(got) > 0 {
 		// Unknown place: every region is as near as any other.
-		return Answer{Edges: got}
+		return Answer{Edges: got, Drawn: drawn}
 	}
 	if s.anyHealthy {
 		return Answer{Edges: dst} // healthy edges, none of this family
@@ -205,19 +210,21 @@ func (s *Set) rank(c Client, dst []int) []int {
 
 // weighted draws up to n of candidates without replacement, each with
 // probability in proportion to its weight (Efraimidis and Spirakis: the n
-// largest keys u^(1/w)).
-func (s *Set) weighted(candidates []int, fam Family, n int, dst []int) []int {
+// largest keys u^(1/w)). drawn says there was more than one candidate.
+func (s *Set) weighted(candidates []int, fam Family, n int, dst []int) (_ []int, drawn bool) {
 	type keyed struct {
 		key  float64
 		edge int
 	}
 	var buf [16]keyed
 	top := buf[:0]
+	eligible := 0
 	for _, ei := range candidates {
 		e := &s.edges[ei]
 		if !e.Healthy || !e.has(fam) {
 			continue
 		}
+		eligible++
 		w := max(e.Weight, minWeight)
 		k := math.Pow(rand.Float64(), 1/w)
 		if len(top) < n {
@@ -247,7 +254,7 @@ func (s *Set) weighted(candidates []int, fam Family, n int, dst []int) []int {
 	for _, k := range top {
 		dst = append(dst, k.edge)
 	}
-	return dst
+	return dst, eligible > 1
 }
 
 // minWeight is the share of an edge reported at weight 0: tiny, so it
