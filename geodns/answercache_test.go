@@ -76,6 +76,13 @@ func TestAnswerCacheSameAsBuilt(t *testing.T) {
 		m.IsEdns0().Option = append(m.IsEdns0().Option, e)
 		return m
 	}
+	withCookie := func(m *dns.Msg, cookie string) *dns.Msg {
+		if m.IsEdns0() == nil {
+			m.SetEdns0(1232, false)
+		}
+		m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: cookie})
+		return m
+	}
 	q := func(name string, qtype uint16) *dns.Msg { return query(name, qtype, "") }
 	edns := func(m *dns.Msg, size uint16, do bool) *dns.Msg { m.SetEdns0(size, do); return m }
 	for _, tc := range []struct {
@@ -116,6 +123,16 @@ func TestAnswerCacheSameAsBuilt(t *testing.T) {
 			second: query("static.cdn.test.", dns.TypeA, "198.51.100.0/24"), hit: true},
 		{name: "ECS with DO", first: withECS(edns(q("www.cdn.test.", dns.TypeA), 1232, true), "192.0.2.0/24"),
 			second: withECS(edns(q("www.cdn.test.", dns.TypeA), 1232, true), "192.0.2.0/24"), hit: true},
+		{name: "client cookie, then another", first: withCookie(edns(q("www.cdn.test.", dns.TypeA), 1232, false), "0123456789abcdef"),
+			second: withCookie(edns(q("www.cdn.test.", dns.TypeA), 1232, false), "fedcba9876543210"), hit: true},
+		{name: "cookie with a server cookie, after none", first: edns(q("www.cdn.test.", dns.TypeA), 1232, false),
+			second: withCookie(edns(q("www.cdn.test.", dns.TypeA), 1232, false), "0123456789abcdef"+"00112233445566778899aabbccddeeff"), hit: true},
+		{name: "cookie and ECS", first: withCookie(query("www.cdn.test.", dns.TypeA, "198.51.100.0/24"), "0123456789abcdef"),
+			second: withECS(withCookie(edns(q("www.cdn.test.", dns.TypeA), 1232, false), "aaaaaaaaaaaaaaaa"), "198.51.100.0/24"), hit: true},
+		{name: "cookie of a bad length", first: withCookie(edns(q("www.cdn.test.", dns.TypeA), 1232, false), "0123456789"),
+			second: withCookie(edns(q("www.cdn.test.", dns.TypeA), 1232, false), "0123456789")},
+		{name: "two cookies", first: withCookie(withCookie(edns(q("www.cdn.test.", dns.TypeA), 1232, false), "0123456789abcdef"), "0123456789abcdef"),
+			second: withCookie(withCookie(edns(q("www.cdn.test.", dns.TypeA), 1232, false), "0123456789abcdef"), "0123456789abcdef")},
 		{name: "CNAME to a site host", first: query("alias.cdn.test.", dns.TypeA, "203.0.113.0/24"),
 			second: query("alias.cdn.test.", dns.TypeA, "203.0.113.0/24"), hit: true},
 		{name: "wildcard host", first: q("shop.sites.cdn.test.", dns.TypeA), second: q("shop.sites.cdn.test.", dns.TypeA), hit: true},

@@ -10,7 +10,10 @@ import (
 
 // fastQuery is a UDP query in the one shape nearly every resolver sends:
 // one question with a plain name, no records but at most one OPT, whose
-// options are none or one well-formed Client Subnet. parseQuery reads it
+// options are at most one well-formed Client Subnet and at most one
+// well-formed DNS COOKIE (BIND and Unbound send one on every query; this
+// server does not implement cookies, and RFC 7873 has it ignore them, as
+// the library's way does, so a cookie changes nothing in the answer). parseQuery reads it
 // in place, without the library's Unpack; its fields are slices of the
 // packet. Anything else (odd names, other options, trailing bytes,
 // compression) is not a fastQuery and goes the library's way, so the fast
@@ -29,11 +32,12 @@ type fastQuery struct {
 
 // Wire constants of the fast path (RFC 1035 4.1, RFC 6891 6.1.2, RFC 7871 6).
 const (
-	headerLen   = 12
-	typeOPT     = 41
-	optionECS   = 8
-	flagQR      = 1 << 15
-	opcodeShift = 11
+	headerLen    = 12
+	typeOPT      = 41
+	optionECS    = 8
+	optionCookie = 10
+	flagQR       = 1 << 15
+	opcodeShift  = 11
 )
 
 // parseQuery reads pkt as a fastQuery; ok is false when pkt is not one
@@ -72,10 +76,40 @@ func parseQuery(pkt []byte) (q fastQuery, ok bool) {
 	if rdlen != len(rdata) {
 		return q, false // short, or bytes after the OPT
 	}
-	if rdlen == 0 {
-		return q, true
+	return q, q.parseOptions(rdata)
+}
+
+// parseOptions reads the OPT's options: at most one Client Subnet and at
+// most one cookie, each whole, and nothing else.
+func (q *fastQuery) parseOptions(rdata []byte) bool {
+	cookie := false
+	for len(rdata) > 0 {
+		if len(rdata) < 4 {
+			return false
+		}
+		code, n := binary.BigEndian.Uint16(rdata), 4+int(binary.BigEndian.Uint16(rdata[2:]))
+		if n > len(rdata) {
+			return false
+		}
+		switch option := rdata[:n]; {
+		case code == optionECS && !q.ecs:
+			if !q.parseECS(option) {
+				return false
+			}
+		case code == optionCookie && !cookie:
+			// A client cookie of 8 bytes, with or without a server
+			// cookie of 8-32 (RFC 7873 4): other lengths are FORMERR's
+			// business, not ours to decide here.
+			if l := n - 4; l != 8 && (l < 16 || l > 40) {
+				return false
+			}
+			cookie = true
+		default:
+			return false
+		}
+		rdata = rdata[n:]
 	}
-	return q, q.parseECS(rdata)
+	return true
 }
 
 // skipPlainName returns the offset after the name at off, if every label
