@@ -68,6 +68,7 @@ type Syncer struct {
 	fetched, fetchedBytes prometheus.Counter
 	switches              prometheus.Counter
 	syncSeconds           prometheus.Histogram
+	stageSeconds          *prometheus.CounterVec
 	failures              *prometheus.CounterVec
 }
 
@@ -83,11 +84,13 @@ func NewSyncer(cfg Config, pinned *cache.Pinned, reg prometheus.Registerer) *Syn
 		switches:     prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_release_switches_total", Help: "Sites switched to another release."}),
 		syncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "cdn_edge_release_sync_seconds",
 			Help: "Time from starting on a site's new release to serving it: manifest, blobs, save, index.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
+		stageSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cdn_edge_release_sync_stage_seconds_total",
+			Help: "Time release syncs spent by stage: manifest, fetch (blobs fetched and verified), pin (their disk sync), save, index."}, []string{"stage"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cdn_edge_release_sync_failures_total",
 			Help: "Release syncs that failed, by reason (disk_full, corrupt, fetch)."}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(s.fetched, s.fetchedBytes, s.switches, s.syncSeconds, s.failures)
+		reg.MustRegister(s.fetched, s.fetchedBytes, s.switches, s.syncSeconds, s.stageSeconds, s.failures)
 	}
 	return s
 }
@@ -248,13 +251,20 @@ func (s *Syncer) syncSite(ctx context.Context, src Source, live state.Live) erro
 	if err != nil {
 		return err
 	}
+	s.stage("manifest", start)
 	if err := s.fetchBlobs(ctx, src, s.missing(m.Blobs())); err != nil {
 		return err
 	}
+	// Saved only once every blob it names is pinned and synced: a crash
+	// never leaves a saved release that lacks one.
+	at := time.Now()
 	if err := s.save(saved{Live: live, Manifest: m}); err != nil {
 		return err
 	}
+	s.stage("save", at)
+	at = time.Now()
 	s.switchTo(live, m)
+	s.stage("index", at)
 	took := time.Since(start)
 	s.syncSeconds.Observe(took.Seconds())
 	s.cfg.Log.Info("release switched", slog.String("site", live.Site), slog.Uint64("release", live.Release), slog.Int("files", len(m.Files)), slog.Duration("took", took))
@@ -271,20 +281,40 @@ func (s *Syncer) fetchManifest(ctx context.Context, src Source, hash string) (*p
 }
 
 // fetchBlobs fetches and pins blobs, Fetchers at a time; the first
-// failure stops the rest.
+// failure stops the rest and pins none of them. The blobs are synced to
+// disk together once all are verified (cache.PinBatch), before the caller
+// saves a release that names them.
 func (s *Syncer) fetchBlobs(ctx context.Context, src Source, blobs []push.Blob) error {
-	g, ctx := errgroup.WithContext(ctx)
+	if len(blobs) == 0 {
+		return nil
+	}
+	batch := s.pinned.Batch()
+	defer batch.Abort() // after a failure; a no-op after Commit
+	start := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.cfg.Fetchers)
 	for _, b := range blobs {
-		if ctx.Err() != nil {
+		if gctx.Err() != nil {
 			break
 		}
-		g.Go(func() error { return s.fetchBlob(ctx, src, b) })
+		g.Go(func() error { return s.fetchBlob(gctx, src, batch, b) })
 	}
-	return g.Wait()
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err // the loop may have stopped early with no fetch failing
+	}
+	s.stage("fetch", start)
+	start = time.Now()
+	if err := batch.Commit(); err != nil {
+		return err
+	}
+	s.stage("pin", start)
+	return nil
 }
 
-func (s *Syncer) fetchBlob(ctx context.Context, src Source, b push.Blob) error {
+func (s *Syncer) fetchBlob(ctx context.Context, src Source, batch *cache.PinBatch, b push.Blob) error {
 	r, size, err := src.OpenBlob(ctx, b.Hash)
 	if err != nil {
 		return fmt.Errorf("fetch blob %s: %w", b.Hash, err)
@@ -293,12 +323,17 @@ func (s *Syncer) fetchBlob(ctx context.Context, src Source, b push.Blob) error {
 	if size != b.Size {
 		return fmt.Errorf("fetch blob %s: stored with %d bytes, the manifest says %d", b.Hash, size, b.Size)
 	}
-	if err := s.pinned.Put(b.Hash, r, size); err != nil {
+	if err := batch.Put(b.Hash, r, size); err != nil {
 		return err
 	}
 	s.fetched.Inc()
 	s.fetchedBytes.Add(float64(size))
 	return nil
+}
+
+// stage records the time since start as spent in one stage of a sync.
+func (s *Syncer) stage(name string, start time.Time) {
+	s.stageSeconds.WithLabelValues(name).Add(time.Since(start).Seconds())
 }
 
 // save keeps a site's release for the next start, whole or not at all.
