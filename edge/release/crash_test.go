@@ -136,12 +136,29 @@ type stallingSource struct {
 }
 
 func (s *stallingSource) OpenBlob(ctx context.Context, hash string) (io.ReadCloser, int64, error) {
+	if err := s.stall(ctx); err != nil {
+		return nil, 0, err
+	}
+	return s.Store.OpenBlob(ctx, hash)
+}
+
+// FetchBlobs stalls in the middle of a batch, as OpenBlob does.
+func (s *stallingSource) FetchBlobs(ctx context.Context, hashes []string, f state.BlobFunc) error {
+	return s.Store.FetchBlobs(ctx, hashes, func(hash string, r io.Reader, size int64) error {
+		if err := s.stall(ctx); err != nil {
+			return err
+		}
+		return f(hash, r, size)
+	})
+}
+
+func (s *stallingSource) stall(ctx context.Context) error {
 	if s.opened.Add(1) > s.after {
 		os.WriteFile(s.marker, nil, 0o644)
 		<-ctx.Done()
-		return nil, 0, ctx.Err()
+		return ctx.Err()
 	}
-	return s.Store.OpenBlob(ctx, hash)
+	return nil
 }
 
 // newTestSyncer opens the syncer of an edge whose data is in dir, with

@@ -1,6 +1,7 @@
 package release
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -132,7 +133,7 @@ func (s *Syncer) Load() {
 				slog.Uint64("release", sv.Live.Release), slog.Int("missing", len(missing)))
 			continue
 		}
-		s.switchTo(sv.Live, sv.Manifest)
+		s.switchTo(sv.Live, sv.Manifest, nil)
 	}
 }
 
@@ -241,7 +242,8 @@ func (s *Syncer) syncSite(ctx context.Context, src Source, live state.Live) erro
 		// Serving it already; fetch again what was dropped as corrupt.
 		if missing := s.missing(cur.blobs); len(missing) > 0 {
 			s.cfg.Log.Warn("release lost blobs; fetching them again", slog.String("site", live.Site), slog.Int("blobs", len(missing)))
-			return s.fetchBlobs(ctx, src, missing)
+			_, err := s.fetchBlobs(ctx, src, missing)
+			return err
 		}
 		return nil
 	}
@@ -252,7 +254,8 @@ func (s *Syncer) syncSite(ctx context.Context, src Source, live state.Live) erro
 		return err
 	}
 	s.stage("manifest", start)
-	if err := s.fetchBlobs(ctx, src, s.missing(m.Blobs())); err != nil {
+	fetched, err := s.fetchBlobs(ctx, src, s.missing(m.Blobs()))
+	if err != nil {
 		return err
 	}
 	// Saved only once every blob it names is pinned and synced: a crash
@@ -263,7 +266,7 @@ func (s *Syncer) syncSite(ctx context.Context, src Source, live state.Live) erro
 	}
 	s.stage("save", at)
 	at = time.Now()
-	s.switchTo(live, m)
+	s.switchTo(live, m, fetched)
 	s.stage("index", at)
 	took := time.Since(start)
 	s.syncSeconds.Observe(took.Seconds())
@@ -280,55 +283,130 @@ func (s *Syncer) fetchManifest(ctx context.Context, src Source, hash string) (*p
 	return push.ReadManifest(r, hash)
 }
 
-// fetchBlobs fetches and pins blobs, Fetchers at a time; the first
-// failure stops the rest and pins none of them. The blobs are synced to
-// disk together once all are verified (cache.PinBatch), before the caller
-// saves a release that names them.
-func (s *Syncer) fetchBlobs(ctx context.Context, src Source, blobs []push.Blob) error {
+// BatchSource is a Source that reads many blobs in one request
+// (state.Store does); the syncer uses it when it can.
+type BatchSource interface {
+	FetchBlobs(ctx context.Context, hashes []string, f state.BlobFunc) error
+}
+
+// batchBlobs is how many blobs one batched fetch asks for: enough to make
+// a request's cost small beside its blobs', few enough that Fetchers of
+// them in flight stay a few tens of megabytes.
+const batchBlobs = 64
+
+// fetchBlobs fetches and pins blobs, Fetchers requests at a time; the
+// first failure stops the rest and pins none of them. The blobs are synced
+// to disk together once all are verified (cache.PinBatch), before the
+// caller saves a release that names them. It returns the bodies of the
+// small blobs (up to InlineMax each, InlineBudget in all), verified, for
+// the index to hold without reading them back from disk.
+func (s *Syncer) fetchBlobs(ctx context.Context, src Source, blobs []push.Blob) (map[string][]byte, error) {
 	if len(blobs) == 0 {
-		return nil
+		return nil, nil
 	}
 	batch := s.pinned.Batch()
 	defer batch.Abort() // after a failure; a no-op after Commit
+	kept := &keptBodies{m: map[string][]byte{}, budget: s.cfg.InlineBudget}
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.cfg.Fetchers)
-	for _, b := range blobs {
-		if gctx.Err() != nil {
-			break
+	bs, batched := src.(BatchSource)
+	for i := 0; i < len(blobs) && gctx.Err() == nil; {
+		group := blobs[i : i+1]
+		if batched {
+			group = blobs[i:min(i+batchBlobs, len(blobs))]
 		}
-		g.Go(func() error { return s.fetchBlob(gctx, src, batch, b) })
+		i += len(group)
+		g.Go(func() error {
+			if batched {
+				err := s.fetchBatch(gctx, bs, batch, kept, group)
+				if !errors.Is(err, state.ErrBatchUnsupported) {
+					return err
+				}
+			}
+			for _, b := range group {
+				if err := s.fetchBlob(gctx, src, batch, kept, b); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
 	}
 	if err := g.Wait(); err != nil {
-		return err
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return err // the loop may have stopped early with no fetch failing
+		return nil, err // the loop may have stopped early with no fetch failing
 	}
 	s.stage("fetch", start)
 	start = time.Now()
 	if err := batch.Commit(); err != nil {
-		return err
+		return nil, err
 	}
 	s.stage("pin", start)
-	return nil
+	return kept.m, nil
 }
 
-func (s *Syncer) fetchBlob(ctx context.Context, src Source, batch *cache.PinBatch, b push.Blob) error {
+// fetchBatch fetches group in one batched request.
+func (s *Syncer) fetchBatch(ctx context.Context, bs BatchSource, batch *cache.PinBatch, kept *keptBodies, group []push.Blob) error {
+	want := make(map[string]int64, len(group))
+	hashes := make([]string, len(group))
+	for i, b := range group {
+		hashes[i], want[b.Hash] = b.Hash, b.Size
+	}
+	return bs.FetchBlobs(ctx, hashes, func(hash string, r io.Reader, size int64) error {
+		return s.pin(batch, kept, push.Blob{Hash: hash, Size: want[hash]}, r, size)
+	})
+}
+
+func (s *Syncer) fetchBlob(ctx context.Context, src Source, batch *cache.PinBatch, kept *keptBodies, b push.Blob) error {
 	r, size, err := src.OpenBlob(ctx, b.Hash)
 	if err != nil {
 		return fmt.Errorf("fetch blob %s: %w", b.Hash, err)
 	}
 	defer r.Close()
+	return s.pin(batch, kept, b, r, size)
+}
+
+// pin verifies and writes blob b, read from r (size bytes as stored), to
+// batch, keeping its body if it is small.
+func (s *Syncer) pin(batch *cache.PinBatch, kept *keptBodies, b push.Blob, r io.Reader, size int64) error {
 	if size != b.Size {
 		return fmt.Errorf("fetch blob %s: stored with %d bytes, the manifest says %d", b.Hash, size, b.Size)
+	}
+	var body []byte
+	if size <= s.cfg.InlineMax {
+		var err error
+		if body, err = io.ReadAll(io.LimitReader(r, size+1)); err != nil {
+			return fmt.Errorf("fetch blob %s: %w", b.Hash, err)
+		}
+		r = bytes.NewReader(body)
 	}
 	if err := batch.Put(b.Hash, r, size); err != nil {
 		return err
 	}
+	if body != nil { // verified by Put
+		kept.add(b.Hash, body)
+	}
 	s.fetched.Inc()
 	s.fetchedBytes.Add(float64(size))
 	return nil
+}
+
+// keptBodies are the small blobs a fetch read, verified, by hash.
+type keptBodies struct {
+	mu     sync.Mutex // protects m and budget
+	m      map[string][]byte
+	budget int64
+}
+
+func (k *keptBodies) add(hash string, body []byte) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if int64(len(body)) <= k.budget {
+		k.m[hash] = body
+		k.budget -= int64(len(body))
+	}
 }
 
 // stage records the time since start as spent in one stage of a sync.
@@ -366,8 +444,9 @@ func (s *Syncer) save(sv saved) error {
 	return nil
 }
 
-// switchTo builds the index of m and swaps it in.
-func (s *Syncer) switchTo(live state.Live, m *push.Manifest) {
+// switchTo builds the index of m and swaps it in. fetched holds small
+// bodies just fetched and verified (nil: none), used as they are.
+func (s *Syncer) switchTo(live state.Live, m *push.Manifest, fetched map[string][]byte) {
 	budget := s.cfg.InlineBudget
 	// Bodies the serving release holds are taken over, not read again: a
 	// small change to a big site reads only what changed.
@@ -379,6 +458,10 @@ func (s *Syncer) switchTo(live state.Live, m *push.Manifest) {
 			return nil
 		}
 		if body, ok := held[b.Hash]; ok {
+			budget -= b.Size
+			return body
+		}
+		if body, ok := fetched[b.Hash]; ok {
 			budget -= b.Size
 			return body
 		}

@@ -308,6 +308,13 @@ func (s *Store) ReportReleases(ctx context.Context, r EdgeReleases) error {
 	return err
 }
 
+// WatchEdgeReleases calls f with every edge's report (by edge) once the
+// current set is known, and again after every change, until ctx ends or
+// the watch fails. f must not keep the map.
+func (s *Store) WatchEdgeReleases(ctx context.Context, f func(map[string]EdgeReleases)) error {
+	return watchBucket(ctx, s.edgeRel, func(_ string, r EdgeReleases, _ jetstream.KeyValueEntry) EdgeReleases { return r }, f)
+}
+
 // EdgeReleases lists every edge's report.
 func (s *Store) EdgeReleases(ctx context.Context) ([]EdgeReleases, error) {
 	return list[EdgeReleases](ctx, s.edgeRel)
