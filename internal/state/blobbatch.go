@@ -129,6 +129,26 @@ func (s *Store) FetchBlobs(ctx context.Context, hashes []string, f BlobFunc) err
 // one direct get and calls f with each as it arrives. Subjects without a
 // message are left out of the answer, not reported.
 func (s *Store) multiLast(ctx context.Context, subjects []string, f func(subject string, data []byte) error) error {
+	req := directBatchRequest{MultiLast: subjects, Batch: len(subjects), MaxBytes: maxBatchBytes}
+	return s.directBatch(ctx, req, func(subj string, _ uint64, data []byte) error { return f(subj, data) })
+}
+
+// maxBatchBytes bounds one batched answer: maxBatchBlobs one-chunk blobs.
+const maxBatchBytes = 64 << 20
+
+// directBatchRequest is a batched direct get (ADR-31): the last message
+// of each of MultiLast, or Batch messages on NextFor from Seq.
+type directBatchRequest struct {
+	Seq       uint64   `json:"seq,omitempty"`
+	NextFor   string   `json:"next_by_subj,omitempty"`
+	MultiLast []string `json:"multi_last,omitempty"`
+	Batch     int      `json:"batch"`
+	MaxBytes  int      `json:"max_bytes"`
+}
+
+// directBatch sends a batched direct get to the blob stream and calls f
+// with each message of the answer, in stream order, until its end.
+func (s *Store) directBatch(ctx context.Context, breq directBatchRequest, f func(subject string, seq uint64, data []byte) error) error {
 	nc := s.js.Conn()
 	inbox := nc.NewInbox()
 	sub, err := nc.SubscribeSync(inbox)
@@ -136,16 +156,11 @@ func (s *Store) multiLast(ctx context.Context, subjects []string, f func(subject
 		return err
 	}
 	defer sub.Unsubscribe()
-	// Every answer must fit the subscription's pending limits: a small
-	// blob is one chunk (128 KiB at most), maxBatchBlobs of them 32 MiB.
-	if err := sub.SetPendingLimits(-1, 64<<20); err != nil {
+	// A whole answer must fit the subscription's pending limits.
+	if err := sub.SetPendingLimits(-1, 2*maxBatchBytes); err != nil {
 		return err
 	}
-	req, err := json.Marshal(struct {
-		MultiLast []string `json:"multi_last"`
-		Batch     int      `json:"batch"`
-		MaxBytes  int      `json:"max_bytes"`
-	}{subjects, len(subjects), 64 << 20})
+	req, err := json.Marshal(breq)
 	if err != nil {
 		return err
 	}
@@ -174,11 +189,18 @@ func (s *Store) multiLast(ctx context.Context, subjects []string, f func(subject
 		if subj == "" {
 			return errors.New("direct get: answer without a subject")
 		}
-		if _, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64); err != nil {
+		seq, err := strconv.ParseUint(m.Header.Get(jetstream.SequenceHeader), 10, 64)
+		if err != nil {
 			return fmt.Errorf("direct get: answer without a sequence: %w", err)
 		}
-		if err := f(subj, m.Data); err != nil {
+		if err := f(subj, seq, m.Data); err != nil {
 			return err
+		}
+		// A batch's messages say how many are pending; a server that
+		// answered one message as to a plain direct get (before 2.11)
+		// sends no end of batch.
+		if m.Header.Get("Nats-Num-Pending") == "" {
+			return nil
 		}
 	}
 }

@@ -176,8 +176,14 @@ func (s *Store) OpenBlob(ctx context.Context, hash string) (io.ReadCloser, int64
 	return r, int64(info.Size), nil
 }
 
-// Blobs lists every stored blob.
+// Blobs lists every stored blob: from the in-memory directory when the
+// process keeps one (IndexBlobs), which may miss a blob stored a moment
+// ago, else from the store. Listing 16,668 blobs from the store sends
+// each one's record; control's garbage collection lists them every round.
 func (s *Store) Blobs(ctx context.Context) ([]BlobInfo, error) {
+	if x := s.blobIndex(); x != nil {
+		return x.all(), nil
+	}
 	infos, err := s.blobs.List(ctx)
 	if errors.Is(err, jetstream.ErrNoObjectsFound) {
 		return nil, nil
