@@ -26,26 +26,35 @@ import (
 // record naming a blob a crash could lose. A crash before Commit leaves
 // only temp files, which OpenPinned removes.
 //
-// Put may be called from several goroutines; Commit and Abort once, after
-// the last Put has returned. The zero value is not usable: see
-// Pinned.Batch.
+// A batch also commits by itself whenever the blobs put and not committed
+// reach its flush size, so a sync killed halfway through a big release
+// keeps what it had fetched up to the last flush.
+//
+// Put and Commit may be called from several goroutines; Abort once the
+// last Put has returned. The zero value is not usable: see Pinned.Batch.
 type PinBatch struct {
-	p *Pinned
+	p          *Pinned
+	flushBytes int64
+	onCommit   func(blobs int, bytes int64)
 
-	mu      sync.Mutex // protects pending and done
-	pending map[string]pendingBlob
-	done    bool
+	mu           sync.Mutex // protects pending, pendingBytes and done
+	pending      map[string]pendingBlob
+	pendingBytes int64
+	done         bool
 }
 
 // pendingBlob is a blob written to the temp directory, its space reserved.
 type pendingBlob struct {
-	tmp  string
-	need int64
+	tmp        string
+	need, size int64
 }
 
-// Batch starts a batch of blobs to pin.
-func (p *Pinned) Batch() *PinBatch {
-	return &PinBatch{p: p, pending: map[string]pendingBlob{}}
+// Batch starts a batch of blobs to pin that commits by itself whenever
+// flushBytes of blobs are waiting (0: only when Commit is called).
+// onCommit, if not nil, is told of every commit: how many blobs it pinned,
+// and their bytes.
+func (p *Pinned) Batch(flushBytes int64, onCommit func(blobs int, bytes int64)) *PinBatch {
+	return &PinBatch{p: p, flushBytes: flushBytes, onCommit: onCommit, pending: map[string]pendingBlob{}}
 }
 
 // Put writes the bytes of r as blob hash, size bytes long, to be pinned by
@@ -74,14 +83,20 @@ func (b *PinBatch) Put(hash string, r io.Reader, size int64) error {
 		return fmt.Errorf("pin %s: %w", hash, err)
 	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if _, dup := b.pending[hash]; dup || b.done {
 		// Put twice at once, or after the end: keep one copy, reserved once.
+		b.mu.Unlock()
 		os.Remove(tmp)
 		b.p.settle(hash, need, false)
 		return nil
 	}
-	b.pending[hash] = pendingBlob{tmp: tmp, need: need}
+	b.pending[hash] = pendingBlob{tmp: tmp, need: need, size: size}
+	b.pendingBytes += size
+	flush := b.flushBytes > 0 && b.pendingBytes >= b.flushBytes
+	b.mu.Unlock()
+	if flush {
+		return b.Commit()
+	}
 	return nil
 }
 
@@ -99,18 +114,20 @@ func (b *PinBatch) Len() int {
 	return len(b.pending)
 }
 
-// Commit pins every blob put: their bytes are synced before any is named,
-// and the names are synced before Commit returns. On an error nothing more
-// is pinned and the temp files are removed; blobs renamed before the error
-// are whole and stay pinned.
+// Commit pins every blob put so far: their bytes are synced before any
+// is named, and the names are synced before Commit returns. On an error
+// these blobs are not pinned and their temp files are removed; blobs
+// renamed before the error are whole and stay pinned. The batch takes
+// more blobs after a Commit.
 func (b *PinBatch) Commit() error {
 	b.mu.Lock()
-	pending := b.pending
-	b.pending, b.done = nil, true
+	pending, bytes := b.pending, b.pendingBytes
+	b.pending, b.pendingBytes = map[string]pendingBlob{}, 0
 	b.mu.Unlock()
 	if len(pending) == 0 {
 		return nil
 	}
+	blobs := len(pending)
 	abort := func(err error) error {
 		for hash, pb := range pending {
 			os.Remove(pb.tmp)
@@ -142,15 +159,18 @@ func (b *PinBatch) Commit() error {
 	if err := b.p.syncFS(b.p.dir); err != nil {
 		return fmt.Errorf("pin blobs: sync names: %w", err)
 	}
+	if b.onCommit != nil {
+		b.onCommit(blobs, bytes)
+	}
 	return nil
 }
 
-// Abort drops every blob put and not committed. Safe after Commit, and
-// more than once.
+// Abort drops every blob put and not committed, and ends the batch: a
+// later Put keeps nothing. Safe after Commit, and more than once.
 func (b *PinBatch) Abort() {
 	b.mu.Lock()
 	pending := b.pending
-	b.pending, b.done = nil, true
+	b.pending, b.pendingBytes, b.done = nil, 0, true
 	b.mu.Unlock()
 	for hash, pb := range pending {
 		os.Remove(pb.tmp)

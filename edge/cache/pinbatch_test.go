@@ -43,7 +43,7 @@ func TestPinBatchSyncOrder(t *testing.T) {
 		seen = append(seen, visible())
 		return syncFileSystem(dir)
 	}
-	batch := p.Batch()
+	batch := p.Batch(0, nil)
 	for h, b := range blobs {
 		if err := batch.Put(h, bytes.NewReader(b), int64(len(b))); err != nil {
 			t.Fatal(err)
@@ -81,7 +81,7 @@ func TestPinBatchNotCommitted(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := p.Bytes()
-		batch := p.Batch()
+		batch := p.Batch(0, nil)
 		var put []string
 		for range 5 {
 			h, b := blobOf(10_000)
@@ -122,7 +122,7 @@ func TestPinBatchPut(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	batch := p.Batch()
+	batch := p.Batch(0, nil)
 	defer batch.Abort()
 	h, b := blobOf(1000)
 	other, _ := blobOf(1000)
@@ -158,5 +158,37 @@ func TestPinBatchPut(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(p.tmpDir); len(left) != 0 {
 		t.Errorf("%d temp files left", len(left))
+	}
+}
+
+// TestPinBatchFlush: a batch commits by itself once its flush size is
+// waiting, and tells of each commit.
+func TestPinBatchFlush(t *testing.T) {
+	p, err := OpenPinned(t.TempDir(), 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var commits []int
+	batch := p.Batch(25_000, func(blobs int, _ int64) { commits = append(commits, blobs) })
+	defer batch.Abort()
+	var hashes []string
+	for range 5 {
+		h, b := blobOf(10_000)
+		if err := batch.Put(h, bytes.NewReader(b), int64(len(b))); err != nil {
+			t.Fatal(err)
+		}
+		hashes = append(hashes, h)
+	}
+	// 30,000 bytes after the third blob: those three are pinned.
+	for i, h := range hashes {
+		if got, want := p.Has(h), i < 3; got != want {
+			t.Errorf("blob %d pinned = %v before Commit, want %v", i, got, want)
+		}
+	}
+	if err := batch.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if len(commits) != 2 || commits[0] != 3 || commits[1] != 2 {
+		t.Errorf("commits of %v blobs, want [3 2]", commits)
 	}
 }

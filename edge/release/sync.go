@@ -80,8 +80,8 @@ func NewSyncer(cfg Config, pinned *cache.Pinned, reg prometheus.Registerer) *Syn
 	cfg.InlineBudget = cmp.Or(cfg.InlineBudget, 256<<20)
 	s := &Syncer{cfg: cfg, pinned: pinned, want: map[string]state.Live{}, current: map[string]*Index{},
 		previous: map[string]*Index{}, status: map[string]state.SiteRelease{}, wake: make(chan struct{}, 1),
-		fetched:      prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_release_blobs_fetched_total", Help: "Pushed blobs fetched from control and pinned."}),
-		fetchedBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_release_fetched_bytes_total", Help: "Bytes of pushed blobs fetched."}),
+		fetched:      prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_release_blobs_fetched_total", Help: "Pushed blobs fetched from control and pinned (synced to disk)."}),
+		fetchedBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_release_fetched_bytes_total", Help: "Bytes of pushed blobs fetched and pinned."}),
 		switches:     prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_release_switches_total", Help: "Sites switched to another release."}),
 		syncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "cdn_edge_release_sync_seconds",
 			Help: "Time from starting on a site's new release to serving it: manifest, blobs, save, index.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
@@ -289,10 +289,19 @@ type BatchSource interface {
 	FetchBlobs(ctx context.Context, hashes []string, f state.BlobFunc) error
 }
 
-// batchBlobs is how many blobs one batched fetch asks for: enough to make
-// a request's cost small beside its blobs', few enough that Fetchers of
-// them in flight stay a few tens of megabytes.
-const batchBlobs = 64
+// A batched fetch asks for up to batchBlobs blobs of batchBytes in all:
+// enough to make a request's cost small beside its blobs', few enough
+// that Fetchers of them in flight stay a few tens of megabytes, and that
+// big blobs spread over the fetchers.
+const (
+	batchBlobs = 64
+	batchBytes = 4 << 20
+)
+
+// pinFlushBytes is how much a sync fetches between two disk syncs: what a
+// sync killed halfway loses at most, and one sync per 64 MiB instead of
+// one per blob.
+const pinFlushBytes = 64 << 20
 
 // fetchBlobs fetches and pins blobs, Fetchers requests at a time; the
 // first failure stops the rest and pins none of them. The blobs are synced
@@ -304,19 +313,24 @@ func (s *Syncer) fetchBlobs(ctx context.Context, src Source, blobs []push.Blob) 
 	if len(blobs) == 0 {
 		return nil, nil
 	}
-	batch := s.pinned.Batch()
-	defer batch.Abort() // after a failure; a no-op after Commit
+	batch := s.pinned.Batch(pinFlushBytes, func(n int, bytes int64) {
+		s.fetched.Add(float64(n))
+		s.fetchedBytes.Add(float64(bytes))
+	})
+	defer batch.Abort() // drops what a failure left uncommitted
 	kept := &keptBodies{m: map[string][]byte{}, budget: s.cfg.InlineBudget}
 	start := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(s.cfg.Fetchers)
 	bs, batched := src.(BatchSource)
 	for i := 0; i < len(blobs) && gctx.Err() == nil; {
-		group := blobs[i : i+1]
-		if batched {
-			group = blobs[i:min(i+batchBlobs, len(blobs))]
+		n, size := 1, blobs[i].Size
+		for batched && i+n < len(blobs) && n < batchBlobs && size+blobs[i+n].Size <= batchBytes {
+			size += blobs[i+n].Size
+			n++
 		}
-		i += len(group)
+		group := blobs[i : i+n]
+		i += n
 		g.Go(func() error {
 			if batched {
 				err := s.fetchBatch(gctx, bs, batch, kept, group)
@@ -388,8 +402,6 @@ func (s *Syncer) pin(batch *cache.PinBatch, kept *keptBodies, b push.Blob, r io.
 	if body != nil { // verified by Put
 		kept.add(b.Hash, body)
 	}
-	s.fetched.Inc()
-	s.fetchedBytes.Add(float64(size))
 	return nil
 }
 
