@@ -39,8 +39,7 @@ type Client struct {
 	// (uploads of large files take what they take); waits are bounded by
 	// the API.
 	HTTP *http.Client
-	// Uploaders bounds blobs uploaded at once. Default 8: an upload of a
-	// small blob waits on control and NATS more than it works.
+	// Uploaders bounds blobs uploaded at once. Default 4.
 	Uploaders int
 }
 
@@ -188,7 +187,7 @@ func (c *Client) upload(ctx context.Context, site string, scan *Scan, hashes []s
 		done.BytesTotal += sizes[h]
 	}
 	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(cmp.Or(c.Uploaders, 8))
+	g.SetLimit(cmp.Or(c.Uploaders, 4))
 	for _, h := range hashes {
 		if ctx.Err() != nil {
 			break

@@ -141,15 +141,7 @@ func (s *Store) Blob(ctx context.Context, hash string) (BlobInfo, error) {
 // (then r is not read). It returns the blob's size, and ErrBlobMismatch
 // (keeping nothing) when the bytes hash to another name.
 func (s *Store) PutBlob(ctx context.Context, hash string, r io.Reader) (int64, bool, error) {
-	// With the directory in memory, a blob it lacks is not asked of the
-	// store first: the push asked already, and the object store's Put
-	// looks the name up again itself. A blob stored a moment ago that the
-	// directory has not seen yet is stored again, the same bytes.
-	if x := s.blobIndex(); x != nil {
-		if info, ok := x.get(hash); ok {
-			return info.Size, false, nil
-		}
-	} else if info, err := s.Blob(ctx, hash); err == nil {
+	if info, err := s.Blob(ctx, hash); err == nil {
 		return info.Size, false, nil
 	}
 	info, err := s.blobs.Put(ctx, jetstream.ObjectMeta{Name: hash}, r)
