@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	cdnBin = filepath.Join(dir, "cdn")
+	// cdn push keeps its scan cache in the user's cache directory: the
+	// tests' pushes keep theirs here, and it goes with the rest.
+	os.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
 	build := exec.Command("go", "build", "-o", cdnBin, "../cmd/cdn")
 	build.Stderr = os.Stderr
 	if err := build.Run(); err != nil {

@@ -14,22 +14,39 @@ import (
 // worker rather than one per file.
 var copyBuffers = sync.Pool{New: func() any { return new([128 << 10]byte) }}
 
+// scanned is what scanning one file found, with what the scan cache
+// records of it.
+type scanned struct {
+	file File
+	// id is the file's identity before it was read (idOK: known).
+	id   fileID
+	idOK bool
+	// compressed says variants were tried; sniffed is the type the bytes
+	// gave, if they were asked.
+	compressed bool
+	sniffed    string
+}
+
 // scanFile reads j's file once, feeding the hash of its bytes and, for a
 // compressible file, a gzip and a zstd encoder that hash their output: the
 // compressed bytes are named without being kept.
-func scanFile(ctx context.Context, j job, minCompress int64) (File, error) {
+func scanFile(ctx context.Context, j job, minCompress int64) (scanned, error) {
+	var out scanned
 	f, err := os.Open(j.src)
 	if err != nil {
-		return File{}, err
+		return out, err
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return File{}, err
+		return out, err
 	}
 	if !fi.Mode().IsRegular() { // replaced since the walk
-		return File{}, fmt.Errorf("not a regular file but %s", kind(fi.Mode()))
+		return out, fmt.Errorf("not a regular file but %s", kind(fi.Mode()))
 	}
+	// Taken before reading: a change while it is read moves its times past
+	// these, so the next scan reads it again.
+	out.id, out.idOK = statID(fi)
 	var src io.Reader = ctxReader{ctx: ctx, r: f}
 	typ := j.typ
 	if typ == "" {
@@ -39,9 +56,10 @@ func scanFile(ctx context.Context, j job, minCompress int64) (File, error) {
 		head := make([]byte, sniffLen)
 		n, err := io.ReadFull(src, head)
 		if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-			return File{}, fmt.Errorf("read: %w", err)
+			return out, fmt.Errorf("read: %w", err)
 		}
 		typ = sniffType(head[:n])
+		out.sniffed = typ
 		src = io.MultiReader(bytes.NewReader(head[:n]), src)
 	}
 
@@ -49,6 +67,7 @@ func scanFile(ctx context.Context, j job, minCompress int64) (File, error) {
 	dst := []io.Writer{raw}
 	var encs []variant
 	if fi.Size() >= minCompress && compressible(typ) {
+		out.compressed = true
 		for _, c := range Codings {
 			v := variant{coding: c, out: newBlobWriter()}
 			v.enc = getEncoder(c, v.out)
@@ -71,7 +90,7 @@ func scanFile(ctx context.Context, j job, minCompress int64) (File, error) {
 		putEncoder(v.coding, v.enc, err != nil)
 	}
 	if err != nil {
-		return File{}, err
+		return out, err
 	}
 
 	file := File{Blob: raw.Blob(), Type: typ, Header: j.header}
@@ -85,7 +104,8 @@ func scanFile(ctx context.Context, j job, minCompress int64) (File, error) {
 			file.Encoded[v.coding] = b
 		}
 	}
-	return file, nil
+	out.file = file
+	return out, nil
 }
 
 // variant is one content coding being made of a file.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -32,6 +33,11 @@ type ScanOptions struct {
 	// Workers bounds parallel hashing/compression (default
 	// runtime.GOMAXPROCS(0)).
 	Workers int
+	// Cache, when set, is a file that remembers what each file's scan
+	// found, so the next scan reads only the files that changed (see
+	// scancache.go for when a file counts as unchanged). "": every file
+	// is read. DefaultScanCache gives cdn push's.
+	Cache string
 }
 
 func (o ScanOptions) withDefaults() ScanOptions {
@@ -59,6 +65,11 @@ type Scan struct {
 	Sources  map[string]Source
 	Files    int   // files in the manifest
 	Bytes    int64 // sum of the files' sizes (uncompressed)
+	// Unchanged counts the files the scan cache had, not read again.
+	Unchanged int
+	// CacheErr is why the scan cache could not be saved (nil: saved or
+	// not asked for); the scan is good all the same.
+	CacheErr error
 
 	// sizes are the blob sizes by hash, for Open; nil in a Scan not made
 	// by ScanDir, which then searches Manifest.
@@ -83,6 +94,14 @@ func ScanDir(ctx context.Context, dir string, opts ScanOptions) (*Scan, error) {
 }
 
 func scanDir(ctx context.Context, dir string, opts ScanOptions) (*Scan, error) {
+	var cache *scanCache
+	if opts.Cache != "" {
+		cache = loadScanCache(opts.Cache, time.Now())
+	}
+	return scanDirCached(ctx, dir, opts, cache)
+}
+
+func scanDirCached(ctx context.Context, dir string, opts ScanOptions, cache *scanCache) (*Scan, error) {
 	shown, err := filepath.Abs(dir)
 	if err != nil {
 		return nil, err
@@ -112,7 +131,7 @@ func scanDir(ctx context.Context, dir string, opts ScanOptions) (*Scan, error) {
 	if len(w.jobs) == 0 {
 		return nil, fmt.Errorf("%s: %w", shown, ErrNoFiles)
 	}
-	files, err := scanFiles(ctx, w, opts)
+	files, err := scanFiles(ctx, w, opts, cache)
 	if err != nil {
 		return nil, err
 	}
@@ -120,12 +139,17 @@ func scanDir(ctx context.Context, dir string, opts ScanOptions) (*Scan, error) {
 	if err := s.Manifest.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", shown, err)
 	}
+	if cache != nil {
+		s.Unchanged = cache.hits
+		s.CacheErr = cache.save()
+	}
 	return s, nil
 }
 
 // scanFiles hashes and compresses the files of jobs on opts.Workers
-// goroutines; files[i] is jobs[i]'s. The first error stops the rest.
-func scanFiles(ctx context.Context, w *walker, opts ScanOptions) ([]File, error) {
+// goroutines, or takes them from cache (nil: none) when unchanged;
+// files[i] is jobs[i]'s. The first error stops the rest.
+func scanFiles(ctx context.Context, w *walker, opts ScanOptions, cache *scanCache) ([]File, error) {
 	files := make([]File, len(w.jobs))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(opts.Workers)
@@ -134,11 +158,18 @@ func scanFiles(ctx context.Context, w *walker, opts ScanOptions) ([]File, error)
 			break // a job failed or ctx ended: start no more
 		}
 		g.Go(func() error {
-			f, err := scanFile(gctx, j, opts.MinCompress)
+			if f, ok := cache.find(j, opts.MinCompress); ok {
+				files[i] = f
+				return nil
+			}
+			sc, err := scanFile(gctx, j, opts.MinCompress)
 			if err != nil {
 				return w.fail(j.urlPath, withoutPath(err, j.src))
 			}
-			files[i] = f
+			if cache != nil && sc.idOK {
+				cache.add(j, sc.id, sc.file, sc.compressed, sc.sniffed)
+			}
+			files[i] = sc.file
 			return nil
 		})
 	}

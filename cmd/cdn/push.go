@@ -77,6 +77,7 @@ func runPush(ctx context.Context, args []string, stderr io.Writer) error {
 	var env pushEnv
 	var message string
 	var hold, quiet bool
+	var scanCache string
 	var wf waitFlag
 	fs := flag.NewFlagSet("push", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -89,6 +90,7 @@ func runPush(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.BoolVar(&hold, "hold", false, "commit the release without switching the site to it (activate later with cdn rollback --to N)")
 	wf.register(fs, "serve the release")
 	fs.BoolVar(&quiet, "quiet", false, "no progress output")
+	fs.StringVar(&scanCache, "scan-cache", "auto", "file remembering each file's hashes, so only changed files are read again (auto: in the user cache dir; off: read every file)")
 	pos, err := parseInterleaved(fs, args)
 	if err != nil {
 		return err
@@ -105,11 +107,25 @@ func runPush(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	start := time.Now()
-	scan, err := push.ScanDir(ctx, pos[0], push.ScanOptions{})
+	scanOpts := push.ScanOptions{}
+	switch scanCache {
+	case "off", "":
+	case "auto":
+		// No cache directory (no $HOME in a bare CI container): read
+		// every file, as without the cache.
+		scanOpts.Cache, _ = push.DefaultScanCache(pos[0])
+	default:
+		scanOpts.Cache = scanCache
+	}
+	scan, err := push.ScanDir(ctx, pos[0], scanOpts)
 	if err != nil {
 		return exitError{exitPushUsage, err}
 	}
-	fmt.Fprintf(stderr, "scanned %d files (%s) in %s\n", scan.Files, humanize.IBytes(uint64(scan.Bytes)), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(stderr, "scanned %d files (%s) in %s, %d unchanged since the last scan\n", scan.Files, humanize.IBytes(uint64(scan.Bytes)),
+		time.Since(start).Round(time.Millisecond), scan.Unchanged)
+	if scan.CacheErr != nil {
+		fmt.Fprintf(stderr, "warning: %v (the next push reads every file)\n", scan.CacheErr)
+	}
 	opts := push.Options{Message: message, Hold: hold, Wait: wait}
 	if !quiet {
 		opts.Progress = newProgressPrinter(stderr, isTerminal(stderr))

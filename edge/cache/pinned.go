@@ -28,6 +28,9 @@ type Pinned struct {
 	total int64
 
 	corrupt prometheus.Counter
+	// syncFS flushes the file system holding a directory (syncfs(2));
+	// tests replace it to watch the order of syncs and renames.
+	syncFS func(dir string) error
 }
 
 // Errors of Pinned.Put.
@@ -42,7 +45,8 @@ var (
 // maxBytes on disk (0: only by the disk). Unfinished writes of an earlier
 // run are removed.
 func OpenPinned(dir string, maxBytes int64, reg prometheus.Registerer) (*Pinned, error) {
-	p := &Pinned{dir: filepath.Join(dir, "blobs"), tmpDir: filepath.Join(dir, "tmp"), maxBytes: maxBytes, sizes: map[string]int64{}}
+	p := &Pinned{dir: filepath.Join(dir, "blobs"), tmpDir: filepath.Join(dir, "tmp"), maxBytes: maxBytes, sizes: map[string]int64{},
+		syncFS: syncFileSystem}
 	if err := os.RemoveAll(p.tmpDir); err != nil {
 		return nil, fmt.Errorf("pinned: clear unfinished writes: %w", err)
 	}
@@ -121,12 +125,7 @@ func (p *Pinned) Put(hash string, r io.Reader, size int64) error {
 	// Synced before it is renamed into place: a crash must not leave a
 	// name whose bytes never reached the disk.
 	tmp, _, err := writeTempObject(p.tmpDir, "blob-*", meta, true, func(ow io.Writer) error {
-		sum := sha256.New()
-		n, err := io.Copy(io.MultiWriter(ow, sum), io.LimitReader(r, size+1))
-		if err == nil && (n != size || hex.EncodeToString(sum.Sum(nil)) != hash) {
-			err = ErrHashMismatch
-		}
-		return err
+		return copyVerified(ow, r, hash, size)
 	})
 	if err != nil {
 		return fmt.Errorf("pin %s: %w", hash, err)

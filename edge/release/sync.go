@@ -1,6 +1,7 @@
 package release
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -68,6 +69,7 @@ type Syncer struct {
 	fetched, fetchedBytes prometheus.Counter
 	switches              prometheus.Counter
 	syncSeconds           prometheus.Histogram
+	stageSeconds          *prometheus.CounterVec
 	failures              *prometheus.CounterVec
 }
 
@@ -78,16 +80,18 @@ func NewSyncer(cfg Config, pinned *cache.Pinned, reg prometheus.Registerer) *Syn
 	cfg.InlineBudget = cmp.Or(cfg.InlineBudget, 256<<20)
 	s := &Syncer{cfg: cfg, pinned: pinned, want: map[string]state.Live{}, current: map[string]*Index{},
 		previous: map[string]*Index{}, status: map[string]state.SiteRelease{}, wake: make(chan struct{}, 1),
-		fetched:      prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_release_blobs_fetched_total", Help: "Pushed blobs fetched from control and pinned."}),
-		fetchedBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_release_fetched_bytes_total", Help: "Bytes of pushed blobs fetched."}),
+		fetched:      prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_release_blobs_fetched_total", Help: "Pushed blobs fetched from control and pinned (synced to disk)."}),
+		fetchedBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_release_fetched_bytes_total", Help: "Bytes of pushed blobs fetched and pinned."}),
 		switches:     prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_release_switches_total", Help: "Sites switched to another release."}),
 		syncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "cdn_edge_release_sync_seconds",
 			Help: "Time from starting on a site's new release to serving it: manifest, blobs, save, index.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
+		stageSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cdn_edge_release_sync_stage_seconds_total",
+			Help: "Time release syncs spent by stage: manifest, fetch (blobs fetched and verified), pin (their disk sync), save, index."}, []string{"stage"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cdn_edge_release_sync_failures_total",
 			Help: "Release syncs that failed, by reason (disk_full, corrupt, fetch)."}, []string{"reason"}),
 	}
 	if reg != nil {
-		reg.MustRegister(s.fetched, s.fetchedBytes, s.switches, s.syncSeconds, s.failures)
+		reg.MustRegister(s.fetched, s.fetchedBytes, s.switches, s.syncSeconds, s.stageSeconds, s.failures)
 	}
 	return s
 }
@@ -129,7 +133,7 @@ func (s *Syncer) Load() {
 				slog.Uint64("release", sv.Live.Release), slog.Int("missing", len(missing)))
 			continue
 		}
-		s.switchTo(sv.Live, sv.Manifest)
+		s.switchTo(sv.Live, sv.Manifest, nil)
 	}
 }
 
@@ -238,7 +242,8 @@ func (s *Syncer) syncSite(ctx context.Context, src Source, live state.Live) erro
 		// Serving it already; fetch again what was dropped as corrupt.
 		if missing := s.missing(cur.blobs); len(missing) > 0 {
 			s.cfg.Log.Warn("release lost blobs; fetching them again", slog.String("site", live.Site), slog.Int("blobs", len(missing)))
-			return s.fetchBlobs(ctx, src, missing)
+			_, err := s.fetchBlobs(ctx, src, missing)
+			return err
 		}
 		return nil
 	}
@@ -248,13 +253,21 @@ func (s *Syncer) syncSite(ctx context.Context, src Source, live state.Live) erro
 	if err != nil {
 		return err
 	}
-	if err := s.fetchBlobs(ctx, src, s.missing(m.Blobs())); err != nil {
+	s.stage("manifest", start)
+	fetched, err := s.fetchBlobs(ctx, src, s.missing(m.Blobs()))
+	if err != nil {
 		return err
 	}
+	// Saved only once every blob it names is pinned and synced: a crash
+	// never leaves a saved release that lacks one.
+	at := time.Now()
 	if err := s.save(saved{Live: live, Manifest: m}); err != nil {
 		return err
 	}
-	s.switchTo(live, m)
+	s.stage("save", at)
+	at = time.Now()
+	s.switchTo(live, m, fetched)
+	s.stage("index", at)
 	took := time.Since(start)
 	s.syncSeconds.Observe(took.Seconds())
 	s.cfg.Log.Info("release switched", slog.String("site", live.Site), slog.Uint64("release", live.Release), slog.Int("files", len(m.Files)), slog.Duration("took", took))
@@ -270,35 +283,147 @@ func (s *Syncer) fetchManifest(ctx context.Context, src Source, hash string) (*p
 	return push.ReadManifest(r, hash)
 }
 
-// fetchBlobs fetches and pins blobs, Fetchers at a time; the first
-// failure stops the rest.
-func (s *Syncer) fetchBlobs(ctx context.Context, src Source, blobs []push.Blob) error {
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.cfg.Fetchers)
-	for _, b := range blobs {
-		if ctx.Err() != nil {
-			break
-		}
-		g.Go(func() error { return s.fetchBlob(ctx, src, b) })
-	}
-	return g.Wait()
+// BatchSource is a Source that reads many blobs in one request
+// (state.Store does); the syncer uses it when it can.
+type BatchSource interface {
+	FetchBlobs(ctx context.Context, hashes []string, f state.BlobFunc) error
 }
 
-func (s *Syncer) fetchBlob(ctx context.Context, src Source, b push.Blob) error {
+// A batched fetch asks for up to batchBlobs blobs of batchBytes in all:
+// enough to make a request's cost small beside its blobs', few enough
+// that Fetchers of them in flight stay a few tens of megabytes, and that
+// big blobs spread over the fetchers.
+const (
+	batchBlobs = 64
+	batchBytes = 4 << 20
+)
+
+// pinFlushBytes is how much a sync fetches between two disk syncs: what a
+// sync killed halfway loses at most, and one sync per 64 MiB instead of
+// one per blob.
+const pinFlushBytes = 64 << 20
+
+// fetchBlobs fetches and pins blobs, Fetchers requests at a time; the
+// first failure stops the rest and pins none of them. The blobs are synced
+// to disk together once all are verified (cache.PinBatch), before the
+// caller saves a release that names them. It returns the bodies of the
+// small blobs (up to InlineMax each, InlineBudget in all), verified, for
+// the index to hold without reading them back from disk.
+func (s *Syncer) fetchBlobs(ctx context.Context, src Source, blobs []push.Blob) (map[string][]byte, error) {
+	if len(blobs) == 0 {
+		return nil, nil
+	}
+	batch := s.pinned.Batch(pinFlushBytes, func(n int, bytes int64) {
+		s.fetched.Add(float64(n))
+		s.fetchedBytes.Add(float64(bytes))
+	})
+	defer batch.Abort() // drops what a failure left uncommitted
+	kept := &keptBodies{m: map[string][]byte{}, budget: s.cfg.InlineBudget}
+	start := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(s.cfg.Fetchers)
+	bs, batched := src.(BatchSource)
+	for i := 0; i < len(blobs) && gctx.Err() == nil; {
+		n, size := 1, blobs[i].Size
+		for batched && i+n < len(blobs) && n < batchBlobs && size+blobs[i+n].Size <= batchBytes {
+			size += blobs[i+n].Size
+			n++
+		}
+		group := blobs[i : i+n]
+		i += n
+		g.Go(func() error {
+			if batched {
+				err := s.fetchBatch(gctx, bs, batch, kept, group)
+				if !errors.Is(err, state.ErrBatchUnsupported) {
+					return err
+				}
+			}
+			for _, b := range group {
+				if err := s.fetchBlob(gctx, src, batch, kept, b); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // the loop may have stopped early with no fetch failing
+	}
+	s.stage("fetch", start)
+	start = time.Now()
+	if err := batch.Commit(); err != nil {
+		return nil, err
+	}
+	s.stage("pin", start)
+	return kept.m, nil
+}
+
+// fetchBatch fetches group in one batched request.
+func (s *Syncer) fetchBatch(ctx context.Context, bs BatchSource, batch *cache.PinBatch, kept *keptBodies, group []push.Blob) error {
+	want := make(map[string]int64, len(group))
+	hashes := make([]string, len(group))
+	for i, b := range group {
+		hashes[i], want[b.Hash] = b.Hash, b.Size
+	}
+	return bs.FetchBlobs(ctx, hashes, func(hash string, r io.Reader, size int64) error {
+		return s.pin(batch, kept, push.Blob{Hash: hash, Size: want[hash]}, r, size)
+	})
+}
+
+func (s *Syncer) fetchBlob(ctx context.Context, src Source, batch *cache.PinBatch, kept *keptBodies, b push.Blob) error {
 	r, size, err := src.OpenBlob(ctx, b.Hash)
 	if err != nil {
 		return fmt.Errorf("fetch blob %s: %w", b.Hash, err)
 	}
 	defer r.Close()
+	return s.pin(batch, kept, b, r, size)
+}
+
+// pin verifies and writes blob b, read from r (size bytes as stored), to
+// batch, keeping its body if it is small.
+func (s *Syncer) pin(batch *cache.PinBatch, kept *keptBodies, b push.Blob, r io.Reader, size int64) error {
 	if size != b.Size {
 		return fmt.Errorf("fetch blob %s: stored with %d bytes, the manifest says %d", b.Hash, size, b.Size)
 	}
-	if err := s.pinned.Put(b.Hash, r, size); err != nil {
+	var body []byte
+	if size <= s.cfg.InlineMax {
+		var err error
+		if body, err = io.ReadAll(io.LimitReader(r, size+1)); err != nil {
+			return fmt.Errorf("fetch blob %s: %w", b.Hash, err)
+		}
+		r = bytes.NewReader(body)
+	}
+	if err := batch.Put(b.Hash, r, size); err != nil {
 		return err
 	}
-	s.fetched.Inc()
-	s.fetchedBytes.Add(float64(size))
+	if body != nil { // verified by Put
+		kept.add(b.Hash, body)
+	}
 	return nil
+}
+
+// keptBodies are the small blobs a fetch read, verified, by hash.
+type keptBodies struct {
+	mu     sync.Mutex // protects m and budget
+	m      map[string][]byte
+	budget int64
+}
+
+func (k *keptBodies) add(hash string, body []byte) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if int64(len(body)) <= k.budget {
+		k.m[hash] = body
+		k.budget -= int64(len(body))
+	}
+}
+
+// stage records the time since start as spent in one stage of a sync.
+func (s *Syncer) stage(name string, start time.Time) {
+	s.stageSeconds.WithLabelValues(name).Add(time.Since(start).Seconds())
 }
 
 // save keeps a site's release for the next start, whole or not at all.
@@ -331,8 +456,9 @@ func (s *Syncer) save(sv saved) error {
 	return nil
 }
 
-// switchTo builds the index of m and swaps it in.
-func (s *Syncer) switchTo(live state.Live, m *push.Manifest) {
+// switchTo builds the index of m and swaps it in. fetched holds small
+// bodies just fetched and verified (nil: none), used as they are.
+func (s *Syncer) switchTo(live state.Live, m *push.Manifest, fetched map[string][]byte) {
 	budget := s.cfg.InlineBudget
 	// Bodies the serving release holds are taken over, not read again: a
 	// small change to a big site reads only what changed.
@@ -344,6 +470,10 @@ func (s *Syncer) switchTo(live state.Live, m *push.Manifest) {
 			return nil
 		}
 		if body, ok := held[b.Hash]; ok {
+			budget -= b.Size
+			return body
+		}
+		if body, ok := fetched[b.Hash]; ok {
 			budget -= b.Size
 			return body
 		}

@@ -32,6 +32,17 @@ func (x *blobIndex) get(hash string) (BlobInfo, bool) {
 	return b, ok
 }
 
+// all lists the blobs in the index.
+func (x *blobIndex) all() []BlobInfo {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	out := make([]BlobInfo, 0, len(x.blobs))
+	for _, b := range x.blobs {
+		out = append(out, b)
+	}
+	return out
+}
+
 func (x *blobIndex) put(b BlobInfo) {
 	if x == nil {
 		return

@@ -176,8 +176,14 @@ func (s *Store) OpenBlob(ctx context.Context, hash string) (io.ReadCloser, int64
 	return r, int64(info.Size), nil
 }
 
-// Blobs lists every stored blob.
+// Blobs lists every stored blob: from the in-memory directory when the
+// process keeps one (IndexBlobs), which may miss a blob stored a moment
+// ago, else from the store. Listing 16,668 blobs from the store sends
+// each one's record; control's garbage collection lists them every round.
 func (s *Store) Blobs(ctx context.Context) ([]BlobInfo, error) {
+	if x := s.blobIndex(); x != nil {
+		return x.all(), nil
+	}
 	infos, err := s.blobs.List(ctx)
 	if errors.Is(err, jetstream.ErrNoObjectsFound) {
 		return nil, nil
@@ -306,6 +312,13 @@ func (s *Store) WatchLive(ctx context.Context, f func(map[string]Live)) error {
 func (s *Store) ReportReleases(ctx context.Context, r EdgeReleases) error {
 	_, err := put(ctx, s.edgeRel, r.Edge, r)
 	return err
+}
+
+// WatchEdgeReleases calls f with every edge's report (by edge) once the
+// current set is known, and again after every change, until ctx ends or
+// the watch fails. f must not keep the map.
+func (s *Store) WatchEdgeReleases(ctx context.Context, f func(map[string]EdgeReleases)) error {
+	return watchBucket(ctx, s.edgeRel, func(_ string, r EdgeReleases, _ jetstream.KeyValueEntry) EdgeReleases { return r }, f)
 }
 
 // EdgeReleases lists every edge's report.
