@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/selfcdn/cdn/edge/certs"
 	"github.com/selfcdn/cdn/internal/acmetest"
 )
@@ -66,7 +64,7 @@ func TestACMEIssuesFromPebble(t *testing.T) {
 	// certificate on demand instead).
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		ev := certEvents(t, reg)
+		ev := countersByLabel(t, reg, "cdn_edge_cert_events_total", "event")
 		if ev["cert_failed"] > 0 {
 			t.Fatalf("issuance failed (the edge logged why); pebble saw orders %v, challenges %v", p.OrderNames(), p.Challenges())
 		}
@@ -145,29 +143,6 @@ func TestACMEIssuesFromPebble(t *testing.T) {
 		t.Errorf("cdn_edge_tls_unknown_name_total = %v, want 2", v)
 	}
 	t.Logf("issued after %v (challenge %v); whole test %v", issued.Round(time.Millisecond), p.Challenges(), time.Since(start).Round(time.Millisecond))
-}
-
-// certEvents are the edge's cdn_edge_cert_events_total, by event.
-func certEvents(t *testing.T, reg *prometheus.Registry) map[string]float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatalf("gather metrics: %v", err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != "cdn_edge_cert_events_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "event" {
-					out[l.GetValue()] += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return out
 }
 
 // listenLoopback opens a TCP socket on a free loopback port, closed when

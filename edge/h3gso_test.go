@@ -4,8 +4,6 @@ import (
 	"io"
 	"net/http"
 	"testing"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestH3ConnectionsCountGSO checks cdn_edge_http3_connections_total:
@@ -36,7 +34,7 @@ func TestH3ConnectionsCountGSO(t *testing.T) {
 					t.Fatalf("GET over h3: %d HTTP/%d %q", res.StatusCode, res.ProtoMajor, body)
 				}
 			}
-			got := h3ConnsByGSO(t, e.Reg)
+			got := countersByLabel(t, e.Reg, "cdn_edge_http3_connections_total", "gso")
 			if n := got["true"] + got["false"]; n != 1 {
 				t.Errorf("counted %v connections (%v), want 1", n, got)
 			}
@@ -45,27 +43,4 @@ func TestH3ConnectionsCountGSO(t *testing.T) {
 			}
 		})
 	}
-}
-
-// h3ConnsByGSO is cdn_edge_http3_connections_total by its gso label.
-func h3ConnsByGSO(t *testing.T, reg *prometheus.Registry) map[string]float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatalf("gather metrics: %v", err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != "cdn_edge_http3_connections_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "gso" {
-					out[l.GetValue()] += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return out
 }

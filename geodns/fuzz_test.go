@@ -108,6 +108,12 @@ func FuzzParseQuery(f *testing.F) {
 	seed(query("nope.cdn.test.", dns.TypeA, "-"))
 	seed(query("cdn.test.", dns.TypeNS, "-"))
 	seed(query("example.org.", dns.TypeA, ""))
+	withCookie := func(m *dns.Msg, cookie string) *dns.Msg {
+		m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: cookie})
+		return m
+	}
+	seed(withCookie(query("www.cdn.test.", dns.TypeA, "192.0.2.0/24"), "0123456789abcdef"))
+	seed(withCookie(query("www.cdn.test.", dns.TypeA, "-"), "0123456789abcdef00112233445566778899aabbccddeeff"))
 	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 1, 0, 0, 41, 16, 0, 0, 0, 0, 0, 0, 8, 0, 8, 0, 4, 0, 1, 33, 0})
 
 	cached, uncached, reg := cachePair(f, nil)
@@ -149,8 +155,22 @@ func FuzzParseQuery(f *testing.F) {
 			if opt.UDPSize() != q.udpSize || opt.Hdr.Ttl != q.optTTL {
 				t.Fatalf("OPT size %d ttl %x, the library's %d %x", q.udpSize, q.optTTL, opt.UDPSize(), opt.Hdr.Ttl)
 			}
-			if len(opt.Option) != btoi(q.ecs) {
-				t.Fatalf("%d EDNS options, fast path ECS %v", len(opt.Option), q.ecs)
+			var subnets, cookies int
+			for _, o := range opt.Option {
+				switch c := o.(type) {
+				case *dns.EDNS0_SUBNET:
+					subnets++
+				case *dns.EDNS0_COOKIE:
+					if l := len(c.Cookie) / 2; l != 8 && (l < 16 || l > 40) {
+						t.Fatalf("fast path took a cookie of %d bytes", l)
+					}
+					cookies++
+				default:
+					t.Fatalf("fast path took EDNS option %d", o.Option())
+				}
+			}
+			if subnets != btoi(q.ecs) || cookies > 1 {
+				t.Fatalf("%d subnets and %d cookies, fast path ECS %v", subnets, cookies, q.ecs)
 			}
 		}
 		if q.ecs {
