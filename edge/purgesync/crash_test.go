@@ -1,6 +1,7 @@
 package purgesync
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -186,4 +187,61 @@ func withoutBoots(t *testing.T, b []byte) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestDamagedMiddle: a crash of the machine can leave blocks of the log
+// that were never synced unwritten (zeros) inside it. Under another boot
+// the edge opens it and purges every site; under the same boot (no crash
+// of the machine could explain it) the damage is an error, as before.
+func TestDamagedMiddle(t *testing.T) {
+	for _, tt := range []struct {
+		name    string
+		boot    string
+		wantErr bool
+	}{
+		{name: "after a crash of the machine", boot: "boot-2"},
+		{name: "on the same boot", boot: "boot-1", wantErr: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir, log := t.TempDir(), newFakeLog()
+			path := filepath.Join(dir, FileName)
+			f, err := Open(purge.NewTable(0, nil, nil), Config{Edge: "e", Dir: dir, BootID: func() string { return "boot-1" }})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Close() })
+			f.Run(t.Context(), log)
+			log.add("s", purge.Request{URLs: []string{"/x"}})
+			log.add("s", purge.Request{URLs: []string{"/y"}})
+			f.Run(t.Context(), log)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Zeros where the next to last line was, as an unwritten block reads.
+			lines := bytes.SplitAfter(bytes.TrimSuffix(b, []byte("\n")), []byte("\n"))
+			lines[len(lines)-2] = append(make([]byte, len(lines[len(lines)-2])-1), '\n')
+			if err := os.WriteFile(path, bytes.Join(lines, nil), 0o644); err != nil {
+				t.Fatal(err)
+			}
+
+			tbl := purge.NewTable(0, nil, nil)
+			old := tbl.Clock() - 1
+			f2, err := Open(tbl, Config{Edge: "e", Dir: dir, BootID: func() string { return tt.boot }, HasCache: true})
+			if tt.wantErr {
+				if err == nil {
+					f2.Close()
+					t.Fatal("Open of a log damaged in the middle on the same boot succeeded, want an error")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Open after a crash of the machine: %v", err)
+			}
+			t.Cleanup(func() { f2.Close() })
+			if v := tbl.Site("s").Check(old, "http://h/other", nil); v != purge.Gone {
+				t.Errorf("after opening a damaged log under a new boot: Check = %v, want Gone (every site purged)", v)
+			}
+		})
+	}
 }

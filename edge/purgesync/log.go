@@ -16,8 +16,8 @@ import (
 
 // The edge's purge log is a file of JSON lines, one per applied purge,
 // written to the file (so in the kernel, which a killed process cannot
-// lose) before the edge reports the version applied, and fsynced just
-// after, in the background: the fsync left the report's path (issue 25).
+// lose) before the edge reports the version applied, and fsynced within
+// 100 ms, in the background: the fsync left the report's path (issue 25).
 // What only a crash of the machine can lose is covered by the boot
 // records (see Open). A torn last line (a crash mid-write) is dropped on
 // open; the purge it held is applied again from the stream, since the
@@ -78,22 +78,42 @@ type journal struct {
 }
 
 // openJournal reads the log at path (none yet is fine), returning it
-// open for appending and the records it holds, in order.
-func openJournal(path string) (*journal, []record, error) {
-	recs, err := readRecords(path)
-	if err != nil {
-		return nil, nil, err
+// open for appending and the records it holds, in order. A log damaged
+// in the middle is an error, unless it was last opened under another boot
+// than boot: a crash of the machine can leave unsynced blocks unwritten
+// inside the file, and the caller purges every site then anyway. damaged
+// says the records after the damage were dropped.
+func openJournal(path, boot string) (j *journal, recs []record, damaged bool, err error) {
+	recs, err = readRecords(path)
+	if errors.Is(err, errDamaged) && lastBoot(recs) != "" && lastBoot(recs) != boot {
+		damaged, err = true, nil
 	}
-	j := &journal{path: path, live: compact(recs), items: map[string]int{}}
+	if err != nil {
+		return nil, nil, false, err
+	}
+	j = &journal{path: path, live: compact(recs), items: map[string]int{}}
 	j.syncMu.Lock()
 	defer j.syncMu.Unlock()
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if err := j.rewrite(); err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
-	return j, recs, nil
+	return j, recs, damaged, nil
 }
+
+// lastBoot is the boot ID of the last start recs record.
+func lastBoot(recs []record) string {
+	for _, r := range slices.Backward(recs) {
+		if r.Boot != "" {
+			return r.Boot
+		}
+	}
+	return ""
+}
+
+// errDamaged is a record that does not parse with records after it.
+var errDamaged = errors.New("a damaged record in the middle")
 
 func readRecords(path string) ([]record, error) {
 	b, err := os.ReadFile(path)
@@ -112,7 +132,7 @@ func readRecords(path string) ([]record, error) {
 			if !complete || len(bytes.TrimSpace(b)) == 0 {
 				break // the torn tail of a crash: its purge comes again
 			}
-			return nil, fmt.Errorf("purge log %s: a damaged record in the middle: %w", path, err)
+			return recs, fmt.Errorf("purge log %s: %w: %w", path, errDamaged, err)
 		}
 		recs = append(recs, r)
 	}

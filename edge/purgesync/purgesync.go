@@ -91,16 +91,16 @@ func Open(table *purge.Table, cfg Config) (*Follower, error) {
 	if cfg.Dir == "" {
 		return f, nil
 	}
-	j, recs, err := openJournal(filepath.Join(cfg.Dir, FileName))
+	if cfg.BootID == nil {
+		cfg.BootID = bootID
+	}
+	boot := cfg.BootID()
+	j, recs, damaged, err := openJournal(filepath.Join(cfg.Dir, FileName), boot)
 	if err != nil {
 		return nil, err
 	}
 	f.j = j
-	lastBoot := ""
 	for _, r := range recs {
-		if r.Boot != "" {
-			lastBoot = r.Boot
-		}
 		switch {
 		case r.Floor:
 			table.RestoreFloor(r.Clock)
@@ -112,10 +112,6 @@ func Open(table *purge.Table, cfg Config) (*Follower, error) {
 			f.stream = r.Stream
 		}
 	}
-	if cfg.BootID == nil {
-		cfg.BootID = bootID
-	}
-	boot := cfg.BootID()
 	switch {
 	case len(recs) == 0 && cfg.HasCache:
 		f.log.Warn("cached objects but no purge log: purging every site")
@@ -123,7 +119,7 @@ func Open(table *purge.Table, cfg Config) (*Follower, error) {
 			j.close()
 			return nil, err
 		}
-	case len(recs) > 0 && !recs[len(recs)-1].Clean && lastBoot != "" && lastBoot != boot:
+	case len(recs) > 0 && (damaged || !recs[len(recs)-1].Clean) && lastBoot(recs) != "" && lastBoot(recs) != boot:
 		// The machine went down while the edge ran: purges it reported
 		// applied may have been in the kernel only, and are gone from
 		// the log. (A log with no boot record was written by an edge
@@ -340,8 +336,16 @@ func (f *Follower) sync(ctx context.Context, src Source) error {
 	return nil
 }
 
-// syncLoop fsyncs the log each time sync writes to it, until ctx ends
-// (and once more then). fsyncs that come while one runs are one fsync.
+// syncGather is how long the syncer lets writes gather before an fsync.
+// The fsync decides nothing: a killed edge keeps what it wrote without
+// one, and a crashed machine purges every site whatever was synced (Open).
+// It keeps the log's file whole on disk for a clean start, so it may come
+// late and cover many purges: one per purge cost more CPU than the
+// purge's application (issue 25).
+const syncGather = 100 * time.Millisecond
+
+// syncLoop fsyncs the log after sync writes to it, syncGather later,
+// until ctx ends (and once more then).
 func (f *Follower) syncLoop(ctx context.Context) {
 	if f.j == nil {
 		return
@@ -352,8 +356,12 @@ func (f *Follower) syncLoop(ctx context.Context) {
 			f.syncNow()
 			return
 		case <-f.kick:
-			f.syncNow()
 		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(syncGather):
+		}
+		f.syncNow()
 	}
 }
 
