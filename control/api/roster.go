@@ -1,6 +1,7 @@
 package api
 
 import (
+	"maps"
 	"sync"
 
 	"github.com/selfcdn/cdn/internal/state"
@@ -56,9 +57,7 @@ func (r *Roster) SetStatuses(statuses map[string]state.EdgeStatus) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	clear(r.statuses)
-	for name, st := range statuses {
-		r.statuses[name] = st
-	}
+	maps.Copy(r.statuses, statuses)
 	r.statusesLive = true
 	r.notify()
 }
