@@ -74,6 +74,9 @@ bench-purge: ## purge propagation to 16 edges (p50/p99 over 1000), throughput un
 	$(GO) test ./edge/ -run '^$$' -bench TagPurgeMillion -benchtime 20x
 	$(GO) test ./purge/ -run '^$$' -bench Check -benchmem
 
+bench-purge-compare: ## purge propagation and throughput of BASE (default dd0d285) and this tree, interleaved, 3 runs each
+	scripts/bench-purge-compare.sh
+
 bench-disk-start: ## restart time and index memory with 1,000,000 objects on disk (~4 GiB of files)
 	$(GO) test ./edge/cache/ -run '^$$' -bench OpenDisk -benchtime 5x -timeout 30m -args -disk-objects 1000000
 

@@ -177,6 +177,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	progress := api.NewProgress()
 	a := api.New(store, progress, s.log, s.now, s.cfg.MaxBodyBytes, s.cfg.Releases.MaxBlobBytes)
+	a.Roster = api.NewRoster()
 	if auth != nil {
 		issuer := &edgeCreds{auth: auth, url: joined, opts: systemLink(sysCreds, natsCfg.CA), log: s.log}
 		defer issuer.close()
@@ -195,6 +196,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	wg.Go(func() { checks.run(ctx) })
 	wg.Go(func() { checks.watchNames(ctx) })
 	wg.Go(func() { s.watchPurgeReports(ctx, store, progress) })
+	wg.Go(func() {
+		s.watchAgain(ctx, "watching the edge registry", a.Roster.LostEdges, func() error { return store.WatchEdges(ctx, a.Roster.SetEdges) })
+	})
+	wg.Go(func() {
+		s.watchAgain(ctx, "watching edge verdicts", a.Roster.LostStatuses, func() error { return store.WatchEdgeStatuses(ctx, a.Roster.SetStatuses) })
+	})
 	wg.Go(func() { dash.Run(ctx, store, conn) })
 	wg.Go(func() { s.collectReleases(ctx, store) })
 	wg.Go(func() {
@@ -228,6 +235,24 @@ func (s *Server) watchPurgeReports(ctx context.Context, store *state.Store, prog
 			return
 		}
 		s.log.Warn("watching purge reports failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// watchAgain runs watch until ctx ends, calling lost and running it
+// again a second after each failure.
+func (s *Server) watchAgain(ctx context.Context, what string, lost func(), watch func() error) {
+	for {
+		err := watch()
+		lost()
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn(what+" failed; retrying", "err", err)
 		select {
 		case <-ctx.Done():
 			return

@@ -56,6 +56,9 @@ type API struct {
 	routes    []string // "METHOD /path", as openapi.yaml lists them
 	// progress is the edges' purge reports, for ?wait.
 	progress *Progress
+	// Roster is the watched registry and verdicts that waits count edges
+	// from; nil (or not live) lists the buckets at each wait.
+	Roster *Roster
 	// Creds mints and revokes edges' NATS users; nil: this process
 	// holds no authority (POST /v1/edges/{edge}/creds answers 501).
 	Creds EdgeCreds

@@ -173,6 +173,7 @@ func (a *API) purgeStatus(w http.ResponseWriter, r *http.Request) error {
 // fail every deploy, and it catches up (or purges its sites) when it
 // returns. With no edge counted it waits on, for one to register.
 func (a *API) waitApplied(ctx context.Context, st *purge.Status, wait time.Duration) error {
+	roster := a.Roster.changes()
 	edges, err := a.census(ctx, nil)
 	if err != nil {
 		return err
@@ -189,8 +190,16 @@ func (a *API) waitApplied(ctx context.Context, st *purge.Status, wait time.Durat
 		}
 		select {
 		case <-changed:
+		case <-roster:
+			// An edge judged, drained or deleted: a dead edge stops
+			// holding the wait as soon as control judges it down.
+			roster = a.Roster.changes()
+			if e, err := a.census(ctx, edges); err == nil {
+				edges = e
+			}
 		case <-refresh.C:
-			// Edges registered, judged, drained or deleted meanwhile.
+			// Edges registered, judged, drained or deleted meanwhile
+			// (when no live roster says so at once).
 			if e, err := a.census(ctx, edges); err == nil {
 				edges = e
 			}

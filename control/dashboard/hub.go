@@ -123,6 +123,14 @@ func (h *hub) run(ctx context.Context, store Store, nc *nats.Conn) {
 			h.publish()
 			return
 		case <-kick:
+			// Reports come one per edge for each purge: gather them
+			// into one snapshot. Without the pause the hub rebuilt its
+			// snapshot back to back under a stream of waited-for
+			// purges, a core's twentieth (issue 25).
+			select {
+			case <-time.After(kickGather):
+			case <-ctx.Done():
+			}
 		case <-t.C:
 			h.poll(ctx, store, nc)
 		}
@@ -134,6 +142,10 @@ func (h *hub) set(f func()) {
 	defer h.mu.Unlock()
 	f()
 }
+
+// kickGather is how long a change waits for others before the snapshot
+// that shows them: short enough to look immediate.
+const kickGather = 50 * time.Millisecond
 
 // recentPurges is how many of the newest purges the page shows.
 const recentPurges = 10

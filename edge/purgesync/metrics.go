@@ -14,7 +14,7 @@ type metrics struct {
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		version: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "cdn_edge_purge_applied_version", Help: "Last purge version applied and made durable.",
+			Name: "cdn_edge_purge_applied_version", Help: "Last purge version applied and written to the purge log (fsynced within 100 ms).",
 		}),
 		rules: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "cdn_edge_purge_rules", Help: "Purge rules held (URLs, prefixes, tags since each site's last whole-site purge).",

@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"path/filepath"
 	"strconv"
@@ -42,6 +43,10 @@ type Config struct {
 	Registry prometheus.Registerer
 	// Now is the clock; nil is time.Now.
 	Now func() time.Time
+	// BootID returns the machine's boot ID; nil reads Linux's, or makes
+	// one up per process where there is none (so every unclean stop
+	// counts as a crash of the machine). Tests set it.
+	BootID func() string
 	// MaxLogItems bounds the URLs, prefixes and tags the purge log holds
 	// for one site since its last whole-site purge, repeats included; a
 	// purge past it is applied as a whole-site purge, which empties the
@@ -57,9 +62,15 @@ type Follower struct {
 	j       *journal // nil: no log kept
 	stream  string   // the stream's identity; "" before the first contact
 	applied atomic.Uint64
-	// durable is the last version the purge log holds on disk; reported
-	// the last one the source took a report of.
-	durable, reported atomic.Uint64
+	// written is the last version the purge log's file holds (in the
+	// kernel: a killed edge keeps it), durable the last one fsynced, and
+	// reported the last one the source took a report of.
+	written, durable, reported atomic.Uint64
+	// kick wakes the syncer to fsync what was written.
+	kick chan struct{}
+	// syncErr is the syncer's last failure, which stops Run: the log on
+	// disk may lack what it holds in the kernel.
+	syncErr atomic.Pointer[error]
 	// caughtUp is set once the edge has applied every purge the log held
 	// when it first connected.
 	caughtUp atomic.Bool
@@ -73,14 +84,18 @@ func Open(table *purge.Table, cfg Config) (*Follower, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	f := &Follower{cfg: cfg, table: table, log: cfg.Logger, m: newMetrics(cfg.Registry)}
+	f := &Follower{cfg: cfg, table: table, log: cfg.Logger, m: newMetrics(cfg.Registry), kick: make(chan struct{}, 1)}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Dir == "" {
 		return f, nil
 	}
-	j, recs, err := openJournal(filepath.Join(cfg.Dir, FileName))
+	if cfg.BootID == nil {
+		cfg.BootID = bootID
+	}
+	boot := cfg.BootID()
+	j, recs, damaged, err := openJournal(filepath.Join(cfg.Dir, FileName), boot)
 	if err != nil {
 		return nil, err
 	}
@@ -97,13 +112,34 @@ func Open(table *purge.Table, cfg Config) (*Follower, error) {
 			f.stream = r.Stream
 		}
 	}
-	if len(recs) == 0 && cfg.HasCache {
+	switch {
+	case len(recs) == 0 && cfg.HasCache:
 		f.log.Warn("cached objects but no purge log: purging every site")
 		if err := f.floor(0, ""); err != nil {
 			j.close()
 			return nil, err
 		}
+	case len(recs) > 0 && (damaged || !recs[len(recs)-1].Clean) && lastBoot(recs) != "" && lastBoot(recs) != boot:
+		// The machine went down while the edge ran: purges it reported
+		// applied may have been in the kernel only, and are gone from
+		// the log. (A log with no boot record was written by an edge
+		// that fsynced before reporting, and lost nothing.)
+		f.log.Warn("the machine restarted under the edge: purging every site", "version", f.applied.Load())
+		if err := f.floor(f.applied.Load(), ""); err != nil {
+			j.close()
+			return nil, err
+		}
 	}
+	if err := f.write(record{Version: f.applied.Load(), Boot: boot}); err != nil {
+		j.close()
+		return nil, err
+	}
+	if err := j.sync(); err != nil {
+		j.close()
+		return nil, err
+	}
+	f.written.Store(f.applied.Load())
+	f.durable.Store(f.applied.Load())
 	f.m.version.Set(float64(f.applied.Load()))
 	f.m.rules.Set(float64(table.Rules()))
 	return f, nil
@@ -117,12 +153,23 @@ func (f *Follower) CaughtUp() bool { return f.caughtUp.Load() }
 // Applied is the last version applied.
 func (f *Follower) Applied() uint64 { return f.applied.Load() }
 
-// Close closes the purge log.
+// Close makes the purge log durable, marks it closed cleanly and closes
+// it. Run must have returned.
 func (f *Follower) Close() error {
 	if f.j == nil {
 		return nil
 	}
-	return f.j.close()
+	err := f.j.sync()
+	if err == nil {
+		err = f.write(record{Version: f.applied.Load(), Clean: true})
+	}
+	if err == nil {
+		err = f.j.sync()
+	}
+	if errors.Is(err, errClosed) {
+		err = nil // closed before
+	}
+	return errors.Join(err, f.j.close())
 }
 
 // Run follows the log from where the edge left it until ctx ends or the
@@ -164,8 +211,12 @@ func (f *Follower) Run(ctx context.Context, src Source) error {
 	defer wg.Wait()
 	defer stopReports()
 	wg.Go(func() { f.reportLoop(reports, src) })
+	wg.Go(func() { f.syncLoop(reports) })
 	pendingSync := 0
 	return src.FollowPurges(ctx, f.applied.Load()+1, func(p state.Purge, pending uint64) error {
+		if err := f.syncErr.Load(); err != nil {
+			return *err
+		}
 		applied := f.applied.Load()
 		if p.Version <= applied {
 			return nil // delivered again after a reconnect
@@ -201,7 +252,7 @@ func (f *Follower) apply(p state.Purge) error {
 		f.log.Error("unreadable purge: purging its site whole", "version", p.Version, "site", p.Site, "err", err)
 		req = &purge.Request{All: true}
 	}
-	if f.j != nil && !req.All && f.j.items[p.Site]+reqItems(req) > cmp.Or(f.cfg.MaxLogItems, 100_000) {
+	if f.j != nil && !req.All && f.j.siteItems(p.Site)+reqItems(req) > cmp.Or(f.cfg.MaxLogItems, 100_000) {
 		// The table may hold few rules (the same URLs purged again and
 		// again) while the log holds every purge: bound the log too.
 		f.log.Warn("site's purge log holds too many items: purged whole", "site", p.Site, "version", p.Version)
@@ -246,7 +297,12 @@ func (f *Follower) floor(v uint64, stream string) error {
 	if f.j == nil {
 		return nil
 	}
-	return f.j.sync()
+	if err := f.j.sync(); err != nil {
+		return err
+	}
+	f.written.Store(v)
+	f.durable.Store(v)
+	return nil
 }
 
 func (f *Follower) write(r record) error {
@@ -256,21 +312,71 @@ func (f *Follower) write(r record) error {
 	return f.j.append(r)
 }
 
-// sync makes the applied purges durable, then reports them.
+// sync writes the applied purges to the log's file, reports them, and
+// has the syncer fsync them. A killed edge loses nothing written; a
+// crashed machine can, and the edge then purges every site when it comes
+// back (Open).
 func (f *Follower) sync(ctx context.Context, src Source) error {
 	if f.j != nil {
-		if err := f.j.sync(); err != nil {
-			// Not reported applied while not durable: a crash now would
-			// come back without them and apply them again.
+		if err := f.j.flush(); err != nil {
+			// Not reported applied while not written: a crash now
+			// would come back without them and apply them again.
 			return err
 		}
 	}
 	v := f.applied.Load()
-	f.durable.Store(v)
+	f.written.Store(v)
 	f.m.version.Set(float64(v))
 	f.m.rules.Set(float64(f.table.Rules()))
 	f.report(ctx, src, v)
+	select {
+	case f.kick <- struct{}{}:
+	default: // the syncer has a kick pending, which covers v too
+	}
 	return nil
+}
+
+// syncGather is how long the syncer lets writes gather before an fsync.
+// The fsync decides nothing: a killed edge keeps what it wrote without
+// one, and a crashed machine purges every site whatever was synced (Open).
+// It keeps the log's file whole on disk for a clean start, so it may come
+// late and cover many purges: one per purge cost more CPU than the
+// purge's application (issue 25).
+const syncGather = 100 * time.Millisecond
+
+// syncLoop fsyncs the log after sync writes to it, syncGather later,
+// until ctx ends (and once more then).
+func (f *Follower) syncLoop(ctx context.Context) {
+	if f.j == nil {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			f.syncNow()
+			return
+		case <-f.kick:
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(syncGather):
+		}
+		f.syncNow()
+	}
+}
+
+func (f *Follower) syncNow() {
+	v := f.written.Load()
+	if v <= f.durable.Load() {
+		return
+	}
+	if err := f.j.sync(); err != nil {
+		f.log.Error("purge log not durable", "version", v, "err", err)
+		f.syncErr.Store(&err)
+		return
+	}
+	f.syncErr.Store(nil)
+	f.durable.Store(v)
 }
 
 func (f *Follower) report(ctx context.Context, src Source, v uint64) {
@@ -298,7 +404,7 @@ func (f *Follower) reportLoop(ctx context.Context, src Source) {
 			return
 		case <-t.C:
 		}
-		if v := f.durable.Load(); v > f.reported.Load() {
+		if v := f.written.Load(); v > f.reported.Load() {
 			f.report(ctx, src, v)
 		}
 	}

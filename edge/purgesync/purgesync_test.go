@@ -235,8 +235,8 @@ func TestCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	live := compact(recs)
-	if len(live) > 4 {
-		t.Errorf("compacted log holds %d records, want the stream mark, the whole-site purge and the one after", len(live))
+	if len(live) > 5 {
+		t.Errorf("compacted log holds %d records, want the start and stream marks, the whole-site purge, the one after and the clean close", len(live))
 	}
 	f2, tbl := open(t, dir, true)
 	if f2.Applied() != 52 || tbl.Rules() != 1 {
