@@ -71,7 +71,7 @@ type AnswerConfig struct {
 	// CacheBytes bounds the memory of packed UDP responses kept for
 	// reuse (emptied whenever edges, health or hosts change; entries
 	// evicted at random when full). 0 turns the cache off. Default 16 MiB.
-	CacheBytes int64 `yaml:"cache_bytes"`
+	CacheBytes config.Size `yaml:"cache_bytes"`
 }
 
 // GeoConfig places clients.

@@ -109,7 +109,7 @@ func trimWildcard(h string) string {
 // setTable swaps in t, with an empty answer cache, and updates the
 // gauges that describe it.
 func (s *Server) setTable(t *table) {
-	t.answers = newAnswerCache(s.cfg.Answer.CacheBytes)
+	t.answers = newAnswerCache(int64(s.cfg.Answer.CacheBytes))
 	s.table.Store(t)
 	for state, n := range map[string]int{"healthy": t.healthy, "down": t.down, "draining": t.draining, "unknown": t.unknown} {
 		s.metrics.edges.WithLabelValues(state).Set(float64(n))
