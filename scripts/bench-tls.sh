@@ -43,19 +43,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# The objects, cacheable for an hour.
-mkdir -p "$work/site"
-head -c 1024 /dev/urandom >"$work/site/1k.bin"
-head -c 65536 /dev/urandom >"$work/site/64k.bin"
-head -c 1048576 /dev/urandom >"$work/site/1m.bin"
-printf '/*\n  Cache-Control: public, max-age=3600\n' >"$work/site/_headers"
-bin/cdn origin --dir "$work/site" --listen "$ORIGIN" --log-level warn &
-pids+=($!)
-
-# One certificate for both servers.
-openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -keyout "$work/key.pem" -out "$work/cert.pem" -subj /CN=bench.test \
-    -addext "subjectAltName=DNS:bench.test,IP:127.0.0.1" 2>/dev/null
+# The objects behind a `cdn origin`, and one certificate for every server.
+. scripts/tls-fixture.sh
 
 mkdir -p "$work/nginx/cache"
 cat >"$work/nginx.conf" <<EOF
