@@ -17,23 +17,10 @@ import (
 // the client's UDP size, and holds answers only for our zones or for
 // success.
 func FuzzServeDNS(f *testing.F) {
-	seed := func(m *dns.Msg) {
-		b, err := m.Pack()
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, b := range seedQueries(f) {
 		f.Add(b, false)
 		f.Add(b, true)
 	}
-	seed(query("www.cdn.test.", dns.TypeA, ""))
-	seed(query("WWW.cdn.test.", dns.TypeAAAA, "192.0.2.0/24"))
-	seed(query("alias.cdn.test.", dns.TypeA, "2001:db8::/48"))
-	seed(query("big.cdn.test.", dns.TypeTXT, "-"))
-	seed(query("nope.cdn.test.", dns.TypeA, "-"))
-	seed(query("cdn.test.", dns.TypeANY, ""))
-	seed(query("cdn.test.", dns.TypeNS, "-"))
-	seed(query("example.org.", dns.TypeA, ""))
-	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 1, 0, 0, 41, 16, 0, 0, 0, 0, 0, 0, 8, 0, 8, 0, 4, 0, 1, 33, 0}, false)
 
 	s, err := New(testConfig(f), Deps{})
 	if err != nil {
@@ -92,29 +79,9 @@ func FuzzServeDNS(f *testing.F) {
 // cache gives for it, on a second asking with another ID, is the answer
 // built without a cache.
 func FuzzParseQuery(f *testing.F) {
-	seed := func(m *dns.Msg) {
-		b, err := m.Pack()
-		if err != nil {
-			f.Fatal(err)
-		}
+	for _, b := range seedQueries(f) {
 		f.Add(b)
 	}
-	seed(query("www.cdn.test.", dns.TypeA, ""))
-	seed(query("WWW.cdn.test.", dns.TypeAAAA, "192.0.2.0/24"))
-	seed(query("alias.cdn.test.", dns.TypeA, "2001:db8::/48"))
-	seed(query("www.cdn.test.", dns.TypeA, "198.51.100.0/23"))
-	seed(query("www.cdn.test.", dns.TypeA, "0.0.0.0/0"))
-	seed(query("big.cdn.test.", dns.TypeTXT, "-"))
-	seed(query("nope.cdn.test.", dns.TypeA, "-"))
-	seed(query("cdn.test.", dns.TypeNS, "-"))
-	seed(query("example.org.", dns.TypeA, ""))
-	withCookie := func(m *dns.Msg, cookie string) *dns.Msg {
-		m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: cookie})
-		return m
-	}
-	seed(withCookie(query("www.cdn.test.", dns.TypeA, "192.0.2.0/24"), "0123456789abcdef"))
-	seed(withCookie(query("www.cdn.test.", dns.TypeA, "-"), "0123456789abcdef00112233445566778899aabbccddeeff"))
-	f.Add([]byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 1, 0, 0, 41, 16, 0, 0, 0, 0, 0, 0, 8, 0, 8, 0, 4, 0, 1, 33, 0})
 
 	cached, uncached, reg := cachePair(f, nil)
 	src := netip.MustParseAddr("127.0.0.1")
@@ -206,4 +173,36 @@ func btoi(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// seedQueries are the fuzz targets' seeds: queries of every shape the
+// server answers, packed, and one hand-made packet (ECS with a prefix
+// longer than its address bytes).
+func seedQueries(f *testing.F) [][]byte {
+	withCookie := func(m *dns.Msg, cookie string) *dns.Msg {
+		m.IsEdns0().Option = append(m.IsEdns0().Option, &dns.EDNS0_COOKIE{Code: dns.EDNS0COOKIE, Cookie: cookie})
+		return m
+	}
+	var out [][]byte
+	for _, m := range []*dns.Msg{
+		query("www.cdn.test.", dns.TypeA, ""),
+		query("WWW.cdn.test.", dns.TypeAAAA, "192.0.2.0/24"),
+		query("alias.cdn.test.", dns.TypeA, "2001:db8::/48"),
+		query("www.cdn.test.", dns.TypeA, "198.51.100.0/23"),
+		query("www.cdn.test.", dns.TypeA, "0.0.0.0/0"),
+		query("big.cdn.test.", dns.TypeTXT, "-"),
+		query("nope.cdn.test.", dns.TypeA, "-"),
+		query("cdn.test.", dns.TypeANY, ""),
+		query("cdn.test.", dns.TypeNS, "-"),
+		query("example.org.", dns.TypeA, ""),
+		withCookie(query("www.cdn.test.", dns.TypeA, "192.0.2.0/24"), "0123456789abcdef"),
+		withCookie(query("www.cdn.test.", dns.TypeA, "-"), "0123456789abcdef00112233445566778899aabbccddeeff"),
+	} {
+		b, err := m.Pack()
+		if err != nil {
+			f.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return append(out, []byte{0, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 1, 0, 0, 1, 0, 1, 0, 0, 41, 16, 0, 0, 0, 0, 0, 0, 8, 0, 8, 0, 4, 0, 1, 33, 0})
 }
