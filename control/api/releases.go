@@ -215,13 +215,13 @@ func (a *API) createRelease(w http.ResponseWriter, r *http.Request) error {
 	}
 	a.log.Info("release committed", "site", site, "release", rel.Number, "files", rel.Files, "bytes", rel.Bytes)
 	w.Header().Set("Location", "/v1/sites/"+site+"/releases/"+strconv.FormatUint(rel.Number, 10))
-	return a.answerRelease(w, r, rel, wait, http.StatusCreated)
+	return a.answerRelease(w, r, rel, wait, http.StatusCreated, c.Activate == nil || *c.Activate)
 }
 
 // answerRelease writes rel's status, after waiting up to wait for the
-// edges to serve it.
-func (a *API) answerRelease(w http.ResponseWriter, r *http.Request, rel state.Release, wait time.Duration, status int) error {
-	st, err := a.waitRelease(r.Context(), rel, wait)
+// edges to serve it. activated says this request just made rel live.
+func (a *API) answerRelease(w http.ResponseWriter, r *http.Request, rel state.Release, wait time.Duration, status int, activated bool) error {
+	st, err := a.waitRelease(r.Context(), rel, wait, activated)
 	if err != nil {
 		return err
 	}
@@ -272,7 +272,7 @@ func (a *API) releaseStatus(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return a.answerRelease(w, r, rel, wait, http.StatusOK)
+	return a.answerRelease(w, r, rel, wait, http.StatusOK, false)
 }
 
 // activate switches a site to one of its releases: a deploy held back, or
@@ -300,7 +300,7 @@ func (a *API) activate(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	a.log.Info("release activated", "site", rel.Site, "release", rel.Number)
-	return a.answerRelease(w, r, rel, wait, http.StatusOK)
+	return a.answerRelease(w, r, rel, wait, http.StatusOK, true)
 }
 
 // gone is a request for something that was collected (410).
@@ -371,7 +371,12 @@ func (a *API) watchReports(ctx context.Context) (changed <-chan struct{}, stop f
 // complete, or for every pending edge to have failed. It counts the edges
 // a purge wait counts (see census): down and draining ones are listed but
 // not waited for; with none counted it waits on, for one to register.
-func (a *API) waitRelease(ctx context.Context, rel state.Release, wait time.Duration) (push.Status, error) {
+// A release that is not live ends the wait, unless this request just made
+// it live (activated): a read of the live key may come from a replica that
+// has not applied that write yet (KV gets go to any replica), and a push
+// whose wait ended on such a read said "not served" for a release that
+// every edge switched to a moment later (test-regions, a NATS node down).
+func (a *API) waitRelease(ctx context.Context, rel state.Release, wait time.Duration, activated bool) (push.Status, error) {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	changed, stop := a.watchReports(ctx)
@@ -384,7 +389,7 @@ func (a *API) waitRelease(ctx context.Context, rel state.Release, wait time.Dura
 			return push.Status{}, err
 		}
 		st, err := a.releaseState(context.WithoutCancel(ctx), rel, edges)
-		if err != nil || st.Complete || !st.Live || len(st.Failed) == len(st.Pending) && len(st.Failed) > 0 {
+		if err != nil || st.Complete || !st.Live && !activated || len(st.Failed) == len(st.Pending) && len(st.Failed) > 0 {
 			return st, err
 		}
 		select {

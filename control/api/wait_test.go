@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -246,5 +248,59 @@ func TestCensusMissedListing(t *testing.T) {
 	}
 	if got["judged"] != (verdict{health: state.HealthUp}) || got["seen"] != (verdict{health: state.HealthUnknown}) {
 		t.Errorf("census verdicts = %v, want judged up, seen unknown", got)
+	}
+}
+
+// laggingLive reads the live key as a replica that has not applied the
+// last writes would: not found, for its first misses reads.
+type laggingLive struct {
+	*state.Store
+	misses *atomic.Int32
+}
+
+func (s laggingLive) Live(ctx context.Context, site string) (state.Live, error) {
+	if s.misses.Add(-1) >= 0 {
+		return state.Live{}, state.ErrNotFound
+	}
+	return s.Store.Live(ctx, site)
+}
+
+// TestReleaseWaitLaggingLive: a push's wait does not end on a read of the
+// live key that lags the push's own activation (it said "not served" for
+// a release every edge switched to a moment later); a held release, never
+// made live, still ends the wait at once.
+func TestReleaseWaitLaggingLive(t *testing.T) {
+	blob := []byte("pushed")
+	b := push.Blob{Hash: push.HashOf(blob), Size: int64(len(blob))}
+	ta := startAPI(t)
+	admin := ta.token(t, 0, ScopeAdmin)
+	ta.do(t, "POST", "/v1/sites", admin, siteA)
+	ta.setUp(t, []waitEdge{{name: "e1", registered: true, health: state.HealthUp}})
+	misses := new(atomic.Int32)
+	h := httptest.NewServer(New(laggingLive{ta.store, misses}, ta.progress, slog.New(slog.DiscardHandler), func() time.Time { return *ta.clock }, 4096, 1<<20))
+	t.Cleanup(h.Close)
+	ta.url = h.URL
+	if code, v := ta.do(t, "PUT", "/v1/sites/a/blobs/"+b.Hash, admin, string(blob)); code != 201 {
+		t.Fatalf("blob: %d %v", code, v)
+	}
+
+	misses.Store(3)
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		r := state.EdgeReleases{Edge: "e1", Sites: map[string]state.SiteRelease{"a": {Wanted: 1, Serving: 1}}}
+		if err := ta.store.ReportReleases(context.Background(), r); err != nil {
+			t.Error(err)
+		}
+	}()
+	code, v := ta.do(t, "POST", "/v1/sites/a/releases?wait=10s", admin, commitBody("/a.txt", b))
+	if code != 201 || v["complete"] != true {
+		t.Fatalf("commit with a lagging live key: %d, complete %v, live %v, pending %v; want 201 and complete once e1 serves it", code, v["complete"], v["live"], v["pending"])
+	}
+
+	held := strings.Replace(commitBody("/a.txt", b), "{", `{"activate":false,`, 1)
+	start := time.Now()
+	code, v = ta.do(t, "POST", "/v1/sites/a/releases?wait=10s", admin, held)
+	if code != 201 || v["live"] != false || time.Since(start) > 5*time.Second {
+		t.Fatalf("held release: %d, live %v after %v; want 201, not live, at once", code, v["live"], time.Since(start))
 	}
 }
