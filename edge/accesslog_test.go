@@ -10,10 +10,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/selfcdn/cdn/internal/syncbuf"
 )
 
 // TestAccessLogComplete: every request, hits on the HTTP/1.1 fast path
@@ -28,7 +29,7 @@ func TestAccessLogComplete(t *testing.T) {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.Cache.Dir, cfg.Cache.Disk = t.TempDir(), 0
 	cfg.Sites = []SiteConfig{{Name: "site", Hosts: []string{"*"}, Origin: o.URL}}
-	var out lockedBuffer
+	var out syncbuf.Buffer
 	srv, err := New(cfg, Deps{Logger: slog.New(slog.DiscardHandler), Registry: prometheus.NewRegistry(), AccessLog: &out})
 	if err != nil {
 		t.Fatal(err)
@@ -73,22 +74,4 @@ func TestAccessLogComplete(t *testing.T) {
 	if lines != n || counts["miss"] != 50 || counts["hit"] != n-50 {
 		t.Errorf("%d lines (%v), want %d: 50 misses, the rest hits", lines, counts, n)
 	}
-}
-
-// lockedBuffer is a buffer several goroutines write to.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

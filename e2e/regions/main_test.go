@@ -6,15 +6,15 @@
 package regions
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/selfcdn/cdn/internal/syncbuf"
 )
 
 // cdnBin is the binary under test, built once in TestMain.
@@ -63,28 +63,9 @@ func TestMain(m *testing.M) {
 type proc struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *syncbuf.Buffer
 	done chan struct{}
 	err  error
-}
-
-// syncBuffer is a bytes.Buffer safe for the process's writes and the
-// test's reads.
-type syncBuffer struct {
-	mu sync.Mutex // guards b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startIn runs cdn with args inside namespace ns. The process dies with
@@ -93,7 +74,7 @@ func (s *syncBuffer) String() string {
 // start does), if still running.
 func startIn(owner, t testing.TB, name, ns string, args ...string) *proc {
 	t.Helper()
-	p := &proc{name: name, out: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{name: name, out: &syncbuf.Buffer{}, done: make(chan struct{})}
 	// ip netns exec execs cdn in place: the PID is cdn's.
 	p.cmd = exec.Command("ip", append([]string{"netns", "exec", ns, cdnBin}, args...)...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/selfcdn/cdn/internal/syncbuf"
 )
 
 func TestHostTableLookup(t *testing.T) {
@@ -139,7 +141,7 @@ func TestFilesReloaded(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(c1, k1)
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	m, err := New(Config{Storage: filepath.Join(dir, "storage"), FileCheck: 20 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
@@ -194,22 +196,4 @@ func TestFilesReloaded(t *testing.T) {
 	if err != nil || got.SerialNumber.Cmp(second.SerialNumber) != 0 {
 		t.Errorf("after broken files: %v, want the certificate loaded before", err)
 	}
-}
-
-// lockedBuffer is a log sink safe for the manager's goroutine and the test.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -20,25 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/selfcdn/cdn/internal/syncbuf"
 )
-
-// syncBuffer is a log destination shared by the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex // protects b
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // floodAttack is one abuse a raw-frame client sends until the server
 // stops it.
@@ -188,8 +172,8 @@ func floodAttacks() []floodAttack {
 
 // floodServer serves handlers that answer GETs at once and hold POSTs
 // until their stream ends; its log and metrics are the test's.
-func floodServer(t *testing.T, opts ...func(*Server)) (*Server, string, *syncBuffer, *Metrics) {
-	var logs syncBuffer
+func floodServer(t *testing.T, opts ...func(*Server)) (*Server, string, *syncbuf.Buffer, *Metrics) {
+	var logs syncbuf.Buffer
 	m := NewMetrics(prometheus.NewRegistry())
 	s := &Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/selfcdn/cdn/internal/syncbuf"
 )
 
 func record(path string) *Record {
@@ -61,26 +63,11 @@ func FuzzAppendString(f *testing.F) {
 	})
 }
 
-// syncBuffer is a writer the test reads while the log writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) lines() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), "\n")
-}
+// lineCount counts the lines written to b so far.
+func lineCount(b *syncbuf.Buffer) int { return strings.Count(b.String(), "\n") }
 
 func TestEveryLineWritten(t *testing.T) {
-	var out syncBuffer
+	var out syncbuf.Buffer
 	l := New(&out, Config{BufferBytes: 4 << 10, FlushInterval: time.Hour}, nil)
 	var wg sync.WaitGroup
 	for g := range 8 {
@@ -94,7 +81,7 @@ func TestEveryLineWritten(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	sc := bufio.NewScanner(&out.b)
+	sc := bufio.NewScanner(strings.NewReader(out.String()))
 	n := 0
 	for sc.Scan() {
 		var m map[string]any
@@ -113,12 +100,12 @@ func TestEveryLineWritten(t *testing.T) {
 }
 
 func TestFlushInterval(t *testing.T) {
-	var out syncBuffer
+	var out syncbuf.Buffer
 	l := New(&out, Config{FlushInterval: 20 * time.Millisecond}, nil)
 	defer l.Close()
 	l.Write(*record("/one"))
 	deadline := time.Now().Add(2 * time.Second)
-	for out.lines() != 1 {
+	for lineCount(&out) != 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("a lone line was not written within the flush interval")
 		}

@@ -29,6 +29,8 @@ import (
 	"github.com/letsencrypt/pebble/v2/va"
 	"github.com/letsencrypt/pebble/v2/wfe"
 	"github.com/miekg/dns"
+
+	"github.com/selfcdn/cdn/internal/syncbuf"
 )
 
 // Config says where the CA validates challenges, and for how long it
@@ -57,7 +59,7 @@ type Pebble struct {
 	mu         sync.Mutex // protects orders and challenges
 	orders     [][]string // each new order's identifiers
 	challenges []string   // the type of each challenge asked to validate
-	log        lockedBuffer
+	log        syncbuf.Buffer
 }
 
 // Start runs pebble until the test ends. Its log goes into the test's
@@ -204,22 +206,4 @@ func (p *Pebble) Challenges() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return slices.Clone(p.challenges)
-}
-
-// lockedBuffer is a buffer several goroutines write to.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
