@@ -151,16 +151,7 @@ func TestFilesReloaded(t *testing.T) {
 	if err := m.Update([]Site{{Name: "f", Hosts: []string{"files.test"}, Mode: Files, CertFile: certFile, KeyFile: keyFile}}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		m.Run(ctx)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	defer runManager(t, m)()
 	addr := serve(t, m)
 	first, err := handshake(addr, "files.test", ca.Pool())
 	if err != nil {
@@ -196,4 +187,22 @@ func TestFilesReloaded(t *testing.T) {
 	if err != nil || got.SerialNumber.Cmp(second.SerialNumber) != 0 {
 		t.Errorf("after broken files: %v, want the certificate loaded before", err)
 	}
+}
+
+// runManager runs m's background work (renewals, file checks) until the
+// stop it returns is called, or the test ends; stop waits for Run to
+// return. Call it before m.Close.
+func runManager(t *testing.T, m *Manager) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		m.Run(ctx)
+	}()
+	stop = sync.OnceFunc(func() {
+		cancel()
+		<-done
+	})
+	t.Cleanup(stop)
+	return stop
 }

@@ -111,15 +111,9 @@ func (n *sharedNet) startEdge(t *testing.T, i int, sites []Site, hook func(name 
 	if err := e.m.Update(sites); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		e.m.Run(ctx)
-	}()
+	stopRun := runManager(t, e.m)
 	e.stop = sync.OnceFunc(func() {
-		cancel()
-		<-done
+		stopRun()
 		e.m.Close()
 		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer scancel()
@@ -373,16 +367,7 @@ func TestSharedCopyServesWithoutNATS(t *testing.T) {
 	if err := m.Update(sites); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		m.Run(ctx)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	defer runManager(t, m)()
 	restarted := []*sharedEdge{{name: e.name + " restarted", tlsAddr: addr}}
 	again := waitSameCert(t, restarted, names, n.ca.Roots, nil, 10*time.Second)
 	if again[names[0]] != first[names[0]] {
@@ -415,16 +400,7 @@ func TestSharedStorageKeepsDevLocal(t *testing.T) {
 	if err := m.Update([]Site{{Name: "dev", Hosts: []string{"dev.test"}, Mode: Dev}}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		m.Run(ctx)
-	}()
-	defer func() {
-		cancel()
-		<-done
-	}()
+	defer runManager(t, m)()
 	addr := serve(t, m)
 	var err2 error
 	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
