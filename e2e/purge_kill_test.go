@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -22,22 +21,7 @@ import (
 // and NATS are down (so nothing can replay the purge to it), the edge
 // never serves the body the purge removed: its log has the purge.
 func TestKillAfterPurgeReported(t *testing.T) {
-	n := &pushNet{dir: t.TempDir()}
-	api, natsAddr := freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.1")
-	n.control, n.nats = "http://"+api, "nats://"+natsAddr
-	cfg := filepath.Join(n.dir, "control.yaml")
-	writeFile(t, cfg, fmt.Sprintf(`listen: %s
-data_dir: %s
-nats: {listen: %s}
-health: {interval: 300ms, timeout: 1s, heartbeat_timeout: 3s, fail_after: 2, recover_after: 1}
-`, api, filepath.Join(n.dir, "control"), natsAddr))
-	control := start(t, "control", "--config", cfg, "--log-level", "warn")
-	waitOK(t, n.control+"/readyz")
-	tok, err := os.ReadFile(filepath.Join(n.dir, "control", "admin-token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.token = strings.TrimSpace(string(tok))
+	n, control := startPushControl(t)
 	var version atomic.Int64
 	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "max-age=3600")
@@ -74,7 +58,7 @@ health: {interval: 300ms, timeout: 1s, heartbeat_timeout: 3s, fail_after: 2, rec
 		if _, b := get(t, e.http, path); string(b) == old || !strings.HasPrefix(string(b), "body ") {
 			t.Fatalf("round %d: GET %s after a kill right after purge v%d was reported = %q, want the body after the purge", i, path, res.Version, b)
 		}
-		control = start(t, "control", "--config", cfg, "--log-level", "warn")
+		control = start(t, "control", "--config", filepath.Join(n.dir, "control.yaml"), "--log-level", "warn")
 		waitOK(t, n.control+"/readyz")
 	}
 }

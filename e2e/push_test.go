@@ -60,6 +60,19 @@ func writeFile(t testing.TB, path, text string) {
 
 func startPushNet(t testing.TB, edges int) *pushNet {
 	t.Helper()
+	n, _ := startPushControl(t)
+	n.api(t, "POST", "/v1/sites", `{"name":"docs","hosts":["docs.test"],"push_only":true}`, http.StatusCreated)
+	for range edges {
+		n.addEdge(t)
+	}
+	n.waitEdgesUp(t)
+	return n
+}
+
+// startPushControl starts control with its embedded NATS, no site and no
+// edge yet, and returns the network and control's process.
+func startPushControl(t testing.TB) (*pushNet, *proc) {
+	t.Helper()
 	n := &pushNet{dir: t.TempDir()}
 	api, natsAddr := freeAddr(t, "127.0.0.1"), freeAddr(t, "127.0.0.1")
 	n.control, n.nats = "http://"+api, "nats://"+natsAddr
@@ -70,19 +83,14 @@ nats: {listen: %s}
 health: {interval: 300ms, timeout: 1s, heartbeat_timeout: 3s, fail_after: 2, recover_after: 1}
 releases: {gc_interval: 1s, gc_grace: 5s, retain: 1}
 `, api, filepath.Join(n.dir, "control"), natsAddr))
-	start(t, "control", "--config", cfg, "--log-level", "warn")
+	control := start(t, "control", "--config", cfg, "--log-level", "warn")
 	waitOK(t, n.control+"/readyz")
 	tok, err := os.ReadFile(filepath.Join(n.dir, "control", "admin-token"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.token = strings.TrimSpace(string(tok))
-	n.api(t, "POST", "/v1/sites", `{"name":"docs","hosts":["docs.test"],"push_only":true}`, http.StatusCreated)
-	for range edges {
-		n.addEdge(t)
-	}
-	n.waitEdgesUp(t)
-	return n
+	return n, control
 }
 
 // waitEdgesUp waits until control counts every edge up, so waits on a
