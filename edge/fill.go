@@ -12,9 +12,9 @@ import (
 // startFill builds the origin request for r, plans its hops, and has the
 // Filler run the fetch in the background, under the server's lifetime
 // rather than the client's: one client hanging up must not fail everyone
-// waiting on the same fetch.
-func (h *Handler) startFill(r *http.Request, s *site, base, key string, stored *cache.Entry, fl *fill.Flight, solo bool) {
-	flight := h.flightKey(r, key)
+// waiting on the same fetch. flight is the fill's key in the group
+// (flightKey).
+func (h *Handler) startFill(r *http.Request, s *site, base, key, flight string, stored *cache.Entry, fl *fill.Flight, solo bool) {
 	ctx, cancel := context.WithCancel(h.bgCtx)
 	ctx = withInterims(ctx, func(code int, hdr http.Header) { fl.AddInterim(fill.Interim{Status: code, Header: hdr}) })
 	hdr := h.originHeader(r, s)

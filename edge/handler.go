@@ -280,13 +280,14 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, s *site, base, k
 		}
 		var fl *fill.Flight
 		leader := true
+		flight := h.flightKey(r, key)
 		if solo {
 			fl = h.group.Solo()
 		} else {
-			fl, leader = h.group.Join(h.flightKey(r, key))
+			fl, leader = h.group.Join(flight)
 		}
 		if leader {
-			h.startFill(r, s, base, key, stored, fl, solo)
+			h.startFill(r, s, base, key, flight, stored, fl, solo)
 		} else {
 			h.metrics.coalesced.Inc()
 		}
@@ -317,10 +318,11 @@ func (h *Handler) refresh(r *http.Request, s *site, base, key string, e *cache.E
 	if h.looped(r) {
 		return
 	}
-	fl, leader := h.group.Join(h.flightKey(r, key))
+	flight := h.flightKey(r, key)
+	fl, leader := h.group.Join(flight)
 	fl.Body.Release() // nobody here reads it
 	if leader {
-		h.startFill(r, s, base, key, e, fl, false)
+		h.startFill(r, s, base, key, flight, e, fl, false)
 	}
 }
 
