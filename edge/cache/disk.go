@@ -393,7 +393,8 @@ func (d *Disk) put(key string, e *Entry, body io.Reader, size int64) error {
 	if size > d.maxObj {
 		return ErrTooLarge
 	}
-	if !d.admit(keyHash(key), size) {
+	hash := keyHash(key)
+	if !d.admit(hash, size) {
 		d.metrics.refused.Inc()
 		return ErrNotAdmitted
 	}
@@ -410,7 +411,7 @@ func (d *Disk) put(key string, e *Entry, body io.Reader, size int64) error {
 	if err != nil {
 		return fmt.Errorf("write object file: %w", err)
 	}
-	return d.commit(keyHash(key), tmp, onDisk(objSize(int64(len(meta)), bodyLen)))
+	return d.commit(hash, tmp, onDisk(objSize(int64(len(meta)), bodyLen)))
 }
 
 // admit decides, before anything is written, whether a new object may
@@ -480,12 +481,13 @@ func (d *Disk) evictLocked(need int64) {
 // must survive a power cut, so the journal is synced.
 func (d *Disk) Delete(key string) {
 	d.deletes.Add(1)
+	hash := keyHash(key)
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.idx.size(keyHash(key)) < 0 {
+	if d.idx.size(hash) < 0 {
 		return
 	}
-	d.removeLocked(keyHash(key))
+	d.removeLocked(hash)
 	if err := d.jr.f.Sync(); err != nil {
 		d.log.Warn("disk tier: sync the index after a delete", slog.Any("err", err))
 	}
