@@ -394,12 +394,17 @@ func (s *Syncer) pin(batch *cache.PinBatch, kept *keptBodies, b push.Blob, r io.
 		if body, err = io.ReadAll(io.LimitReader(r, size+1)); err != nil {
 			return fmt.Errorf("fetch blob %s: %w", b.Hash, err)
 		}
+		// Checked here, not left to Put: Put does not read a blob it
+		// holds already, and this body is served from memory.
+		if int64(len(body)) != size || push.HashOf(body) != b.Hash {
+			return fmt.Errorf("fetch blob %s: %w", b.Hash, cache.ErrHashMismatch)
+		}
 		r = bytes.NewReader(body)
 	}
 	if err := batch.Put(b.Hash, r, size); err != nil {
 		return err
 	}
-	if body != nil { // verified by Put
+	if body != nil {
 		kept.add(b.Hash, body)
 	}
 	return nil

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -236,5 +237,33 @@ func TestSwitchKeepsHeldBodies(t *testing.T) {
 	}
 	if got := string(two.files["/c.txt"].Variants[0].Body); got != "version 2" {
 		t.Errorf("/c.txt in release 2: %q", got)
+	}
+}
+
+// TestPinChecksKeptBodies: a small body fetched for a blob the edge has
+// pinned already is checked before it is kept to serve, though the batch
+// does not read it again.
+func TestPinChecksKeptBodies(t *testing.T) {
+	pinned, err := cache.OpenPinned(filepath.Join(t.TempDir(), "pinned"), 1<<20, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := []byte("the pushed bytes")
+	b := push.Blob{Hash: push.HashOf(good), Size: int64(len(good))}
+	if err := pinned.Put(b.Hash, bytes.NewReader(good), b.Size); err != nil {
+		t.Fatal(err)
+	}
+	s := NewSyncer(Config{Edge: "e1", Dir: t.TempDir(), Log: slog.New(slog.DiscardHandler)}, pinned, nil)
+	kept := &keptBodies{m: map[string][]byte{}, budget: 1 << 20}
+	batch := pinned.Batch(0, nil)
+	bad := []byte("the pushed bytez")
+	if err := s.pin(batch, kept, b, bytes.NewReader(bad), b.Size); !errors.Is(err, cache.ErrHashMismatch) {
+		t.Fatalf("pin of a body that does not match its name = %v, want ErrHashMismatch", err)
+	}
+	if len(kept.m) != 0 {
+		t.Fatal("a body that does not match its name was kept to serve")
+	}
+	if err := s.pin(batch, kept, b, bytes.NewReader(good), b.Size); err != nil || !bytes.Equal(kept.m[b.Hash], good) {
+		t.Fatalf("pin of the right body: %v, kept %q", err, kept.m[b.Hash])
 	}
 }
