@@ -318,7 +318,16 @@ func (j *journal) sync() error {
 		return fmt.Errorf("write purge log: %w", err)
 	}
 	if err := f.Sync(); err != nil {
-		return fmt.Errorf("sync purge log: %w", err)
+		// After a failed fsync the kernel may have dropped the pages it
+		// could not write and report the next fsync of the file as a
+		// success: the file cannot be trusted any more. Write it again,
+		// whole, from the records held.
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		if rerr := j.rewrite(); rerr != nil {
+			return fmt.Errorf("sync purge log: %w; write it again: %w", err, rerr)
+		}
+		return nil
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
