@@ -229,18 +229,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // watchPurgeReports feeds the edges' purge reports to progress until ctx
 // ends, watching again after a failure.
 func (s *Server) watchPurgeReports(ctx context.Context, store *state.Store, progress *api.Progress) {
-	for {
-		err := store.WatchPurgesApplied(ctx, progress.Set)
-		if ctx.Err() != nil {
-			return
-		}
-		s.log.Warn("watching purge reports failed; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second):
-		}
-	}
+	s.watchAgain(ctx, "watching purge reports", func() {}, func() error { return store.WatchPurgesApplied(ctx, progress.Set) })
 }
 
 // watchAgain runs watch until ctx ends, calling lost and running it
