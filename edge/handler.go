@@ -142,6 +142,9 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, s *site
 			return out
 		}
 	}
+	if m := peerMark(r); m.Stage != tier.StageNone && h.tier.Behind(m) {
+		return h.fail(w, r, errPurgesBehind)
+	}
 	var reqCC freshness.Directives
 	if len(r.Header["Cache-Control"]) > 0 {
 		reqCC = freshness.ParseHeader(r.Header, "Cache-Control")

@@ -82,6 +82,7 @@ func (h *Handler) originHeader(r *http.Request, s *site) http.Header {
 	out["Via"] = append(out["Via"], h.via)
 	out["Cdn-Loop"] = append(out["Cdn-Loop"], h.tier.LoopValue())
 	delete(out, tier.PeerHeader) // taken off in ServeHTTP; never the client's to pass on
+	delete(out, tier.PurgesHeader)
 	return out
 }
 

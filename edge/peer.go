@@ -28,8 +28,9 @@ type peerMarkKey struct{}
 // stage it was asked for; anything else leaves a client's request like
 // any other.
 func (h *Handler) receivedFromPeer(r *http.Request) (*http.Request, tier.Mark) {
-	m := h.tier.Received(r.Header[tier.PeerHeader], r.Host, requestTarget(r))
+	m := h.tier.Received(r.Header, r.Host, requestTarget(r))
 	delete(r.Header, tier.PeerHeader)
+	delete(r.Header, tier.PurgesHeader)
 	if m.Stage == tier.StageNone {
 		return r, m
 	}
@@ -37,10 +38,18 @@ func (h *Handler) receivedFromPeer(r *http.Request) (*http.Request, tier.Mark) {
 }
 
 // peerStage is the stage a peer asked r for, StageNone from a client.
-func peerStage(r *http.Request) tier.Stage {
+func peerStage(r *http.Request) tier.Stage { return peerMark(r).Stage }
+
+// peerMark is the verified mark r came with, the zero Mark from a client.
+func peerMark(r *http.Request) tier.Mark {
 	m, _ := r.Context().Value(peerMarkKey{}).(tier.Mark)
-	return m.Stage
+	return m
 }
+
+// errPurgesBehind refuses a peer that applied purges this edge has not:
+// what this edge holds may be gone for it. The 503 sends the peer on to
+// its next hop or the origin, and does not count against this edge.
+var errPurgesBehind = errors.New("behind the asking edge's purges")
 
 // requestTarget is the request target as received, which a peer signed.
 func requestTarget(r *http.Request) string {

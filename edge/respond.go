@@ -324,6 +324,8 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) outcom
 		status, detail = http.StatusGatewayTimeout, "origin-timeout"
 	case errors.Is(err, errShuttingDown):
 		status, detail = http.StatusServiceUnavailable, "shutting-down"
+	case errors.Is(err, errPurgesBehind):
+		status, detail = http.StatusServiceUnavailable, "purges-behind"
 	case errors.Is(err, errLoop):
 		status, detail = http.StatusLoopDetected, "loop"
 	case r.Context().Err() != nil && errors.Is(err, context.Canceled):

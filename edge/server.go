@@ -188,6 +188,7 @@ func New(cfg Config, d Deps) (*Server, error) {
 		if err != nil {
 			return nil, fmt.Errorf("open the purge log: %w", err)
 		}
+		h.tier.SetPurges(s.purges.Applied)
 		if dir == "" {
 			log.Warn("no cache.dir: pushed releases are not served")
 		} else {

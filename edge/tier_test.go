@@ -22,6 +22,7 @@ import (
 	sitecfg "github.com/selfcdn/cdn/internal/site"
 	"github.com/selfcdn/cdn/internal/state"
 	"github.com/selfcdn/cdn/internal/testwait"
+	"github.com/selfcdn/cdn/purge"
 )
 
 // tierNet is a network of edges on one NATS, with control's part played
@@ -443,6 +444,61 @@ func TestTierForgedMarks(t *testing.T) {
 	}
 	if res, _ := fetch(t, asker, "/never-cached", http.Header{"Cdn-Loop": {"selfcdn, othercdn"}}); res.StatusCode != 200 {
 		t.Errorf("request under the hop budget: %d", res.StatusCode)
+	}
+}
+
+// TestTierHomeBehindOnPurges: an edge that applied a purge its key's
+// home has not yet (a region coming back from a cut catches up edge by
+// edge) must not take the home's purged copy and keep it stamped after
+// the purge: the home declines, the fill goes to the origin, and the
+// home answers again once it has caught up.
+func TestTierHomeBehindOnPurges(t *testing.T) {
+	var body atomic.Value
+	body.Store("v1")
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "max-age=300")
+		io.WriteString(w, body.Load().(string))
+	})
+	n := startTierNet(t, []string{"eu"}, 2, tierSite(o.URL), nil)
+	path := "/behind"
+	for i := 0; n.homeOf("eu", path) != "eu-2"; i++ {
+		path = fmt.Sprintf("/behind%d", i)
+	}
+	asker, home := n.edge("eu-1"), n.edge("eu-2")
+	if res, got := fetch(t, asker, path, nil); res.StatusCode != 200 || got != "v1" {
+		t.Fatalf("warm: %d %q", res.StatusCode, got)
+	}
+	// The origin changes and a purge is issued; eu-1 applies it, eu-2
+	// has not yet.
+	body.Store("v2")
+	applied := home.srv.purges.Applied()
+	asker.srv.handler.purges.Apply("www", purge.Request{URLs: []string{path}})
+	asker.srv.handler.tier.SetPurges(func() uint64 { return applied + 1 })
+
+	res, got := fetch(t, asker, path, nil)
+	if got != "v2" {
+		t.Errorf("after the purge, with the home behind: %q (Cache-Status %q), want v2 from the origin", got, res.Header.Get("Cache-Status"))
+	}
+	if v := metricValue(t, &testEdge{Reg: home.reg}, "cdn_peer_purges_behind_total"); v != 1 {
+		t.Errorf("home refused %v peer requests for being behind, want 1", v)
+	}
+	// Caught up, the home answers peers again, and not with its purged
+	// copy.
+	home.srv.handler.purges.Apply("www", purge.Request{URLs: []string{path}})
+	home.srv.handler.tier.SetPurges(func() uint64 { return applied + 1 })
+	body.Store("v3")
+	other := path + "?other"
+	for n.homeOf("eu", other) != "eu-2" {
+		other += "x"
+	}
+	if res, got := fetch(t, asker, other, nil); got != "v3" || !strings.HasPrefix(res.Header.Get("Cache-Status"), "eu-2; ") {
+		t.Errorf("through the caught-up home: %q (Cache-Status %q), want v3 by eu-2", got, res.Header.Get("Cache-Status"))
+	}
+	if res, got := fetch(t, home, path, nil); got != "v3" {
+		t.Errorf("the home's own purged copy: %q (%q), want the origin's v3", got, res.Header.Get("Cache-Status"))
+	}
+	if v := metricValue(t, &testEdge{Reg: home.reg}, "cdn_peer_purges_behind_total"); v != 1 {
+		t.Errorf("home refused %v peer requests, want still 1", v)
 	}
 }
 

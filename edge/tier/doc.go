@@ -22,6 +22,12 @@
 // included, is a client's request like any other, and never makes an
 // edge skip its cache, fetch somewhere it would not, or forward again.
 //
+// Beside the mark rides the last purge version the asker applied
+// (Cdn-Peer-Purges). A peer that applied fewer refuses with a 503 and the
+// asker goes on to its next hop or the origin: otherwise an edge that
+// caught up first (a region back from a cut) would store the home's
+// purged copy, stamped after the purge, and serve it until it expired.
+//
 // The rule that bounds forwarding: a request that came from a peer for
 // the home stage may go on only to the shield; one for the shield stage
 // goes to the origin. An edge never forwards inside its region what a

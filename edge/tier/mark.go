@@ -44,6 +44,12 @@ func parseStage(s string) Stage {
 // PeerHeader is the edge-to-edge mark: "from stage epoch unix-time sig".
 const PeerHeader = "Cdn-Peer"
 
+// PurgesHeader rides beside a mark with the last purge version the
+// asking edge applied. A peer that applied fewer must not answer from
+// its cache: the asker would store, stamped after the purge, what the
+// purge removed, and serve it until it expires.
+const PurgesHeader = "Cdn-Peer-Purges"
+
 // LoopHeader is RFC 8586's loop-detection field.
 const LoopHeader = "Cdn-Loop"
 
@@ -57,6 +63,9 @@ type Mark struct {
 	From  string
 	Stage Stage
 	Epoch uint64
+	// Purges is the purge version the asker had applied (PurgesHeader);
+	// 0 from an edge that does not say.
+	Purges uint64
 }
 
 // sign is the mark's MAC over the mark and the request it travels on.

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,6 +109,9 @@ type Tier struct {
 	hot          *sketch.Sketch
 	now          func() time.Time
 	metrics      *metrics
+	// applied is the purge version this edge applied; nil: it follows
+	// no purge log, and neither says nor checks one.
+	applied atomic.Pointer[func() uint64]
 
 	mu    sync.Mutex // protects peers
 	peers map[string]*peerState
@@ -158,6 +162,30 @@ func (t *Tier) View() *View { return t.view.Load() }
 // SetSecret sets the edge-to-edge secret; without one the edge neither
 // asks peers nor takes any request for a peer's.
 func (t *Tier) SetSecret(secret []byte) { t.secret.Store(&secret) }
+
+// SetPurges gives the tier the edge's applied purge version, which it
+// sends with every request to a peer and compares a peer's with.
+func (t *Tier) SetPurges(applied func() uint64) { t.applied.Store(&applied) }
+
+// purges is the applied purge version, and whether the edge has one.
+func (t *Tier) purges() (uint64, bool) {
+	if p := t.applied.Load(); p != nil {
+		return (*p)(), true
+	}
+	return 0, false
+}
+
+// Behind reports whether this edge has applied fewer purges than the
+// peer whose mark m is: whatever it holds may be purged for the peer, so
+// it must not answer from its cache (the peer goes on to its next hop).
+func (t *Tier) Behind(m Mark) bool {
+	v, ok := t.purges()
+	if !ok || m.Purges <= v {
+		return false
+	}
+	t.metrics.behind.Inc()
+	return true
+}
 
 func (t *Tier) key() []byte {
 	if p := t.secret.Load(); p != nil {
@@ -252,6 +280,9 @@ func (t *Tier) Ask(hop Hop, req *http.Request, uri string) (*http.Response, erro
 	}
 	out.URL, out.RequestURI = u, ""
 	out.Header[PeerHeader] = []string{markValue(t.key(), t.self, hop.Stage, t.view.Load().Epoch(), t.now(), out.Host, uri)}
+	if v, ok := t.purges(); ok {
+		out.Header[PurgesHeader] = []string{strconv.FormatUint(v, 10)}
+	}
 	t.begin(hop.Peer.Name)
 	res, err := t.fetcher.Do(out)
 	if err != nil {
@@ -325,10 +356,12 @@ func (b *peerBody) Close() error {
 }
 
 // Received checks the CDN-Peer field of a request for host and uri (the
-// request target as received). It returns the verified mark, or
-// StageNone for anything else: a client's request, forged marks
-// included, which the caller treats as any client's.
-func (t *Tier) Received(values []string, host, uri string) Mark {
+// request target as received), and reads the purge version beside it.
+// It returns the verified mark, or StageNone for anything else: a
+// client's request, forged marks included, which the caller treats as
+// any client's.
+func (t *Tier) Received(hdr http.Header, host, uri string) Mark {
+	values := hdr[PeerHeader]
 	if len(values) == 0 {
 		return Mark{}
 	}
@@ -339,6 +372,9 @@ func (t *Tier) Received(values []string, host, uri string) Mark {
 	}
 	if m.Epoch != t.view.Load().Epoch() {
 		t.metrics.epochMismatch.Inc()
+	}
+	if p := hdr[PurgesHeader]; len(p) == 1 {
+		m.Purges, _ = strconv.ParseUint(p[0], 10, 64) // unreadable: says nothing
 	}
 	return m
 }
@@ -367,6 +403,7 @@ type metrics struct {
 	asked           *prometheus.CounterVec
 	skipped, forged prometheus.Counter
 	epochMismatch   prometheus.Counter
+	behind          prometheus.Counter
 	epoch, homes    prometheus.Gauge
 }
 
@@ -380,13 +417,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help: "Requests with a CDN-Peer mark that did not verify, served as any client's."}),
 		epochMismatch: prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_peer_epoch_mismatch_total",
 			Help: "Peer requests routed by a membership other than this edge's."}),
+		behind: prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_peer_purges_behind_total",
+			Help: "Peer requests refused (503) because the asking edge had applied purges this one had not yet."}),
 		epoch: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdn_tier_epoch",
 			Help: "The membership epoch this edge routes by (top 53 bits of its hash)."}),
 		homes: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdn_tier_region_homes",
 			Help: "Healthy edges in this edge's region that keys are homed on."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.asked, m.skipped, m.forged, m.epochMismatch, m.epoch, m.homes)
+		reg.MustRegister(m.asked, m.skipped, m.forged, m.epochMismatch, m.behind, m.epoch, m.homes)
 	}
 	return m
 }

@@ -169,7 +169,7 @@ func TestAskSignsAndSkipsFailing(t *testing.T) {
 	var receiver *Tier
 	var got Mark
 	peer := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got = receiver.Received(r.Header[PeerHeader], r.Host, r.RequestURI)
+		got = receiver.Received(r.Header, r.Host, r.RequestURI)
 		io.WriteString(w, "from the home")
 	}))
 	defer peer.Close()
@@ -179,6 +179,8 @@ func TestAskSignsAndSkipsFailing(t *testing.T) {
 
 	tr := testTier(t, "eu-1", map[string]string{"eu-2": peer.URL, "us-1": deadURL, "us-2": deadURL})
 	receiver = testTier(t, "eu-2", nil)
+	tr.SetPurges(func() uint64 { return 42 })
+	receiver.SetPurges(func() uint64 { return 41 })
 	key := keyHomedAt(t, tr, "eu", "eu-2")
 	req, _ := http.NewRequest(http.MethodGet, "http://unused/", nil)
 	req.Host = "www.example.com"
@@ -189,13 +191,21 @@ func TestAskSignsAndSkipsFailing(t *testing.T) {
 	}
 	b, _ := io.ReadAll(res.Body)
 	res.Body.Close()
-	if string(b) != "from the home" || got.From != "eu-1" || got.Stage != StageHome {
+	if string(b) != "from the home" || got.From != "eu-1" || got.Stage != StageHome || got.Purges != 42 {
 		t.Fatalf("peer answered %q and saw mark %+v", b, got)
+	}
+	// The asker applied purge 42, the receiver only 41: behind.
+	if !receiver.Behind(got) {
+		t.Errorf("a receiver at purge 41 is not behind an asker at 42")
+	}
+	if got.Purges = 41; receiver.Behind(got) {
+		t.Errorf("a receiver at purge 41 is behind an asker at 41")
 	}
 
 	// Forged: the same mark on another URI is any client's request.
 	req.Header.Set(PeerHeader, markValue(secret, "eu-1", StageHome, 0, time.Now(), "www.example.com", "/obj?x=1"))
-	if m := receiver.Received(req.Header[PeerHeader], "www.example.com", "/other"); m.Stage != StageNone {
+	req.Header.Set(PurgesHeader, "99")
+	if m := receiver.Received(req.Header, "www.example.com", "/other"); m.Stage != StageNone || m.Purges != 0 {
 		t.Errorf("a mark for another request verified: %+v", m)
 	}
 
