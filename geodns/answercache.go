@@ -15,9 +15,14 @@ import (
 // of those finds an empty one. A hit copies the packed bytes and patches
 // the message ID and the echoed ECS address; it skips the library's
 // Unpack and Pack and the edge pick, which were most of a query's
-// user-space time. Responses whose edges were drawn at random among
-// several (nearest.Answer.Drawn), that were rate limited, or truncated
-// are not kept. Locking: each shard's mutex guards only its own map.
+// user-space time. A response whose edges were drawn at random among
+// several (nearest.Answer.Drawn: a region with more edges than an answer
+// holds, or two edges and one record) keeps its pool, and each reuse
+// draws again with the same odds and writes the addresses it drew over
+// the packed records (they differ only in their four or sixteen address
+// bytes). Responses that were rate limited, truncated, or drawn in a way
+// that changes their length are not kept. Locking: each shard's mutex
+// guards only its own map.
 
 // cacheShards spreads the cache's locks so workers on different CPUs
 // seldom meet on one.
@@ -50,6 +55,93 @@ type cachedAnswer struct {
 	// res is the query's result without the per-query fields (opt, ecs).
 	res      result
 	counters *answerCounters
+	// draw, for a drawn answer, says where its edges' addresses are.
+	draw *slots
+}
+
+// slots are the address bytes of a drawn answer's edge records: the
+// first at off, each next one stride further.
+type slots struct {
+	*redraw
+	off, stride int
+}
+
+// fill draws the edges of a reuse and writes their addresses into out,
+// a copy of the entry's body. It reports false if the draw came out
+// another length, which the same table cannot do.
+func (d *slots) fill(out []byte, t *table) bool {
+	var buf [16]int
+	got := t.edges.Draw(d.pool, d.fam, d.n, buf[:0])
+	if len(got) != len(d.drawn) {
+		return false
+	}
+	for j, ei := range got {
+		copy(out[d.off+j*d.stride:], d.addrs[ei][0])
+	}
+	return true
+}
+
+// findSlots finds the drawn edges' records in the packed response b:
+// the last records of its answer section, of type qtype, each holding
+// the address of the edge drawn in its place, evenly spaced (the same
+// owner, compressed the same way). Nil if b is not laid out so.
+func findSlots(b []byte, qtype uint16, d *redraw) *slots {
+	be := binary.BigEndian
+	if len(b) < headerLen || be.Uint16(b[4:]) != 1 {
+		return nil
+	}
+	an := int(be.Uint16(b[6:]))
+	i, ok := skipName(b, headerLen)
+	if !ok || an < len(d.drawn) {
+		return nil
+	}
+	i += 4 // the question's type and class
+	var rdata []int
+	for range an {
+		if i, ok = skipName(b, i); !ok || i+10 > len(b) {
+			return nil
+		}
+		typ, n := be.Uint16(b[i:]), int(be.Uint16(b[i+8:]))
+		i += 10
+		if i+n > len(b) {
+			return nil
+		}
+		if typ == qtype {
+			rdata = append(rdata, i)
+		}
+		i += n
+	}
+	if len(rdata) != len(d.drawn) {
+		return nil
+	}
+	sl := &slots{redraw: d, off: rdata[0]}
+	if len(rdata) > 1 {
+		sl.stride = rdata[1] - rdata[0]
+	}
+	for j, off := range rdata {
+		want := d.addrs[d.drawn[j]][0]
+		if off != sl.off+j*sl.stride || !bytes.Equal(b[off:off+len(want)], want) || len(want) != int(be.Uint16(b[off-2:])) {
+			return nil
+		}
+	}
+	return sl
+}
+
+// skipName returns the offset just past the packed name at i.
+func skipName(b []byte, i int) (int, bool) {
+	for i < len(b) {
+		switch l := int(b[i]); {
+		case l == 0:
+			return i + 1, true
+		case l&0xC0 == 0xC0:
+			return i + 2, i+2 <= len(b)
+		case l&0xC0 != 0:
+			return 0, false
+		default:
+			i += 1 + l
+		}
+	}
+	return 0, false
 }
 
 // newAnswerCache returns a cache of at most maxBytes (0: nil, no cache).
@@ -136,6 +228,12 @@ func (s *Server) newCachedAnswer(q *fastQuery, b []byte, res result) *cachedAnsw
 		}
 		body = b[:len(b)-n]
 	}
-	res.opt, res.ecs = nil, netip.Prefix{}
-	return &cachedAnswer{body: bytes.Clone(body), res: res, counters: s.counters(res, false)}
+	var draw *slots
+	if res.redraw != nil {
+		if draw = findSlots(body, res.qtype, res.redraw); draw == nil {
+			return nil
+		}
+	}
+	res.opt, res.ecs, res.redraw = nil, netip.Prefix{}, nil
+	return &cachedAnswer{body: bytes.Clone(body), res: res, counters: s.counters(res, false), draw: draw}
 }

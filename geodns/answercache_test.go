@@ -216,34 +216,113 @@ func TestAnswerCacheSeesChanges(t *testing.T) {
 	}
 }
 
-// TestAnswerCacheNotForDraws: a region of two edges draws its answer at
-// random; such answers are built every time, so the draw goes on.
-func TestAnswerCacheNotForDraws(t *testing.T) {
-	s, _, reg := cachePair(t, func(c *Config) {
-		c.Edges = append(c.Edges, EdgeConfig{Name: "na-2", Region: "na", Lat: 40.7, Lon: -74, Addrs: []string{"127.0.1.2"}})
-	})
-	pkt := packQuery(t, query("www.cdn.test.", dns.TypeA, ""), 7)
-	seen := map[string]bool{}
-	for range 200 {
-		r := new(dns.Msg)
-		if err := r.Unpack(s.answerPacket(pkt, netip.MustParseAddr("127.0.0.1"), make([]byte, 1233))); err != nil {
-			t.Fatal(err)
-		}
-		seen[answers(r)[0]] = true
+// TestAnswerCacheRedraws: an answer drawn among several edges is reused
+// by drawing again with the same odds: every reuse is the built answer
+// but for the drawn addresses, which are distinct, eligible, and come up
+// as often as their weights say. An answer whose length depends on the
+// draw (an edge with two addresses) is not reused.
+func TestAnswerCacheRedraws(t *testing.T) {
+	na := func(name string, capacity float64, addrs ...string) EdgeConfig {
+		return EdgeConfig{Name: name, Region: "na", Lat: 40.7, Lon: -74, Addrs: addrs, Capacity: capacity}
 	}
-	if !seen["127.0.1.1"] || !seen["127.0.1.2"] {
-		t.Errorf("answers seen %v, want both NA edges", seen)
-	}
-	if hits := cacheCount(reg, "hit"); hits != 0 {
-		t.Errorf("cache hits %v for drawn answers, want 0", hits)
+	for _, tc := range []struct {
+		name    string
+		records int
+		edges   []EdgeConfig
+		q       *dns.Msg
+		// share is each address's expected share of first places.
+		share map[string]float64
+		reuse bool
+	}{
+		{"two edges, one record", 1, []EdgeConfig{na("na-2", 1, "127.0.1.2")}, query("www.cdn.test.", dns.TypeA, ""),
+			map[string]float64{"127.0.1.1": 0.5, "127.0.1.2": 0.5}, true},
+		{"weights 3:1", 1, []EdgeConfig{na("na-2", 3, "127.0.1.2")}, query("www.cdn.test.", dns.TypeA, ""),
+			map[string]float64{"127.0.1.1": 0.25, "127.0.1.2": 0.75}, true},
+		{"three edges, two records", 2, []EdgeConfig{na("na-2", 1, "127.0.1.2"), na("na-3", 1, "127.0.1.3")},
+			query("www.cdn.test.", dns.TypeA, "-"),
+			map[string]float64{"127.0.1.1": 1.0 / 3, "127.0.1.2": 1.0 / 3, "127.0.1.3": 1.0 / 3}, true},
+		{"AAAA, ECS", 1, []EdgeConfig{na("na-2", 1, "127.0.1.2", "fd00::1:2")}, query("www.cdn.test.", dns.TypeAAAA, "127.0.0.0/24"),
+			map[string]float64{"fd00::1:1": 0.5, "fd00::1:2": 0.5}, true},
+		{"an edge with two addresses", 1, []EdgeConfig{na("na-2", 1, "127.0.1.2", "127.0.1.22")}, query("www.cdn.test.", dns.TypeA, ""),
+			nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, uncached, reg := cachePair(t, func(c *Config) {
+				c.Answer.Records = tc.records
+				c.Edges = append(c.Edges, tc.edges...)
+			})
+			src := netip.MustParseAddr("127.0.0.1")
+			pkt := packQuery(t, tc.q, 7)
+			built := new(dns.Msg)
+			if err := built.Unpack(uncached.answerPacket(pkt, src, make([]byte, 1233))); err != nil {
+				t.Fatal(err)
+			}
+			const n = 2000
+			first := map[string]int{}
+			for range n {
+				r := new(dns.Msg)
+				if err := r.Unpack(s.answerPacket(pkt, src, make([]byte, 1233))); err != nil {
+					t.Fatal(err)
+				}
+				if tc.reuse { // else the draw changes the length
+					sameButAddrs(t, r, built)
+				}
+				got := answers(r)
+				first[got[0]]++
+				if len(slices.Compact(slices.Sorted(slices.Values(got)))) != len(got) {
+					t.Fatalf("an edge twice in one answer: %v", got)
+				}
+			}
+			hits := cacheCount(reg, "hit")
+			if !tc.reuse {
+				if hits != 0 {
+					t.Errorf("%v reuses, want none", hits)
+				}
+				return
+			}
+			if hits != n-1 {
+				t.Errorf("%v reuses of %d answers, want %d", hits, n, n-1)
+			}
+			for addr, want := range tc.share {
+				// Binomial: n=2000 puts 5 standard deviations within 0.06.
+				if got := float64(first[addr]) / n; got < want-0.06 || got > want+0.06 {
+					t.Errorf("%s first in %.3f of the answers, want %.3f (%v)", addr, got, want, first)
+				}
+			}
+			if len(first) != len(tc.share) {
+				t.Errorf("first places %v, want only %v", first, tc.share)
+			}
+		})
 	}
 	// A static name in the same server is still reused.
+	s, _, reg := cachePair(t, nil)
 	static := packQuery(t, query("static.cdn.test.", dns.TypeA, ""), 8)
 	for range 2 {
 		s.answerPacket(static, netip.MustParseAddr("127.0.0.1"), make([]byte, 1233))
 	}
 	if hits := cacheCount(reg, "hit"); hits != 1 {
 		t.Errorf("cache hits %v for a static name asked twice, want 1", hits)
+	}
+}
+
+// sameButAddrs fails t unless r is want but for the addresses of its A
+// and AAAA records.
+func sameButAddrs(t *testing.T, r, want *dns.Msg) {
+	t.Helper()
+	strip := func(m *dns.Msg) string {
+		c := m.Copy()
+		for _, rr := range c.Answer {
+			switch rr := rr.(type) {
+			case *dns.A:
+				rr.A = nil
+			case *dns.AAAA:
+				rr.AAAA = nil
+			}
+		}
+		return c.String()
+	}
+	if a, b := strip(r), strip(want); a != b {
+		t.Fatalf("reuse differs from the built answer beyond its addresses:\n%s\nwant\n%s", a, b)
 	}
 }
 

@@ -15,17 +15,26 @@ func BenchmarkAnswerPacket(b *testing.B) {
 		name    string
 		subnet  string
 		noCache bool
+		// drawn adds a second edge to the client's region, answered with
+		// the default two records: every answer is drawn.
+		drawn bool
 	}{
-		{"plain", "", false},
-		{"ecs", "198.51.100.0/24", false},
-		{"plain-nocache", "", true},
-		{"ecs-nocache", "198.51.100.0/24", true},
+		{"plain", "", false, false},
+		{"ecs", "198.51.100.0/24", false, false},
+		{"plain-nocache", "", true, false},
+		{"ecs-nocache", "198.51.100.0/24", true, false},
+		{"drawn", "", false, true},
+		{"drawn-nocache", "", true, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			cfg := testConfig(b)
 			cfg.RateLimit.ResponsesPerSecond = 0
 			if bc.noCache {
 				cfg.Answer.CacheBytes = 0
+			}
+			if bc.drawn {
+				cfg.Answer.Records = 2
+				cfg.Edges = append(cfg.Edges, EdgeConfig{Name: "na-2", Region: "na", Lat: 40.7, Lon: -74, Addrs: []string{"127.0.1.2"}})
 			}
 			s, err := New(cfg, Deps{})
 			if err != nil {

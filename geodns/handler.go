@@ -3,6 +3,7 @@ package geodns
 import (
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -30,8 +31,36 @@ type result struct {
 	// when it is not the name asked: the wildcard a host matched.
 	limitName string
 	// drawn says the edges were drawn at random among several: the
-	// response must not be reused for the next query (answercache.go).
+	// response may be reused for the next query only by drawing them
+	// again (redraw; answercache.go).
 	drawn bool
+	// redraw, for a drawn answer, is what drawing again takes; nil when
+	// the answer cannot be redrawn in place (an edge with more than one
+	// address of the family, or more than one draw in the response).
+	redraw *redraw
+}
+
+// redraw is a drawn answer's pool, for a reuse to draw from again with
+// the same odds and write the edges it draws over the packed records.
+type redraw struct {
+	pool  []int          // the table's pool (nearest.Answer.Pool)
+	fam   nearest.Family // the answer's family
+	n     int            // how many to draw
+	addrs [][]net.IP     // the table's addresses of fam, by edge: one each in pool
+	drawn []int          // the edges this response holds, in order
+}
+
+// newRedraw describes pick's draw, or is nil when the packed answer could
+// not be redrawn by rewriting its records' addresses: an eligible edge
+// with other than one address of the family gives the answer a length
+// that depends on the draw.
+func newRedraw(t *table, pick nearest.Answer, fam nearest.Family, n int, addrs [][]net.IP) *redraw {
+	for _, i := range pick.Pool {
+		if t.edges.Eligible(i, fam) && len(addrs[i]) != 1 {
+			return nil
+		}
+	}
+	return &redraw{pool: pick.Pool, fam: fam, n: n, addrs: addrs, drawn: slices.Clone(pick.Edges)}
 }
 
 // maxChain bounds CNAME chains followed inside our zones.
@@ -195,7 +224,13 @@ func (s *Server) edgeAnswer(answer []dns.RR, t *table, owner string, qtype uint1
 	}
 	var buf [16]int
 	pick := t.edges.Pick(c, fam, s.cfg.Answer.Records, buf[:0])
-	res.geo, res.region, res.failOpen, res.edges, res.drawn = true, pick.Region, pick.FailOpen, len(pick.Edges), pick.Drawn
+	if pick.Drawn {
+		res.redraw = nil // a second draw in one response is not redrawn
+		if !res.drawn {
+			res.redraw = newRedraw(t, pick, fam, s.cfg.Answer.Records, addrs)
+		}
+	}
+	res.geo, res.region, res.failOpen, res.edges, res.drawn = true, pick.Region, pick.FailOpen, len(pick.Edges), res.drawn || pick.Drawn
 	if len(pick.Edges) == 0 {
 		bits = 0 // NODATA for everyone (no edge of the family): one cache entry will do
 	}

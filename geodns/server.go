@@ -227,7 +227,8 @@ func (s *Server) serve(req *dns.Msg, src netip.Addr, tcp bool) *dns.Msg {
 
 // serveFrom is serve from table t; reusable says the response may be
 // packed once and sent again for the same question from the same place
-// (answercache.go): it was sent whole and no edge was drawn at random.
+// (answercache.go): it was sent whole, and any edges drawn at random
+// can be drawn again on reuse.
 func (s *Server) serveFrom(req *dns.Msg, src netip.Addr, tcp bool, t *table) (m *dns.Msg, res result, reusable bool) {
 	n, start := s.begin()
 	m, res = s.respond(req, src, t)
@@ -236,7 +237,7 @@ func (s *Server) serveFrom(req *dns.Msg, src netip.Addr, tcp bool, t *table) (m 
 		v = s.limit(src, res)
 	}
 	m = s.finish(m, res, v, src, tcp, n, start)
-	return m, res, m != nil && v == send && !m.Truncated && !res.drawn && !tcp
+	return m, res, m != nil && v == send && !m.Truncated && (!res.drawn || res.redraw != nil) && !tcp
 }
 
 // begin numbers a query, and starts its clock when it is one of the

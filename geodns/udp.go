@@ -116,6 +116,10 @@ func (s *Server) answerPacket(pkt []byte, src netip.Addr, buf []byte) []byte {
 // answerCached answers q from the cached response e: the same checks and
 // counts as the slow way, then e's bytes with the query's ID and subnet.
 func (s *Server) answerCached(e *cachedAnswer, q *fastQuery, pkt []byte, src, client netip.Addr, buf []byte, t *table) []byte {
+	out := append(buf[:0], e.body...)
+	if e.draw != nil && !e.draw.fill(out, t) {
+		return s.answerSlow(pkt, src, buf, t, nil, nil)
+	}
 	n, start := s.begin()
 	res := e.res
 	res.ecs = q.subnet(client)
@@ -135,7 +139,6 @@ func (s *Server) answerCached(e *cachedAnswer, q *fastQuery, pkt []byte, src, cl
 			return b
 		}
 	}
-	out := append(buf[:0], e.body...)
 	out[0], out[1] = pkt[0], pkt[1] // the ID
 	out = append(out, q.ecsAddr...)
 	s.count(res, false, e.counters)

@@ -130,6 +130,10 @@ type Answer struct {
 	// edges or their order). Otherwise the pick is a function of the
 	// client and the set, and an answer built from it may be reused.
 	Drawn bool
+	// Pool is what a drawn answer was drawn from (the region's edges, or
+	// every edge): Draw from it again for another answer to the same
+	// client. Read only; nil unless Drawn.
+	Pool []int
 }
 
 // Pick chooses up to n edges of family fam for c: from the first region
@@ -146,12 +150,12 @@ func (s *Set) Pick(c Client, fam Family, n int, dst []int) Answer {
 	if c.Located || c.Region != "" {
 		for _, r := range ranked {
 			if got, drawn := s.weighted(s.regions[r].edges, fam, n, dst); len(got) > 0 {
-				return Answer{Edges: got, Region: s.regions[r].name, Drawn: drawn}
+				return Answer{Edges: got, Region: s.regions[r].name, Drawn: drawn, Pool: poolIf(drawn, s.regions[r].edges)}
 			}
 		}
 	} else if got, drawn := s.weighted(s.all, fam, n, dst); len(got) > 0 {
 		// Unknown place: every region is as near as any other.
-		return Answer{Edges: got, Drawn: drawn}
+		return Answer{Edges: got, Drawn: drawn, Pool: poolIf(drawn, s.all)}
 	}
 	if s.anyHealthy {
 		return Answer{Edges: dst} // healthy edges, none of this family
@@ -165,6 +169,28 @@ func (s *Set) Pick(c Client, fam Family, n int, dst []int) Answer {
 		}
 	}
 	return Answer{Edges: dst, FailOpen: len(dst) > 0}
+}
+
+func poolIf(drawn bool, pool []int) []int {
+	if drawn {
+		return pool
+	}
+	return nil
+}
+
+// Draw draws up to n edges of family fam from pool (an Answer's Pool) as
+// Pick did: the same edges are eligible, with the same odds. dst is
+// reused for the result.
+func (s *Set) Draw(pool []int, fam Family, n int, dst []int) []int {
+	got, _ := s.weighted(pool, fam, n, dst[:0])
+	return got
+}
+
+// Eligible reports whether edge i may be drawn for family fam: healthy,
+// with an address of the family.
+func (s *Set) Eligible(i int, fam Family) bool {
+	e := &s.edges[i]
+	return e.Healthy && e.has(fam)
 }
 
 func (e Edge) has(f Family) bool {
