@@ -79,12 +79,7 @@ func newBatchIO(pc net.PacketConn, pkts []udpPacket) (batchIO, error) {
 // empty at the last read can sleep through packets already queued
 // (TestRateLimit caught that with two workers).
 func (m *mmsgIO) recv(fd uintptr) bool {
-	r, _, e := unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.in[0])), uintptr(m.count),
-		unix.MSG_DONTWAIT, 0, 0)
-	for e == unix.EINTR {
-		r, _, e = unix.RawSyscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.in[0])), uintptr(m.count),
-			unix.MSG_DONTWAIT, 0, 0)
-	}
+	r, e := rawMmsg(unix.SYS_RECVMMSG, fd, &m.in[0], m.count)
 	if e == unix.EAGAIN {
 		return false // nothing there: wait for the socket in the poller
 	}
@@ -94,17 +89,23 @@ func (m *mmsgIO) recv(fd uintptr) bool {
 
 // send is sendmmsg of out[m.first:m.count], for RawConn.Write.
 func (m *mmsgIO) send(fd uintptr) bool {
-	r, _, e := unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.out[m.first])), uintptr(m.count-m.first),
-		unix.MSG_DONTWAIT, 0, 0)
-	for e == unix.EINTR {
-		r, _, e = unix.RawSyscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.out[m.first])), uintptr(m.count-m.first),
-			unix.MSG_DONTWAIT, 0, 0)
-	}
+	r, e := rawMmsg(unix.SYS_SENDMMSG, fd, &m.out[m.first], m.count-m.first)
 	if e == unix.EAGAIN {
 		return false // the send buffer is full: wait for room
 	}
 	m.done, m.errno = int(r), e
 	return true
+}
+
+// rawMmsg is recvmmsg or sendmmsg (trap) of n messages from msgs, not
+// waiting (MSG_DONTWAIT), made again when a signal interrupts it.
+func rawMmsg(trap, fd uintptr, msgs *mmsghdr, n int) (uintptr, syscall.Errno) {
+	for {
+		r, _, e := unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(msgs)), uintptr(n), unix.MSG_DONTWAIT, 0, 0)
+		if e != unix.EINTR {
+			return r, e
+		}
+	}
 }
 
 func (m *mmsgIO) read(pkts []udpPacket) (int, error) {
