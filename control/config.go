@@ -142,6 +142,11 @@ type HealthConfig struct {
 	// RecoverAfter good ones mark it up again (hysteresis). Default 2, 2.
 	FailAfter    int `yaml:"fail_after"`
 	RecoverAfter int `yaml:"recover_after"`
+	// PurgeLag marks an edge down, and keeps it down, while it has not
+	// applied a purge the log held this long ago: it would serve what was
+	// purged (a region back from a cut link catching up). Negative: off.
+	// Default 5s.
+	PurgeLag time.Duration `yaml:"purge_lag"`
 }
 
 // DefaultConfig returns the defaults every field documents.
@@ -151,7 +156,7 @@ func DefaultConfig() Config {
 		DataDir: "cdn-control",
 		NATS:    NATSConfig{Listen: "127.0.0.1:4222", Replicas: 1},
 		Health: HealthConfig{Interval: 2 * time.Second, Timeout: time.Second, HeartbeatTimeout: 6 * time.Second,
-			FailAfter: 2, RecoverAfter: 2},
+			FailAfter: 2, RecoverAfter: 2, PurgeLag: 5 * time.Second},
 		MaxBodyBytes: 1 << 20,
 		Releases:     ReleasesConfig{MaxBlobBytes: 1 << 30, Retain: 10, GCInterval: 10 * time.Minute, GCGrace: time.Hour},
 		Purges:       PurgeConfig{MaxBytes: 1 << 30},

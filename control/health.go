@@ -1,6 +1,7 @@
 package control
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -13,12 +14,13 @@ import (
 	"github.com/selfcdn/cdn/internal/state"
 )
 
-// checker decides each edge's health from two signals: its heartbeat (is
-// the process alive and connected to NATS?) and an active HTTP check of
-// its health endpoint (can it serve?). A missing heartbeat marks an edge
-// down at once; failed checks need FailAfter in a row, and a down edge
-// needs RecoverAfter good checks to come back, so one slow answer does not
-// flap DNS answers.
+// checker decides each edge's health from three signals: its heartbeat
+// (is the process alive and connected to NATS?), an active HTTP check of
+// its health endpoint (can it serve?), and how far it has applied the
+// purge log (would it serve what was purged? purgelag.go). A missing
+// heartbeat or a purge lag marks an edge down at once; failed checks
+// need FailAfter in a row, and a down edge needs RecoverAfter good checks
+// to come back, so one slow answer does not flap DNS answers.
 type checker struct {
 	store  *state.Store
 	cfg    HealthConfig
@@ -30,6 +32,12 @@ type checker struct {
 	mu      sync.Mutex // protects streaks
 	streaks map[string]*streak
 	names   *namesakes
+
+	// applied is the purge version each edge reported applied (nil: purge
+	// lag is not judged); lag samples the log, from round's goroutine.
+	applied func(edge string) (uint64, bool)
+	lag     purgeLag
+	behind  prometheus.Gauge
 }
 
 // streak counts an edge's consecutive check results. Kept in memory: a
@@ -40,9 +48,12 @@ func newChecker(store *state.Store, cfg HealthConfig, log *slog.Logger, now func
 	c := &checker{store: store, cfg: cfg, log: log, now: now, streaks: map[string]*streak{},
 		client: &http.Client{Timeout: cfg.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		edges:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cdn_control_edges", Help: "Registered edges by health and drain state."}, []string{"health", "draining"}),
+		behind: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdn_control_edges_behind_purges",
+			Help: "Edges that had not applied a purge the log held health.purge_lag ago, at the last health round."}),
+		lag: purgeLag{lag: cmp.Or(cfg.PurgeLag, 5*time.Second)},
 	}
 	if reg != nil {
-		reg.MustRegister(c.edges)
+		reg.MustRegister(c.edges, c.behind)
 	}
 	c.names = newNamesakes(10*cfg.HeartbeatTimeout, reg)
 	return c
@@ -70,12 +81,14 @@ func (c *checker) round(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	behind := c.behindPurges(ctx, edges)
+	c.behind.Set(float64(len(behind)))
 	counts := map[[2]string]float64{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, e := range edges {
 		wg.Go(func() {
-			st, err := c.judge(ctx, e)
+			st, err := c.judge(ctx, e, behind[e.Name])
 			if err != nil {
 				if ctx.Err() == nil {
 					c.log.Warn("health check", slog.String("edge", e.Name), slog.Any("err", err))
@@ -95,13 +108,57 @@ func (c *checker) round(ctx context.Context) error {
 	return nil
 }
 
-// judge checks one edge and records its health if it changed.
-func (c *checker) judge(ctx context.Context, e state.Edge) (state.EdgeStatus, error) {
+// behindPurges names the edges behind on the purge log, each with the
+// reason to give. It judges nobody until it has watched the log for the
+// lag, nor when no edge at all is caught up: then it is control's view of
+// the reports that is stale (its watch of them lost), not every edge.
+func (c *checker) behindPurges(ctx context.Context, edges []state.Edge) map[string]string {
+	if c.applied == nil || c.cfg.PurgeLag < 0 {
+		return nil
+	}
+	info, err := c.store.PurgeLog(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			c.log.Warn("health: purge lag not judged", slog.Any("err", err))
+		}
+		return nil
+	}
+	now := c.now()
+	c.lag.observe(now, info.Last)
+	target, ok := c.lag.target(now)
+	if !ok || target == 0 {
+		return nil
+	}
+	behind := map[string]string{}
+	caughtUp := false
+	for _, e := range edges {
+		v, reported := c.applied(e.Name)
+		switch {
+		case !reported:
+			// An edge that reports nothing is judged by the rest.
+		case v >= target:
+			caughtUp = true
+		default:
+			behind[e.Name] = fmt.Sprintf("%s: applied %d, the log held %d %v ago", reasonBehind, v, target, c.lag.lag)
+		}
+	}
+	if !caughtUp {
+		return nil
+	}
+	return behind
+}
+
+// judge checks one edge and records its health if it changed; behind,
+// when not "", says it is behind on the purge log.
+func (c *checker) judge(ctx context.Context, e state.Edge, behind string) (state.EdgeStatus, error) {
 	st, err := c.store.EdgeStatus(ctx, e.Name)
 	if err != nil {
 		return st, err
 	}
 	ok, reason := c.probe(ctx, e)
+	if ok && behind != "" {
+		ok, reason = false, behind
+	}
 	c.mu.Lock()
 	s := c.streaks[e.Name]
 	if s == nil {
@@ -115,7 +172,7 @@ func (c *checker) judge(ctx context.Context, e state.Edge) (state.EdgeStatus, er
 	}
 	health := st.Health
 	switch {
-	case !ok && (reason == reasonNoHeartbeat || s.fail >= c.cfg.FailAfter):
+	case !ok && (reason == reasonNoHeartbeat || behind != "" || s.fail >= c.cfg.FailAfter):
 		health = state.HealthDown
 	case ok && health != state.HealthUp && s.ok >= c.cfg.RecoverAfter:
 		health = state.HealthUp
@@ -132,7 +189,10 @@ func (c *checker) judge(ctx context.Context, e state.Edge) (state.EdgeStatus, er
 	return st, c.store.SetEdgeStatus(ctx, st)
 }
 
-const reasonNoHeartbeat = "no heartbeat"
+const (
+	reasonNoHeartbeat = "no heartbeat"
+	reasonBehind      = "behind on purges"
+)
 
 // probe reports whether the edge looks able to serve, and why not.
 func (c *checker) probe(ctx context.Context, e state.Edge) (bool, string) {

@@ -44,6 +44,15 @@ func (p *Progress) Set(a state.PurgeApplied) {
 	p.changed = make(chan struct{})
 }
 
+// Applied is the last version edge reported applied; ok is false when it
+// has reported none.
+func (p *Progress) Applied(edge string) (v uint64, ok bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	v, ok = p.applied[edge]
+	return v, ok
+}
+
 // snapshot returns the reports so far and a channel closed at the next.
 func (p *Progress) snapshot() (map[string]uint64, <-chan struct{}) {
 	p.mu.Lock()

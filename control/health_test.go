@@ -1,0 +1,115 @@
+package control
+
+import (
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/selfcdn/cdn/internal/natstest"
+	"github.com/selfcdn/cdn/internal/state"
+)
+
+// TestHealthPurgeLag: an edge that has not applied a purge the log held
+// health.purge_lag ago goes down at once and stays down until it has
+// caught up, however good its heartbeat; nobody is judged before the
+// checker has watched the log that long, nor when no edge at all looks
+// caught up (control's view of the reports is what is stale then).
+func TestHealthPurgeLag(t *testing.T) {
+	ctx := t.Context()
+	srv := natstest.Start(t, "", "")
+	store, err := state.Open(ctx, natstest.Connect(t, srv.URL), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b"} {
+		if err := store.Heartbeat(ctx, state.Edge{Name: name, HTTP: "http://127.0.0.9:80"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := time.Now()
+	var mu sync.Mutex
+	applied := map[string]uint64{}
+	report := func(edge string, v uint64) { mu.Lock(); applied[edge] = v; mu.Unlock() }
+	c := newChecker(store, HealthConfig{Interval: time.Second, Timeout: time.Second, HeartbeatTimeout: time.Hour,
+		FailAfter: 2, RecoverAfter: 2, PurgeLag: 5 * time.Second}, logger(t), func() time.Time { return now }, nil)
+	c.applied = func(edge string) (uint64, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		v, ok := applied[edge]
+		return v, ok
+	}
+	publish := func() uint64 {
+		v, _, err := store.PublishPurge(ctx, "www", "", []byte(`{"site":"www","all":true}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	health := func(edge string) (string, string) {
+		st, err := store.EdgeStatus(ctx, edge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st.Health, st.Reason
+	}
+	round := func(d time.Duration) {
+		now = now.Add(d)
+		if err := c.round(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	v := publish()
+	report("a", v)
+	report("b", v)
+	round(0)
+	round(time.Second)
+	if a, _ := health("a"); a != "up" {
+		t.Fatalf("a is %s after two good rounds, want up", a)
+	}
+	// b misses the next two purges; a applies them.
+	publish()
+	v = publish()
+	report("a", v)
+	for range 4 { // under the lag: purges in flight
+		round(time.Second)
+		if h, r := health("b"); h != "up" {
+			t.Fatalf("b %s (%s) within the lag, want up", h, r)
+		}
+	}
+	round(2 * time.Second)
+	if h, r := health("b"); h != "down" || !strings.HasPrefix(r, reasonBehind) {
+		t.Errorf("b is %s (%q) with purges the log held 5s ago unapplied, want down, behind on purges", h, r)
+	}
+	if h, _ := health("a"); h != "up" {
+		t.Errorf("a, caught up, is %s", h)
+	}
+	if got := testutil.ToFloat64(c.behind); got != 1 {
+		t.Errorf("cdn_control_edges_behind_purges %g, want 1", got)
+	}
+	// Back: caught up, b needs RecoverAfter good rounds.
+	report("b", v)
+	round(time.Second)
+	if h, _ := health("b"); h != "down" {
+		t.Errorf("b up after one good round, want RecoverAfter (2)")
+	}
+	round(time.Second)
+	if h, _ := health("b"); h != "up" {
+		t.Errorf("b caught up is %s after two rounds, want up", h)
+	}
+
+	// Every edge behind: control's view is stale, nobody goes down.
+	publish()
+	for range 7 {
+		round(time.Second)
+	}
+	for _, e := range []string{"a", "b"} {
+		if h, r := health(e); h != "up" {
+			t.Errorf("%s %s (%s) when no edge looks caught up, want up", e, h, r)
+		}
+	}
+}
