@@ -203,7 +203,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	wg.Go(func() {
 		s.watchAgain(ctx, "watching edge verdicts", a.Roster.LostStatuses, func() error { return store.WatchEdgeStatuses(ctx, a.Roster.SetStatuses) })
 	})
-	wg.Go(func() { dash.Run(ctx, store, conn) })
+	wg.Go(func() { dash.Run(ctx, dashboardStore{store, progress}, conn) })
 	wg.Go(func() { s.collectReleases(ctx, store) })
 	wg.Go(func() {
 		// Without it pushes still work, checking each blob with a request.
@@ -225,6 +225,17 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.log.Info("control stopped")
 	return err
+}
+
+// dashboardStore is the store as the dashboard follows it: the purge
+// reports from control's one watch of them (progress).
+type dashboardStore struct {
+	*state.Store
+	progress *api.Progress
+}
+
+func (d dashboardStore) WatchPurgesApplied(ctx context.Context, f func(state.PurgeApplied)) error {
+	return d.progress.Follow(ctx, f)
 }
 
 // watchPurgeReports feeds the edges' purge reports to progress until ctx

@@ -53,6 +53,28 @@ func (p *Progress) Applied(edge string) (v uint64, ok bool) {
 	return v, ok
 }
 
+// Follow calls f with each edge's latest report so far, then with every
+// newer one, until ctx ends. Control watches the reports once, into
+// Progress, and the dashboard follows them here: a watch of its own
+// delivered every edge's report of every purge twice.
+func (p *Progress) Follow(ctx context.Context, f func(state.PurgeApplied)) error {
+	seen := map[string]uint64{}
+	for {
+		applied, changed := p.snapshot()
+		for edge, v := range applied {
+			if v > seen[edge] {
+				seen[edge] = v
+				f(state.PurgeApplied{Edge: edge, Version: v})
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		}
+	}
+}
+
 // snapshot returns the reports so far and a channel closed at the next.
 func (p *Progress) snapshot() (map[string]uint64, <-chan struct{}) {
 	p.mu.Lock()
