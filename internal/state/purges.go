@@ -138,22 +138,12 @@ func (s *Store) PurgeLog(ctx context.Context) (PurgeLogInfo, error) {
 	return PurgeLogInfo{First: info.State.FirstSeq, Last: info.State.LastSeq, Created: info.Created}, nil
 }
 
-// purgeHeartbeat is how often the server says a purge subscription is
-// alive while no purge comes.
-const purgeHeartbeat = time.Second
-
 // FollowPurges calls f for every purge from version from on, in order,
 // until ctx ends, f fails, or the consumer does. pending is how many more
 // purges the log held when this one was delivered. Versions may jump when
 // the log dropped purges before they could be delivered; f sees the jump.
 func (s *Store) FollowPurges(ctx context.Context, from uint64, f func(p Purge, pending uint64) error) error {
-	// A stalled subscription (its node cut off from the stream's leader)
-	// is noticed after two missed heartbeats, and one failed attempt to
-	// make it again ends the call: the caller's retry, which starts from
-	// the version applied, comes within seconds of the link's return,
-	// where the library's own backoff grew to 10 s between attempts and
-	// a region back from a cut caught up 10-17 s after its link.
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, MaxResetAttempts: 1}
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
 	if from > 1 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
 	}
@@ -161,7 +151,7 @@ func (s *Store) FollowPurges(ctx context.Context, from uint64, f func(p Purge, p
 	if err != nil {
 		return fmt.Errorf("follow purges from %d: %w", from, err)
 	}
-	it, err := cons.Messages(jetstream.PullHeartbeat(purgeHeartbeat))
+	it, err := cons.Messages()
 	if err != nil {
 		return fmt.Errorf("follow purges from %d: %w", from, err)
 	}
