@@ -195,17 +195,15 @@ func TestCompressedBeyondHits(t *testing.T) {
 					hdr := http.Header{"Accept-Encoding": {"br, " + coding}}
 					maps.Copy(hdr, tt.header)
 					method := cmp.Or(tt.method, "GET")
-					res, body := getWith(t, c, method, url, hdr)
-					for range 50 {
-						// The priming fill is stored a moment before its
-						// flight leaves the group; a request in that moment
-						// joins it (and gets its fresh answer). Ask again.
-						if tt.prime == nil || cacheResult(res.Header.Get("Cache-Status")) != "collapsed" {
-							break
-						}
-						time.Sleep(time.Millisecond)
+					// The priming fill is stored a moment before its flight
+					// leaves the group; a request in that moment joins it
+					// (and gets its fresh answer). Ask again.
+					var res *http.Response
+					var body string
+					testwait.Until(t, "an answer that does not join the priming fill", func() bool {
 						res, body = getWith(t, c, method, url, hdr)
-					}
+						return tt.prime == nil || cacheResult(res.Header.Get("Cache-Status")) != "collapsed"
+					})
 					want := tt.want
 					if want == "coded" {
 						want = coding
