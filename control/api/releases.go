@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/selfcdn/cdn/internal/state"
 	"github.com/selfcdn/cdn/push"
 )
@@ -27,6 +25,7 @@ import (
 // ReleaseStore is the part of the shared state releases use.
 type ReleaseStore interface {
 	Blob(ctx context.Context, hash string) (state.BlobInfo, error)
+	BlobInfos(ctx context.Context, hashes []string) (map[string]state.BlobInfo, error)
 	PutBlob(ctx context.Context, hash string, r io.Reader) (int64, bool, error)
 	PutBlobs(ctx context.Context, blobs []state.NewBlob) ([]bool, error)
 	OpenBlob(ctx context.Context, hash string) (io.ReadCloser, int64, error)
@@ -42,7 +41,6 @@ type ReleaseStore interface {
 // Limits of the push endpoints' bodies.
 const (
 	maxManifestBody = 128 << 20
-	blobCheckers    = 16 // blobs looked up at once
 )
 
 // missingBlobs answers which of the named blobs control lacks.
@@ -88,29 +86,18 @@ func (a *API) touchPush(ctx context.Context) error {
 // findMissing returns the hashes (sorted) that are not stored, or that
 // are stored with another size than sizes says.
 func (a *API) findMissing(ctx context.Context, hashes []string, sizes map[string]int64) ([]string, error) {
-	var (
-		mu      sync.Mutex // protects missing
-		missing = []string{}
-	)
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(blobCheckers)
-	for _, h := range slices.Compact(slices.Sorted(slices.Values(hashes))) {
-		g.Go(func() error {
-			info, err := a.store.Blob(ctx, h)
-			if err != nil && !errors.Is(err, state.ErrNotFound) {
-				return err
-			}
-			if err != nil || sizes != nil && info.Size != sizes[h] {
-				mu.Lock()
-				missing = append(missing, h)
-				mu.Unlock()
-			}
-			return nil
-		})
+	stored, err := a.store.BlobInfos(ctx, hashes)
+	if err != nil {
+		return nil, err
 	}
-	err := g.Wait()
-	slices.Sort(missing)
-	return missing, err
+	missing := []string{}
+	for _, h := range slices.Compact(slices.Sorted(slices.Values(hashes))) {
+		info, ok := stored[h]
+		if !ok || sizes != nil && info.Size != sizes[h] {
+			missing = append(missing, h)
+		}
+	}
+	return missing, nil
 }
 
 // putBlob stores one blob, checked against its name as it streams in.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"fmt"
 	"testing"
 
 	"github.com/selfcdn/cdn/internal/natstest"
@@ -109,4 +110,44 @@ func TestPutBlobsIndexed(t *testing.T) {
 		info, ok := s.blobIndex().get(hashOf(b))
 		return ok && info.Size == int64(len(b))
 	})
+}
+
+// TestBlobInfos: a lookup of many names, over several requests, finds
+// exactly the blobs stored, as Blob would one by one.
+func TestBlobInfos(t *testing.T) {
+	s := openStore(t)
+	var stored []NewBlob
+	var names []string
+	for i := range 2*infoBatch + 10 {
+		b := fmt.Appendf(nil, "blob %d", i)
+		names = append(names, hashOf(b))
+		if i%3 == 0 {
+			stored = append(stored, NewBlob{Hash: hashOf(b), Data: b})
+		}
+	}
+	for i := 0; i < len(stored); i += 500 {
+		if _, err := s.PutBlobs(t.Context(), stored[i:min(i+500, len(stored))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.DeleteBlob(t.Context(), stored[0].Hash); err != nil {
+		t.Fatal(err)
+	}
+	names = append(names, names[1]) // asked twice
+	// Without the index (as at control's start), the store answers all.
+	got, err := s.BlobInfos(t.Context(), names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(stored)-1 {
+		t.Errorf("BlobInfos found %d blobs, want %d", len(got), len(stored)-1)
+	}
+	for _, b := range stored[1:] {
+		if info, ok := got[b.Hash]; !ok || info.Size != int64(len(b.Data)) {
+			t.Fatalf("blob %s: %+v, %v; want its %d bytes", b.Hash[:8], info, ok, len(b.Data))
+		}
+	}
+	if _, ok := got[stored[0].Hash]; ok {
+		t.Errorf("a deleted blob was found")
+	}
 }
