@@ -29,6 +29,11 @@ const chunkSize = 128 << 10
 // putAckTimeout bounds the wait for one asynchronous publish's ack.
 const putAckTimeout = 30 * time.Second
 
+// stall lets a publish wait for room among the publishes in flight (4,000
+// by default: a few batches' chunks) as long as for an ack, where the
+// default failed it after 200 ms.
+var stall = jetstream.WithStallWait(putAckTimeout)
+
 // NewBlob is a blob to store: bytes and the name they hash to.
 type NewBlob struct {
 	Hash string
@@ -123,7 +128,7 @@ func (s *Store) PutBlobs(ctx context.Context, blobs []NewBlob) ([]bool, error) {
 		subj := "$O." + BlobsBucket + ".C." + info.NUID
 		chunkSubjects = append(chunkSubjects, subj)
 		for off := 0; off < len(b.Data); off += chunkSize {
-			f, err := pub.PublishMsgAsync(&nats.Msg{Subject: subj, Data: b.Data[off:min(off+chunkSize, len(b.Data))]})
+			f, err := pub.PublishMsgAsync(&nats.Msg{Subject: subj, Data: b.Data[off:min(off+chunkSize, len(b.Data))]}, stall)
 			if err != nil {
 				s.purgeChunks(chunkSubjects, acks)
 				return nil, fmt.Errorf("store blob %s: %w", b.Hash, err)
@@ -143,7 +148,7 @@ func (s *Store) PutBlobs(ctx context.Context, blobs []NewBlob) ([]bool, error) {
 		if m.Data, err = json.Marshal(infos[i]); err != nil {
 			return nil, err
 		}
-		f, err := pub.PublishMsgAsync(m)
+		f, err := pub.PublishMsgAsync(m, stall)
 		if err != nil {
 			return nil, fmt.Errorf("store blob %s: %w", blobs[i].Hash, err)
 		}

@@ -151,3 +151,24 @@ func TestBlobInfos(t *testing.T) {
 		t.Errorf("a deleted blob was found")
 	}
 }
+
+// TestPutBlobsManyInFlight: a batch of more chunks than may be in flight
+// at once (4,000) is stored whole. (Acks come fast here, so the default
+// 200 ms stall would pass too; the longer stall is for a loaded server.)
+func TestPutBlobsManyInFlight(t *testing.T) {
+	s := openStore(t)
+	var blobs []NewBlob
+	for i := range 5000 {
+		b := fmt.Appendf(nil, "small blob %d", i)
+		blobs = append(blobs, NewBlob{Hash: hashOf(b), Data: b})
+	}
+	created, err := s.PutBlobs(t.Context(), blobs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range created {
+		if !c {
+			t.Fatalf("blob %d not stored", i)
+		}
+	}
+}
