@@ -71,7 +71,9 @@ func parsePushed(t *testing.T, r cliRun) pushSummary {
 
 // uploadGate is a proxy in front of control that lets the first allow
 // blob uploads through and holds every later one until its client goes
-// away: a push stopped at a known point.
+// away: a push stopped at a known point. It answers blob batches 404, as
+// a control older than them does, so the push sends a blob per request
+// (and that fallback runs against the real CLI).
 type uploadGate struct {
 	proxy *httputil.ReverseProxy
 	allow int
@@ -101,6 +103,10 @@ func newUploadGate(t *testing.T, control string, allow int) (*uploadGate, string
 }
 
 func (g *uploadGate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs") {
+		http.Error(w, `{"error":{"code":"not_found","message":"no such endpoint"}}`, http.StatusNotFound)
+		return
+	}
 	if r.Method != http.MethodPut || !strings.Contains(r.URL.Path, "/blobs/") {
 		g.proxy.ServeHTTP(w, r)
 		return

@@ -1,6 +1,7 @@
 package push
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -39,7 +41,8 @@ type Client struct {
 	// (uploads of large files take what they take); waits are bounded by
 	// the API.
 	HTTP *http.Client
-	// Uploaders bounds blobs uploaded at once. Default 4.
+	// Uploaders bounds uploads at once (a batch of small blobs, or one
+	// big blob). Default 4.
 	Uploaders int
 }
 
@@ -176,38 +179,158 @@ func (c *Client) Push(ctx context.Context, site string, scan *Scan, opts Options
 	return res, nil
 }
 
-// upload sends blobs, Uploaders at a time; the first failure stops the
-// rest. It returns what was sent.
+// upload sends blobs, Uploaders requests at a time: small blobs together
+// in batches (one POST each), a big one alone (PUT). An older control
+// without the batch endpoint gets every blob by PUT. The first failure
+// stops the rest. It returns what was sent.
 func (c *Client) upload(ctx context.Context, site string, scan *Scan, hashes []string, sizes map[string]int64, progress func(Progress)) (int, int64, error) {
 	var (
 		mu   sync.Mutex // protects done and serializes progress
 		done = Progress{BlobsTotal: len(hashes)}
+		// noBatch is set once control answers that it has no batches.
+		noBatch atomic.Bool
 	)
 	for _, h := range hashes {
 		done.BytesTotal += sizes[h]
 	}
+	sent := func(group []string) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, h := range group {
+			done.Blobs++
+			done.Bytes += sizes[h]
+		}
+		if progress != nil {
+			progress(done)
+		}
+	}
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(cmp.Or(c.Uploaders, 4))
-	for _, h := range hashes {
+	for _, group := range groupBlobs(hashes, sizes) {
 		if ctx.Err() != nil {
 			break
 		}
 		g.Go(func() error {
-			if err := c.uploadOne(ctx, site, scan, h); err != nil {
-				return err
+			if len(group) > 1 && !noBatch.Load() {
+				err := c.uploadBatch(ctx, site, scan, group)
+				if err == nil {
+					sent(group)
+					return nil
+				}
+				if !errors.Is(err, errNoBatches) {
+					return err
+				}
+				noBatch.Store(true)
 			}
-			mu.Lock()
-			defer mu.Unlock()
-			done.Blobs++
-			done.Bytes += sizes[h]
-			if progress != nil {
-				progress(done)
+			for _, h := range group {
+				if err := c.uploadOne(ctx, site, scan, h); err != nil {
+					return err
+				}
+				sent([]string{h})
 			}
 			return nil
 		})
 	}
 	err := g.Wait()
 	return done.Blobs, done.Bytes, err
+}
+
+// A batch holds blobs of up to BatchBlobMax bytes, up to batchBytes and
+// batchBlobs in all: a few MiB, so Uploaders batches in flight keep
+// control busy without holding much in memory.
+const (
+	batchBytes = 4 << 20
+	batchBlobs = 256
+)
+
+// groupBlobs splits hashes into what one request sends: runs of small
+// blobs, and each big one alone.
+func groupBlobs(hashes []string, sizes map[string]int64) [][]string {
+	var groups [][]string
+	var cur []string
+	var curBytes int64
+	for _, h := range hashes {
+		size := sizes[h]
+		if size > BatchBlobMax {
+			groups = append(groups, []string{h})
+			continue
+		}
+		if len(cur) == batchBlobs || len(cur) > 0 && curBytes+size > batchBytes {
+			groups = append(groups, cur)
+			cur, curBytes = nil, 0
+		}
+		cur = append(cur, h)
+		curBytes += size
+	}
+	if len(cur) > 0 {
+		groups = append(groups, cur)
+	}
+	return groups
+}
+
+// errNoBatches is control answering that it has no batch endpoint (404
+// or 405 from a control older than it).
+var errNoBatches = errors.New("control takes no blob batches")
+
+// uploadBatch sends blobs in one batch. The bytes are read and checked
+// (Scan.Open) before anything is sent, and the batch is sent again whole
+// when retried: storing a blob twice is harmless.
+func (c *Client) uploadBatch(ctx context.Context, site string, scan *Scan, hashes []string) error {
+	blobs := make([]BatchedBlob, len(hashes))
+	for i, h := range hashes {
+		data, err := readWhole(scan, h)
+		if err != nil {
+			return fmt.Errorf("upload blob %s (%s): %w", h[:12], scan.Sources[h].Path, err)
+		}
+		blobs[i] = BatchedBlob{Hash: h, Data: data}
+	}
+	var body bytes.Buffer
+	body.Grow(int(BlobBatchSize(blobs)))
+	if err := WriteBlobBatch(&body, blobs); err != nil {
+		return err
+	}
+	req := apiclient.Request{
+		Method: http.MethodPost,
+		Path:   sitePath(site, "/blobs"),
+		Body: func() (io.ReadCloser, int64, error) {
+			return io.NopCloser(bytes.NewReader(body.Bytes())), int64(body.Len()), nil
+		},
+		ContentType: BlobBatchType,
+		Idempotent:  true,
+	}
+	var stored BatchStored
+	err := c.call(ctx, req, &stored)
+	var ae *APIError
+	if errors.As(err, &ae) && (ae.StatusCode == http.StatusNotFound || ae.StatusCode == http.StatusMethodNotAllowed) {
+		return errNoBatches
+	}
+	if err != nil {
+		return fmt.Errorf("upload %d blobs (%s, ...): %w", len(hashes), scan.Sources[hashes[0]].Path, err)
+	}
+	if len(stored.Blobs) != len(hashes) {
+		return fmt.Errorf("upload %d blobs: control answered for %d", len(hashes), len(stored.Blobs))
+	}
+	return nil
+}
+
+// readWhole reads blob hash whole, checked against its name.
+func readWhole(scan *Scan, hash string) ([]byte, error) {
+	r, size, err := scan.Open(hash)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	// One byte more than the blob, so the read reaches the end, where
+	// the reader checks the bytes against the name.
+	data := make([]byte, size+1)
+	n, err := io.ReadFull(r, data)
+	if (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) && int64(n) == size {
+		return data[:n], nil
+	}
+	if err == nil {
+		err = fmt.Errorf("blob %s: more than its %d bytes: %w", hash, size, ErrChanged)
+	}
+	return nil, err
 }
 
 // uploadOne sends one blob, retried as the API client retries a PUT: the

@@ -1,6 +1,8 @@
 package push
 
 import (
+	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -9,6 +11,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -71,6 +74,12 @@ type fakeControl struct {
 	putCalls      int
 	commitCalls   int
 	bad           []string // PUT bodies that did not hash to their name
+	// batches makes it take blob batches (else it answers 404 as a
+	// control without them); noBatch, if set, is its status instead.
+	batches      bool
+	noBatch      int
+	batchCalls   int // batches answered, refused ones included
+	batchedBlobs int // blobs in batches taken
 }
 
 func (f *fakeControl) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -92,6 +101,24 @@ func (f *fakeControl) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case strings.HasSuffix(r.URL.Path, "/blobs/missing"):
 		body, _ := io.ReadAll(r.Body)
 		w.Write(body) // every blob asked about is missing
+	case r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/blobs") && (f.batches || f.noBatch != 0):
+		f.batchCalls++
+		if f.noBatch != 0 {
+			w.WriteHeader(f.noBatch)
+			return
+		}
+		blobs, err := ReadBlobBatch(r.Body, MaxBatchBytes, BatchBlobMax)
+		if err != nil || r.Header.Get("Content-Type") != BlobBatchType {
+			f.bad = append(f.bad, fmt.Sprint("batch: ", err))
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		f.batchedBlobs += len(blobs)
+		stored := BatchStored{Created: len(blobs)}
+		for _, b := range blobs {
+			stored.Blobs = append(stored.Blobs, Blob{Hash: b.Hash, Size: int64(len(b.Data))})
+		}
+		json.NewEncoder(w).Encode(stored)
 	case r.Method == http.MethodPut:
 		body, _ := io.ReadAll(r.Body)
 		if name := path.Base(r.URL.Path); HashOf(body) != name {
@@ -158,5 +185,90 @@ func TestPushRetries(t *testing.T) {
 					f.putCalls, len(f.bad), f.bad, f.commitCalls, tt.wantPuts, tt.wantCommits)
 			}
 		})
+	}
+}
+
+// TestPushBatches: small blobs go in batches, a big one alone by PUT; a
+// control without batches (404 or 405 to them) gets every blob by PUT.
+func TestPushBatches(t *testing.T) {
+	dir := t.TempDir()
+	big := make([]byte, BatchBlobMax+1)
+	rand.Read(big)
+	files := map[string][]byte{"big.bin": big, "index.html": []byte(strings.Repeat("<p>hello</p>", 100))}
+	for i := range 20 {
+		files[fmt.Sprintf("f%d.txt", i)] = fmt.Appendf(nil, "file %d", i)
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scan, err := ScanDir(t.Context(), dir, ScanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	blobs := len(scan.Manifest.Blobs())
+	tests := []struct {
+		name                  string
+		batches               bool
+		noBatch               int
+		wantBatches, wantPuts int
+		wantBatched           int
+	}{
+		{name: "batches", batches: true, wantBatches: 1, wantBatched: blobs - 1, wantPuts: 1},
+		{name: "older control: 404", noBatch: http.StatusNotFound, wantBatches: 1, wantPuts: blobs},
+		{name: "older control: 405", noBatch: http.StatusMethodNotAllowed, wantBatches: 1, wantPuts: blobs},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &fakeControl{batches: tt.batches, noBatch: tt.noBatch, puts: []int{201}, commits: []int{201}}
+			srv := httptest.NewServer(f)
+			defer srv.Close()
+			c := &Client{BaseURL: srv.URL, Token: "tok", Uploaders: 1}
+			var last Progress
+			res, err := c.Push(t.Context(), "docs", scan, Options{Progress: func(p Progress) { last = p }})
+			if err != nil || res.Uploaded != blobs || last.Blobs != blobs || last.Bytes != last.BytesTotal {
+				t.Fatalf("Push() = %+v, %v (progress %+v); want %d blobs uploaded", res, err, last, blobs)
+			}
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.batchCalls != tt.wantBatches || f.batchedBlobs != tt.wantBatched || f.putCalls != tt.wantPuts || len(f.bad) != 0 {
+				t.Errorf("control got %d batches (%d blobs), %d PUTs, bad %v; want %d batches (%d blobs), %d PUTs",
+					f.batchCalls, f.batchedBlobs, f.putCalls, f.bad, tt.wantBatches, tt.wantBatched, tt.wantPuts)
+			}
+		})
+	}
+}
+
+// TestGroupBlobs: batches stay within their bounds and keep every blob.
+func TestGroupBlobs(t *testing.T) {
+	sizes := map[string]int64{}
+	var hashes []string
+	for i := range 1000 {
+		h := fmt.Sprintf("%064x", i)
+		sizes[h] = int64(i%7) * 30_000 // 0 to 180 kB
+		if i%100 == 0 {
+			sizes[h] = BatchBlobMax + 1
+		}
+		hashes = append(hashes, h)
+	}
+	seen := 0
+	for _, g := range groupBlobs(hashes, sizes) {
+		var total int64
+		for _, h := range g {
+			total += sizes[h]
+		}
+		seen += len(g)
+		switch {
+		case len(g) == 0 || len(g) > batchBlobs:
+			t.Errorf("a group of %d blobs", len(g))
+		case len(g) > 1 && total > batchBytes:
+			t.Errorf("a batch of %d bytes, over %d", total, batchBytes)
+		case len(g) > 1 && slices.ContainsFunc(g, func(h string) bool { return sizes[h] > BatchBlobMax }):
+			t.Errorf("a big blob in a batch")
+		}
+	}
+	if seen != len(hashes) {
+		t.Errorf("groups hold %d blobs, want %d", seen, len(hashes))
 	}
 }

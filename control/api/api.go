@@ -19,6 +19,7 @@ import (
 	"github.com/selfcdn/cdn/internal/httpstats"
 	"github.com/selfcdn/cdn/internal/state"
 	"github.com/selfcdn/cdn/purge"
+	"github.com/selfcdn/cdn/push"
 )
 
 // Store is the shared state the API reads and writes.
@@ -105,6 +106,7 @@ func New(store Store, progress *Progress, log *slog.Logger, now func() time.Time
 	a.handle("GET /v1/purges/{version}", []string{ScopeRead, scopeAnyPurge}, a.purgeStatus)
 	a.handleWith("POST /v1/sites/{site}/blobs/missing", pusher, maxManifestBody, a.missingBlobs)
 	a.handleWith("PUT /v1/sites/{site}/blobs/{hash}", pusher, maxBlob, a.putBlob)
+	a.handleWith("POST /v1/sites/{site}/blobs", pusher, push.MaxBatchBytes, a.putBlobs)
 	a.handleWith("POST /v1/sites/{site}/releases", pusher, maxManifestBody, a.createRelease)
 	a.handle("GET /v1/sites/{site}/releases", read, a.listReleases)
 	a.handle("GET /v1/sites/{site}/releases/{n}", read, a.releaseStatus)

@@ -60,7 +60,7 @@ func NewRateLimitedMetric() *prometheus.CounterVec {
 // makes per new file.
 func writeLimited(pattern string) bool {
 	switch pattern {
-	case "PUT /v1/sites/{site}/blobs/{hash}", "POST /v1/sites/{site}/blobs/missing":
+	case "PUT /v1/sites/{site}/blobs/{hash}", "POST /v1/sites/{site}/blobs", "POST /v1/sites/{site}/blobs/missing":
 		return false
 	}
 	method, _, _ := strings.Cut(pattern, " ")

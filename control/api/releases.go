@@ -13,8 +13,6 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/selfcdn/cdn/internal/state"
 	"github.com/selfcdn/cdn/push"
 )
@@ -27,7 +25,9 @@ import (
 // ReleaseStore is the part of the shared state releases use.
 type ReleaseStore interface {
 	Blob(ctx context.Context, hash string) (state.BlobInfo, error)
+	BlobInfos(ctx context.Context, hashes []string) (map[string]state.BlobInfo, error)
 	PutBlob(ctx context.Context, hash string, r io.Reader) (int64, bool, error)
+	PutBlobs(ctx context.Context, blobs []state.NewBlob) ([]bool, error)
 	OpenBlob(ctx context.Context, hash string) (io.ReadCloser, int64, error)
 	CreateRelease(ctx context.Context, r state.Release) (state.Release, error)
 	Release(ctx context.Context, site string, n uint64) (state.Release, error)
@@ -41,7 +41,6 @@ type ReleaseStore interface {
 // Limits of the push endpoints' bodies.
 const (
 	maxManifestBody = 128 << 20
-	blobCheckers    = 16 // blobs looked up at once
 )
 
 // missingBlobs answers which of the named blobs control lacks.
@@ -87,29 +86,18 @@ func (a *API) touchPush(ctx context.Context) error {
 // findMissing returns the hashes (sorted) that are not stored, or that
 // are stored with another size than sizes says.
 func (a *API) findMissing(ctx context.Context, hashes []string, sizes map[string]int64) ([]string, error) {
-	var (
-		mu      sync.Mutex // protects missing
-		missing = []string{}
-	)
-	g, ctx := errgroup.WithContext(ctx)
-	g.SetLimit(blobCheckers)
-	for _, h := range slices.Compact(slices.Sorted(slices.Values(hashes))) {
-		g.Go(func() error {
-			info, err := a.store.Blob(ctx, h)
-			if err != nil && !errors.Is(err, state.ErrNotFound) {
-				return err
-			}
-			if err != nil || sizes != nil && info.Size != sizes[h] {
-				mu.Lock()
-				missing = append(missing, h)
-				mu.Unlock()
-			}
-			return nil
-		})
+	stored, err := a.store.BlobInfos(ctx, hashes)
+	if err != nil {
+		return nil, err
 	}
-	err := g.Wait()
-	slices.Sort(missing)
-	return missing, err
+	missing := []string{}
+	for _, h := range slices.Compact(slices.Sorted(slices.Values(hashes))) {
+		info, ok := stored[h]
+		if !ok || sizes != nil && info.Size != sizes[h] {
+			missing = append(missing, h)
+		}
+	}
+	return missing, nil
 }
 
 // putBlob stores one blob, checked against its name as it streams in.
@@ -142,6 +130,59 @@ func (a *API) putBlob(w http.ResponseWriter, r *http.Request) error {
 		status = http.StatusCreated
 	}
 	writeJSON(w, status, push.Blob{Hash: hash, Size: size})
+	return nil
+}
+
+// putBlobs stores a batch of small blobs (push.ReadBlobBatch): all of it
+// is read and checked against the names before any is stored, so a bad
+// batch is refused whole and stores nothing.
+func (a *API) putBlobs(w http.ResponseWriter, r *http.Request) error {
+	if _, err := a.pushSite(r); err != nil {
+		return err
+	}
+	if ct := r.Header.Get("Content-Type"); ct != push.BlobBatchType {
+		writeError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", fmt.Sprintf("a blob batch is sent as %s, not %q", push.BlobBatchType, ct))
+		return nil
+	}
+	if r.ContentLength > push.MaxBatchBytes {
+		return &overLimit{fmt.Sprintf("the batch is %d bytes, over the %d-byte limit of one batch", r.ContentLength, push.MaxBatchBytes)}
+	}
+	if err := a.touchPush(r.Context()); err != nil {
+		return err
+	}
+	maxBlob := min(a.maxBlob, push.BatchBlobMax)
+	if a.limits.SiteBytes > 0 {
+		maxBlob = min(maxBlob, a.limits.SiteBytes)
+	}
+	blobs, err := push.ReadBlobBatch(r.Body, push.MaxBatchBytes, maxBlob)
+	var bad *push.BatchError
+	switch {
+	case errors.As(err, &bad) && bad.Mismatch:
+		writeError(w, http.StatusUnprocessableEntity, "hash_mismatch", bad.Msg+"; nothing of the batch was stored")
+		return nil
+	case errors.As(err, &bad) && bad.TooLarge:
+		return &overLimit{bad.Msg + "; nothing of the batch was stored"}
+	case errors.As(err, &bad):
+		return &badRequest{bad.Msg + "; nothing of the batch was stored"}
+	case err != nil:
+		return err
+	}
+	put := make([]state.NewBlob, len(blobs))
+	for i, b := range blobs {
+		put[i] = state.NewBlob{Hash: b.Hash, Data: b.Data}
+	}
+	created, err := a.store.PutBlobs(r.Context(), put)
+	if err != nil {
+		return err
+	}
+	out := push.BatchStored{Blobs: make([]push.Blob, len(blobs))}
+	for i, b := range blobs {
+		out.Blobs[i] = push.Blob{Hash: b.Hash, Size: int64(len(b.Data))}
+		if created[i] {
+			out.Created++
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

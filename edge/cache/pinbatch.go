@@ -61,6 +61,27 @@ func (p *Pinned) Batch(flushBytes int64, onCommit func(blobs int, bytes int64)) 
 // Commit. It fails, keeping nothing of this blob, as Pinned.Put does. A
 // blob pinned already, or put in this batch already, is not read.
 func (b *PinBatch) Put(hash string, r io.Reader, size int64) error {
+	return b.put(hash, size, func(w io.Writer) error { return copyVerified(w, r, hash, size) })
+}
+
+// PutBytes is Put of a blob held in memory. body is checked against hash
+// even when the blob is pinned already, so a caller that keeps body (to
+// serve it from memory) keeps only verified bytes.
+func (b *PinBatch) PutBytes(hash string, body []byte) error {
+	if !validName(hash) {
+		return fmt.Errorf("pin %q: not a SHA-256 name", hash)
+	}
+	if sum := sha256.Sum256(body); hex.EncodeToString(sum[:]) != hash {
+		return fmt.Errorf("pin %s: %w", hash, ErrHashMismatch)
+	}
+	return b.put(hash, int64(len(body)), func(w io.Writer) error {
+		_, err := w.Write(body)
+		return err
+	})
+}
+
+// put writes blob hash, of size bytes, by write.
+func (b *PinBatch) put(hash string, size int64, write func(io.Writer) error) error {
 	if !validName(hash) {
 		return fmt.Errorf("pin %q: not a SHA-256 name", hash)
 	}
@@ -75,9 +96,7 @@ func (b *PinBatch) Put(hash string, r io.Reader, size int64) error {
 	if !b.p.reserve(need) {
 		return fmt.Errorf("pin %s (%d bytes): %w", hash, size, ErrPinnedFull)
 	}
-	tmp, _, err := writeTempObject(b.p.tmpDir, "blob-*", meta, false, func(ow io.Writer) error {
-		return copyVerified(ow, r, hash, size)
-	})
+	tmp, _, err := writeTempObject(b.p.tmpDir, "blob-*", meta, false, write)
 	if err != nil {
 		b.p.settle(hash, need, false)
 		return fmt.Errorf("pin %s: %w", hash, err)
@@ -178,11 +197,16 @@ func (b *PinBatch) Abort() {
 	}
 }
 
+// copyBufs are copyVerified's buffers, one per blob otherwise.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
 // copyVerified copies size bytes of r to w, failing with ErrHashMismatch
 // unless they are exactly size bytes that hash to hash.
 func copyVerified(w io.Writer, r io.Reader, hash string, size int64) error {
 	sum := sha256.New()
-	n, err := io.Copy(io.MultiWriter(w, sum), io.LimitReader(r, size+1))
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	n, err := io.CopyBuffer(io.MultiWriter(w, sum), io.LimitReader(r, size+1), *buf)
 	if err == nil && (n != size || hex.EncodeToString(sum.Sum(nil)) != hash) {
 		err = ErrHashMismatch
 	}

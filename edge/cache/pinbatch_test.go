@@ -161,6 +161,51 @@ func TestPinBatchPut(t *testing.T) {
 	}
 }
 
+// TestPinBatchPutBytes: a body in memory is pinned as Put pins a reader,
+// and is checked against its name even when the blob is pinned already
+// (its caller keeps it to serve).
+func TestPinBatchPutBytes(t *testing.T) {
+	p, err := OpenPinned(t.TempDir(), 64<<10, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := p.Batch(0, nil)
+	defer batch.Abort()
+	h, b := blobOf(1000)
+	other, _ := blobOf(1000)
+	big, bb := blobOf(100 << 10)
+	tests := []struct {
+		name    string
+		hash    string
+		body    []byte
+		wantErr error
+	}{
+		{name: "good", hash: h, body: b},
+		{name: "again", hash: h, body: b},
+		{name: "bytes of another", hash: other, body: b, wantErr: ErrHashMismatch},
+		{name: "wrong bytes for a blob held", hash: h, body: b[:999], wantErr: ErrHashMismatch},
+		{name: "over the bound", hash: big, body: bb, wantErr: ErrPinnedFull},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := batch.PutBytes(tt.hash, tt.body); !errors.Is(err, tt.wantErr) {
+				t.Errorf("PutBytes = %v, want %v", err, tt.wantErr)
+			}
+		})
+	}
+	if err := batch.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	e, err := p.Open(h, 1<<20)
+	if err != nil || !bytes.Equal(e.Body, b) {
+		t.Fatalf("Open of the pinned blob: %d bytes, %v", len(e.Body), err)
+	}
+	e.Release()
+	if err := p.Batch(0, nil).PutBytes(h, b[1:]); !errors.Is(err, ErrHashMismatch) {
+		t.Errorf("PutBytes of wrong bytes for a pinned blob = %v, want ErrHashMismatch", err)
+	}
+}
+
 // TestPinBatchFlush: a batch commits by itself once its flush size is
 // waiting, and tells of each commit.
 func TestPinBatchFlush(t *testing.T) {

@@ -1,7 +1,6 @@
 package release
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -389,22 +388,28 @@ func (s *Syncer) pin(batch *cache.PinBatch, kept *keptBodies, b push.Blob, r io.
 		return fmt.Errorf("fetch blob %s: stored with %d bytes, the manifest says %d", b.Hash, size, b.Size)
 	}
 	var body []byte
-	if size <= s.cfg.InlineMax {
-		var err error
-		if body, err = io.ReadAll(io.LimitReader(r, size+1)); err != nil {
+	if whole, ok := r.(interface{ Bytes() []byte }); ok {
+		body = whole.Bytes() // a batched fetch's chunk: no copy
+	} else if size <= s.cfg.InlineMax {
+		body = make([]byte, size+1) // one more, to see the end
+		n, err := io.ReadFull(r, body)
+		if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
 			return fmt.Errorf("fetch blob %s: %w", b.Hash, err)
 		}
-		// Checked here, not left to Put: Put does not read a blob it
-		// holds already, and this body is served from memory.
-		if int64(len(body)) != size || push.HashOf(body) != b.Hash {
-			return fmt.Errorf("fetch blob %s: %w", b.Hash, cache.ErrHashMismatch)
-		}
-		r = bytes.NewReader(body)
+		body = body[:n]
 	}
-	if err := batch.Put(b.Hash, r, size); err != nil {
+	if body == nil && size > 0 {
+		return batch.Put(b.Hash, r, size)
+	}
+	if int64(len(body)) != size {
+		return fmt.Errorf("fetch blob %s: %w", b.Hash, cache.ErrHashMismatch)
+	}
+	// PutBytes checks the body even for a blob pinned already (Put does
+	// not read those): a kept body is served from memory.
+	if err := batch.PutBytes(b.Hash, body); err != nil {
 		return err
 	}
-	if body != nil {
+	if size <= s.cfg.InlineMax {
 		kept.add(b.Hash, body)
 	}
 	return nil

@@ -32,7 +32,9 @@ var ErrBatchUnsupported = errors.New("batched direct get not supported by the se
 
 // BlobFunc receives one blob of a FetchBlobs call: r holds its size bytes.
 // The bytes are not checked against the name here: the callee checks
-// them (the edge's pinned store hashes every blob it keeps).
+// them (the edge's pinned store hashes every blob it keeps). A blob read
+// in one piece comes as a *bytes.Buffer, whose Bytes the callee may keep
+// instead of copying them.
 type BlobFunc func(hash string, r io.Reader, size int64) error
 
 // FetchBlobs reads the blobs named by hashes (at most maxBatchBlobs: more
@@ -82,7 +84,7 @@ func (s *Store) FetchBlobs(ctx context.Context, hashes []string, f BlobFunc) err
 		case !ok:
 			return fmt.Errorf("blob %s: %w", h, ErrNotFound)
 		case info.Chunks == 0 && info.Size == 0:
-			if err := f(h, bytes.NewReader(nil), 0); err != nil {
+			if err := f(h, new(bytes.Buffer), 0); err != nil {
 				return err
 			}
 		case info.Chunks == 1 && info.NUID != "":
@@ -114,7 +116,7 @@ func (s *Store) FetchBlobs(ctx context.Context, hashes []string, f BlobFunc) err
 		if size := infos[h].Size; uint64(len(data)) != size {
 			return fmt.Errorf("blob %s: chunk holds %d bytes, stored with %d", h, len(data), size)
 		}
-		return f(h, bytes.NewReader(data), int64(len(data)))
+		return f(h, bytes.NewBuffer(data), int64(len(data)))
 	})
 	if err != nil {
 		return fmt.Errorf("fetch blob chunks: %w", err)

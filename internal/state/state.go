@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -52,6 +53,10 @@ type Store struct {
 	blobs                   jetstream.ObjectStore
 	blobStream              jetstream.Stream          // under blobs, for direct chunk reads
 	index                   atomic.Pointer[blobIndex] // set by IndexBlobs
+	// pub publishes batched blob puts (blobput.go), made on first use.
+	pubOnce sync.Once
+	pub     jetstream.JetStream
+	pubErr  error
 }
 
 // Open creates (or binds to) the buckets. Safe to call from every process:
