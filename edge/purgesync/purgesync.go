@@ -66,9 +66,8 @@ type Follower struct {
 	// kernel: a killed edge keeps it), durable the last one fsynced, and
 	// reported the last one the source took a report of.
 	written, durable, reported atomic.Uint64
-	// kick wakes the syncer to fsync what was written, reportKick the
-	// reporter to report it.
-	kick, reportKick chan struct{}
+	// kick wakes the syncer to fsync what was written.
+	kick chan struct{}
 	// syncErr is the syncer's last failure, which stops Run: the log on
 	// disk may lack what it holds in the kernel.
 	syncErr atomic.Pointer[error]
@@ -85,7 +84,7 @@ func Open(table *purge.Table, cfg Config) (*Follower, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	f := &Follower{cfg: cfg, table: table, log: cfg.Logger, m: newMetrics(cfg.Registry), kick: make(chan struct{}, 1), reportKick: make(chan struct{}, 1)}
+	f := &Follower{cfg: cfg, table: table, log: cfg.Logger, m: newMetrics(cfg.Registry), kick: make(chan struct{}, 1)}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
@@ -200,7 +199,7 @@ func (f *Follower) Run(ctx context.Context, src Source) error {
 			return err
 		}
 	}
-	if err := f.sync(); err != nil {
+	if err := f.sync(ctx, src); err != nil {
 		return err
 	}
 	target := info.Last
@@ -233,7 +232,7 @@ func (f *Follower) Run(ctx context.Context, src Source) error {
 		// A burst is persisted and reported once, at its end.
 		if pendingSync++; pending == 0 || pendingSync >= 256 {
 			pendingSync = 0
-			if err := f.sync(); err != nil {
+			if err := f.sync(ctx, src); err != nil {
 				return err
 			}
 			if p.Version >= target {
@@ -313,11 +312,11 @@ func (f *Follower) write(r record) error {
 	return f.j.append(r)
 }
 
-// sync writes the applied purges to the log's file, and has the
-// reporter report them and the syncer fsync them. A killed edge loses
-// nothing written; a crashed machine can, and the edge then purges every
-// site when it comes back (Open).
-func (f *Follower) sync() error {
+// sync writes the applied purges to the log's file, reports them, and
+// has the syncer fsync them. A killed edge loses nothing written; a
+// crashed machine can, and the edge then purges every site when it comes
+// back (Open).
+func (f *Follower) sync(ctx context.Context, src Source) error {
 	if f.j != nil {
 		if err := f.j.flush(); err != nil {
 			// Not reported applied while not written: a crash now
@@ -329,11 +328,10 @@ func (f *Follower) sync() error {
 	f.written.Store(v)
 	f.m.version.Set(float64(v))
 	f.m.rules.Set(float64(f.table.Rules()))
-	for _, k := range []chan struct{}{f.reportKick, f.kick} {
-		select {
-		case k <- struct{}{}:
-		default: // a kick is pending, which covers v too
-		}
+	f.report(ctx, src, v)
+	select {
+	case f.kick <- struct{}{}:
+	default: // the syncer has a kick pending, which covers v too
 	}
 	return nil
 }
@@ -395,13 +393,8 @@ func (f *Follower) report(ctx context.Context, src Source, v uint64) {
 	}
 }
 
-// reportLoop reports the last version written each time sync kicks it,
-// and retries reports that failed every 2 s, so a waiting purge call
-// learns of the version even if the report after it was lost. Reports go
-// out of the apply path: the follower applies the next purge while a
-// report is on its way, and purges written meanwhile go in the next
-// report, one per round trip to NATS however fast they come. Only what
-// the log's file holds is reported (written).
+// reportLoop retries reports that failed, so a waiting purge call learns
+// of the version even if the report after it was lost.
 func (f *Follower) reportLoop(ctx context.Context, src Source) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
@@ -409,7 +402,6 @@ func (f *Follower) reportLoop(ctx context.Context, src Source) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-f.reportKick:
 		case <-t.C:
 		}
 		if v := f.written.Load(); v > f.reported.Load() {
