@@ -29,9 +29,15 @@ type checker struct {
 	now    func() time.Time
 	edges  *prometheus.GaugeVec
 
-	mu      sync.Mutex // protects streaks
+	mu      sync.Mutex // protects streaks and seen
 	streaks map[string]*streak
 	names   *namesakes
+	// seen is the latest heartbeat read of each edge. A read of the
+	// registry may be answered by any replica of its bucket, and one
+	// that is catching up (its node back from a cut) answers with older
+	// heartbeats: judged by those, every edge flapped down and up for
+	// half a minute after a region's link returned.
+	seen map[string]time.Time
 
 	// applied is the purge version each edge reported applied (nil: purge
 	// lag is not judged); lag samples the log, from round's goroutine.
@@ -45,7 +51,7 @@ type checker struct {
 type streak struct{ ok, fail int }
 
 func newChecker(store *state.Store, cfg HealthConfig, log *slog.Logger, now func() time.Time, reg prometheus.Registerer) *checker {
-	c := &checker{store: store, cfg: cfg, log: log, now: now, streaks: map[string]*streak{},
+	c := &checker{store: store, cfg: cfg, log: log, now: now, streaks: map[string]*streak{}, seen: map[string]time.Time{},
 		client: &http.Client{Timeout: cfg.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		edges:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cdn_control_edges", Help: "Registered edges by health and drain state."}, []string{"health", "draining"}),
 		behind: prometheus.NewGauge(prometheus.GaugeOpts{Name: "cdn_control_edges_behind_purges",
@@ -196,7 +202,14 @@ const (
 
 // probe reports whether the edge looks able to serve, and why not.
 func (c *checker) probe(ctx context.Context, e state.Edge) (bool, string) {
-	if age := c.now().Sub(e.Seen); age > c.cfg.HeartbeatTimeout {
+	c.mu.Lock()
+	seen := e.Seen
+	if last := c.seen[e.Name]; last.After(seen) {
+		seen = last // a replica behind the one read before
+	}
+	c.seen[e.Name] = seen
+	c.mu.Unlock()
+	if age := c.now().Sub(seen); age > c.cfg.HeartbeatTimeout {
 		return false, reasonNoHeartbeat
 	}
 	if e.Admin == "" {

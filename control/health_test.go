@@ -113,3 +113,30 @@ func TestHealthPurgeLag(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthHeartbeatNeverOlder: a registry read answered by a replica
+// that is catching up gives an edge an older heartbeat than the last
+// read did; the checker keeps the newest it has seen, so the edge does
+// not flap down and up with the replica that answers.
+func TestHealthHeartbeatNeverOlder(t *testing.T) {
+	now := time.Now()
+	c := newChecker(nil, HealthConfig{Interval: time.Second, Timeout: time.Second, HeartbeatTimeout: 4 * time.Second,
+		FailAfter: 2, RecoverAfter: 2}, logger(t), func() time.Time { return now }, nil)
+	t0 := now
+	for _, tc := range []struct {
+		name string
+		at   time.Duration // when the checker reads, after t0
+		seen time.Duration // the heartbeat read, before t0
+		ok   bool
+	}{
+		{"fresh", 0, time.Second, true},
+		{"a lagging replica's older heartbeat", 0, 10 * time.Second, true},
+		{"the newest seen, gone stale", 5 * time.Second, 10 * time.Second, false},
+	} {
+		now = t0.Add(tc.at)
+		ok, reason := c.probe(t.Context(), state.Edge{Name: "a", Seen: t0.Add(-tc.seen)})
+		if ok != tc.ok {
+			t.Errorf("%s: ok %v (%q), want %v", tc.name, ok, reason, tc.ok)
+		}
+	}
+}
