@@ -37,6 +37,25 @@ var ErrBatchUnsupported = errors.New("batched direct get not supported by the se
 // instead of copying them.
 type BlobFunc func(hash string, r io.Reader, size int64) error
 
+// blobMetaSubject is the subject of the object store's record of blob h.
+func blobMetaSubject(h string) string {
+	return "$O." + BlobsBucket + ".M." + base64.URLEncoding.EncodeToString([]byte(h))
+}
+
+// decodeBlobMeta reads a record a batched get answered for subj, and
+// names its blob by the subjects asked for (subject -> hash).
+func decodeBlobMeta(asked map[string]string, subj string, data []byte) (string, *jetstream.ObjectInfo, error) {
+	h, ok := asked[subj]
+	if !ok {
+		return "", nil, fmt.Errorf("answer for %s, not asked for", subj)
+	}
+	var info jetstream.ObjectInfo
+	if err := json.Unmarshal(data, &info); err != nil {
+		return h, nil, fmt.Errorf("blob %s: %w", h, jetstream.ErrBadObjectMeta)
+	}
+	return h, &info, nil
+}
+
 // FetchBlobs reads the blobs named by hashes (at most maxBatchBlobs: more
 // are an error) and calls f with each, one at a time, in no set order. A
 // blob that is not stored fails the call with an error wrapping
@@ -51,7 +70,7 @@ func (s *Store) FetchBlobs(ctx context.Context, hashes []string, f BlobFunc) err
 	metaSubject := make(map[string]string, len(hashes)) // subject -> hash
 	subjects := make([]string, 0, len(hashes))
 	for _, h := range hashes {
-		subj := "$O." + BlobsBucket + ".M." + base64.URLEncoding.EncodeToString([]byte(h))
+		subj := blobMetaSubject(h)
 		if _, dup := metaSubject[subj]; !dup {
 			metaSubject[subj] = h
 			subjects = append(subjects, subj)
@@ -59,18 +78,11 @@ func (s *Store) FetchBlobs(ctx context.Context, hashes []string, f BlobFunc) err
 	}
 	infos := make(map[string]*jetstream.ObjectInfo, len(subjects))
 	err := s.multiLast(ctx, subjects, func(subj string, data []byte) error {
-		h, ok := metaSubject[subj]
-		if !ok {
-			return fmt.Errorf("fetch blobs: answer for %s, not asked for", subj)
+		h, info, err := decodeBlobMeta(metaSubject, subj, data)
+		if err == nil && !info.Deleted {
+			infos[h] = info
 		}
-		var info jetstream.ObjectInfo
-		if err := json.Unmarshal(data, &info); err != nil {
-			return fmt.Errorf("blob %s: %w", h, jetstream.ErrBadObjectMeta)
-		}
-		if !info.Deleted {
-			infos[h] = &info
-		}
-		return nil
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("fetch blob infos: %w", err)

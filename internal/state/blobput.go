@@ -3,7 +3,6 @@ package state
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,15 +62,17 @@ func (s *Store) PutBlobs(ctx context.Context, blobs []NewBlob) ([]bool, error) {
 	// under the same name leaves behind.
 	metaSubjects := make([]string, 0, len(blobs))
 	bySubject := map[string]int{}
+	hashOf := map[string]string{}
 	for i, b := range blobs {
 		if _, ok := x.get(b.Hash); ok {
 			continue
 		}
-		subj := "$O." + BlobsBucket + ".M." + base64.URLEncoding.EncodeToString([]byte(b.Hash))
+		subj := blobMetaSubject(b.Hash)
 		if _, dup := bySubject[subj]; dup {
 			continue
 		}
 		bySubject[subj] = i
+		hashOf[subj] = b.Hash
 		metaSubjects = append(metaSubjects, subj)
 	}
 	if len(metaSubjects) == 0 {
@@ -79,16 +80,11 @@ func (s *Store) PutBlobs(ctx context.Context, blobs []NewBlob) ([]bool, error) {
 	}
 	existing := map[int]*jetstream.ObjectInfo{}
 	err := s.multiLast(ctx, metaSubjects, func(subj string, data []byte) error {
-		i, ok := bySubject[subj]
-		if !ok {
-			return fmt.Errorf("answer for %s, not asked for", subj)
+		_, info, err := decodeBlobMeta(hashOf, subj, data)
+		if err == nil {
+			existing[bySubject[subj]] = info
 		}
-		var info jetstream.ObjectInfo
-		if err := json.Unmarshal(data, &info); err != nil {
-			return fmt.Errorf("blob %s: %w", blobs[i].Hash, jetstream.ErrBadObjectMeta)
-		}
-		existing[i] = &info
-		return nil
+		return err
 	})
 	if errors.Is(err, ErrBatchUnsupported) {
 		return s.putBlobsOneByOne(ctx, blobs)
@@ -143,7 +139,7 @@ func (s *Store) PutBlobs(ctx context.Context, blobs []NewBlob) ([]bool, error) {
 	}
 	acks = acks[:0]
 	for _, i := range todo {
-		m := nats.NewMsg("$O." + BlobsBucket + ".M." + base64.URLEncoding.EncodeToString([]byte(blobs[i].Hash)))
+		m := nats.NewMsg(blobMetaSubject(blobs[i].Hash))
 		m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
 		if m.Data, err = json.Marshal(infos[i]); err != nil {
 			return nil, err
@@ -235,7 +231,7 @@ func (s *Store) BlobInfos(ctx context.Context, hashes []string) (map[string]Blob
 			out[h] = b
 			continue
 		}
-		subj := "$O." + BlobsBucket + ".M." + base64.URLEncoding.EncodeToString([]byte(h))
+		subj := blobMetaSubject(h)
 		if _, dup := bySubject[subj]; !dup {
 			bySubject[subj] = h
 			subjects = append(subjects, subj)
@@ -244,13 +240,9 @@ func (s *Store) BlobInfos(ctx context.Context, hashes []string) (map[string]Blob
 	for len(subjects) > 0 {
 		n := min(len(subjects), infoBatch)
 		err := s.multiLast(ctx, subjects[:n], func(subj string, data []byte) error {
-			h, ok := bySubject[subj]
-			if !ok {
-				return fmt.Errorf("answer for %s, not asked for", subj)
-			}
-			var info jetstream.ObjectInfo
-			if err := json.Unmarshal(data, &info); err != nil {
-				return fmt.Errorf("blob %s: %w", h, jetstream.ErrBadObjectMeta)
+			h, info, err := decodeBlobMeta(bySubject, subj, data)
+			if err != nil {
+				return err
 			}
 			if !info.Deleted && info.Digest == digestOf(h) {
 				b := BlobInfo{Hash: h, Size: int64(info.Size), Modified: info.ModTime}
