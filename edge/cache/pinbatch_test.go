@@ -127,6 +127,12 @@ func TestPinBatchPut(t *testing.T) {
 	h, b := blobOf(1000)
 	other, _ := blobOf(1000)
 	big, bb := blobOf(100 << 10)
+	// A name that is not h's: two of its digits changed (to "11" when they
+	// were "00", or the short body would be Put under h, pinned already).
+	notH := h[:10] + "00" + h[12:]
+	if notH == h {
+		notH = h[:10] + "11" + h[12:]
+	}
 	tests := []struct {
 		name    string
 		hash    string
@@ -137,7 +143,7 @@ func TestPinBatchPut(t *testing.T) {
 		{name: "good", hash: h, body: b, size: 1000},
 		{name: "again", hash: h, body: b, size: 1000},
 		{name: "bytes of another", hash: other, body: b, size: 1000, wantErr: ErrHashMismatch},
-		{name: "short", hash: h[:10] + "00" + h[12:], body: b[:999], size: 1000, wantErr: ErrHashMismatch},
+		{name: "short", hash: notH, body: b[:999], size: 1000, wantErr: ErrHashMismatch},
 		{name: "over the bound", hash: big, body: bb, size: int64(len(bb)), wantErr: ErrPinnedFull},
 	}
 	for _, tt := range tests {
