@@ -98,28 +98,36 @@ func badInput(t *testing.T, c *cluster, report reporter) {
 		refused(t, "edge with geodns's creds", "are for geodns, not this edge us-1", us, "edge", "--config", c.path("us-1.yaml"),
 			"--nats-creds", c.path("creds", "geodns.creds"), "--cache-dir", c.path("us-x"), "--listen", addr(us, hostSpare)+":80", "--admin", addr(us, hostSpare)+":9090")
 	})
-	// Nothing lost: the six edges are up, us-1 still under its own address.
-	waitFor(t, "six edges up", 20*time.Second, func() bool { return c.edgesUp(us) == 6 })
+	// Nothing lost: the six edges are up, us-1 still under its own
+	// address, in one listing. The rogue node's route attempts are
+	// followed, in some runs, by seconds of "JetStream system temporarily
+	// unavailable", heartbeats failing and edges judged down and up again:
+	// the cluster gets a minute to settle.
 	var edges struct {
 		Edges []struct {
 			Name, Health, HTTP string
 		} `json:"edges"`
 	}
-	if code, body, err := c.api(us, http.MethodGet, "/v1/edges", nil, &edges); err != nil || code != 200 {
-		t.Fatalf("list edges: %d %s %v", code, body, err)
-	}
 	up := 0
-	for _, e := range edges.Edges {
-		if e.Health == "up" {
-			up++
+	settled := waitFor(t, "six edges registered and up", 60*time.Second, func() bool {
+		edges.Edges = nil
+		if code, _, err := c.api(us, http.MethodGet, "/v1/edges", nil, &edges); err != nil || code != 200 {
+			return false
 		}
+		up = 0
+		for _, e := range edges.Edges {
+			if e.Health == "up" {
+				up++
+			}
+		}
+		return len(edges.Edges) == 6 && up == 6
+	})
+	for _, e := range edges.Edges {
 		if e.Name == "us-1" && !strings.Contains(e.HTTP, addr(us, hostEdge1)) {
 			t.Errorf("us-1 is registered at %s, want %s", e.HTTP, addr(us, hostEdge1))
 		}
 	}
-	if len(edges.Edges) != 6 || up != 6 {
-		t.Errorf("after the bad input: %d edges, %d up; want 6 and 6", len(edges.Edges), up)
-	}
+	t.Logf("six edges up %v after the bad input", settled.Round(100*time.Millisecond))
 	report("bad input",
 		strings.Join(seen, "; "), fmt.Sprintf("%d edges registered, %d up; the cluster applied a purge meanwhile", len(edges.Edges), up))
 }
