@@ -33,9 +33,12 @@ func TestStaleWhileRevalidate(t *testing.T) {
 		t.Errorf("Age = %q, want 20", age)
 	}
 	testwait.Until(t, "background refresh", func() bool { return o.hits.Load() == 2 })
+	// A GET in the moment between the refresh's answer and its store
+	// finds the entry stale still and starts another refresh: the entry
+	// that ends up cached may be v3.
 	testwait.Until(t, "refreshed entry", func() bool {
 		res, body := get(t, "GET", e.URL+"/swr", nil)
-		return cacheResult(res.Header.Get("Cache-Status")) == "hit" && body == "v2"
+		return cacheResult(res.Header.Get("Cache-Status")) == "hit" && body != "v1"
 	})
 }
 
