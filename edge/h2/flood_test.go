@@ -339,7 +339,10 @@ func TestFloodNormalClient(t *testing.T) {
 			if cut < float64(conns.Load())-2 { // the last ones may have been stopped by the test
 				t.Errorf("%v of %d attacking connections cut off", cut, conns.Load())
 			}
-			if limit := max(5*base, 2*time.Millisecond); during > limit {
+			// Starved, the client waits on the attackers' frames for tens
+			// of milliseconds and more; 2 ms was measured over (4.3 ms)
+			// with other packages' -race tests sharing the 2 cores in CI.
+			if limit := max(10*base, 10*time.Millisecond); during > limit {
 				t.Errorf("median latency %s during the attack, want at most %s (%s alone)", during, limit, base)
 			}
 		})
