@@ -142,7 +142,15 @@ func newConn(s *Server, nc net.Conn) *conn {
 // serve reads and handles frames until the connection ends.
 func (sc *conn) serve() {
 	defer sc.close()
+	// Under the lock: a Shutdown that came first has set the deadline
+	// to now, which this one must not push back.
+	sc.mu.Lock()
+	if sc.broken != nil {
+		sc.mu.Unlock()
+		return
+	}
 	sc.nc.SetReadDeadline(time.Now().Add(sc.srv.PrefaceTimeout))
+	sc.mu.Unlock()
 	var preface [len(http2.ClientPreface)]byte
 	if _, err := io.ReadFull(sc.br, preface[:]); err != nil || string(preface[:]) != http2.ClientPreface {
 		return

@@ -216,6 +216,11 @@ func (sc *conn) processHeaders(b *headerBlock) error {
 	}
 	sc.mu.Lock()
 	defer sc.mu.Unlock()
+	if sc.broken != nil {
+		// Closed while this block was read: no stream opens, and the
+		// read deadline failLocked set stays.
+		return sc.broken
+	}
 	if st := sc.streams[id]; st != nil {
 		// Trailers end the request body.
 		switch {

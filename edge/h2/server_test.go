@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -612,6 +613,52 @@ func TestShutdownDuringPreface(t *testing.T) {
 	if n, _ := nc.Read(make([]byte, 100)); n != 0 {
 		t.Errorf("got %d bytes before the close; want none", n)
 	}
+}
+
+// slowDeadlineConn holds its first SetReadDeadline until another call
+// has come (or a second has passed): the connection's goroutine is
+// slow to start, and a Shutdown's deadline lands in between.
+type slowDeadlineConn struct {
+	net.Conn
+	calls   atomic.Int32
+	another chan struct{}
+}
+
+func (c *slowDeadlineConn) SetReadDeadline(t time.Time) error {
+	if c.calls.Add(1) == 1 {
+		select {
+		case <-c.another:
+		case <-time.After(time.Second):
+		}
+	} else {
+		select {
+		case c.another <- struct{}{}:
+		default:
+		}
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+// TestShutdownBeforePrefaceDeadline: a Shutdown between a connection's
+// start and its first read deadline still ends it at once; the preface
+// timeout must not replace the deadline Shutdown set.
+func TestShutdownBeforePrefaceDeadline(t *testing.T) {
+	s := &Server{Handler: http.NotFoundHandler()}
+	server, client := net.Pipe()
+	defer client.Close()
+	nc := &slowDeadlineConn{Conn: server, another: make(chan struct{})}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.ServeConn(nc)
+	}()
+	testwait.Until(t, "the connection served", func() bool { return serving(s) == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	testwait.Recv(t, "the connection's end", done)
 }
 
 // stallingConn gives every write a short deadline, as the edge's
