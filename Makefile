@@ -2,7 +2,7 @@ GO    ?= go
 BIN   := bin/cdn
 # Core packages run with the race detector.
 RACE  := ./edge/... ./origin/... ./internal/... ./control/... ./purge/... ./push/... ./geodns/...
-FUZZ  := ./edge:FuzzServeH1 ./edge:FuzzOriginHead ./edge/h2:FuzzServeConn ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./internal/cachekey:FuzzNew ./internal/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath ./control/api:FuzzSiteRequest ./purge:FuzzRequest ./purge:FuzzTags ./geodns:FuzzServeDNS ./geodns:FuzzParseQuery ./push:FuzzCheckPath ./push:FuzzDecode ./push:FuzzParseRedirects ./push:FuzzReadBlobBatch ./edge/tier:FuzzMark ./internal/accesslog:FuzzAppendString ./control/dashboard:FuzzOpenSession
+FUZZ  := ./edge:FuzzServeH1 ./edge:FuzzOriginHead ./edge/h2:FuzzServeConn ./edge/byterange:FuzzParse ./edge/contentcoding:FuzzNegotiate ./edge/cache:FuzzReadObject ./edge/cache:FuzzScanPack ./internal/cachekey:FuzzNew ./internal/cachekey:FuzzVariant ./edge/freshness:FuzzParse ./internal/headerrules:FuzzParse ./origin/static:FuzzCleanPath ./control/api:FuzzSiteRequest ./purge:FuzzRequest ./purge:FuzzTags ./geodns:FuzzServeDNS ./geodns:FuzzParseQuery ./push:FuzzCheckPath ./push:FuzzDecode ./push:FuzzParseRedirects ./push:FuzzReadBlobBatch ./edge/tier:FuzzMark ./internal/accesslog:FuzzAppendString ./control/dashboard:FuzzOpenSession
 DATA  ?= .data
 
 .PHONY: help build run test test-race test-e2e test-browser test-deploy test-regions soak fuzz bench bench-go bench-peers bench-accesslog bench-tier bench-zipf bench-disk-start bench-disk bench-purge bench-dns bench-tls bench-h3 bench-push bench-push-compare bench-pushed conformance testssl lint

@@ -267,25 +267,35 @@ func openObjectFile(path, key string, inlineMax int64, onCorrupt func()) (*Entry
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return openObjectAt(f, &st, 0, st.Size, key, inlineMax, onCorrupt)
+}
+
+// openObjectAt is openObjectFile of the object that takes size bytes of
+// f from base on (a whole object file, or a record of a pack file). It
+// takes f over: f is closed unless the returned objectFile holds it.
+func openObjectAt(f *os.File, st *syscall.Stat_t, base, size int64, key string, inlineMax int64, onCorrupt func()) (*Entry, *objectFile, error) {
 	keep := false
 	defer func() {
 		if !keep {
 			f.Close()
 		}
 	}()
-	var st syscall.Stat_t
-	if err := syscall.Fstat(int(f.Fd()), &st); err != nil {
-		return nil, nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	if base < 0 || size < 0 || base+size > st.Size {
+		return nil, nil, fmt.Errorf("%w: object at %d+%d past the file's %d bytes", ErrCorrupt, base, size, st.Size)
 	}
-	size := st.Size
-	// One read covers a file whose body will be read whole; for a body
+	// One read covers an object whose body will be read whole; for a body
 	// left on disk, only the start (header and, mostly, the meta).
 	firstLen := min(size, 4<<10)
 	if size <= inlineMax+maxSmallOverhead {
 		firstLen = size
 	}
 	first := make([]byte, firstLen)
-	if _, err := f.ReadAt(first, 0); err != nil {
+	if _, err := f.ReadAt(first, base); err != nil {
 		return nil, nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
 	l, err := parseHeader(first, size)
@@ -297,7 +307,7 @@ func openObjectFile(path, key string, inlineMax int64, onCorrupt func()) (*Entry
 			return first[off : off+n], nil
 		}
 		b := make([]byte, n)
-		if _, err := f.ReadAt(b, off); err != nil {
+		if _, err := f.ReadAt(b, base+off); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 		}
 		return b, nil
@@ -337,8 +347,8 @@ func openObjectFile(path, key string, inlineMax int64, onCorrupt func()) (*Entry
 		return e, nil, nil
 	}
 	keep = true
-	o := &objectFile{f: f, fd: int(f.Fd()), key: key, entry: *e, off: l.bodyOff(), size: l.bodyLen, sums: sums,
-		onCorrupt: onCorrupt, stamp: stampOf(&st)}
+	o := &objectFile{f: f, fd: int(f.Fd()), key: key, entry: *e, off: base + l.bodyOff(), size: l.bodyLen, sums: sums,
+		onCorrupt: onCorrupt, stamp: stampOf(st)}
 	o.refs.Store(1)
 	return nil, o, nil
 }

@@ -138,6 +138,7 @@ func writeTempObject(dir, pattern string, meta []byte, durable bool, copy func(i
 // objWriter writes an object file front to back.
 type objWriter struct {
 	f       *os.File
+	base    int64 // where the object starts in f: 0, or its offset in a pack
 	w       *bufio.Writer
 	metaLen int64
 	metaCRC uint32
@@ -217,7 +218,7 @@ func (ow *objWriter) finish() error {
 	binary.LittleEndian.PutUint64(h[16:24], uint64(ow.bodyLen))
 	binary.LittleEndian.PutUint32(h[24:28], blockSize)
 	binary.LittleEndian.PutUint32(h[28:32], crc32.Checksum(h[:28], castagnoli))
-	_, err := ow.f.WriteAt(h[:], 0)
+	_, err := ow.f.WriteAt(h[:], ow.base)
 	return err
 }
 
@@ -231,6 +232,18 @@ func (l objLayout) bodyOff() int64 { return objHeaderSize + l.metaLen }
 func (l objLayout) sumsOff() int64 { return l.bodyOff() + l.bodyLen }
 
 func parseHeader(h []byte, fileSize int64) (objLayout, error) {
+	l, err := parseHeaderFields(h)
+	if err != nil {
+		return l, err
+	}
+	if want := objSize(l.metaLen, l.bodyLen); fileSize != want {
+		return objLayout{}, fmt.Errorf("%w: file is %d bytes, header says %d", ErrCorrupt, fileSize, want)
+	}
+	return l, nil
+}
+
+// parseHeaderFields checks a header by itself, not against a length.
+func parseHeaderFields(h []byte) (objLayout, error) {
 	if len(h) < objHeaderSize || string(h[0:4]) != string(objMagic) || h[4] != objVersion ||
 		binary.LittleEndian.Uint32(h[28:32]) != crc32.Checksum(h[:28], castagnoli) {
 		return objLayout{}, fmt.Errorf("%w: bad header", ErrCorrupt)
@@ -242,9 +255,6 @@ func parseHeader(h []byte, fileSize int64) (objLayout, error) {
 	}
 	if binary.LittleEndian.Uint32(h[24:28]) != blockSize || l.metaLen > maxMetaSize || l.bodyLen < 0 || l.bodyLen > 1<<50 {
 		return objLayout{}, fmt.Errorf("%w: bad header fields", ErrCorrupt)
-	}
-	if want := objSize(l.metaLen, l.bodyLen); fileSize != want {
-		return objLayout{}, fmt.Errorf("%w: file is %d bytes, header says %d", ErrCorrupt, fileSize, want)
 	}
 	return l, nil
 }

@@ -30,6 +30,9 @@ import (
 // reach its flush size, so a sync killed halfway through a big release
 // keeps what it had fetched up to the last flush.
 //
+// Blobs put from memory (PutBytes) go into one pack file per commit
+// (pack.go), blobs read from a reader (Put) into a file each.
+//
 // Put and Commit may be called from several goroutines; Abort once the
 // last Put has returned. The zero value is not usable: see Pinned.Batch.
 type PinBatch struct {
@@ -37,15 +40,21 @@ type PinBatch struct {
 	flushBytes int64
 	onCommit   func(blobs int, bytes int64)
 
+	packMu sync.Mutex  // serializes appends to pack; taken before mu
+	pack   *packWriter // where PutBytes appends, nil until the first
+
 	mu           sync.Mutex // protects pending, pendingBytes and done
 	pending      map[string]pendingBlob
 	pendingBytes int64
 	done         bool
 }
 
-// pendingBlob is a blob written to the temp directory, its space reserved.
+// pendingBlob is a blob written to the temp directory, its space
+// reserved: a file of its own (tmp), or a record of the batch's pack.
 type pendingBlob struct {
 	tmp        string
+	packed     bool
+	off        int64 // the record's offset in the pack
 	need, size int64
 }
 
@@ -74,10 +83,49 @@ func (b *PinBatch) PutBytes(hash string, body []byte) error {
 	if sum := sha256.Sum256(body); hex.EncodeToString(sum[:]) != hash {
 		return fmt.Errorf("pin %s: %w", hash, ErrHashMismatch)
 	}
-	return b.put(hash, int64(len(body)), func(w io.Writer) error {
-		_, err := w.Write(body)
+	if b.p.Has(hash) || b.has(hash) {
+		return nil
+	}
+	meta, err := json.Marshal(objMeta{Key: hash, Status: 200})
+	if err != nil {
 		return err
-	})
+	}
+	need := objSize(int64(len(meta)), int64(len(body))) // a record in a pack: no block rounding
+	if !b.p.reserve(need) {
+		return fmt.Errorf("pin %s (%d bytes): %w", hash, len(body), ErrPinnedFull)
+	}
+	b.packMu.Lock()
+	// Checked again under packMu, which orders appends and commits: a
+	// record is appended once, and only to a pack a commit will take.
+	b.mu.Lock()
+	_, dup := b.pending[hash]
+	skip := dup || b.done
+	b.mu.Unlock()
+	var off int64
+	if !skip && b.pack == nil {
+		b.pack, err = newPackWriter(b.p.tmpDir)
+	}
+	if !skip && err == nil {
+		off, _, err = b.pack.append(meta, body)
+	}
+	if skip || err != nil {
+		b.packMu.Unlock()
+		b.p.settle(hash, need, false)
+		if err != nil {
+			return fmt.Errorf("pin %s: %w", hash, err)
+		}
+		return nil
+	}
+	b.mu.Lock()
+	b.pending[hash] = pendingBlob{packed: true, off: off, need: need, size: int64(len(body))}
+	b.pendingBytes += int64(len(body))
+	flush := b.flushBytes > 0 && b.pendingBytes >= b.flushBytes
+	b.mu.Unlock()
+	b.packMu.Unlock()
+	if flush {
+		return b.Commit()
+	}
+	return nil
 }
 
 // put writes blob hash, of size bytes, by write.
@@ -139,26 +187,42 @@ func (b *PinBatch) Len() int {
 // renamed before the error are whole and stay pinned. The batch takes
 // more blobs after a Commit.
 func (b *PinBatch) Commit() error {
+	b.packMu.Lock()
 	b.mu.Lock()
-	pending, bytes := b.pending, b.pendingBytes
-	b.pending, b.pendingBytes = map[string]pendingBlob{}, 0
+	pending, bytes, pack := b.pending, b.pendingBytes, b.pack
+	b.pending, b.pendingBytes, b.pack = map[string]pendingBlob{}, 0, nil
 	b.mu.Unlock()
+	b.packMu.Unlock()
 	if len(pending) == 0 {
+		if pack != nil {
+			pack.discard()
+		}
 		return nil
 	}
 	blobs := len(pending)
 	abort := func(err error) error {
+		if pack != nil {
+			pack.discard()
+		}
 		for hash, pb := range pending {
-			os.Remove(pb.tmp)
+			if !pb.packed {
+				os.Remove(pb.tmp)
+			}
 			b.p.settle(hash, pb.need, false)
 		}
 		return err
 	}
-	// The bytes first: nothing may be renamed into blobs/ before it is on
-	// disk (fsync after rename would leave a window where a crash keeps a
-	// name whose bytes never arrived).
+	// The bytes first: nothing may be renamed into blobs/ or packs/
+	// before it is on disk (fsync after rename would leave a window where
+	// a crash keeps a name whose bytes never arrived).
 	if err := b.p.syncFS(b.p.tmpDir); err != nil {
 		return abort(fmt.Errorf("pin %d blobs: sync: %w", len(pending), err))
+	}
+	if pack != nil {
+		if err := b.commitPack(pack, pending); err != nil {
+			return abort(err)
+		}
+		pack = nil // installed: its temp name may be another pack's by now
 	}
 	for hash, pb := range pending {
 		dst := b.p.path(hash)
@@ -184,15 +248,45 @@ func (b *PinBatch) Commit() error {
 	return nil
 }
 
+// commitPack installs the batch's pack, its bytes synced, and pins the
+// blobs in it, taking them out of pending.
+func (b *PinBatch) commitPack(pack *packWriter, pending map[string]pendingBlob) error {
+	size := pack.size
+	name, err := pack.install(b.p.packDir)
+	if err != nil {
+		return fmt.Errorf("pin blobs: %w", err)
+	}
+	b.p.mu.Lock()
+	b.p.addPackLocked(name, size)
+	b.p.mu.Unlock()
+	for hash, pb := range pending {
+		if pb.packed {
+			b.p.pinPacked(hash, packLoc{pack: name, off: pb.off, size: pb.need})
+			delete(pending, hash)
+		}
+	}
+	b.p.mu.Lock()
+	b.p.finishPackLocked(name)
+	b.p.mu.Unlock()
+	return nil
+}
+
 // Abort drops every blob put and not committed, and ends the batch: a
 // later Put keeps nothing. Safe after Commit, and more than once.
 func (b *PinBatch) Abort() {
+	b.packMu.Lock()
 	b.mu.Lock()
-	pending := b.pending
-	b.pending, b.pendingBytes, b.done = nil, 0, true
+	pending, pack := b.pending, b.pack
+	b.pending, b.pendingBytes, b.done, b.pack = nil, 0, true, nil
 	b.mu.Unlock()
+	b.packMu.Unlock()
+	if pack != nil {
+		pack.discard()
+	}
 	for hash, pb := range pending {
-		os.Remove(pb.tmp)
+		if !pb.packed {
+			os.Remove(pb.tmp)
+		}
 		b.p.settle(hash, pb.need, false)
 	}
 }

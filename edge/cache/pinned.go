@@ -15,17 +15,20 @@ import (
 )
 
 // Pinned holds pushed content: blobs named by the SHA-256 of their bytes,
-// each in an object file (so every read is checked block by block, as the
-// disk tier's are). A blob appears only once it is whole, synced and its
-// hash verified, and nothing here is evicted: release sync removes what
-// no release it keeps names.
+// each an object record (so every read is checked block by block, as the
+// disk tier's are), in a file of its own under blobs/ or among others in
+// a pack file under packs/ (pack.go). A blob appears only once it is
+// whole, synced and its hash verified, and nothing here is evicted:
+// release sync removes what no release it keeps names.
 type Pinned struct {
-	dir, tmpDir string
-	maxBytes    int64
+	dir, tmpDir, packDir string
+	maxBytes             int64
 
-	mu    sync.Mutex // protects sizes and total
-	sizes map[string]int64
-	total int64
+	mu     sync.Mutex // protects sizes, total, packed and packs
+	sizes  map[string]int64
+	total  int64 // bytes on disk: pinned blobs, and the dead records in packs
+	packed map[string]packLoc
+	packs  map[string]*packUse // by file name
 
 	corrupt prometheus.Counter
 	// syncFS flushes the file system holding a directory (syncfs(2));
@@ -45,12 +48,13 @@ var (
 // maxBytes on disk (0: only by the disk). Unfinished writes of an earlier
 // run are removed.
 func OpenPinned(dir string, maxBytes int64, reg prometheus.Registerer) (*Pinned, error) {
-	p := &Pinned{dir: filepath.Join(dir, "blobs"), tmpDir: filepath.Join(dir, "tmp"), maxBytes: maxBytes, sizes: map[string]int64{},
+	p := &Pinned{dir: filepath.Join(dir, "blobs"), tmpDir: filepath.Join(dir, "tmp"), packDir: filepath.Join(dir, "packs"),
+		maxBytes: maxBytes, sizes: map[string]int64{}, packed: map[string]packLoc{}, packs: map[string]*packUse{},
 		syncFS: syncFileSystem}
 	if err := os.RemoveAll(p.tmpDir); err != nil {
 		return nil, fmt.Errorf("pinned: clear unfinished writes: %w", err)
 	}
-	for _, d := range []string{p.dir, p.tmpDir} {
+	for _, d := range []string{p.dir, p.tmpDir, p.packDir} {
 		if err := os.MkdirAll(d, 0o750); err != nil {
 			return nil, fmt.Errorf("pinned: %w", err)
 		}
@@ -70,6 +74,9 @@ func OpenPinned(dir string, maxBytes int64, reg prometheus.Registerer) (*Pinned,
 	if err != nil {
 		return nil, fmt.Errorf("pinned: index %s: %w", p.dir, err)
 	}
+	if err := p.loadPacks(); err != nil {
+		return nil, fmt.Errorf("pinned: index %s: %w", p.packDir, err)
+	}
 	p.registerMetrics(reg)
 	return p, nil
 }
@@ -81,7 +88,9 @@ func (p *Pinned) registerMetrics(reg prometheus.Registerer) {
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cdn_edge_pinned_bytes", Help: "Bytes of pushed content pinned on disk."},
 				func() float64 { return float64(p.Bytes()) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cdn_edge_pinned_blobs", Help: "Pushed blobs pinned on disk."},
-				func() float64 { return float64(p.Len()) }))
+				func() float64 { return float64(p.Len()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cdn_edge_pinned_packs", Help: "Pack files holding pinned blobs."},
+				func() float64 { return float64(p.packCount()) }))
 	}
 }
 
@@ -182,6 +191,12 @@ func (p *Pinned) Open(hash string, inlineMax int64) (*Entry, error) {
 	if !validName(hash) {
 		return nil, os.ErrNotExist
 	}
+	p.mu.Lock()
+	loc, packed := p.packed[hash]
+	p.mu.Unlock()
+	if packed {
+		return p.openPackedRetry(hash, loc, inlineMax)
+	}
 	e, err := readObjectFile(p.path(hash), hash, inlineMax, func() { p.dropCorrupt(hash) })
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		p.dropCorrupt(hash)
@@ -203,9 +218,49 @@ func (p *Pinned) dropCorrupt(hash string) {
 	p.Remove(hash)
 }
 
-// Remove unpins a blob.
+// openPackedRetry opens packed blob hash, found at loc; a compaction
+// may have moved it meanwhile (and deleted the pack it was in).
+func (p *Pinned) openPackedRetry(hash string, loc packLoc, inlineMax int64) (*Entry, error) {
+	for {
+		e, err := p.openPacked(hash, loc, inlineMax)
+		if err == nil {
+			return e, nil
+		}
+		p.mu.Lock()
+		now, still := p.packed[hash]
+		p.mu.Unlock()
+		switch {
+		case !still:
+			return nil, os.ErrNotExist // removed meanwhile
+		case now != loc:
+			loc = now // moved: read it where it is now
+		default:
+			if !errors.Is(err, os.ErrNotExist) {
+				p.dropCorrupt(hash)
+				return nil, err
+			}
+			p.Remove(hash) // its pack is gone from under us
+			return nil, err
+		}
+	}
+}
+
+// Remove unpins a blob. A pack left mostly dead by it is compacted.
 func (p *Pinned) Remove(hash string) {
 	if !validName(hash) {
+		return
+	}
+	p.mu.Lock()
+	loc, packed := p.packed[hash]
+	compact := ""
+	if packed {
+		compact = p.unpinPackedLocked(hash, loc)
+	}
+	p.mu.Unlock()
+	if packed {
+		if compact != "" {
+			p.compact(compact) // on an error the pack stays whole; it is tried again at the next removal from it
+		}
 		return
 	}
 	p.release(hash, p.size(hash))

@@ -168,13 +168,7 @@ func TestRestartResumes(t *testing.T) {
 		<-done
 	}()
 	// Flip a byte of the large blob behind the edge's back.
-	path := filepath.Join(dir, "pinned", "blobs", push.HashOf(files["/a.bin"])[:2], push.HashOf(files["/a.bin"]))
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)/2] ^= 1
-	os.WriteFile(path, b, 0o644)
+	damagePinned(t, filepath.Join(dir, "pinned"), files["/a.bin"], len(files["/a.bin"])/2)
 
 	s := runSyncer(t, store, dir, 0)
 	if s.serving("s") != 1 {
@@ -214,16 +208,8 @@ func TestSwitchKeepsHeldBodies(t *testing.T) {
 	s := runSyncer(t, store, dir, 0)
 	testwait.Until(t, "release 1", func() bool { return s.serving("s") == 1 })
 	one := s.index("s")
-	// Damage a's pinned file: a fresh read would fail its checksum.
-	path := filepath.Join(dir, "pinned", "blobs", push.HashOf(files["/a.txt"])[:2], push.HashOf(files["/a.txt"]))
-	b, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b[len(b)-1] ^= 1
-	if err := os.WriteFile(path, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	// Damage a's pinned bytes: a fresh read would fail its checksum.
+	damagePinned(t, filepath.Join(dir, "pinned"), files["/a.txt"], len(files["/a.txt"])-1)
 
 	files["/c.txt"] = []byte("version 2")
 	publish(t, store, "s", files)
@@ -265,5 +251,32 @@ func TestPinChecksKeptBodies(t *testing.T) {
 	}
 	if err := s.pin(batch, kept, b, bytes.NewReader(good), b.Size); err != nil || !bytes.Equal(kept.m[b.Hash], good) {
 		t.Fatalf("pin of the right body: %v, kept %q", err, kept.m[b.Hash])
+	}
+}
+
+// damagePinned flips byte i of a pinned blob's body where it lies on
+// disk, in a file of its own or in a pack: the first file under dir that
+// holds body.
+func damagePinned(t *testing.T, dir string, body []byte, i int) {
+	t.Helper()
+	found := false
+	err := filepath.WalkDir(dir, func(path string, de os.DirEntry, err error) error {
+		if err != nil || de.IsDir() || found {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		at := bytes.Index(b, body)
+		if at < 0 {
+			return nil
+		}
+		found = true
+		b[at+i] ^= 1
+		return os.WriteFile(path, b, 0o644)
+	})
+	if err != nil || !found {
+		t.Fatalf("damage a pinned blob of %d bytes: found %v, %v", len(body), found, err)
 	}
 }
