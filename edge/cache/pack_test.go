@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // pinPacked pins blobs of the given sizes with PutBytes in one batch and
@@ -216,6 +218,9 @@ func TestPackRemoveCompacts(t *testing.T) {
 	}
 	if got := packBytes(t, p); got >= full/2 || p.Bytes() != got || dirLen(t, p.packDir) != 1 {
 		t.Errorf("6 of 10 removed: %d packs holding %d bytes, Bytes %d; want one pack of 4 blobs", dirLen(t, p.packDir), got, p.Bytes())
+	}
+	if n := testutil.ToFloat64(p.compactions.WithLabelValues("ok")); n != 1 {
+		t.Errorf("cdn_edge_pinned_compactions_total{result=ok} = %v, want 1", n)
 	}
 	for _, h := range hashes[:6] {
 		if p.Has(h) {

@@ -30,7 +30,8 @@ type Pinned struct {
 	packed map[string]packLoc
 	packs  map[string]*packUse // by file name
 
-	corrupt prometheus.Counter
+	corrupt     prometheus.Counter
+	compactions *prometheus.CounterVec // by result
 	// syncFS flushes the file system holding a directory (syncfs(2));
 	// tests replace it to watch the order of syncs and renames.
 	syncFS func(dir string) error
@@ -83,8 +84,10 @@ func OpenPinned(dir string, maxBytes int64, reg prometheus.Registerer) (*Pinned,
 
 func (p *Pinned) registerMetrics(reg prometheus.Registerer) {
 	p.corrupt = prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_edge_pinned_corrupt_total", Help: "Pinned blobs found corrupt and dropped."})
+	p.compactions = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cdn_edge_pinned_compactions_total",
+		Help: "Pack files of pinned blobs rewritten without their removed blobs, by result (ok, error: the pack stays as it was)."}, []string{"result"})
 	if reg != nil {
-		reg.MustRegister(p.corrupt,
+		reg.MustRegister(p.corrupt, p.compactions,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cdn_edge_pinned_bytes", Help: "Bytes of pushed content pinned on disk."},
 				func() float64 { return float64(p.Bytes()) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "cdn_edge_pinned_blobs", Help: "Pushed blobs pinned on disk."},
@@ -259,7 +262,13 @@ func (p *Pinned) Remove(hash string) {
 	p.mu.Unlock()
 	if packed {
 		if compact != "" {
-			p.compact(compact) // on an error the pack stays whole; it is tried again at the next removal from it
+			// On an error the pack stays whole; it is tried again at the
+			// next removal from it.
+			result := "ok"
+			if err := p.compact(compact); err != nil {
+				result = "error"
+			}
+			p.compactions.WithLabelValues(result).Inc()
 		}
 		return
 	}

@@ -70,7 +70,7 @@ func TestCrashMidPin(t *testing.T) {
 	child.Process.Kill() // SIGKILL: no deferred cleanup runs
 	child.Wait()
 	tmps, _ := os.ReadDir(filepath.Join(dir, "pinned", "tmp"))
-	t.Logf("killed mid-pin with %d blobs written and not synced", len(tmps))
+	t.Logf("killed mid-pin with %d temp files (blobs, packs) written and not synced", len(tmps))
 
 	s := newTestSyncer(t, dir)
 	for p, b := range two {
