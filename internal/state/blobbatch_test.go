@@ -6,7 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/selfcdn/cdn/internal/natstest"
 )
 
 // TestFetchBlobs reads blobs of every chunk layout in one batch, byte for
@@ -65,5 +72,44 @@ func TestFetchBlobs(t *testing.T) {
 	stop := errors.New("stop")
 	if err := s.FetchBlobs(t.Context(), all, func(string, io.Reader, int64) error { return stop }); !errors.Is(err, stop) {
 		t.Errorf("FetchBlobs with a failing callee = %v, want it", err)
+	}
+}
+
+// TestFetchBlobsAnswerLost: a batched answer that stops half way (the
+// server gone, a reconnect) fails the fetch after batchIdle instead of
+// leaving it waiting for good.
+func TestFetchBlobsAnswerLost(t *testing.T) {
+	srv := natstest.Start(t, "", "")
+	nc := natstest.Connect(t, srv.URL)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A stand-in for the stream that answers with the first message of
+	// two and then nothing more.
+	h := hashOf([]byte("a blob"))
+	sub, err := nc.Subscribe("$JS.API.DIRECT.GET."+blobStreamName, func(m *nats.Msg) {
+		msg := nats.NewMsg(m.Reply)
+		msg.Header.Set(jetstream.SubjectHeader, blobMetaSubject(h))
+		msg.Header.Set(jetstream.SequenceHeader, "1")
+		msg.Header.Set("Nats-Num-Pending", "1")
+		msg.Data = []byte(`{"name":"` + h + `","size":6,"chunks":1,"nuid":"N"}`)
+		m.RespondMsg(msg)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	was := batchIdle
+	batchIdle = 200 * time.Millisecond
+	defer func() { batchIdle = was }()
+	s := &Store{js: js}
+	start := time.Now()
+	err = s.FetchBlobs(t.Context(), []string{h, hashOf([]byte("another"))}, func(string, io.Reader, int64) error { return nil })
+	if err == nil || !strings.Contains(err.Error(), "no answer") {
+		t.Fatalf("FetchBlobs with its answer cut off = %v, want a no-answer error", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the cut-off answer failed after %v", took)
 	}
 }
