@@ -22,7 +22,7 @@ import (
 // need FailAfter in a row, and a down edge needs RecoverAfter good checks
 // to come back, so one slow answer does not flap DNS answers.
 type checker struct {
-	store  *state.Store
+	store  healthStore
 	cfg    HealthConfig
 	client *http.Client
 	log    *slog.Logger
@@ -44,13 +44,27 @@ type checker struct {
 	applied func(edge string) (uint64, bool)
 	lag     purgeLag
 	behind  prometheus.Gauge
+
+	// watched, if set, is the registry and the verdicts as control's
+	// watches of them last delivered them (ok false while a watch is
+	// down): what a round judges by when the buckets cannot be read.
+	watched func() (edges []state.Edge, statuses map[string]state.EdgeStatus, ok bool)
+}
+
+// healthStore is what of the state store the checker uses.
+type healthStore interface {
+	Edges(ctx context.Context) ([]state.Edge, error)
+	EdgeStatus(ctx context.Context, name string) (state.EdgeStatus, error)
+	SetEdgeStatus(ctx context.Context, st state.EdgeStatus) error
+	PurgeLog(ctx context.Context) (state.PurgeLogInfo, error)
+	WatchEdges(ctx context.Context, f func(map[string]state.Edge)) error
 }
 
 // streak counts an edge's consecutive check results. Kept in memory: a
 // restarted (or second) control process rebuilds it within a few rounds.
 type streak struct{ ok, fail int }
 
-func newChecker(store *state.Store, cfg HealthConfig, log *slog.Logger, now func() time.Time, reg prometheus.Registerer) *checker {
+func newChecker(store healthStore, cfg HealthConfig, log *slog.Logger, now func() time.Time, reg prometheus.Registerer) *checker {
 	c := &checker{store: store, cfg: cfg, log: log, now: now, streaks: map[string]*streak{}, seen: map[string]time.Time{},
 		client: &http.Client{Timeout: cfg.Timeout, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 		edges:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "cdn_control_edges", Help: "Registered edges by health and drain state."}, []string{"health", "draining"}),
@@ -83,7 +97,7 @@ func (c *checker) run(ctx context.Context) {
 
 // round checks every registered edge once, in parallel.
 func (c *checker) round(ctx context.Context) error {
-	edges, err := c.store.Edges(ctx)
+	edges, statuses, err := c.registry(ctx)
 	if err != nil {
 		return err
 	}
@@ -94,7 +108,7 @@ func (c *checker) round(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, e := range edges {
 		wg.Go(func() {
-			st, err := c.judge(ctx, e, behind[e.Name])
+			st, err := c.judge(ctx, e, behind[e.Name], statuses)
 			if err != nil {
 				if ctx.Err() == nil {
 					c.log.Warn("health check", slog.String("edge", e.Name), slog.Any("err", err))
@@ -154,10 +168,29 @@ func (c *checker) behindPurges(ctx context.Context, edges []state.Edge) map[stri
 	return behind
 }
 
+// registry reads the registered edges. If the bucket cannot be read (a
+// get answered by a replica cut off from the rest times out, and would
+// for as long as the cut lasts, failing every round), it takes them and
+// control's verdicts from the watches, which the stream's leader serves;
+// statuses is nil when the edges were read from the bucket.
+func (c *checker) registry(ctx context.Context) (edges []state.Edge, statuses map[string]state.EdgeStatus, err error) {
+	edges, err = c.store.Edges(ctx)
+	if err == nil || ctx.Err() != nil || c.watched == nil {
+		return edges, nil, err
+	}
+	watchedEdges, statuses, ok := c.watched()
+	if !ok {
+		return nil, nil, err
+	}
+	c.log.Warn("health: edge registry not readable; judging by control's watch of it", slog.Any("err", err))
+	return watchedEdges, statuses, nil
+}
+
 // judge checks one edge and records its health if it changed; behind,
-// when not "", says it is behind on the purge log.
-func (c *checker) judge(ctx context.Context, e state.Edge, behind string) (state.EdgeStatus, error) {
-	st, err := c.store.EdgeStatus(ctx, e.Name)
+// when not "", says it is behind on the purge log. Its last verdict is
+// read from the bucket, or taken from statuses when that is not nil.
+func (c *checker) judge(ctx context.Context, e state.Edge, behind string, statuses map[string]state.EdgeStatus) (state.EdgeStatus, error) {
+	st, err := c.lastVerdict(ctx, e.Name, statuses)
 	if err != nil {
 		return st, err
 	}
@@ -228,4 +261,17 @@ func (c *checker) probe(ctx context.Context, e state.Edge) (bool, string) {
 		return false, fmt.Sprintf("health check answered %d", res.StatusCode)
 	}
 	return true, ""
+}
+
+// lastVerdict is edge's status as control last recorded it: from
+// statuses when given, else from the bucket.
+func (c *checker) lastVerdict(ctx context.Context, edge string, statuses map[string]state.EdgeStatus) (state.EdgeStatus, error) {
+	if statuses == nil {
+		return c.store.EdgeStatus(ctx, edge)
+	}
+	st, ok := statuses[edge]
+	if !ok {
+		st = state.EdgeStatus{Name: edge, Health: state.HealthUnknown}
+	}
+	return st, nil
 }

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -137,6 +138,59 @@ func TestHealthHeartbeatNeverOlder(t *testing.T) {
 		ok, reason := c.probe(t.Context(), state.Edge{Name: "a", Seen: t0.Add(-tc.seen)})
 		if ok != tc.ok {
 			t.Errorf("%s: ok %v (%q), want %v", tc.name, ok, reason, tc.ok)
+		}
+	}
+}
+
+// unreadableRegistry is a store whose registry and verdict reads fail,
+// as gets answered by a replica cut off from the rest do; writes work.
+type unreadableRegistry struct{ *state.Store }
+
+var errReplicaCut = errors.New("context deadline exceeded (a replica behind a cut)")
+
+func (unreadableRegistry) Edges(context.Context) ([]state.Edge, error) { return nil, errReplicaCut }
+func (unreadableRegistry) EdgeStatus(context.Context, string) (state.EdgeStatus, error) {
+	return state.EdgeStatus{}, errReplicaCut
+}
+
+// TestHealthJudgesByWatchWhenUnreadable: when the registry cannot be
+// read, a round judges by what control's watches last delivered instead
+// of failing whole (for as long as the cut lasts); without live watches
+// it fails as before.
+func TestHealthJudgesByWatchWhenUnreadable(t *testing.T) {
+	ctx := t.Context()
+	srv := natstest.Start(t, "", "")
+	store, err := state.Open(ctx, natstest.Connect(t, srv.URL), state.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	c := newChecker(unreadableRegistry{store}, HealthConfig{Interval: time.Second, Timeout: time.Second, HeartbeatTimeout: 4 * time.Second,
+		FailAfter: 2, RecoverAfter: 2, PurgeLag: -1}, logger(t), func() time.Time { return now }, nil)
+	if err := c.round(ctx); !errors.Is(err, errReplicaCut) {
+		t.Fatalf("round with the registry unreadable and no watch = %v, want its error", err)
+	}
+	watched := []state.Edge{{Name: "fresh", Seen: now}, {Name: "silent", Seen: now.Add(-time.Minute)}}
+	live := false
+	c.watched = func() ([]state.Edge, map[string]state.EdgeStatus, bool) {
+		return watched, map[string]state.EdgeStatus{"silent": {Name: "silent", Health: state.HealthUp}}, live
+	}
+	if err := c.round(ctx); !errors.Is(err, errReplicaCut) {
+		t.Fatalf("round with the watches down = %v, want the read's error", err)
+	}
+	live = true
+	for range 2 {
+		if err := c.round(ctx); err != nil {
+			t.Fatalf("round with the watches live: %v", err)
+		}
+	}
+	for edge, want := range map[string]string{"fresh": state.HealthUp, "silent": state.HealthDown} {
+		st, err := store.EdgeStatus(ctx, edge)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Health != want {
+			t.Errorf("%s judged %s (%s) by the watched registry, want %s", edge, st.Health, st.Reason, want)
 		}
 	}
 }

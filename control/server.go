@@ -190,6 +190,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	a.SetLimits(api.Limits{WriteRate: s.cfg.Limits.WriteRate, WriteBurst: s.cfg.Limits.WriteBurst, SiteBytes: s.cfg.Push.MaxSiteBytes})
 	apiReady.Store(a)
 	checks := newChecker(store, s.cfg.Health, s.log, s.now, s.reg)
+	checks.watched = a.Roster.Snapshot
 	checks.applied = progress.Applied
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -105,21 +106,62 @@ func (a *API) view(r *http.Request, e state.Edge) (edgeView, error) {
 }
 
 func (a *API) listEdges(w http.ResponseWriter, r *http.Request) error {
-	edges, err := a.store.Edges(r.Context())
+	views, err := a.edgeViews(w, r)
 	if err != nil {
 		return err
 	}
-	slices.SortFunc(edges, func(x, y state.Edge) int { return strings.Compare(x.Region+x.Name, y.Region+y.Name) })
+	slices.SortFunc(views, func(x, y edgeView) int { return strings.Compare(x.Region+x.Name, y.Region+y.Name) })
+	writeJSON(w, http.StatusOK, map[string]any{"edges": views})
+	return nil
+}
+
+// fromWatch is the header an answer carries when it was built from the
+// roster's watches because the buckets could not be read.
+const fromWatch = "Cdn-From-Watch"
+
+// edgeViews reads every registered edge with control's verdict on it.
+// The buckets come first, so a client reads its own writes (a drain, a
+// delete) at once. If they cannot be read (a get answered by a replica
+// cut off from the rest times out, and would for as long as the cut
+// lasts) and the roster's watches are live, which the streams' leaders
+// serve, the answer is built from those instead and says so in a
+// Cdn-From-Watch header.
+func (a *API) edgeViews(w http.ResponseWriter, r *http.Request) ([]edgeView, error) {
+	views, err := a.readEdgeViews(r)
+	if err == nil || r.Context().Err() != nil {
+		return views, err
+	}
+	edges, statuses, ok := a.Roster.Snapshot()
+	if !ok {
+		return nil, err
+	}
+	a.log.Warn("edge registry not readable; answering from control's watch of it", slog.Any("err", err))
+	w.Header().Set(fromWatch, "registry read failed: "+err.Error())
+	views = make([]edgeView, 0, len(edges))
+	for _, e := range edges {
+		st, judged := statuses[e.Name]
+		if !judged {
+			st.Health = state.HealthUnknown
+		}
+		views = append(views, edgeView{Edge: e, Health: st.Health, Reason: st.Reason, Since: st.Since, Draining: st.Draining})
+	}
+	return views, nil
+}
+
+func (a *API) readEdgeViews(r *http.Request) ([]edgeView, error) {
+	edges, err := a.store.Edges(r.Context())
+	if err != nil {
+		return nil, err
+	}
 	views := []edgeView{}
 	for _, e := range edges {
 		v, err := a.view(r, e)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		views = append(views, v)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"edges": views})
-	return nil
+	return views, nil
 }
 
 func (a *API) getEdge(w http.ResponseWriter, r *http.Request) error {
@@ -152,7 +194,7 @@ func (a *API) deleteEdge(w http.ResponseWriter, r *http.Request) error {
 
 // health summarizes the network: edges by health, drained, and sites.
 func (a *API) health(w http.ResponseWriter, r *http.Request) error {
-	edges, err := a.store.Edges(r.Context())
+	views, err := a.edgeViews(w, r)
 	if err != nil {
 		return err
 	}
@@ -162,13 +204,9 @@ func (a *API) health(w http.ResponseWriter, r *http.Request) error {
 	}
 	counts := map[string]int{state.HealthUp: 0, state.HealthDown: 0, state.HealthUnknown: 0}
 	draining := 0
-	for _, e := range edges {
-		st, err := a.store.EdgeStatus(r.Context(), e.Name)
-		if err != nil {
-			return err
-		}
-		counts[st.Health]++
-		if st.Draining {
+	for _, v := range views {
+		counts[v.Health]++
+		if v.Draining {
 			draining++
 		}
 	}

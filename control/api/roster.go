@@ -19,6 +19,7 @@ import (
 type Roster struct {
 	mu       sync.Mutex // protects the fields below
 	names    map[string]bool
+	edges    map[string]state.Edge // the last registrations seen (snapshot)
 	statuses map[string]state.EdgeStatus
 	// edgesLive and statusesLive say each watch has delivered the
 	// bucket's current values and not failed since.
@@ -28,7 +29,7 @@ type Roster struct {
 
 // NewRoster returns a roster that is not live yet.
 func NewRoster() *Roster {
-	return &Roster{names: map[string]bool{}, statuses: map[string]state.EdgeStatus{}, changed: make(chan struct{})}
+	return &Roster{names: map[string]bool{}, edges: map[string]state.Edge{}, statuses: map[string]state.EdgeStatus{}, changed: make(chan struct{})}
 }
 
 // SetEdges records the registered edges (by name): the whole registry,
@@ -36,6 +37,8 @@ func NewRoster() *Roster {
 func (r *Roster) SetEdges(edges map[string]state.Edge) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	clear(r.edges)
+	maps.Copy(r.edges, edges)
 	same := r.edgesLive && len(edges) == len(r.names)
 	for name := range edges {
 		same = same && r.names[name]
@@ -105,6 +108,25 @@ func (r *Roster) census() (edges map[string]verdict, changed <-chan struct{}, ok
 		edges[name] = v
 	}
 	return edges, r.changed, true
+}
+
+// Snapshot returns the registered edges and control's verdicts as the
+// watches last delivered them; ok is false while the roster is not live
+// (or r is nil).
+func (r *Roster) Snapshot() (edges []state.Edge, statuses map[string]state.EdgeStatus, ok bool) {
+	if r == nil {
+		return nil, nil, false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.edgesLive || !r.statusesLive {
+		return nil, nil, false
+	}
+	edges = make([]state.Edge, 0, len(r.edges))
+	for _, e := range r.edges {
+		edges = append(edges, e)
+	}
+	return edges, maps.Clone(r.statuses), true
 }
 
 // changes returns a channel closed at the roster's next change; nil (a
