@@ -29,7 +29,7 @@ type checker struct {
 	now    func() time.Time
 	edges  *prometheus.GaugeVec
 
-	mu      sync.Mutex // protects streaks and seen
+	mu      sync.Mutex // protects streaks and seen, both pruned by forgetGone
 	streaks map[string]*streak
 	names   *namesakes
 	// seen is the latest heartbeat read of each edge. A read of the
@@ -121,6 +121,7 @@ func (c *checker) round(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
+	c.forgetGone(edges)
 	c.edges.Reset()
 	for k, n := range counts {
 		c.edges.WithLabelValues(k[0], k[1]).Set(n)
@@ -166,6 +167,25 @@ func (c *checker) behindPurges(ctx context.Context, edges []state.Edge) map[stri
 		return nil
 	}
 	return behind
+}
+
+// forgetGone drops the streaks and heartbeats kept for edges no longer
+// registered, once their last heartbeat is ten heartbeat timeouts old: a
+// listing may miss an edge whose key is being rewritten, and that one
+// keeps what it had.
+func (c *checker) forgetGone(registered []state.Edge) {
+	names := make(map[string]bool, len(registered))
+	for _, e := range registered {
+		names[e.Name] = true
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for name, seen := range c.seen {
+		if !names[name] && c.now().Sub(seen) > 10*c.cfg.HeartbeatTimeout {
+			delete(c.seen, name)
+			delete(c.streaks, name)
+		}
+	}
 }
 
 // registry reads the registered edges. If the bucket cannot be read (a

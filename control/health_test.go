@@ -194,3 +194,24 @@ func TestHealthJudgesByWatchWhenUnreadable(t *testing.T) {
 		}
 	}
 }
+
+// TestHealthForgetsGoneEdges: what the checker keeps per edge goes once
+// the edge is no longer registered and its last heartbeat is long past;
+// an edge a listing missed (its key being rewritten) keeps it.
+func TestHealthForgetsGoneEdges(t *testing.T) {
+	now := time.Now()
+	c := newChecker(nil, HealthConfig{Interval: time.Second, Timeout: time.Second, HeartbeatTimeout: 4 * time.Second},
+		logger(t), func() time.Time { return now }, nil)
+	for name, seen := range map[string]time.Duration{"kept": time.Second, "missed": time.Second, "deleted": time.Minute} {
+		c.probe(t.Context(), state.Edge{Name: name, Seen: now.Add(-seen)})
+		c.streaks[name] = &streak{fail: 1}
+	}
+	c.forgetGone([]state.Edge{{Name: "kept"}})
+	for name, want := range map[string]bool{"kept": true, "missed": true, "deleted": false} {
+		_, seen := c.seen[name]
+		_, streak := c.streaks[name]
+		if seen != want || streak != want {
+			t.Errorf("%s: heartbeat kept %v, streak kept %v; want %v", name, seen, streak, want)
+		}
+	}
+}
