@@ -240,16 +240,8 @@ func (d dashboardStore) WatchPurgesApplied(ctx context.Context, f func(state.Pur
 }
 
 // watchPurgeReports feeds the edges' purge reports to progress until ctx
-// ends, watching again after a failure. The edges' announcements of the
-// same reports come first (state's ReportPurgeApplied); the watch has
-// every report, missed ones too.
+// ends, watching again after a failure.
 func (s *Server) watchPurgeReports(ctx context.Context, store *state.Store, progress *api.Progress) {
-	sub, err := store.SubscribePurgesApplied(progress.Set)
-	if err != nil {
-		s.log.Warn("following purge announcements; waits go by the reports' bucket alone", "err", err)
-	} else {
-		defer sub.Unsubscribe()
-	}
 	s.watchAgain(ctx, "watching purge reports", func() {}, func() error { return store.WatchPurgesApplied(ctx, progress.Set) })
 }
 

@@ -205,17 +205,6 @@ func liveFeedsWork(t *testing.T, url string, auth *natsauth.Authority, onErrEdge
 	if m, err := stats.NextMsg(5 * time.Second); err != nil || m.Subject != state.StatsSubject("edge-a") {
 		t.Errorf("control reads edge-a's stats: %v", err)
 	}
-	applied, err := control.SubscribeSync(state.AppliedSubjectPrefix + "*")
-	if err != nil {
-		t.Fatal(err)
-	}
-	control.Flush()
-	if err := edge.Publish(state.AppliedSubject("edge-a"), []byte(`{"edge":"edge-a","version":1}`)); err != nil {
-		t.Errorf("edge announces a purge applied: %v", err)
-	}
-	if m, err := applied.NextMsg(5 * time.Second); err != nil || m.Subject != state.AppliedSubject("edge-a") {
-		t.Errorf("control reads edge-a's purge announcement: %v", err)
-	}
 	for _, answerer := range []struct {
 		who     string
 		nc      *nats.Conn
@@ -289,7 +278,6 @@ func TestRolesCannot(t *testing.T) {
 		{natsauth.RoleEdge, "edge-a", "change the certificates bucket", "$JS.API.STREAM.UPDATE.KV_cdn_certs", `{"name":"KV_cdn_certs","subjects":["$KV.cdn_certs.>"],"max_age":1}`},
 		{natsauth.RoleEdge, "edge-a", "purge the certificates bucket", "$JS.API.STREAM.PURGE.KV_cdn_certs", ""},
 		{natsauth.RoleEdge, "edge-a", "publish another edge's stats", "cdn.stats.edge-b", `{"edge":"edge-b"}`},
-		{natsauth.RoleEdge, "edge-a", "announce another edge's purge report", "cdn.applied.edge-b", `{"edge":"edge-b","version":99}`},
 		{natsauth.RoleEdge, "edge-a", "ask another edge for a count", "cdn.count.edge-b", `{}`},
 		{natsauth.RoleEdge, "edge-a", "ask geodns for an explanation", "cdn.geodns.explain", `{}`},
 		{natsauth.RoleGeoDNS, "", "publish an edge's stats", "cdn.stats.edge-a", `{"edge":"edge-a"}`},

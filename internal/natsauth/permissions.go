@@ -113,8 +113,8 @@ func readStreams(p *jwt.Permissions, a state.Access) {
 	}
 }
 
-// liveFeeds allows a role its part of the live feeds (state/feeds.go):
-// an edge publishes its own stats and purge reports and answers counts
+// liveFeeds allows a role its part of the dashboard's live feeds
+// (state/feeds.go): an edge publishes its own stats and answers counts
 // asked of it alone; geodns answers explanations; control reads every
 // edge's stats and asks both. Answers go to the asker's inbox through
 // the response permission, valid for one reply within a few seconds.
@@ -122,10 +122,10 @@ func liveFeeds(p *jwt.Permissions, role Role, name string) {
 	answers := func() { p.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: 10 * time.Second} }
 	switch role {
 	case RoleControl:
-		p.Sub.Allow.Add(state.StatsSubjectPrefix+"*", state.AppliedSubjectPrefix+"*")
+		p.Sub.Allow.Add(state.StatsSubjectPrefix + "*")
 		p.Pub.Allow.Add(state.CountSubjectPrefix+"*", state.ExplainSubject)
 	case RoleEdge:
-		p.Pub.Allow.Add(state.StatsSubject(name), state.AppliedSubject(name))
+		p.Pub.Allow.Add(state.StatsSubject(name))
 		p.Sub.Allow.Add(state.CountSubject(name))
 		answers()
 	case RoleGeoDNS:

@@ -20,15 +20,7 @@ const (
 	// ExplainSubject: an ExplainRequest to any geodns, answered with an
 	// Explanation.
 	ExplainSubject = "cdn.geodns.explain"
-	// AppliedSubjectPrefix + edge name: a PurgeApplied as the edge
-	// records it in the bucket, sent ahead of that write so a waiting
-	// purge learns of it without a JetStream write and a consumer's
-	// delivery on the way (ReportPurgeApplied).
-	AppliedSubjectPrefix = "cdn.applied."
 )
-
-// AppliedSubject is where edge announces the purges it applied.
-func AppliedSubject(edge string) string { return AppliedSubjectPrefix + edge }
 
 // StatsSubject is where edge publishes its figures.
 func StatsSubject(edge string) string { return StatsSubjectPrefix + edge }

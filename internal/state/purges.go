@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -181,34 +180,10 @@ func (s *Store) FollowPurges(ctx context.Context, from uint64, f func(p Purge, p
 	}
 }
 
-// ReportPurgeApplied records how far an edge has applied the log: it
-// announces it on the edge's applied subject, which control follows
-// (SubscribePurgesApplied), then writes it to the bucket, which keeps it
-// for a control that starts later or missed the announcement. The
-// announcement is the fast path of a waited-for purge: with 16 edges the
-// bucket's writes and their delivery to control's watch were most of a
-// purge's time from call to applied-on-all (issue 25).
+// ReportPurgeApplied records how far an edge has applied the log.
 func (s *Store) ReportPurgeApplied(ctx context.Context, a PurgeApplied) error {
-	if data, err := json.Marshal(a); err == nil {
-		s.js.Conn().Publish(AppliedSubject(a.Edge), data) // best effort: the bucket has it too
-	}
 	_, err := put(ctx, s.applied, a.Edge, a)
 	return err
-}
-
-// SubscribePurgesApplied calls f with each purge report edges announce
-// (ReportPurgeApplied), the edge named by the subject it came on, until
-// the returned subscription is unsubscribed. Reports can come in any
-// order and more than once: f keeps the highest.
-func (s *Store) SubscribePurgesApplied(f func(PurgeApplied)) (*nats.Subscription, error) {
-	return s.js.Conn().Subscribe(AppliedSubjectPrefix+"*", func(m *nats.Msg) {
-		var a PurgeApplied
-		if json.Unmarshal(m.Data, &a) != nil {
-			return
-		}
-		a.Edge = m.Subject[len(AppliedSubjectPrefix):] // what the edge may publish on, not what it says
-		f(a)
-	})
 }
 
 // PurgesApplied returns every edge's last report.
