@@ -61,6 +61,8 @@ api() {
 api -X POST "http://$API/v1/sites" -d '{"name":"pushed","hosts":["127.0.0.1"],"push_only":true}'
 api -X POST "http://$API/v1/sites" -d "{\"name\":\"pulled\",\"hosts\":[\"pull.test\"],\"origin\":\"http://$ORIGIN\"}"
 
+# The edge's own NATS user, as every edge needs one.
+bin/cdn control creds --data "$WORK/control" --role edge --name bench-edge --out "$WORK/edge.creds"
 cat >"$WORK/edge.yaml" <<EOF
 name: bench-edge
 region: local
@@ -68,7 +70,7 @@ listen: $EDGE
 admin_listen: $ADMIN
 access_log: false
 cache: {memory: 1GiB, dir: $WORK/edge, disk: 4GiB}
-control: {nats: nats://$NATS}
+control: {nats: nats://$NATS, creds: $WORK/edge.creds}
 EOF
 # The edge gets the server CPU, as nginx does; GOMAXPROCS follows the pin.
 taskset -c "$SERVER_CPU" bin/cdn edge --config "$WORK/edge.yaml" --log-level warn &
