@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -276,30 +277,21 @@ var errNoBatches = errors.New("control takes no blob batches")
 // (Scan.Open) before anything is sent, and the batch is sent again whole
 // when retried: storing a blob twice is harmless.
 func (c *Client) uploadBatch(ctx context.Context, site string, scan *Scan, hashes []string) error {
-	blobs := make([]BatchedBlob, len(hashes))
-	for i, h := range hashes {
-		data, err := readWhole(scan, h)
-		if err != nil {
-			return fmt.Errorf("upload blob %s (%s): %w", h[:12], scan.Sources[h].Path, err)
-		}
-		blobs[i] = BatchedBlob{Hash: h, Data: data}
-	}
-	var body bytes.Buffer
-	body.Grow(int(BlobBatchSize(blobs)))
-	if err := WriteBlobBatch(&body, blobs); err != nil {
+	body, err := batchBody(scan, hashes)
+	if err != nil {
 		return err
 	}
 	req := apiclient.Request{
 		Method: http.MethodPost,
 		Path:   sitePath(site, "/blobs"),
 		Body: func() (io.ReadCloser, int64, error) {
-			return io.NopCloser(bytes.NewReader(body.Bytes())), int64(body.Len()), nil
+			return io.NopCloser(bytes.NewReader(body)), int64(len(body)), nil
 		},
 		ContentType: BlobBatchType,
 		Idempotent:  true,
 	}
 	var stored BatchStored
-	err := c.call(ctx, req, &stored)
+	err = c.call(ctx, req, &stored)
 	var ae *APIError
 	if errors.As(err, &ae) && (ae.StatusCode == http.StatusNotFound || ae.StatusCode == http.StatusMethodNotAllowed) {
 		return errNoBatches
@@ -313,19 +305,42 @@ func (c *Client) uploadBatch(ctx context.Context, site string, scan *Scan, hashe
 	return nil
 }
 
-// readWhole reads blob hash whole, checked against its name.
-func readWhole(scan *Scan, hash string) ([]byte, error) {
+// batchBody is the body WriteBlobBatch would write for hashes, each blob
+// read from its file straight into place and checked against its name:
+// one buffer for the batch, where reading each blob into its own and
+// copying them into the body took twice the memory.
+func batchBody(scan *Scan, hashes []string) ([]byte, error) {
+	total := len(blobBatchMagic) + 1 // and the byte that reads a blob to its end
+	for _, h := range hashes {
+		size, _ := scan.blobSize(h)
+		total += len(h) + len(" \n") + len(strconv.FormatInt(size, 10)) + int(size)
+	}
+	body := append(make([]byte, 0, total), blobBatchMagic...)
+	for _, h := range hashes {
+		var err error
+		if body, err = appendBlob(body, scan, h); err != nil {
+			return nil, fmt.Errorf("upload blob %s (%s): %w", h[:12], scan.Sources[h].Path, err)
+		}
+	}
+	return body, nil
+}
+
+// appendBlob appends blob hash to body, framed as in a batch, checked
+// against its name.
+func appendBlob(body []byte, scan *Scan, hash string) ([]byte, error) {
 	r, size, err := scan.Open(hash)
 	if err != nil {
 		return nil, err
 	}
 	defer r.Close()
+	body = fmt.Appendf(body, "%s %d\n", hash, size)
+	start := len(body)
 	// One byte more than the blob, so the read reaches the end, where
 	// the reader checks the bytes against the name.
-	data := make([]byte, size+1)
-	n, err := io.ReadFull(r, data)
+	body = slices.Grow(body, int(size)+1)[:start+int(size)+1]
+	n, err := io.ReadFull(r, body[start:])
 	if (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) && int64(n) == size {
-		return data[:n], nil
+		return body[:start+n], nil
 	}
 	if err == nil {
 		err = fmt.Errorf("blob %s: more than its %d bytes: %w", hash, size, ErrChanged)

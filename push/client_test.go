@@ -1,6 +1,7 @@
 package push
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"errors"
@@ -270,5 +271,55 @@ func TestGroupBlobs(t *testing.T) {
 	}
 	if seen != len(hashes) {
 		t.Errorf("groups hold %d blobs, want %d", seen, len(hashes))
+	}
+}
+
+// TestBatchBody: the body a batch is sent with is the one WriteBlobBatch
+// writes, read into one buffer that never grows; a file changed since
+// the scan fails the batch.
+func TestBatchBody(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string][]byte{"a.txt": []byte("alpha"), "index.html": []byte(strings.Repeat("<p>hello</p>", 200)), "empty.txt": nil}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scan, err := ScanDir(t.Context(), dir, ScanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hashes []string
+	var want []BatchedBlob
+	for _, b := range scan.Manifest.Blobs() {
+		r, _, err := scan.Open(b.Hash)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, err := io.ReadAll(r)
+		r.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		hashes = append(hashes, b.Hash)
+		want = append(want, BatchedBlob{Hash: b.Hash, Data: data})
+	}
+	body, err := batchBody(scan, hashes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	WriteBlobBatch(&buf, want)
+	if !bytes.Equal(body, buf.Bytes()) {
+		t.Errorf("batch body differs from WriteBlobBatch's (%d against %d bytes)", len(body), buf.Len())
+	}
+	if cap(body) != len(body)+1 {
+		t.Errorf("body of %d bytes in a buffer of %d: grown past its computed size", len(body), cap(body))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "a.txt"), []byte("alphA"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := batchBody(scan, hashes); !errors.Is(err, ErrChanged) {
+		t.Errorf("batch with a file changed since the scan: %v, want ErrChanged", err)
 	}
 }
