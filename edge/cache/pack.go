@@ -264,22 +264,41 @@ func (p *Pinned) dropPackLocked(name string) {
 }
 
 // unpinPackedLocked forgets packed blob hash; its record's bytes stay as
-// the pack's dead bytes. It reports the pack to compact, if the pack is
-// now mostly dead.
-func (p *Pinned) unpinPackedLocked(hash string, loc packLoc) (compact string) {
+// the pack's dead bytes until Compact, or the pack's deletion once none
+// of its blobs is left.
+func (p *Pinned) unpinPackedLocked(hash string, loc packLoc) {
 	delete(p.sizes, hash)
 	delete(p.packed, hash)
 	u := p.packs[loc.pack]
 	u.live--
 	u.liveBytes -= loc.size
-	switch {
-	case u.live == 0:
+	if u.live == 0 {
 		p.dropPackLocked(loc.pack)
-	case u.dead() > u.liveBytes && !u.compacting:
-		u.compacting = true
-		return loc.pack
 	}
-	return ""
+}
+
+// Compact rewrites every pack more than half of which is dead (its
+// blobs removed) without the dead records. It is for after a batch of
+// removals (release sync's collection): a removal itself only forgets,
+// so a pack whose blobs all go is deleted without being copied first.
+// A pack that fails stays as it was, for the next Compact.
+func (p *Pinned) Compact() {
+	p.mu.Lock()
+	var names []string
+	for name, u := range p.packs {
+		if u.live > 0 && u.dead() > u.liveBytes && !u.compacting {
+			u.compacting = true
+			names = append(names, name)
+		}
+	}
+	p.mu.Unlock()
+	for _, name := range names {
+		result := "ok"
+		if err := p.compact(name); err != nil {
+			result = "error"
+		}
+		p.compactions.WithLabelValues(result).Inc()
+	}
 }
 
 // openPacked opens the record of blob hash at loc.

@@ -188,9 +188,10 @@ func TestPackAbort(t *testing.T) {
 	}
 }
 
-// TestPackRemoveCompacts: removing blobs leaves their bytes in the pack
-// until most of it is dead; then the live ones move to a new pack and
-// the old one goes. Removing the last blob of a pack deletes it.
+// TestPackRemoveCompacts: removing blobs leaves their bytes in the pack;
+// Compact moves the live ones of a mostly dead pack to a new pack and
+// the old one goes, and leaves a pack that is mostly live alone.
+// Removing the last blob of a pack deletes it.
 func TestPackRemoveCompacts(t *testing.T) {
 	dir := t.TempDir()
 	p, err := OpenPinned(dir, 0, nil)
@@ -210,12 +211,17 @@ func TestPackRemoveCompacts(t *testing.T) {
 	for _, h := range hashes[:4] {
 		p.Remove(h)
 	}
+	p.Compact()
 	if got := packBytes(t, p); got != full || p.Bytes() != full {
-		t.Errorf("4 of 10 removed: packs hold %d, Bytes %d; want the whole pack, %d", got, p.Bytes(), full)
+		t.Errorf("4 of 10 removed and Compact: packs hold %d, Bytes %d; want the whole pack, %d", got, p.Bytes(), full)
 	}
 	for _, h := range hashes[4:6] {
 		p.Remove(h)
 	}
+	if got := packBytes(t, p); got != full {
+		t.Errorf("6 of 10 removed, before Compact: packs hold %d, want the whole pack, %d", got, full)
+	}
+	p.Compact()
 	if got := packBytes(t, p); got >= full/2 || p.Bytes() != got || dirLen(t, p.packDir) != 1 {
 		t.Errorf("6 of 10 removed: %d packs holding %d bytes, Bytes %d; want one pack of 4 blobs", dirLen(t, p.packDir), got, p.Bytes())
 	}

@@ -248,28 +248,19 @@ func (p *Pinned) openPackedRetry(hash string, loc packLoc, inlineMax int64) (*En
 	}
 }
 
-// Remove unpins a blob. A pack left mostly dead by it is compacted.
+// Remove unpins a blob. A packed one's bytes stay in its pack until
+// Compact (or until the pack's last blob goes).
 func (p *Pinned) Remove(hash string) {
 	if !validName(hash) {
 		return
 	}
 	p.mu.Lock()
 	loc, packed := p.packed[hash]
-	compact := ""
 	if packed {
-		compact = p.unpinPackedLocked(hash, loc)
+		p.unpinPackedLocked(hash, loc)
 	}
 	p.mu.Unlock()
 	if packed {
-		if compact != "" {
-			// On an error the pack stays whole; it is tried again at the
-			// next removal from it.
-			result := "ok"
-			if err := p.compact(compact); err != nil {
-				result = "error"
-			}
-			p.compactions.WithLabelValues(result).Inc()
-		}
 		return
 	}
 	p.release(hash, p.size(hash))

@@ -550,6 +550,7 @@ func (s *Syncer) collect() {
 			s.pinned.Remove(h)
 		}
 	}
+	s.pinned.Compact() // once all are gone: packs emptied whole are not copied first
 }
 
 // fail records why site cannot switch to live's release.

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/selfcdn/cdn/edge/cache"
 	"github.com/selfcdn/cdn/internal/natstest"
 	"github.com/selfcdn/cdn/internal/state"
@@ -279,4 +281,75 @@ func damagePinned(t *testing.T, dir string, body []byte, i int) {
 	if err != nil || !found {
 		t.Fatalf("damage a pinned blob of %d bytes: found %v, %v", len(body), found, err)
 	}
+}
+
+// TestCollectDropsWholePacks: once a newer release is served, the blobs
+// no kept release names are unpinned, and a pack all of whose blobs went
+// is deleted without being copied first.
+func TestCollectDropsWholePacks(t *testing.T) {
+	store := openState(t)
+	dir := t.TempDir()
+	reg := prometheus.NewRegistry()
+	pinned, err := cache.OpenPinned(filepath.Join(dir, "pinned"), 0, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &syncer{pinned: pinned, applied: map[string]*Index{}}
+	s.Syncer = NewSyncer(Config{Edge: "e1", Dir: filepath.Join(dir, "releases"), Log: slog.New(slog.DiscardHandler),
+		Apply: func(site string, x *Index) { s.mu.Lock(); s.applied[site] = x; s.mu.Unlock() }}, pinned, nil)
+	s.Load()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { s.Run(ctx, store); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	var releases []map[string][]byte
+	for i := range 3 {
+		files := map[string][]byte{}
+		for j := range 20 {
+			files[fmt.Sprintf("/f%02d.txt", j)] = randomBytes(2000)
+		}
+		releases = append(releases, files)
+		n := publish(t, store, "s", files)
+		testwait.Until(t, fmt.Sprintf("release %d", i+1), func() bool { return s.serving("s") == n })
+	}
+	testwait.Until(t, "release 1's blobs unpinned", func() bool {
+		for _, b := range releases[0] {
+			if pinned.Has(push.HashOf(b)) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, files := range releases[1:] {
+		for p, b := range files {
+			if !pinned.Has(push.HashOf(b)) {
+				t.Errorf("%s of a kept release unpinned", p)
+			}
+		}
+	}
+	if packs, _ := os.ReadDir(filepath.Join(dir, "pinned", "packs")); len(packs) != 2 {
+		t.Errorf("%d packs after release 1 was collected, want 2 (releases 2 and 3)", len(packs))
+	}
+	if n := counterSum(t, reg, "cdn_edge_pinned_compactions_total"); n != 0 {
+		t.Errorf("%v compactions: a pack emptied whole was copied", n)
+	}
+}
+
+// counterSum sums a counter family's values in reg (0 when it has none).
+func counterSum(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			for _, m := range mf.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
 }
