@@ -199,15 +199,7 @@ func TestPushBatches(t *testing.T) {
 	for i := range 20 {
 		files[fmt.Sprintf("f%d.txt", i)] = fmt.Appendf(nil, "file %d", i)
 	}
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), body, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	scan, err := ScanDir(t.Context(), dir, ScanOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	scan := writeAndScan(t, dir, files)
 	blobs := len(scan.Manifest.Blobs())
 	tests := []struct {
 		name                  string
@@ -279,16 +271,7 @@ func TestGroupBlobs(t *testing.T) {
 // the scan fails the batch.
 func TestBatchBody(t *testing.T) {
 	dir := t.TempDir()
-	files := map[string][]byte{"a.txt": []byte("alpha"), "index.html": []byte(strings.Repeat("<p>hello</p>", 200)), "empty.txt": nil}
-	for name, body := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), body, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	scan, err := ScanDir(t.Context(), dir, ScanOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	scan := writeAndScan(t, dir, map[string][]byte{"a.txt": []byte("alpha"), "index.html": []byte(strings.Repeat("<p>hello</p>", 200)), "empty.txt": nil})
 	var hashes []string
 	var want []BatchedBlob
 	for _, b := range scan.Manifest.Blobs() {
@@ -322,4 +305,19 @@ func TestBatchBody(t *testing.T) {
 	if _, err := batchBody(scan, hashes); !errors.Is(err, ErrChanged) {
 		t.Errorf("batch with a file changed since the scan: %v, want ErrChanged", err)
 	}
+}
+
+// writeAndScan writes files (name -> body) into dir and scans it.
+func writeAndScan(t *testing.T, dir string, files map[string][]byte) *Scan {
+	t.Helper()
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), body, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	scan, err := ScanDir(t.Context(), dir, ScanOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return scan
 }
