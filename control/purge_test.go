@@ -84,6 +84,8 @@ type purgeNet struct {
 	origin *versionedOrigin
 	client *purge.Client
 	edges  map[string]*purgeEdge
+	// heartbeat is the edges' (0: the edge's default).
+	heartbeat time.Duration
 }
 
 type purgeEdge struct {
@@ -95,26 +97,48 @@ type purgeEdge struct {
 const purgeHost = "www.example.test"
 
 func newPurgeNet(t testing.TB, edges int, tune func(*Config)) *purgeNet {
+	return newPurgeNetWith(t, edges, tune, false)
+}
+
+// newPurgeNetWith is newPurgeNet; shipped runs control's health checks
+// and the edges' heartbeats at their defaults (2 s), as benchmarks
+// measure them, where tests use 100 ms ones to see edges come and go
+// quickly (and start edges one by one).
+func newPurgeNetWith(t testing.TB, edges int, tune func(*Config), shipped bool) *purgeNet {
 	t.Helper()
 	dir, natsAddr := t.TempDir(), freeAddr(t)
 	cfg := DefaultConfig()
 	cfg.DataDir = dir
 	cfg.NATS.Listen = natsAddr
-	cfg.Health = HealthConfig{Interval: 100 * time.Millisecond, Timeout: 500 * time.Millisecond,
-		HeartbeatTimeout: 800 * time.Millisecond, FailAfter: 2, RecoverAfter: 1}
+	heartbeat := time.Duration(0)
+	if !shipped {
+		cfg.Health = HealthConfig{Interval: 100 * time.Millisecond, Timeout: 500 * time.Millisecond,
+			HeartbeatTimeout: 800 * time.Millisecond, FailAfter: 2, RecoverAfter: 1}
+		heartbeat = 100 * time.Millisecond
+	}
 	if tune != nil {
 		tune(&cfg)
 	}
 	ctrl := runControl(t, cfg)
 	waitFor(t, "control ready", time.Now().Add(10*time.Second), func() bool { return status(ctrl.url+"/readyz", "") == 200 })
 	n := &purgeNet{t: t, api: ctrl.url, token: readToken(t, dir), nats: "nats://" + natsAddr, ctlDir: dir, origin: newVersionedOrigin(t),
-		edges: map[string]*purgeEdge{}}
+		edges: map[string]*purgeEdge{}, heartbeat: heartbeat}
 	n.client = &purge.Client{BaseURL: n.api, Token: n.token}
 	if code, b := call(t, "POST", n.api+"/v1/sites", n.token, siteJSON("www", purgeHost, n.origin.URL)); code != 201 {
 		t.Fatalf("create site: %d %s", code, b)
 	}
-	for i := range edges {
-		n.start(fmt.Sprintf("e%d", i+1), t.TempDir())
+	if !shipped {
+		for i := range edges {
+			n.start(fmt.Sprintf("e%d", i+1), t.TempDir())
+		}
+	} else {
+		// All at once: each waits a few 2 s health rounds to be up.
+		for i := range edges {
+			n.launch(fmt.Sprintf("e%d", i+1), t.TempDir())
+		}
+		for name, e := range n.edges {
+			n.waitUp(name, e)
+		}
 	}
 	n.waitTier()
 	return n
@@ -142,12 +166,20 @@ func (n *purgeNet) waitTier() {
 // start runs an edge (again, on its old cache dir) and waits until it
 // serves the site and control judges it up.
 func (n *purgeNet) start(name, dir string) *purgeEdge {
+	n.t.Helper()
+	e := n.launch(name, dir)
+	n.waitUp(name, e)
+	return e
+}
+
+// launch runs an edge (again, on its old cache dir).
+func (n *purgeNet) launch(name, dir string) *purgeEdge {
 	t := n.t
 	t.Helper()
 	cfg := edge.DefaultConfig()
 	cfg.Name, cfg.Region, cfg.AccessLog = name, "local-a", false
 	cfg.Cache.Memory, cfg.Cache.Dir, cfg.Cache.Disk = 16<<20, dir, 64<<20
-	cfg.Control = &edge.ControlConfig{NATS: n.nats, Lat: 50, Lon: 8, Heartbeat: 100 * time.Millisecond,
+	cfg.Control = &edge.ControlConfig{NATS: n.nats, Lat: 50, Lon: 8, Heartbeat: n.heartbeat,
 		Creds: edgeCredsFile(t, n.ctlDir, name)}
 	// The edges share a region and so a tier; its ramp-up would move
 	// homes while the test runs (edge/tier tests it).
@@ -155,10 +187,16 @@ func (n *purgeNet) start(name, dir string) *purgeEdge {
 	r, admin := serveEdge(t, cfg)
 	e := &purgeEdge{running: r, admin: admin, dir: dir}
 	n.edges[name] = e
-	// Ready: it has the sites and has applied the purges it missed.
-	waitFor(t, name+" ready", time.Now().Add(10*time.Second), func() bool { return status(e.admin+"/readyz", "") == 200 })
-	waitFor(t, name+" up", time.Now().Add(10*time.Second), func() bool { h, _ := edgeHealth(t, n.api, n.token, name); return h == "up" })
 	return e
+}
+
+// waitUp waits until edge e is ready (it has the sites and has applied
+// the purges it missed) and control judges it up.
+func (n *purgeNet) waitUp(name string, e *purgeEdge) {
+	t := n.t
+	t.Helper()
+	waitFor(t, name+" ready", time.Now().Add(10*time.Second), func() bool { return status(e.admin+"/readyz", "") == 200 })
+	waitFor(t, name+" up", time.Now().Add(30*time.Second), func() bool { h, _ := edgeHealth(t, n.api, n.token, name); return h == "up" })
 }
 
 func (e *purgeEdge) get(path string) (code int, body, cacheStatus string) {
