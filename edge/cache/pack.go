@@ -29,8 +29,9 @@ import (
 // batch, and renamed into packs/ before any blob in it is pinned, so
 // packs/ holds only whole, synced packs. Removing a blob only forgets it:
 // its bytes stay in the pack until every blob in it is removed (the pack
-// is deleted) or most are (its live blobs are copied into a new pack,
-// which is synced and renamed before the old one is deleted). After a
+// is deleted) or, when Compact runs after a collection, most are (its
+// live blobs are copied into a new pack, which is synced and renamed
+// before the old one is deleted). After a
 // restart the packs are read again: a blob removed but still in a pack is
 // pinned again, and the next collection removes it again (release sync
 // removes whatever no release names). A blob found in two packs (a crash
@@ -205,46 +206,31 @@ func (p *Pinned) loadPacks() error {
 		if err != nil {
 			return err
 		}
-		u := &packUse{size: st.Size}
-		p.total += u.size
-		p.packs[name] = u
-		for _, r := range recs {
-			if _, dup := p.sizes[r.hash]; dup {
-				continue // in a file of its own, or an earlier pack
-			}
-			p.sizes[r.hash] = r.loc.size
-			p.packed[r.hash] = r.loc
-			u.live++
-			u.liveBytes += r.loc.size
-		}
-		if u.live == 0 {
-			p.dropPackLocked(name)
-		}
+		p.total += st.Size
+		p.addPackLocked(name, st.Size, recs)
+		p.finishPackLocked(name)
 	}
 	return nil
 }
 
-// addPackLocked indexes a pack just installed, size bytes long; its
-// records are then pinned one by one (pinPacked), and finishPackLocked
-// deletes it if none was.
-func (p *Pinned) addPackLocked(name string, size int64) {
-	p.packs[name] = &packUse{size: size}
-}
-
-// pinPacked pins blob hash from its record at loc, in a pack added
-// before. need, reserved when the record was written, is its size. A
-// blob pinned meanwhile by another batch leaves this record dead.
-func (p *Pinned) pinPacked(hash string, loc packLoc) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if _, dup := p.sizes[hash]; dup {
-		return // its bytes stay counted in total, as the pack's dead bytes
+// addPackLocked indexes pack name, size bytes long, and pins the blobs
+// of recs, its records, except those pinned already (in a file of their
+// own, an earlier pack, or by another batch meanwhile): those records are
+// dead bytes. The caller accounts size in total (a batch reserved it
+// record by record), and calls finishPackLocked once the pack is filled.
+func (p *Pinned) addPackLocked(name string, size int64, recs []packRecord) *packUse {
+	u := &packUse{size: size}
+	p.packs[name] = u
+	for _, r := range recs {
+		if _, dup := p.sizes[r.hash]; dup {
+			continue
+		}
+		p.sizes[r.hash] = r.loc.size
+		p.packed[r.hash] = r.loc
+		u.live++
+		u.liveBytes += r.loc.size
 	}
-	u := p.packs[loc.pack]
-	p.sizes[hash] = loc.size
-	p.packed[hash] = loc
-	u.live++
-	u.liveBytes += loc.size
+	return u
 }
 
 // finishPackLocked deletes a pack none of whose records got pinned.
@@ -319,6 +305,33 @@ func (p *Pinned) openPacked(hash string, loc packLoc, inlineMax int64) (*Entry, 
 	return e, err
 }
 
+// openPackedRetry opens packed blob hash, found at loc; a compaction
+// may have moved it meanwhile (and deleted the pack it was in).
+func (p *Pinned) openPackedRetry(hash string, loc packLoc, inlineMax int64) (*Entry, error) {
+	for {
+		e, err := p.openPacked(hash, loc, inlineMax)
+		if err == nil {
+			return e, nil
+		}
+		p.mu.Lock()
+		now, still := p.packed[hash]
+		p.mu.Unlock()
+		switch {
+		case !still:
+			return nil, os.ErrNotExist // removed meanwhile
+		case now != loc:
+			loc = now // moved: read it where it is now
+		default:
+			if !errors.Is(err, os.ErrNotExist) {
+				p.dropCorrupt(hash)
+				return nil, err
+			}
+			p.Remove(hash) // its pack is gone from under us
+			return nil, err
+		}
+	}
+}
+
 // compact copies the blobs still pinned from pack name into a new pack,
 // synced and installed before they are read from it, then deletes the
 // old one. On an error the old pack stays as it was.
@@ -372,18 +385,13 @@ func (p *Pinned) copyToNewPack(name string, recs []packRecord) error {
 	}
 	if err := p.syncFS(p.packDir); err != nil {
 		// The new pack's name may not be durable: keep reading the old.
-		p.mu.Lock()
-		p.total += w.size
-		p.addPackLocked(newName, w.size)
-		p.finishPackLocked(newName)
-		p.mu.Unlock()
+		os.Remove(filepath.Join(p.packDir, newName))
 		return fmt.Errorf("compact pack %s: sync: %w", name, err)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.total += w.size
-	p.addPackLocked(newName, w.size)
-	old, u := p.packs[name], p.packs[newName]
+	old, u := p.packs[name], p.addPackLocked(newName, w.size, nil)
 	for _, r := range moved {
 		loc, ok := p.packed[r.hash]
 		if !ok || loc.pack != name || old == nil {

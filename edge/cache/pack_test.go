@@ -81,10 +81,7 @@ func readPinned(p *Pinned, h string, inline bool) ([]byte, error) {
 // and read back whole, inline or from disk, before and after a restart.
 func TestPackedBlobs(t *testing.T) {
 	dir := t.TempDir()
-	p, err := OpenPinned(dir, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := openPinned(t, dir, 0)
 	blobs := pinPackedBlobs(t, p, 0, 1, 1000, blockSize, blockSize+1, 3*blockSize+7)
 	if n := dirLen(t, p.dir); n != 0 {
 		t.Errorf("%d files in blobs/, want none", n)
@@ -110,10 +107,7 @@ func TestPackedBlobs(t *testing.T) {
 		}
 	}
 	check(p)
-	again, err := OpenPinned(dir, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	again := openPinned(t, dir, 0)
 	check(again)
 	if again.Bytes() != p.Bytes() {
 		t.Errorf("after a restart Bytes = %d, was %d", again.Bytes(), p.Bytes())
@@ -123,10 +117,7 @@ func TestPackedBlobs(t *testing.T) {
 // TestPackSyncOrder: a pack is named in packs/ only after the first sync,
 // and its blobs are pinned only after the second.
 func TestPackSyncOrder(t *testing.T) {
-	p, err := OpenPinned(t.TempDir(), 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := openPinned(t, t.TempDir(), 0)
 	var hashes []string
 	type seen struct{ packs, pinned int }
 	var at []seen
@@ -159,10 +150,7 @@ func TestPackSyncOrder(t *testing.T) {
 // TestPackAbort: an aborted or failed batch leaves no pack and no
 // reserved bytes.
 func TestPackAbort(t *testing.T) {
-	p, err := OpenPinned(t.TempDir(), 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := openPinned(t, t.TempDir(), 0)
 	batch := p.Batch(0, nil)
 	h, b := blobOf(5000)
 	if err := batch.PutBytes(h, b); err != nil {
@@ -194,10 +182,7 @@ func TestPackAbort(t *testing.T) {
 // Removing the last blob of a pack deletes it.
 func TestPackRemoveCompacts(t *testing.T) {
 	dir := t.TempDir()
-	p, err := OpenPinned(dir, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := openPinned(t, dir, 0)
 	sizes := make([]int, 10)
 	for i := range sizes {
 		sizes[i] = 10_000
@@ -238,10 +223,7 @@ func TestPackRemoveCompacts(t *testing.T) {
 			t.Errorf("blob kept through compaction: %d bytes, %v", len(got), err)
 		}
 	}
-	again, err := OpenPinned(dir, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	again := openPinned(t, dir, 0)
 	if again.Len() != 4 || again.Bytes() != p.Bytes() {
 		t.Errorf("after a restart: %d blobs, %d bytes; want 4, %d", again.Len(), again.Bytes(), p.Bytes())
 	}
@@ -258,10 +240,7 @@ func TestPackRemoveCompacts(t *testing.T) {
 // before the tear; a record found in two packs is pinned once.
 func TestPackDamage(t *testing.T) {
 	dir := t.TempDir()
-	p, err := OpenPinned(dir, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := openPinned(t, dir, 0)
 	blobs := pinPackedBlobs(t, p, 5000, 5000, 5000, 5000)
 	des, _ := os.ReadDir(p.packDir)
 	packPath := filepath.Join(p.packDir, des[0].Name())
@@ -294,10 +273,7 @@ func TestPackDamage(t *testing.T) {
 	if err := os.Truncate(packPath, third.off+third.size/2); err != nil {
 		t.Fatal(err)
 	}
-	torn, err := OpenPinned(dir, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	torn := openPinned(t, dir, 0)
 	for i, r := range recs {
 		if torn.Has(r.hash) != (i < 2) {
 			t.Errorf("record %d of a pack torn in its third: pinned %v", i, torn.Has(r.hash))
@@ -313,10 +289,7 @@ func TestPackDamage(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(p.packDir, "copy.pack"), raw[:third.off], 0o644); err != nil {
 		t.Fatal(err)
 	}
-	twice, err := OpenPinned(dir, 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	twice := openPinned(t, dir, 0)
 	if twice.Len() != 2 || twice.Bytes() != packBytes(t, twice) {
 		t.Errorf("with a pack copied: %d blobs, Bytes %d; want 2, %d", twice.Len(), twice.Bytes(), packBytes(t, twice))
 	}
@@ -331,10 +304,7 @@ func TestPackDamage(t *testing.T) {
 // TestPackConcurrentPuts: PutBytes from many goroutines with commits on
 // the way (a small flush size) pins every blob once, each readable.
 func TestPackConcurrentPuts(t *testing.T) {
-	p, err := OpenPinned(t.TempDir(), 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := openPinned(t, t.TempDir(), 0)
 	batch := p.Batch(50_000, nil)
 	defer batch.Abort()
 	blobs := map[string][]byte{}
@@ -374,11 +344,7 @@ func TestPackConcurrentPuts(t *testing.T) {
 // FuzzScanPack: any bytes as a pack give records that lie inside it,
 // one after another, each naming a blob.
 func FuzzScanPack(f *testing.F) {
-	dir := f.TempDir()
-	p, err := OpenPinned(dir, 0, nil)
-	if err != nil {
-		f.Fatal(err)
-	}
+	p := openPinned(f, f.TempDir(), 0)
 	w, err := newPackWriter(p.tmpDir)
 	if err != nil {
 		f.Fatal(err)

@@ -249,25 +249,25 @@ func (b *PinBatch) Commit() error {
 }
 
 // commitPack installs the batch's pack, its bytes synced, and pins the
-// blobs in it, taking them out of pending.
+// blobs in it, taking them out of pending. Their bytes were reserved as
+// they were put.
 func (b *PinBatch) commitPack(pack *packWriter, pending map[string]pendingBlob) error {
 	size := pack.size
 	name, err := pack.install(b.p.packDir)
 	if err != nil {
 		return fmt.Errorf("pin blobs: %w", err)
 	}
-	b.p.mu.Lock()
-	b.p.addPackLocked(name, size)
-	b.p.mu.Unlock()
+	var recs []packRecord
 	for hash, pb := range pending {
 		if pb.packed {
-			b.p.pinPacked(hash, packLoc{pack: name, off: pb.off, size: pb.need})
+			recs = append(recs, packRecord{hash: hash, loc: packLoc{pack: name, off: pb.off, size: pb.need}})
 			delete(pending, hash)
 		}
 	}
 	b.p.mu.Lock()
+	defer b.p.mu.Unlock()
+	b.p.addPackLocked(name, size, recs)
 	b.p.finishPackLocked(name)
-	b.p.mu.Unlock()
 	return nil
 }
 

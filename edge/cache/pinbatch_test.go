@@ -11,6 +11,16 @@ import (
 	"testing"
 )
 
+// openPinned opens the pinned store in dir, bounded by maxBytes.
+func openPinned(t testing.TB, dir string, maxBytes int64) *Pinned {
+	t.Helper()
+	p, err := OpenPinned(dir, maxBytes, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 func blobOf(n int) (string, []byte) {
 	b := make([]byte, n)
 	rand.Read(b)
@@ -21,10 +31,7 @@ func blobOf(n int) (string, []byte) {
 // TestPinBatchSyncOrder: no blob of a batch is named in blobs/ before the
 // first sync, every one is by the second, and only then pinned.
 func TestPinBatchSyncOrder(t *testing.T) {
-	p, err := OpenPinned(t.TempDir(), 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := openPinned(t, t.TempDir(), 0)
 	blobs := map[string][]byte{}
 	for range 20 {
 		h, b := blobOf(3000)
@@ -72,10 +79,7 @@ func TestPinBatchSyncOrder(t *testing.T) {
 func TestPinBatchNotCommitted(t *testing.T) {
 	for _, abort := range []bool{false, true} {
 		dir := t.TempDir()
-		p, err := OpenPinned(dir, 1<<20, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		p := openPinned(t, dir, 1<<20)
 		kept, kb := blobOf(1000)
 		if err := p.Put(kept, bytes.NewReader(kb), 1000); err != nil {
 			t.Fatal(err)
@@ -97,10 +101,7 @@ func TestPinBatchNotCommitted(t *testing.T) {
 			}
 		}
 		// Reopened as after a crash (or a restart after the abort).
-		q, err := OpenPinned(dir, 1<<20, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		q := openPinned(t, dir, 1<<20)
 		for _, h := range put {
 			if q.Has(h) {
 				t.Errorf("abort=%v: blob %s pinned after a reopen without Commit", abort, h[:8])
@@ -118,10 +119,7 @@ func TestPinBatchNotCommitted(t *testing.T) {
 // TestPinBatchPut: Put fails on bad bytes and a full bound, keeping
 // nothing of that blob, and takes a blob twice once.
 func TestPinBatchPut(t *testing.T) {
-	p, err := OpenPinned(t.TempDir(), 64<<10, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := openPinned(t, t.TempDir(), 64<<10)
 	batch := p.Batch(0, nil)
 	defer batch.Abort()
 	h, b := blobOf(1000)
@@ -171,10 +169,7 @@ func TestPinBatchPut(t *testing.T) {
 // and is checked against its name even when the blob is pinned already
 // (its caller keeps it to serve).
 func TestPinBatchPutBytes(t *testing.T) {
-	p, err := OpenPinned(t.TempDir(), 64<<10, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := openPinned(t, t.TempDir(), 64<<10)
 	batch := p.Batch(0, nil)
 	defer batch.Abort()
 	h, b := blobOf(1000)
@@ -215,10 +210,7 @@ func TestPinBatchPutBytes(t *testing.T) {
 // TestPinBatchFlush: a batch commits by itself once its flush size is
 // waiting, and tells of each commit.
 func TestPinBatchFlush(t *testing.T) {
-	p, err := OpenPinned(t.TempDir(), 0, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := openPinned(t, t.TempDir(), 0)
 	var commits []int
 	batch := p.Batch(25_000, func(blobs int, _ int64) { commits = append(commits, blobs) })
 	defer batch.Abort()

@@ -221,33 +221,6 @@ func (p *Pinned) dropCorrupt(hash string) {
 	p.Remove(hash)
 }
 
-// openPackedRetry opens packed blob hash, found at loc; a compaction
-// may have moved it meanwhile (and deleted the pack it was in).
-func (p *Pinned) openPackedRetry(hash string, loc packLoc, inlineMax int64) (*Entry, error) {
-	for {
-		e, err := p.openPacked(hash, loc, inlineMax)
-		if err == nil {
-			return e, nil
-		}
-		p.mu.Lock()
-		now, still := p.packed[hash]
-		p.mu.Unlock()
-		switch {
-		case !still:
-			return nil, os.ErrNotExist // removed meanwhile
-		case now != loc:
-			loc = now // moved: read it where it is now
-		default:
-			if !errors.Is(err, os.ErrNotExist) {
-				p.dropCorrupt(hash)
-				return nil, err
-			}
-			p.Remove(hash) // its pack is gone from under us
-			return nil, err
-		}
-	}
-}
-
 // Remove unpins a blob. A packed one's bytes stay in its pack until
 // Compact (or until the pack's last blob goes).
 func (p *Pinned) Remove(hash string) {
