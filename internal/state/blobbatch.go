@@ -44,6 +44,37 @@ func blobMetaSubject(h string) string {
 	return "$O." + BlobsBucket + ".M." + base64.URLEncoding.EncodeToString([]byte(h))
 }
 
+// blobChunkSubject is the subject of the chunks the object store wrote
+// under nuid.
+func blobChunkSubject(nuid string) string { return "$O." + BlobsBucket + ".C." + nuid }
+
+// storedRecords asks the store for the object records of the blobs
+// bySubject names (record subject -> hash), infoBatch subjects a request,
+// and returns those it holds, by hash. ErrBatchUnsupported (wrapped)
+// says the server answers no batched gets.
+func (s *Store) storedRecords(ctx context.Context, bySubject map[string]string) (map[string]*jetstream.ObjectInfo, error) {
+	subjects := make([]string, 0, len(bySubject))
+	for subj := range bySubject {
+		subjects = append(subjects, subj)
+	}
+	out := make(map[string]*jetstream.ObjectInfo, len(subjects))
+	for len(subjects) > 0 {
+		n := min(len(subjects), infoBatch)
+		err := s.multiLast(ctx, subjects[:n], func(subj string, data []byte) error {
+			h, info, err := decodeBlobMeta(bySubject, subj, data)
+			if err == nil {
+				out[h] = info
+			}
+			return err
+		})
+		if err != nil {
+			return nil, err
+		}
+		subjects = subjects[n:]
+	}
+	return out, nil
+}
+
 // decodeBlobMeta reads a record a batched get answered for subj, and
 // names its blob by the subjects asked for (subject -> hash).
 func decodeBlobMeta(asked map[string]string, subj string, data []byte) (string, *jetstream.ObjectInfo, error) {
@@ -102,7 +133,7 @@ func (s *Store) FetchBlobs(ctx context.Context, hashes []string, f BlobFunc) err
 				return err
 			}
 		case info.Chunks == 1 && info.NUID != "":
-			cs := "$O." + BlobsBucket + ".C." + info.NUID
+			cs := blobChunkSubject(info.NUID)
 			chunkOf[cs] = h
 			chunkSubjects = append(chunkSubjects, cs)
 		default: // big: chunk by chunk

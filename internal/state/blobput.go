@@ -58,34 +58,20 @@ func (s *Store) PutBlobs(ctx context.Context, blobs []NewBlob) ([]bool, error) {
 	created := make([]bool, len(blobs))
 	x := s.blobIndex()
 	// Which are stored: the index answers for most; the rest are asked of
-	// the store in one request, which also names the chunks an old record
-	// under the same name leaves behind.
-	metaSubjects := make([]string, 0, len(blobs))
-	bySubject := map[string]int{}
-	hashOf := map[string]string{}
-	for i, b := range blobs {
-		if _, ok := x.get(b.Hash); ok {
-			continue
+	// the store, which also names the chunks an old record under the same
+	// name leaves behind.
+	bySubject := map[string]string{} // record subject -> hash
+	unindexed := map[string]bool{}
+	for _, b := range blobs {
+		if _, ok := x.get(b.Hash); !ok {
+			bySubject[blobMetaSubject(b.Hash)] = b.Hash
+			unindexed[b.Hash] = true
 		}
-		subj := blobMetaSubject(b.Hash)
-		if _, dup := bySubject[subj]; dup {
-			continue
-		}
-		bySubject[subj] = i
-		hashOf[subj] = b.Hash
-		metaSubjects = append(metaSubjects, subj)
 	}
-	if len(metaSubjects) == 0 {
+	if len(bySubject) == 0 {
 		return created, nil
 	}
-	existing := map[int]*jetstream.ObjectInfo{}
-	err := s.multiLast(ctx, metaSubjects, func(subj string, data []byte) error {
-		_, info, err := decodeBlobMeta(hashOf, subj, data)
-		if err == nil {
-			existing[bySubject[subj]] = info
-		}
-		return err
-	})
+	existing, err := s.storedRecords(ctx, bySubject)
 	if errors.Is(err, ErrBatchUnsupported) {
 		return s.putBlobsOneByOne(ctx, blobs)
 	}
@@ -93,10 +79,13 @@ func (s *Store) PutBlobs(ctx context.Context, blobs []NewBlob) ([]bool, error) {
 		return nil, fmt.Errorf("look up blobs to store: %w", err)
 	}
 	var todo []int
-	for _, subj := range metaSubjects {
-		i := bySubject[subj]
-		if e := existing[i]; e != nil && !e.Deleted && e.Digest == digestOf(blobs[i].Hash) {
-			x.put(BlobInfo{Hash: blobs[i].Hash, Size: int64(e.Size), Modified: e.ModTime})
+	for i, b := range blobs {
+		if !unindexed[b.Hash] {
+			continue // in the index, or taken already (named twice in the batch)
+		}
+		delete(unindexed, b.Hash)
+		if e := existing[b.Hash]; e != nil && !e.Deleted && e.Digest == digestOf(b.Hash) {
+			x.put(BlobInfo{Hash: b.Hash, Size: int64(e.Size), Modified: e.ModTime})
 			continue
 		}
 		todo = append(todo, i)
@@ -121,7 +110,7 @@ func (s *Store) PutBlobs(ctx context.Context, blobs []NewBlob) ([]bool, error) {
 			Bucket:     BlobsBucket, NUID: nuid.Next(), Size: uint64(len(b.Data)), Digest: digestOf(b.Hash),
 		}
 		infos[i] = info
-		subj := "$O." + BlobsBucket + ".C." + info.NUID
+		subj := blobChunkSubject(info.NUID)
 		chunkSubjects = append(chunkSubjects, subj)
 		for off := 0; off < len(b.Data); off += chunkSize {
 			f, err := pub.PublishMsgAsync(&nats.Msg{Subject: subj, Data: b.Data[off:min(off+chunkSize, len(b.Data))]}, stall)
@@ -150,8 +139,9 @@ func (s *Store) PutBlobs(ctx context.Context, blobs []NewBlob) ([]bool, error) {
 		}
 		acks = append(acks, f)
 	}
-	// A record that failed leaves its chunks unnamed; collecting those is
-	// left to a blob stored again under the name (it purges them).
+	// A record that failed leaves its chunks named by nothing, and nothing
+	// collects those yet: the failure may be a lost ack of a record that
+	// was stored, whose chunks must stay.
 	if err := waitAcks(ctx, acks); err != nil {
 		return nil, fmt.Errorf("store blob records: %w", err)
 	}
@@ -161,8 +151,8 @@ func (s *Store) PutBlobs(ctx context.Context, blobs []NewBlob) ([]bool, error) {
 		x.put(BlobInfo{Hash: blobs[i].Hash, Size: int64(len(blobs[i].Data)), Modified: now})
 		// An old record's chunks (a blob stored again after a bad copy)
 		// are named by nothing now.
-		if e := existing[i]; e != nil && !e.Deleted && e.NUID != "" {
-			if err := s.blobStream.Purge(ctx, jetstream.WithPurgeSubject("$O."+BlobsBucket+".C."+e.NUID)); err != nil {
+		if e := existing[blobs[i].Hash]; e != nil && !e.Deleted && e.NUID != "" {
+			if err := s.blobStream.Purge(ctx, jetstream.WithPurgeSubject(blobChunkSubject(e.NUID))); err != nil {
 				return created, fmt.Errorf("drop old chunks of blob %s: %w", blobs[i].Hash, err)
 			}
 		}
@@ -224,49 +214,36 @@ const infoBatch = 1000
 func (s *Store) BlobInfos(ctx context.Context, hashes []string) (map[string]BlobInfo, error) {
 	out := make(map[string]BlobInfo, len(hashes))
 	x := s.blobIndex()
-	bySubject := map[string]string{}
-	var subjects []string
+	bySubject := map[string]string{} // record subject -> hash
 	for _, h := range hashes {
 		if b, ok := x.get(h); ok {
 			out[h] = b
 			continue
 		}
-		subj := blobMetaSubject(h)
-		if _, dup := bySubject[subj]; !dup {
-			bySubject[subj] = h
-			subjects = append(subjects, subj)
-		}
+		bySubject[blobMetaSubject(h)] = h
 	}
-	for len(subjects) > 0 {
-		n := min(len(subjects), infoBatch)
-		err := s.multiLast(ctx, subjects[:n], func(subj string, data []byte) error {
-			h, info, err := decodeBlobMeta(bySubject, subj, data)
-			if err != nil {
-				return err
-			}
-			if !info.Deleted && info.Digest == digestOf(h) {
-				b := BlobInfo{Hash: h, Size: int64(info.Size), Modified: info.ModTime}
-				out[h] = b
-				x.put(b)
-			}
-			return nil
-		})
-		if errors.Is(err, ErrBatchUnsupported) {
-			return s.blobInfosOneByOne(ctx, subjects, bySubject, out)
+	stored, err := s.storedRecords(ctx, bySubject)
+	if errors.Is(err, ErrBatchUnsupported) {
+		return s.blobInfosOneByOne(ctx, bySubject, out)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up blobs: %w", err)
+	}
+	for h, info := range stored {
+		if !info.Deleted && info.Digest == digestOf(h) {
+			b := BlobInfo{Hash: h, Size: int64(info.Size), Modified: info.ModTime}
+			out[h] = b
+			x.put(b)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("look up blobs: %w", err)
-		}
-		subjects = subjects[n:]
 	}
 	return out, nil
 }
 
-// blobInfosOneByOne adds to out the stored blobs among those subjects
-// name, asking the store once each.
-func (s *Store) blobInfosOneByOne(ctx context.Context, subjects []string, bySubject map[string]string, out map[string]BlobInfo) (map[string]BlobInfo, error) {
-	for _, subj := range subjects {
-		b, err := s.Blob(ctx, bySubject[subj])
+// blobInfosOneByOne adds to out the stored blobs among those bySubject
+// names, asking the store once each.
+func (s *Store) blobInfosOneByOne(ctx context.Context, bySubject map[string]string, out map[string]BlobInfo) (map[string]BlobInfo, error) {
+	for _, h := range bySubject {
+		b, err := s.Blob(ctx, h)
 		if errors.Is(err, ErrNotFound) {
 			continue
 		}

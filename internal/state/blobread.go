@@ -125,6 +125,6 @@ func (s *Store) openChunks(ctx context.Context, info *jetstream.ObjectInfo) (io.
 	if info.NUID == "" {
 		return nil, errors.New("blob " + info.Name + ": no chunk subject")
 	}
-	return &chunkReader{ctx: ctx, store: s, stream: s.blobStream, subject: "$O." + BlobsBucket + ".C." + info.NUID,
+	return &chunkReader{ctx: ctx, store: s, stream: s.blobStream, subject: blobChunkSubject(info.NUID),
 		info: info, sum: sha256.New()}, nil
 }
