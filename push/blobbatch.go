@@ -72,7 +72,7 @@ func WriteBlobBatch(w io.Writer, blobs []BatchedBlob) error {
 	bw := bufio.NewWriter(w)
 	bw.WriteString(blobBatchMagic)
 	for _, b := range blobs {
-		fmt.Fprintf(bw, "%s %d\n", b.Hash, len(b.Data))
+		bw.Write(appendBlobLine(nil, b.Hash, int64(len(b.Data))))
 		bw.Write(b.Data)
 	}
 	return bw.Flush()
@@ -80,11 +80,23 @@ func WriteBlobBatch(w io.Writer, blobs []BatchedBlob) error {
 
 // BlobBatchSize is the length of the body WriteBlobBatch writes.
 func BlobBatchSize(blobs []BatchedBlob) int64 {
-	n := int64(len(blobs)) * (2*sha256.Size + 2)
+	n := int64(len(blobBatchMagic))
 	for _, b := range blobs {
-		n += int64(len(strconv.Itoa(len(b.Data)))) + int64(len(b.Data))
+		n += blobFrameSize(b.Hash, int64(len(b.Data)))
 	}
-	return n + int64(len(blobBatchMagic))
+	return n
+}
+
+// appendBlobLine appends the line that opens a blob of size bytes in a
+// batch.
+func appendBlobLine(b []byte, hash string, size int64) []byte {
+	return fmt.Appendf(b, "%s %d\n", hash, size)
+}
+
+// blobFrameSize is what a blob of size bytes takes in a batch, its line
+// included.
+func blobFrameSize(hash string, size int64) int64 {
+	return int64(len(hash)+len(" \n")+len(strconv.FormatInt(size, 10))) + size
 }
 
 // ReadBlobBatch reads a whole batch from r, of at most maxBytes (the

@@ -310,10 +310,10 @@ func (c *Client) uploadBatch(ctx context.Context, site string, scan *Scan, hashe
 // one buffer for the batch, where reading each blob into its own and
 // copying them into the body took twice the memory.
 func batchBody(scan *Scan, hashes []string) ([]byte, error) {
-	total := len(blobBatchMagic) + 1 // and the byte that reads a blob to its end
+	total := int64(len(blobBatchMagic)) + 1 // and the byte that reads a blob to its end
 	for _, h := range hashes {
 		size, _ := scan.blobSize(h)
-		total += len(h) + len(" \n") + len(strconv.FormatInt(size, 10)) + int(size)
+		total += blobFrameSize(h, size)
 	}
 	body := append(make([]byte, 0, total), blobBatchMagic...)
 	for _, h := range hashes {
@@ -333,7 +333,7 @@ func appendBlob(body []byte, scan *Scan, hash string) ([]byte, error) {
 		return nil, err
 	}
 	defer r.Close()
-	body = fmt.Appendf(body, "%s %d\n", hash, size)
+	body = appendBlobLine(body, hash, size)
 	start := len(body)
 	// One byte more than the blob, so the read reaches the end, where
 	// the reader checks the bytes against the name.
