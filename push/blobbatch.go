@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -145,7 +144,7 @@ func ReadBlobBatch(r io.Reader, maxBytes, maxBlob int64) ([]BatchedBlob, error) 
 			}
 			return nil, err
 		}
-		if sum := sha256.Sum256(data); hex.EncodeToString(sum[:]) != hash {
+		if HashOf(data) != hash {
 			return nil, &BatchError{Hash: hash, Mismatch: true, Msg: fmt.Sprintf("the bytes sent as blob %s do not hash to that name", hash)}
 		}
 		out = append(out, BatchedBlob{Hash: hash, Data: data})
