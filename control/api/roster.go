@@ -17,9 +17,8 @@ import (
 // either fails (LostEdges, LostStatuses) until it delivers them again, the roster is not
 // live and census lists the buckets as before.
 type Roster struct {
-	mu       sync.Mutex // protects the fields below
-	names    map[string]bool
-	edges    map[string]state.Edge // the last registrations seen (snapshot)
+	mu       sync.Mutex            // protects the fields below
+	edges    map[string]state.Edge // the registry as last delivered, by name
 	statuses map[string]state.EdgeStatus
 	// edgesLive and statusesLive say each watch has delivered the
 	// bucket's current values and not failed since.
@@ -29,7 +28,7 @@ type Roster struct {
 
 // NewRoster returns a roster that is not live yet.
 func NewRoster() *Roster {
-	return &Roster{names: map[string]bool{}, edges: map[string]state.Edge{}, statuses: map[string]state.EdgeStatus{}, changed: make(chan struct{})}
+	return &Roster{edges: map[string]state.Edge{}, statuses: map[string]state.EdgeStatus{}, changed: make(chan struct{})}
 }
 
 // SetEdges records the registered edges (by name): the whole registry,
@@ -37,18 +36,15 @@ func NewRoster() *Roster {
 func (r *Roster) SetEdges(edges map[string]state.Edge) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	same := r.edgesLive && len(edges) == len(r.edges)
+	for name := range edges {
+		_, had := r.edges[name]
+		same = same && had
+	}
 	clear(r.edges)
-	maps.Copy(r.edges, edges)
-	same := r.edgesLive && len(edges) == len(r.names)
-	for name := range edges {
-		same = same && r.names[name]
-	}
+	maps.Copy(r.edges, edges) // a heartbeat changes only when an edge was seen
 	if same {
-		return // a heartbeat: the set of edges is what it was
-	}
-	clear(r.names)
-	for name := range edges {
-		r.names[name] = true
+		return // the set of edges is what it was: waits need not look again
 	}
 	r.edgesLive = true
 	r.notify()
@@ -96,8 +92,8 @@ func (r *Roster) census() (edges map[string]verdict, changed <-chan struct{}, ok
 	if !r.edgesLive || !r.statusesLive {
 		return nil, r.changed, false
 	}
-	edges = make(map[string]verdict, len(r.names))
-	for name := range r.names {
+	edges = make(map[string]verdict, len(r.edges))
+	for name := range r.edges {
 		v := verdict{health: state.HealthUnknown}
 		if st, judged := r.statuses[name]; judged {
 			v = verdict{health: st.Health, draining: st.Draining}
