@@ -291,7 +291,7 @@ func (c *checker) lastVerdict(ctx context.Context, edge string, statuses map[str
 	}
 	st, ok := statuses[edge]
 	if !ok {
-		st = state.EdgeStatus{Name: edge, Health: state.HealthUnknown}
+		st = state.Unjudged(edge)
 	}
 	return st, nil
 }

@@ -141,7 +141,7 @@ func (a *API) edgeViews(w http.ResponseWriter, r *http.Request) ([]edgeView, err
 	for _, e := range edges {
 		st, judged := statuses[e.Name]
 		if !judged {
-			st.Health = state.HealthUnknown
+			st = state.Unjudged(e.Name)
 		}
 		views = append(views, edgeView{Edge: e, Health: st.Health, Reason: st.Reason, Since: st.Since, Draining: st.Draining})
 	}

@@ -98,12 +98,15 @@ func (s *Store) DeleteEdge(ctx context.Context, name string) error {
 	return del(ctx, s.edges, name)
 }
 
+// Unjudged is the status of an edge control has not judged yet.
+func Unjudged(name string) EdgeStatus { return EdgeStatus{Name: name, Health: HealthUnknown} }
+
 // EdgeStatus returns control's status for the named edge; an edge control
 // has not judged yet is HealthUnknown.
 func (s *Store) EdgeStatus(ctx context.Context, name string) (EdgeStatus, error) {
 	st, _, err := get[EdgeStatus](ctx, s.status, name)
 	if err == ErrNotFound {
-		return EdgeStatus{Name: name, Health: HealthUnknown}, nil
+		return Unjudged(name), nil
 	}
 	return st, err
 }
