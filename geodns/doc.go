@@ -9,7 +9,8 @@
 // half an update; with no healthy edge every edge answers (fail open,
 // cdn_geodns_fail_open_total); instances share nothing but NATS and keep
 // answering from the last state when NATS goes away. UDP is read and
-// written in batches by a few long-lived workers (udp.go); TCP is never
+// written in batches by a few long-lived workers, which on Linux wait in
+// recvmmsg holding their Ps (udp_linux.go); TCP is never
 // rate limited, so a client truncated by the limiter can retry there.
 // Packed UDP answers are reused from a cache that belongs to the table
 // (answercache.go), so a new table is never answered from an old one.

@@ -142,10 +142,10 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener, 
 		IdleTimeout:    func() time.Duration { return s.cfg.TCPIdleTimeout },
 		MsgInvalidFunc: func([]byte, error) { s.metrics.malformed.Inc() }}
 	errc := make(chan error, 3)
-	udpDone := make(chan struct{})
+	udpStop, udpDone := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(udpDone)
-		if err := s.serveUDP(pc); err != nil {
+		if err := s.serveUDP(pc, udpStop); err != nil {
 			errc <- fmt.Errorf("udp: %w", err)
 		}
 	}()
@@ -175,7 +175,7 @@ func (s *Server) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener, 
 	cancel()
 	shut, done := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer done()
-	pc.Close() // the UDP workers finish the batch in hand and stop
+	close(udpStop) // the UDP workers finish the batch in hand and stop
 	if tcp.ShutdownContext(shut) != nil {
 		// Not started yet: closing the listener makes it return as soon
 		// as it does start.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 
 	"github.com/miekg/dns"
@@ -41,10 +40,27 @@ type batchIO interface {
 	write(pkts []udpPacket, skip func(*udpPacket, error)) error
 }
 
-// serveUDP answers on pc until it is closed, with one worker per CPU.
-func (s *Server) serveUDP(pc net.PacketConn) error {
+// serveUDP answers on pc until stop is closed, with one worker per CPU.
+// It closes pc.
+func (s *Server) serveUDP(pc net.PacketConn, stop <-chan struct{}) error {
+	sock, err := openUDPSocket(pc)
+	if err != nil {
+		pc.Close()
+		return err
+	}
+	// Stopping wakes every worker: when the server stops, or when one
+	// worker fails, so that the server sees the failure.
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		select {
+		case <-stop:
+		case <-done:
+		}
+		sock.stop()
+	}()
 	var wg sync.WaitGroup
-	errs := make([]error, runtime.GOMAXPROCS(0))
+	errs := make([]error, sock.workers)
 	for i := range errs {
 		pkts := make([]udpPacket, udpBatch)
 		for i := range pkts {
@@ -52,14 +68,17 @@ func (s *Server) serveUDP(pc net.PacketConn) error {
 			// (not capacity) exceeds the message.
 			pkts[i].buf, pkts[i].out = make([]byte, udpReadSize), make([]byte, s.cfg.MaxUDPSize+1)
 		}
-		bio, err := newBatchIO(pc, pkts)
-		if err != nil {
-			return err
-		}
-		wg.Go(func() { errs[i] = s.udpWorker(bio, pkts) })
+		bio := sock.batchIO(pkts)
+		wg.Go(func() {
+			if errs[i] = s.udpWorker(bio, pkts); errs[i] != nil {
+				sock.stop()
+			}
+		})
 	}
 	wg.Wait()
-	return errors.Join(errs...)
+	close(done)
+	<-stopped // no stop after the close
+	return errors.Join(append(errs, sock.close())...)
 }
 
 func (s *Server) udpWorker(bio batchIO, pkts []udpPacket) error {

@@ -7,50 +7,49 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// mmsgIO calls recvmmsg and sendmmsg itself, as raw system calls on the
-// non-blocking socket (waiting for it in Go's poller, as net does).
-// Raw, because a system call made the usual way marks the goroutine's P
-// as in a syscall, and the runtime's sysmon thread hands such a P to
-// another thread when the call outlasts its 20 µs tick (a sendmmsg of a
-// batch does): with one P (geodns pinned to one CPU) that handoff woke a
-// thread on every batch, and sysmon ran at its fastest tick the whole
-// time, 18 % of the server's CPU in a perf profile at 20,000 queries/s
-// (docs/performance.md). Neither call blocks: MSG_DONTWAIT, and EAGAIN
-// goes back to the poller. It also reads the sender into a sockaddr we
-// own instead of a new *net.UDPAddr per packet.
-type mmsgIO struct {
-	rc    syscall.RawConn
-	in    []mmsghdr
-	names []unix.RawSockaddrInet6 // each packet's sender, large enough for either family
-	inIov []unix.Iovec
-	out   []mmsghdr
-	// outIov and outSlot are the iovec and packet of each response in out.
-	outIov  []unix.Iovec
-	outSlot []*udpPacket
+// On Linux each UDP worker sleeps in recvmmsg itself, as gdnsd's threads
+// do, on a blocking socket that Go's poller does not watch. Waiting in the
+// poller costs, per wake-up, a recvmmsg that finds nothing, two
+// epoll_pwait and a goroutine switch beside the recvmmsg and sendmmsg
+// that do the work: five system calls where two do (docs/performance.md).
+//
+// The calls are raw (RawSyscall: the runtime is not told of them), so a
+// waiting worker keeps its P, and the process gets one more P per worker
+// for everything else (reserveProcs). Made the usual way, a call that
+// outlasts sysmon's 20 µs tick lets sysmon hand the P to another thread,
+// and waking that thread costs more than the poller saves. A worker
+// that keeps its P must still stop when the runtime asks (a GC stopping
+// the world or scanning its stack, sysmon's 10 ms preemption). The
+// runtime asks by signal, which ends the wait with EINTR because the
+// socket has a receive timeout (signal(7): recvmmsg on such a socket is
+// never restarted), and the worker then yields (runtime.Gosched). The
+// timeout also ends every wait now and then, for a GODEBUG without
+// preemption signals.
 
-	// The calls, made once: a closure made per call would be allocated
-	// per batch. They read their arguments from and leave their results
-	// in the fields below, which only the worker's goroutine touches.
-	recvFn, sendFn func(fd uintptr) bool
-	count          int // recvmmsg: how many to read; sendmmsg: how many to send from first
-	first          int
-	done           int // how many were read or sent
-	errno          syscall.Errno
+// sockTimeout is the socket's receive and send timeout: the longest a
+// worker waits in one call. Tests raise it, so that only the wake-ups
+// they test can end a wait.
+var sockTimeout = 250 * time.Millisecond
+
+// udpSocket is the server's UDP socket, out of Go's poller and blocking.
+type udpSocket struct {
+	fd      int
+	stopped atomic.Bool
+	workers int
+	release func() // gives back the Ps reserved for the workers
 }
 
-// mmsghdr is struct mmsghdr of <sys/socket.h>.
-type mmsghdr struct {
-	hdr unix.Msghdr
-	len uint32
-}
-
-func newBatchIO(pc net.PacketConn, pkts []udpPacket) (batchIO, error) {
+func openUDPSocket(pc net.PacketConn) (*udpSocket, error) {
 	sc, ok := pc.(syscall.Conn)
 	if !ok {
 		return nil, fmt.Errorf("udp: %T has no file descriptor", pc)
@@ -59,8 +58,69 @@ func newBatchIO(pc net.PacketConn, pkts []udpPacket) (batchIO, error) {
 	if err != nil {
 		return nil, fmt.Errorf("udp: %w", err)
 	}
+	fd, derr := -1, error(nil)
+	if err := rc.Control(func(s uintptr) { fd, derr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+		return nil, fmt.Errorf("udp: %w", err)
+	}
+	if derr != nil {
+		return nil, fmt.Errorf("udp: copy the socket: %w", derr)
+	}
+	// Closing pc takes its descriptor out of the poller, whose
+	// edge-triggered watch would otherwise wake the poller's thread for
+	// packets nobody waits for there; the copy keeps the socket open.
+	pc.Close()
+	tv := unix.NsecToTimeval(sockTimeout.Nanoseconds())
+	for _, set := range []func() error{
+		func() error { return unix.SetNonblock(fd, false) },
+		func() error { return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv) },
+		func() error { return unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_SNDTIMEO, &tv) },
+	} {
+		if err := set(); err != nil {
+			unix.Close(fd)
+			return nil, fmt.Errorf("udp: set up the socket: %w", err)
+		}
+	}
+	n, release := reserveProcs()
+	return &udpSocket{fd: fd, workers: n, release: release}, nil
+}
+
+// stop wakes every worker waiting in recvmmsg (shutdown of an unconnected
+// socket says ENOTCONN but marks it shut and wakes its readers), and
+// makes every read from now on return net.ErrClosed.
+func (u *udpSocket) stop() {
+	u.stopped.Store(true)
+	unix.Shutdown(u.fd, unix.SHUT_RD)
+}
+
+// close frees the socket and the workers' Ps, once no worker uses them.
+func (u *udpSocket) close() error {
+	u.release()
+	return os.NewSyscallError("close", unix.Close(u.fd))
+}
+
+// mmsgIO is one worker's recvmmsg and sendmmsg on the socket. It also
+// reads the sender into a sockaddr we own instead of a new *net.UDPAddr
+// per packet.
+type mmsgIO struct {
+	sock  *udpSocket
+	in    []mmsghdr
+	names []unix.RawSockaddrInet6 // each packet's sender, large enough for either family
+	inIov []unix.Iovec
+	out   []mmsghdr
+	// outIov and outSlot are the iovec and packet of each response in out.
+	outIov  []unix.Iovec
+	outSlot []*udpPacket
+}
+
+// mmsghdr is struct mmsghdr of <sys/socket.h>.
+type mmsghdr struct {
+	hdr unix.Msghdr
+	len uint32
+}
+
+func (u *udpSocket) batchIO(pkts []udpPacket) batchIO {
 	n := len(pkts)
-	m := &mmsgIO{rc: rc, in: make([]mmsghdr, n), names: make([]unix.RawSockaddrInet6, n), inIov: make([]unix.Iovec, n),
+	m := &mmsgIO{sock: u, in: make([]mmsghdr, n), names: make([]unix.RawSockaddrInet6, n), inIov: make([]unix.Iovec, n),
 		out: make([]mmsghdr, n), outIov: make([]unix.Iovec, n), outSlot: make([]*udpPacket, n)}
 	for i := range pkts {
 		m.inIov[i].Base = &pkts[i].buf[0]
@@ -69,61 +129,45 @@ func newBatchIO(pc net.PacketConn, pkts []udpPacket) (batchIO, error) {
 		m.in[i].hdr.Iov = &m.inIov[i]
 		m.in[i].hdr.SetIovlen(1)
 	}
-	m.recvFn, m.sendFn = m.recv, m.send
-	return m, nil
+	return m
 }
 
-// recv is recvmmsg of m.count packets, for RawConn.Read. It always
-// tries before it lets Read wait: Read forgets a readiness the poller
-// saw before the call, so waiting on the belief that the socket was
-// empty at the last read can sleep through packets already queued
-// (TestRateLimit caught that with two workers).
-func (m *mmsgIO) recv(fd uintptr) bool {
-	r, e := rawMmsg(unix.SYS_RECVMMSG, fd, &m.in[0], m.count)
-	if e == unix.EAGAIN {
-		return false // nothing there: wait for the socket in the poller
-	}
-	m.done, m.errno = int(r), e
-	return true
-}
-
-// send is sendmmsg of out[m.first:m.count], for RawConn.Write.
-func (m *mmsgIO) send(fd uintptr) bool {
-	r, e := rawMmsg(unix.SYS_SENDMMSG, fd, &m.out[m.first], m.count-m.first)
-	if e == unix.EAGAIN {
-		return false // the send buffer is full: wait for room
-	}
-	m.done, m.errno = int(r), e
-	return true
-}
-
-// rawMmsg is recvmmsg or sendmmsg (trap) of n messages from msgs, not
-// waiting (MSG_DONTWAIT), made again when a signal interrupts it.
-func rawMmsg(trap, fd uintptr, msgs *mmsghdr, n int) (uintptr, syscall.Errno) {
-	for {
-		r, _, e := unix.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(msgs)), uintptr(n), unix.MSG_DONTWAIT, 0, 0)
-		if e != unix.EINTR {
-			return r, e
-		}
-	}
+// mmsg is recvmmsg or sendmmsg (trap) of n messages from msgs. It waits
+// (for one packet at least, or for room) until the socket's timeout or a
+// signal. It is never inlined: the check every Go function's entry makes
+// is where the runtime's request to stop this goroutine takes effect, so
+// each call after an interrupted one first lets the runtime have the P.
+//
+//go:noinline
+func mmsg(trap uintptr, fd int, msgs *mmsghdr, n, flags int) (int, syscall.Errno) {
+	r, _, e := unix.RawSyscall6(trap, uintptr(fd), uintptr(unsafe.Pointer(msgs)), uintptr(n), uintptr(flags), 0, 0)
+	return int(r), e
 }
 
 func (m *mmsgIO) read(pkts []udpPacket) (int, error) {
 	for i := range pkts {
 		m.in[i].hdr.Namelen = unix.SizeofSockaddrInet6 // in and out: the kernel writes the sender's length
 	}
-	m.count = len(pkts)
-	if err := m.rc.Read(m.recvFn); err != nil {
-		return 0, err
+	for {
+		if m.sock.stopped.Load() {
+			return 0, net.ErrClosed
+		}
+		n, e := mmsg(unix.SYS_RECVMMSG, m.sock.fd, &m.in[0], len(pkts), unix.MSG_WAITFORONE)
+		switch e {
+		case 0:
+		case unix.EINTR, unix.EAGAIN:
+			continue
+		default:
+			return 0, os.NewSyscallError("recvmmsg", e)
+		}
+		if m.sock.stopped.Load() {
+			return 0, net.ErrClosed // stop's wake-up reads as an empty datagram
+		}
+		for i := range n {
+			pkts[i].n, pkts[i].src = int(m.in[i].len), sockaddrAddr(&m.names[i])
+		}
+		return n, nil
 	}
-	if m.errno != 0 {
-		return 0, os.NewSyscallError("recvmmsg", m.errno)
-	}
-	n := m.done
-	for i := range n {
-		pkts[i].n, pkts[i].src = int(m.in[i].len), sockaddrAddr(&m.names[i])
-	}
-	return n, nil
 }
 
 // sockaddrAddr is the address of a sockaddr_in or sockaddr_in6.
@@ -149,19 +193,44 @@ func (m *mmsgIO) write(pkts []udpPacket, skip func(*udpPacket, error)) error {
 		m.outSlot[k] = p
 		k++
 	}
-	m.count = k
-	for m.first = 0; m.first < k; {
-		if err := m.rc.Write(m.sendFn); err != nil {
-			return err
+	defer clear(m.outSlot[:k]) // hold no packet past its batch
+	for first := 0; first < k; {
+		n, e := mmsg(unix.SYS_SENDMMSG, m.sock.fd, &m.out[first], k-first, 0)
+		switch e {
+		case 0:
+			first += max(n, 1) // a success sends at least one; never spin
+		case unix.EINTR:
+		default:
+			// The message at first failed (EAGAIN: no room for the
+			// timeout's length): skip it, not the rest of the batch.
+			skip(m.outSlot[first], os.NewSyscallError("sendmmsg", e))
+			first++
 		}
-		if m.errno != 0 {
-			// The message at first failed: skip it, not the rest of the batch.
-			skip(m.outSlot[m.first], os.NewSyscallError("sendmmsg", m.errno))
-			m.first++
-			continue
-		}
-		m.first += max(m.done, 1) // a success sends at least one; never spin
 	}
-	clear(m.outSlot[:k]) // hold no packet past its batch
 	return nil
+}
+
+// procs counts the Ps that UDP workers hold across the process's servers.
+var procs struct {
+	sync.Mutex
+	held int
+}
+
+// reserveProcs raises GOMAXPROCS by one P for each worker it says to
+// start: one per P the process has for itself (GOMAXPROCS as the runtime
+// set it, without what other servers' workers hold).
+func reserveProcs() (workers int, release func()) {
+	procs.Lock()
+	defer procs.Unlock()
+	base := max(runtime.GOMAXPROCS(0)-procs.held, 1)
+	workers = base
+	procs.held += workers
+	runtime.GOMAXPROCS(base + procs.held)
+	return workers, func() {
+		procs.Lock()
+		defer procs.Unlock()
+		base := runtime.GOMAXPROCS(0) - procs.held
+		procs.held -= workers
+		runtime.GOMAXPROCS(max(base+procs.held, 1))
+	}
 }

@@ -4,6 +4,7 @@ package geodns
 
 import (
 	"net"
+	"runtime"
 
 	"golang.org/x/net/ipv4"
 	"golang.org/x/net/ipv6"
@@ -26,10 +27,26 @@ type batchConn interface {
 	WriteBatch(ms []ipv4.Message, flags int) (int, error)
 }
 
-func newBatchIO(pc net.PacketConn, pkts []udpPacket) (batchIO, error) {
-	var bc batchConn = ipv6.NewPacketConn(pc)
-	if a, ok := pc.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() != nil {
-		bc = ipv4.NewPacketConn(pc)
+// udpSocket is the server's socket as net gives it: its workers wait in
+// Go's poller, one per P.
+type udpSocket struct {
+	pc      net.PacketConn
+	workers int
+}
+
+func openUDPSocket(pc net.PacketConn) (*udpSocket, error) {
+	return &udpSocket{pc: pc, workers: runtime.GOMAXPROCS(0)}, nil
+}
+
+// stop makes every worker's read return net.ErrClosed.
+func (u *udpSocket) stop() { u.pc.Close() }
+
+func (u *udpSocket) close() error { return nil }
+
+func (u *udpSocket) batchIO(pkts []udpPacket) batchIO {
+	var bc batchConn = ipv6.NewPacketConn(u.pc)
+	if a, ok := u.pc.LocalAddr().(*net.UDPAddr); ok && a.IP.To4() != nil {
+		bc = ipv4.NewPacketConn(u.pc)
 	}
 	m := &msgIO{bc: bc, in: make([]ipv4.Message, len(pkts)), out: make([]ipv4.Message, len(pkts)),
 		outSlots: make([]*udpPacket, len(pkts)), addrs: make([]net.Addr, len(pkts))}
@@ -37,7 +54,7 @@ func newBatchIO(pc net.PacketConn, pkts []udpPacket) (batchIO, error) {
 		m.in[i].Buffers = [][]byte{pkts[i].buf}
 		m.out[i].Buffers = [][]byte{nil}
 	}
-	return m, nil
+	return m
 }
 
 func (m *msgIO) read(pkts []udpPacket) (int, error) {
