@@ -153,15 +153,15 @@ func TestAnswerCacheSameAsBuilt(t *testing.T) {
 			cached, uncached, reg := cachePair(t, nil)
 			src := netip.MustParseAddr("127.0.0.1")
 			buf := make([]byte, cached.cfg.MaxUDPSize+1)
-			if got := cached.answerPacket(packQuery(t, tc.first, 1), src, buf); got == nil {
+			if got := cached.answerPacket(packQuery(t, tc.first, 1), src, buf, nil); got == nil {
 				t.Fatal("no answer to the first query")
 			}
 			if tc.src != "" {
 				src = netip.MustParseAddr(tc.src)
 			}
 			second := packQuery(t, tc.second, 0xBEEF)
-			got := slices.Clone(cached.answerPacket(second, src, buf))
-			want := uncached.answerPacket(second, src, make([]byte, len(buf)))
+			got := slices.Clone(cached.answerPacket(second, src, buf, nil))
+			want := uncached.answerPacket(second, src, make([]byte, len(buf)), nil)
 			if !bytes.Equal(got, want) {
 				g, w := new(dns.Msg), new(dns.Msg)
 				g.Unpack(got)
@@ -184,7 +184,7 @@ func TestAnswerCacheSeesChanges(t *testing.T) {
 	ask := func() []string {
 		t.Helper()
 		r := new(dns.Msg)
-		if err := r.Unpack(s.answerPacket(pkt, src, make([]byte, 1233))); err != nil {
+		if err := r.Unpack(s.answerPacket(pkt, src, make([]byte, 1233), nil)); err != nil {
 			t.Fatal(err)
 		}
 		return answers(r)
@@ -211,7 +211,7 @@ func TestAnswerCacheSeesChanges(t *testing.T) {
 	edges[0].health = "up"
 	s.setTable(newTable(nil, edges, true)) // www is no longer a site host
 	r := new(dns.Msg)
-	if err := r.Unpack(s.answerPacket(pkt, src, make([]byte, 1233))); err != nil || r.Rcode != dns.RcodeNameError {
+	if err := r.Unpack(s.answerPacket(pkt, src, make([]byte, 1233), nil)); err != nil || r.Rcode != dns.RcodeNameError {
 		t.Fatalf("after the host went away: %v, %v; want NXDOMAIN", r, err)
 	}
 }
@@ -254,14 +254,14 @@ func TestAnswerCacheRedraws(t *testing.T) {
 			src := netip.MustParseAddr("127.0.0.1")
 			pkt := packQuery(t, tc.q, 7)
 			built := new(dns.Msg)
-			if err := built.Unpack(uncached.answerPacket(pkt, src, make([]byte, 1233))); err != nil {
+			if err := built.Unpack(uncached.answerPacket(pkt, src, make([]byte, 1233), nil)); err != nil {
 				t.Fatal(err)
 			}
 			const n = 2000
 			first := map[string]int{}
 			for range n {
 				r := new(dns.Msg)
-				if err := r.Unpack(s.answerPacket(pkt, src, make([]byte, 1233))); err != nil {
+				if err := r.Unpack(s.answerPacket(pkt, src, make([]byte, 1233), nil)); err != nil {
 					t.Fatal(err)
 				}
 				if tc.reuse { // else the draw changes the length
@@ -298,7 +298,7 @@ func TestAnswerCacheRedraws(t *testing.T) {
 	s, _, reg := cachePair(t, nil)
 	static := packQuery(t, query("static.cdn.test.", dns.TypeA, ""), 8)
 	for range 2 {
-		s.answerPacket(static, netip.MustParseAddr("127.0.0.1"), make([]byte, 1233))
+		s.answerPacket(static, netip.MustParseAddr("127.0.0.1"), make([]byte, 1233), nil)
 	}
 	if hits := cacheCount(reg, "hit"); hits != 1 {
 		t.Errorf("cache hits %v for a static name asked twice, want 1", hits)
@@ -369,7 +369,7 @@ func TestAnswerCacheRateLimited(t *testing.T) {
 	pkt := packQuery(t, query("www.cdn.test.", dns.TypeA, ""), 9)
 	sent, tc := 0, 0
 	for range 20 {
-		b := s.answerPacket(pkt, netip.MustParseAddr("192.0.2.1"), make([]byte, 1233))
+		b := s.answerPacket(pkt, netip.MustParseAddr("192.0.2.1"), make([]byte, 1233), nil)
 		if b == nil {
 			continue
 		}
@@ -404,7 +404,7 @@ func TestAnswerCacheConcurrent(t *testing.T) {
 		for _, name := range []string{"www.cdn.test.", "static.cdn.test.", "nope.cdn.test.", "a.sites.cdn.test."} {
 			p := packQuery(t, query(name, dns.TypeA, subnet), 42)
 			pkts = append(pkts, p)
-			wants = append(wants, slices.Clone(uncached.answerPacket(p, src, make([]byte, 1233))))
+			wants = append(wants, slices.Clone(uncached.answerPacket(p, src, make([]byte, 1233), nil)))
 		}
 	}
 	var wg sync.WaitGroup
@@ -412,7 +412,7 @@ func TestAnswerCacheConcurrent(t *testing.T) {
 		wg.Go(func() {
 			buf := make([]byte, 1233)
 			for i := range 2000 {
-				if got := s.answerPacket(pkts[i%len(pkts)], src, buf); !bytes.Equal(got, wants[i%len(pkts)]) {
+				if got := s.answerPacket(pkts[i%len(pkts)], src, buf, nil); !bytes.Equal(got, wants[i%len(pkts)]) {
 					t.Errorf("query %d: answer %x, want %x", i%len(pkts), got, wants[i%len(pkts)])
 					return
 				}

@@ -85,6 +85,7 @@ func (s *Server) udpWorker(bio batchIO, pkts []udpPacket) error {
 	skip := func(p *udpPacket, err error) {
 		s.log.Debug("send response", "client", p.src.String(), "err", err)
 	}
+	var memo placeMemo
 	for {
 		n, err := bio.read(pkts)
 		if err != nil {
@@ -99,7 +100,7 @@ func (s *Server) udpWorker(bio batchIO, pkts []udpPacket) error {
 		}
 		for i := range pkts[:n] {
 			p := &pkts[i]
-			p.resp = s.answerPacket(p.buf[:p.n], p.src, p.out)
+			p.resp = s.answerPacket(p.buf[:p.n], p.src, p.out, &memo)
 		}
 		if err := bio.write(pkts[:n], skip); err != nil {
 			if errors.Is(err, net.ErrClosed) {
@@ -113,15 +114,15 @@ func (s *Server) udpWorker(bio batchIO, pkts []udpPacket) error {
 // answerPacket answers one UDP packet into buf (nil: send nothing).
 // Queries of the common shape (fastquery.go) are answered from the
 // answer cache when it holds their key, and fill it when it does not;
-// the rest take the library's way.
-func (s *Server) answerPacket(pkt []byte, src netip.Addr, buf []byte) []byte {
+// the rest take the library's way. memo is the worker's (nil: none).
+func (s *Server) answerPacket(pkt []byte, src netip.Addr, buf []byte, memo *placeMemo) []byte {
 	t := s.table.Load()
 	q, fast := parseQuery(pkt)
 	if !fast || t.answers == nil {
 		return s.answerSlow(pkt, src, buf, t, nil, nil)
 	}
 	client := q.client(src)
-	loc, bits := s.locator.Locate(client)
+	loc, bits := s.locate(memo, client)
 	var kb [160]byte
 	key := q.appendKey(kb[:0], loc, bits)
 	if e := t.answers.get(key); e != nil {

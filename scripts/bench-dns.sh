@@ -4,8 +4,8 @@
 # MMDB, in one interleaved run of the peers harness (../shared/bench/peers):
 # queries/s with dnsperf saturating each server (plain, ECS, ECS from 66k
 # subnets), then, at a fixed rate below every server's saturation, each
-# server's CPU time per answered query (utime+stime of its process, from
-# /proc/PID/stat) and latency percentiles. Servers on CPU 0, dnsperf on
+# server's CPU time per answered query (the on-CPU time of its threads, from
+# /proc/PID/task/*/schedstat) and latency percentiles. Servers on CPU 0, dnsperf on
 # CPU 1, loopback only. BASE_BIN=path adds an older cdn build as
 # "cdn-base" (e.g. one built from `git archive <commit>`), interleaved
 # with the rest; SATURATION=0 skips the queries/s part.
@@ -79,9 +79,10 @@ else
 fi
 
 # At a fixed rate: dnsperf -v prints every response's latency; the
-# server's CPU is read from /proc before and after.
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-hz=$(getconf CLK_TCK)
+# server's CPU time is read from /proc before and after: the on-CPU
+# nanoseconds of each of its threads (schedstat), finer than utime+stime's
+# 10 ms ticks, which are 2 % of a 5 s run's CPU.
+cpu_ns() { cat /proc/"$1"/task/*/schedstat | awk '{ns += $1} END {printf "%.0f\n", ns}'; }
 ecs="8:00011800c63364" # 198.51.100.0/24, as the harness's bench-dns.sh
 for ((r = 1; r <= ROUNDS; r++)); do
     for mode in plain ecs ecs-mix; do
@@ -92,12 +93,12 @@ for ((r = 1; r <= ROUNDS; r++)); do
                 ecs-mix) args=(-B -d "$RUN/dns/queries-ecs-mix.bin") ;;
             esac
             f="$out/raw/fixed-$name-$mode-r$r"
-            t0=$(cpu_ticks "${PID[$name]}")
+            t0=$(cpu_ns "${PID[$name]}")
             taskset -c "$CLIENT_CPU" dnsperf -s 127.0.0.1 -p "${PORTS[$name]}" -c 8 -l "$LAT_SECONDS" -Q "$RATE" -v \
                 "${args[@]}" >"$f.out" 2>&1 || true
-            t1=$(cpu_ticks "${PID[$name]}")
+            t1=$(cpu_ns "${PID[$name]}")
             awk '/^> [A-Z]/ {print $NF * 1000}' "$f.out" >"$f.lat"
-            echo "$(wc -l <"$f.lat") $((t1 - t0))" >"$f.cpu" # answered, CPU ticks
+            echo "$(wc -l <"$f.lat") $((t1 - t0))" >"$f.cpu" # answered, CPU ns
             sleep 1
         done
     done
@@ -106,19 +107,31 @@ done
     echo
     echo "### At $RATE queries/s (dnsperf -Q $RATE -c 8 -l $LAT_SECONDS, $ROUNDS interleaved rounds pooled)"
     echo
-    echo "Server CPU per query = the server process's utime+stime over the run / queries answered."
+    echo "Server CPU per query = the on-CPU time of the server's threads over the run (/proc/PID/task/*/schedstat) / queries answered."
     echo
     echo "| server | queries | answered | CPU µs/query | p50 ms | p99 ms | p99.9 ms |"
     echo "|---|---|---:|---:|---:|---:|---:|"
     for mode in plain ecs ecs-mix; do
         for name in "${servers[@]}"; do
-            read -r n ticks < <(cat "$out"/raw/fixed-"$name"-"$mode"-r*.cpu | awk '{n += $1; t += $2} END {print n, t}')
-            sort -n "$out"/raw/fixed-"$name"-"$mode"-r*.lat | awk -v s="$name" -v m="$mode" -v n="$n" -v t="$ticks" -v hz="$hz" '
+            read -r n ns < <(cat "$out"/raw/fixed-"$name"-"$mode"-r*.cpu | awk '{n += $1; t += $2} END {print n, t}')
+            sort -n "$out"/raw/fixed-"$name"-"$mode"-r*.lat | awk -v s="$name" -v m="$mode" -v n="$n" -v t="$ns" '
                 {a[NR] = $1}
                 END {
                     if (NR == 0) { printf "| %s | %s | 0 | - | - | - | - |\n", s, m; exit }
-                    printf "| %s | %s | %d | %.2f | %.3f | %.3f | %.3f |\n", s, m, n, t / hz * 1e6 / n,
+                    printf "| %s | %s | %d | %.2f | %.3f | %.3f | %.3f |\n", s, m, n, t / 1e3 / n,
                         a[int(NR*0.5)+1], a[int(NR*0.99)+1], a[int(NR*0.999)+1] }'
+        done
+    done
+    echo
+    echo "Each round alone, CPU µs/query (${servers[*]}):"
+    echo
+    for mode in plain ecs ecs-mix; do
+        for ((r = 1; r <= ROUNDS; r++)); do
+            row="| $mode | r$r |"
+            for name in "${servers[@]}"; do
+                row+=" $(awk '{printf "%.2f", $2 / 1e3 / $1}' "$out/raw/fixed-$name-$mode-r$r.cpu") |"
+            done
+            echo "$row"
         done
     done
     echo

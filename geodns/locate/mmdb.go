@@ -15,13 +15,15 @@ import (
 // memory, so replacing it on disk (as geoipupdate does) never pulls pages
 // from under a lookup; Reload swaps in the new file.
 type MMDB struct {
-	path string
-	db   atomic.Pointer[mmdbState]
+	path  string
+	db    atomic.Pointer[mmdbState]
+	loads atomic.Uint64
 }
 
 // mmdbState is one loaded file and the records decoded from it so far.
 type mmdbState struct {
-	reader *maxminddb.Reader
+	reader  *maxminddb.Reader
+	version uint64 // which load this is, from 1
 	// decoded caches a Location per data record (by its offset in the
 	// file): a city database has far fewer records than networks, and
 	// decoding is most of a lookup's cost.
@@ -68,9 +70,13 @@ func (m *MMDB) Reload() error {
 	if err != nil {
 		return fmt.Errorf("open geoip database %s: %w", m.path, err)
 	}
-	m.db.Store(&mmdbState{reader: r})
+	m.db.Store(&mmdbState{reader: r, version: m.loads.Add(1)})
 	return nil
 }
+
+// Version tells loads apart: it changes when Reload swaps in a file, so
+// that what was located with the old one can be told from the new.
+func (m *MMDB) Version() uint64 { return m.db.Load().version }
 
 // Metadata describes the loaded file, for logs.
 func (m *MMDB) Metadata() maxminddb.Metadata { return m.db.Load().reader.Metadata }
