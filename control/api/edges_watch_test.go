@@ -22,9 +22,15 @@ func (cutRegistry) Edges(context.Context) ([]state.Edge, error) {
 	return nil, errors.New("nats: timeout (a replica behind a cut)")
 }
 
+func (cutRegistry) Sites(context.Context) ([]state.Site, error) {
+	return nil, errors.New("nats: timeout (a replica behind a cut)")
+}
+
 // TestEdgesFromWatchWhenUnreadable: with the registry unreadable,
 // /v1/edges and /v1/health answer from the roster's watches, saying so
 // in a header, once those are live; before that they fail as before.
+// The sites cannot be read either, so /v1/health has no site count, and
+// says why in another header.
 func TestEdgesFromWatchWhenUnreadable(t *testing.T) {
 	srv := natstest.Start(t, "", "")
 	store, err := state.Open(t.Context(), natstest.Connect(t, srv.URL), state.Options{})
@@ -51,6 +57,9 @@ func TestEdgesFromWatchWhenUnreadable(t *testing.T) {
 		defer res.Body.Close()
 		var v map[string]any
 		json.NewDecoder(res.Body).Decode(&v)
+		if path == "/v1/health" && res.StatusCode == http.StatusOK && res.Header.Get(sitesUnread) == "" {
+			t.Errorf("/v1/health without its site count and no %s header", sitesUnread)
+		}
 		return res.StatusCode, res.Header.Get(fromWatch), v
 	}
 	if code, _, _ := get("/v1/edges"); code < 500 {
@@ -75,6 +84,9 @@ func TestEdgesFromWatchWhenUnreadable(t *testing.T) {
 	}
 	code, from, v = get("/v1/health")
 	counts, _ := v["edges"].(map[string]any)
+	if sites, ok := v["sites"]; !ok || sites != nil {
+		t.Errorf("/v1/health sites %v, want null (unread)", sites)
+	}
 	if code != http.StatusOK || from == "" || counts["down"] != 1.0 || counts["unknown"] != 1.0 || v["draining"] != 1.0 {
 		t.Errorf("/v1/health from the watch: %d %q %v", code, from, v)
 	}

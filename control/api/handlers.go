@@ -119,6 +119,10 @@ func (a *API) listEdges(w http.ResponseWriter, r *http.Request) error {
 // roster's watches because the buckets could not be read.
 const fromWatch = "Cdn-From-Watch"
 
+// sitesUnread is the header of a /v1/health answer whose site count is
+// null because the sites could not be read; it holds the read's error.
+const sitesUnread = "Cdn-Sites-Unread"
+
 // edgeViews reads every registered edge with control's verdict on it.
 // The buckets come first, so a client reads its own writes (a drain, a
 // delete) at once. If they cannot be read (a get answered by a replica
@@ -198,9 +202,17 @@ func (a *API) health(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	sites, err := a.store.Sites(r.Context())
-	if err != nil {
+	var nsites *int // null: not read
+	if sites, err := a.store.Sites(r.Context()); err == nil {
+		nsites = new(len(sites))
+	} else if r.Context().Err() != nil {
 		return err
+	} else {
+		// The edges are what an operator asks for here, and the cut that
+		// keeps the sites from being read (a replica behind it times out)
+		// is when they ask: answer without the count, and say why.
+		a.log.Warn("sites not readable; /v1/health answers without their count", slog.Any("err", err))
+		w.Header().Set(sitesUnread, err.Error())
 	}
 	counts := map[string]int{state.HealthUp: 0, state.HealthDown: 0, state.HealthUnknown: 0}
 	draining := 0
@@ -210,7 +222,7 @@ func (a *API) health(w http.ResponseWriter, r *http.Request) error {
 			draining++
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"edges": counts, "draining": draining, "sites": len(sites)})
+	writeJSON(w, http.StatusOK, map[string]any{"edges": counts, "draining": draining, "sites": nsites})
 	return nil
 }
 
