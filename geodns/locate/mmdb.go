@@ -27,8 +27,26 @@ type mmdbState struct {
 	// decoded caches a Location per data record (by its offset in the
 	// file): a city database has far fewer records than networks, and
 	// decoding is most of a lookup's cost.
-	decoded sync.Map // uintptr -> Location
+	decoded sync.Map // uintptr -> *decodedRecord
 	size    atomic.Int64
+	// recent is a direct-mapped front of decoded, the record last found
+	// in each slot: one atomic load where the map hashes an interface.
+	recent [recentSlots]atomic.Pointer[decodedRecord]
+}
+
+const recentBits = 12
+
+const recentSlots = 1 << recentBits
+
+type decodedRecord struct {
+	off uintptr
+	loc Location
+}
+
+// recentSlot is where off's record sits in recent (a Fibonacci hash:
+// record offsets are close together).
+func (st *mmdbState) recentSlot(off uintptr) *atomic.Pointer[decodedRecord] {
+	return &st.recent[(uint64(off)*0x9e3779b97f4a7c15)>>(64-recentBits)]
 }
 
 // maxDecoded bounds the record cache; past it, lookups decode every time.
@@ -94,8 +112,13 @@ func (m *MMDB) Locate(addr netip.Addr) (Location, int) {
 		return Location{}, bits
 	}
 	off := res.Offset()
-	if loc, ok := st.decoded.Load(off); ok {
-		return loc.(Location), bits
+	slot := st.recentSlot(off)
+	if r := slot.Load(); r != nil && r.off == off {
+		return r.loc, bits
+	}
+	if r, ok := st.decoded.Load(off); ok {
+		slot.Store(r.(*decodedRecord))
+		return r.(*decodedRecord).loc, bits
 	}
 	var rec cityRecord
 	if err := res.Decode(&rec); err != nil {
@@ -109,7 +132,9 @@ func (m *MMDB) Locate(addr netip.Addr) (Location, int) {
 		loc.Lat, loc.Lon, loc.HasPoint = *lat, *lon, true
 	}
 	if st.size.Add(1) <= maxDecoded {
-		st.decoded.Store(off, loc)
+		r := &decodedRecord{off: off, loc: loc}
+		st.decoded.Store(off, r)
+		slot.Store(r)
 	}
 	return loc, bits
 }
