@@ -226,6 +226,14 @@ func TestFollowsControl(t *testing.T) {
 			t.Fatalf("without NATS: %v, want the last state's answer", got)
 		}
 	}
+	// Nor does stopping wait for NATS: stopping a watch deletes its
+	// consumer, a request that waited out JetStream's 5 s timeout.
+	stopping := time.Now()
+	g.stop()
+	g2.stop()
+	if took := time.Since(stopping); took > 2*time.Second {
+		t.Errorf("two servers took %v to stop without NATS", took)
+	}
 }
 
 // Before control's state is read, edge answers are SERVFAIL (a resolver

@@ -43,6 +43,9 @@ func testConfig(t testing.TB) Config {
 type running struct {
 	*Server
 	addr string // host:port, UDP and TCP
+	// stop ends Serve and fails the test if it takes over 5 s to return;
+	// the test's cleanup calls it too.
+	stop func()
 }
 
 func start(t testing.TB, cfg Config, deps Deps) *running {
@@ -58,13 +61,24 @@ func start(t testing.TB, cfg Config, deps Deps) *running {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, pc, ln, nil) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
+	stopped := false
+	stop := func() {
+		if stopped {
+			return
 		}
-	})
-	return &running{Server: srv, addr: ln.Addr().String()}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("Serve did not return 5 s after its context ended")
+		}
+	}
+	t.Cleanup(stop)
+	return &running{Server: srv, addr: ln.Addr().String(), stop: stop}
 }
 
 // ask sends m over net ("udp" or "tcp") and returns the response.

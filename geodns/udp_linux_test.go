@@ -21,42 +21,13 @@ func waitLong(t *testing.T) {
 	t.Cleanup(func() { sockTimeout = old })
 }
 
-// serveOnce serves testConfig on loopback until stop is called, which
-// fails the test if Serve takes longer than 5 s to return.
+// serveOnce serves testConfig on loopback, with its UDP workers in their
+// loop: a UDP query has been answered.
 func serveOnce(t *testing.T) (addr string, stop func()) {
 	t.Helper()
-	srv, err := New(testConfig(t), Deps{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pc, ln, err := Listen("127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx, pc, ln, nil) }()
-	stopped := false
-	stop = func() {
-		if stopped {
-			return
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("Serve did not return 5 s after its context ended")
-		}
-	}
-	t.Cleanup(stop)
-	addr = ln.Addr().String()
-	// Once a UDP query is answered the workers are in their loop.
-	ask(t, addr, "udp", query("www.cdn.test.", dns.TypeA, ""))
-	return addr, stop
+	r := start(t, testConfig(t), Deps{})
+	ask(t, r.addr, "udp", query("www.cdn.test.", dns.TypeA, ""))
+	return r.addr, r.stop
 }
 
 // Stopping wakes the workers waiting in recvmmsg: Serve returns although

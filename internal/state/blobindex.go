@@ -80,7 +80,7 @@ func (s *Store) IndexBlobs(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("watch blob store: %w", err)
 	}
-	defer w.Stop()
+	defer s.stopWatch(w)
 	x := &blobIndex{blobs: map[string]BlobInfo{}}
 	defer s.index.CompareAndSwap(x, nil)
 	for info := range w.Updates() {

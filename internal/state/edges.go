@@ -82,14 +82,14 @@ func seen(e Edge, entry jetstream.KeyValueEntry) Edge {
 // current set is known, and again after every change (every heartbeat),
 // until ctx ends or the watch fails. f must not keep the map.
 func (s *Store) WatchEdges(ctx context.Context, f func(map[string]Edge)) error {
-	return watchBucket(ctx, s.edges, func(_ string, e Edge, entry jetstream.KeyValueEntry) Edge { return seen(e, entry) }, f)
+	return watchBucket(ctx, s, s.edges, func(_ string, e Edge, entry jetstream.KeyValueEntry) Edge { return seen(e, entry) }, f)
 }
 
 // WatchEdgeStatuses calls f with control's status of every judged edge
 // (by name) once the current set is known, and again after every change,
 // until ctx ends or the watch fails. f must not keep the map.
 func (s *Store) WatchEdgeStatuses(ctx context.Context, f func(map[string]EdgeStatus)) error {
-	return watchBucket(ctx, s.status, func(_ string, st EdgeStatus, _ jetstream.KeyValueEntry) EdgeStatus { return st }, f)
+	return watchBucket(ctx, s, s.status, func(_ string, st EdgeStatus, _ jetstream.KeyValueEntry) EdgeStatus { return st }, f)
 }
 
 // DeleteEdge forgets an edge and its status.

@@ -198,7 +198,7 @@ func (s *Store) WatchPurgesApplied(ctx context.Context, f func(PurgeApplied)) er
 	if err != nil {
 		return fmt.Errorf("watch purge reports: %w", err)
 	}
-	defer w.Stop()
+	defer s.stopWatch(w)
 	for {
 		select {
 		case <-ctx.Done():

@@ -305,7 +305,7 @@ func (s *Store) DeleteLive(ctx context.Context, site string) error {
 // current set is known, and again after every change, until ctx ends or
 // the watch fails. f must not keep the map.
 func (s *Store) WatchLive(ctx context.Context, f func(map[string]Live)) error {
-	return watchBucket(ctx, s.live, func(_ string, l Live, _ jetstream.KeyValueEntry) Live { return l }, f)
+	return watchBucket(ctx, s, s.live, func(_ string, l Live, _ jetstream.KeyValueEntry) Live { return l }, f)
 }
 
 // ReportReleases records what an edge serves.
@@ -318,7 +318,7 @@ func (s *Store) ReportReleases(ctx context.Context, r EdgeReleases) error {
 // current set is known, and again after every change, until ctx ends or
 // the watch fails. f must not keep the map.
 func (s *Store) WatchEdgeReleases(ctx context.Context, f func(map[string]EdgeReleases)) error {
-	return watchBucket(ctx, s.edgeRel, func(_ string, r EdgeReleases, _ jetstream.KeyValueEntry) EdgeReleases { return r }, f)
+	return watchBucket(ctx, s, s.edgeRel, func(_ string, r EdgeReleases, _ jetstream.KeyValueEntry) EdgeReleases { return r }, f)
 }
 
 // EdgeReleases lists every edge's report.

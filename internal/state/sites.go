@@ -88,7 +88,7 @@ func (s *Store) DeleteSite(ctx context.Context, name string) error { return del(
 // again with the whole set after every change, until ctx ends or the watch
 // fails (for instance when NATS goes away for good; the caller restarts it).
 func (s *Store) WatchSites(ctx context.Context, f func([]Site)) error {
-	return watchBucket(ctx, s.sites, func(_ string, v Site, _ jetstream.KeyValueEntry) Site { return v },
+	return watchBucket(ctx, s, s.sites, func(_ string, v Site, _ jetstream.KeyValueEntry) Site { return v },
 		func(m map[string]Site) { f(snapshot(m)) })
 }
 

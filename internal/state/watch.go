@@ -15,13 +15,13 @@ import (
 // fails; the caller restarts it. fix lets a value see its entry (the
 // server's time of a heartbeat). f must not keep the map: it is the
 // watch's own, changed after f returns.
-func watchBucket[T any](ctx context.Context, kv jetstream.KeyValue, fix func(key string, v T, e jetstream.KeyValueEntry) T,
+func watchBucket[T any](ctx context.Context, s *Store, kv jetstream.KeyValue, fix func(key string, v T, e jetstream.KeyValueEntry) T,
 	f func(map[string]T)) error {
 	w, err := kv.WatchAll(ctx)
 	if err != nil {
 		return fmt.Errorf("watch %s: %w", kv.Bucket(), err)
 	}
-	defer w.Stop()
+	defer s.stopWatch(w)
 	current := map[string]T{}
 	initial := true
 	var seen uint64 // the latest revision delivered
@@ -91,4 +91,18 @@ func stalled(ctx context.Context, kv jetstream.KeyValue, seen uint64) bool {
 	}
 	state := bs.StreamInfo().State
 	return state.Msgs > 0 && state.LastSeq > seen
+}
+
+// stopWatch stops w. Stopping deletes the watch's consumer with a request
+// to the server, which on a connection that is down waits out the
+// JetStream timeout (5 s) and fails anyway (the server drops an ephemeral
+// consumer left without interest by itself). Then the stop is left to
+// finish on its own, so that whoever stopped watching (a shutdown, a
+// watch about to start again) does not wait for it.
+func (s *Store) stopWatch(w interface{ Stop() error }) {
+	if s.js.Conn().IsConnected() {
+		w.Stop()
+		return
+	}
+	go w.Stop()
 }
