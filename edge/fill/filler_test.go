@@ -282,7 +282,9 @@ func TestRunStaleIfError(t *testing.T) {
 		{name: "soft-purged entry always may", status: 500, storedCC: "max-age=1",
 			purge: &purge.Request{URLs: []string{testBase}, Soft: true}, wantStale: true},
 	}
-	body := []byte("the stored body")
+	// Large, so that answering from it takes a while: long enough to see a
+	// flight that leaves the group only after it has answered.
+	body := randomBody(4 << 20)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRig(t, rigOptions{}, func(w http.ResponseWriter, _ *http.Request) {
@@ -297,6 +299,13 @@ func TestRunStaleIfError(t *testing.T) {
 				r.purges.Apply("test", *tt.purge)
 			}
 			fl, _ := r.join(false, stored, nil)
+			if _, err := fl.Wait(t.Context()); err == nil && r.group.flying() != 0 {
+				// A client that has read the whole stale answer (its
+				// Content-Length) and asks again at once must not join
+				// this flight: the flight leaves the group before it
+				// answers.
+				t.Error("the flight was still in the group when its answer was published")
+			}
 			head, got, err := read(t, fl)
 			r.fills.Wait()
 			switch {

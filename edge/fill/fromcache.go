@@ -88,8 +88,12 @@ func (f *Filler) staleIfError(j *Job) bool {
 	return true
 }
 
-// publishEntry answers a flight from a stored entry.
+// publishEntry answers a flight from a stored entry. It leaves the group
+// first, as every ending of Run does: a client that has read the whole
+// answer and asks again at once must not join this flight (a stale answer
+// for an origin error would be given again past its stale-if-error time).
 func (f *Filler) publishEntry(j *Job, e *cache.Entry, head Head) {
+	f.done(j)
 	head.Status, head.Header, head.Shareable, head.FromCache = e.Status, e.Header, true, true
 	head.Tags = e.Tags
 	head.Vary = e.Vary
@@ -107,6 +111,5 @@ func (f *Filler) publishEntry(j *Job, e *cache.Entry, head Head) {
 	} else {
 		_, err = j.Flight.Body.Write(e.Body)
 	}
-	f.done(j)
 	j.Flight.Body.Finish(err)
 }
