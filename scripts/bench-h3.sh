@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # bench-h3.sh: HTTP/3 cache hits of the edge as built from this tree
 # ("new") beside the edge built from BASE ("old", default dd0d285), the new
-# edge's own HTTP/2 over TLS, and Caddy's HTTP/3 file server
-# (scripts/caddy.sh builds it) serving the same files from a directory,
+# edge's own HTTP/2 over TLS, Caddy's HTTP/3 file server (scripts/caddy.sh
+# builds it) serving the same files from a directory, and scripts/h3bare,
+# the same files from memory through quic-go's http3.Server and net/http's
+# HTTP/2 with nothing else on the path (what the libraries alone give),
 # all with the same certificate (ECDSA P-256), in one interleaved run.
 # One Go client for every row (scripts/h3load: quic-go for h3, net/http
 # for h2). Servers on CPU 0, the client on CPU 1, loopback only.
@@ -31,7 +33,7 @@ H3CONNS=${H3CONNS:-16}
 PROFILE=${PROFILE:-}
 SERVER_CPU=${SERVER_CPU:-0} CLIENT_CPU=${CLIENT_CPU:-1}
 ORIGIN=127.0.0.1:9310
-OLD=127.0.0.1:9451 NEW=127.0.0.1:9452 CADDY=127.0.0.1:9453
+OLD=127.0.0.1:9451 NEW=127.0.0.1:9452 CADDY=127.0.0.1:9453 BARE=127.0.0.1:9454
 OLD_ADMIN=127.0.0.1:9461 NEW_ADMIN=127.0.0.1:9462
 
 command -v openssl >/dev/null || {
@@ -39,6 +41,7 @@ command -v openssl >/dev/null || {
 }
 "$GO" build -o bin/cdn ./cmd/cdn
 "$GO" build -o bin/h3load ./scripts/h3load
+"$GO" build -o bin/h3bare ./scripts/h3bare
 CADDY_BIN=$(GO=$GO scripts/caddy.sh)
 old_bin=$ROOT/bin/tools/cdn-$(git rev-parse --short "$BASE^{commit}")
 if [[ ! -x $old_bin ]]; then
@@ -121,15 +124,18 @@ XDG_DATA_HOME=$work/caddy-data XDG_CONFIG_HOME=$work/caddy-config \
     taskset -c "$SERVER_CPU" "$CADDY_BIN" run --config "$work/Caddyfile" --adapter caddyfile 2>"$work/caddy.log" &
 pids+=($!)
 caddy_pid=$!
+taskset -c "$SERVER_CPU" bin/h3bare -addr "$BARE" -dir "$work/site" -cert "$work/cert.pem" -key "$work/key.pem" 2>"$work/bare.log" &
+pids+=($!)
+bare_pid=$!
 
 for _ in $(seq 100); do
     ok=1
-    for a in $OLD $NEW $CADDY; do curl -sk -o /dev/null "https://$a/1k.bin" || ok=0; done
+    for a in $OLD $NEW $CADDY $BARE; do curl -sk -o /dev/null "https://$a/1k.bin" || ok=0; done
     ((ok)) && break
     sleep 0.1
 done
 for s in $SIZES; do # fill both edges' caches, check every server answers h3
-    for a in $OLD $NEW $CADDY; do
+    for a in $OLD $NEW $CADDY $BARE; do
         for _ in 1 2; do curl -sk -o /dev/null "https://$a/$s.bin"; done
         out=$(bin/h3load -proto h3 -c 1 -d 300ms -warmup 0 -k "https://$a/$s.bin")
         [[ $out == *errors=0* && $out != *req/s=0\ * ]] || {
@@ -154,7 +160,7 @@ run() { # pid proto addr size -> "req/s MB/s p99 errors client-cpu server-cpu-µ
 
 out=${RESULTS_DIR:-$ROOT/bench-results}/h3-$(date +%Y%m%d-%H%M%S)
 mkdir -p "$out"
-rows="old-h3 new-h3 new-h2 caddy-h3"
+rows="old-h3 new-h3 new-h2 caddy-h3 bare-h3 bare-h2"
 for size in $SIZES; do
     for r in $(seq "$REPEATS"); do
         line="$size #$r:"
@@ -164,6 +170,8 @@ for size in $SIZES; do
             new-h3) res=$(run "$new_pid" h3 "$NEW" "$size") ;;
             new-h2) res=$(run "$new_pid" h2 "$NEW" "$size") ;;
             caddy-h3) res=$(run "$caddy_pid" h3 "$CADDY" "$size") ;;
+            bare-h3) res=$(run "$bare_pid" h3 "$BARE" "$size") ;;
+            bare-h2) res=$(run "$bare_pid" h2 "$BARE" "$size") ;;
             esac
             echo "$row $size $res" >>"$out/raw.txt"
             line+=" $row $(cut -d' ' -f1 <<<"$res")"
@@ -172,7 +180,7 @@ for size in $SIZES; do
     done
 done
 {
-    echo "# HTTP/3 hits: the edge ($BASE and this tree), its HTTP/2, Caddy $(basename "$(dirname "$CADDY_BIN")" | sed s/caddy-//)"
+    echo "# HTTP/3 hits: the edge ($BASE and this tree), its HTTP/2, Caddy $(basename "$(dirname "$CADDY_BIN")" | sed s/caddy-//), and h3bare (quic-go's http3 and net/http's h2 alone)"
     echo
     echo "$(date -u +%FT%TZ), medians of $REPEATS interleaved repeats of ${DURATION}s; h3load -c $H3CONNS; servers on CPU $SERVER_CPU, client on CPU $CLIENT_CPU; ECDSA P-256, TLS 1.3."
     echo
