@@ -32,9 +32,9 @@ import (
 // the world or scanning its stack, sysmon's 10 ms preemption). The
 // runtime asks by signal, which ends the wait with EINTR because the
 // socket has a receive timeout (signal(7): recvmmsg on such a socket is
-// never restarted), and the worker then yields (runtime.Gosched). The
-// timeout also ends every wait now and then, for a GODEBUG without
-// preemption signals.
+// never restarted), and the worker's next call yields at its entry (see
+// mmsg). The timeout also ends every wait now and then, for a GODEBUG
+// without preemption signals.
 
 // sockTimeout is the socket's receive and send timeout: the longest a
 // worker waits in one call. Tests raise it, so that only the wake-ups
