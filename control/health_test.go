@@ -10,8 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/selfcdn/cdn/internal/natstest"
 	"github.com/selfcdn/cdn/internal/state"
+	"github.com/selfcdn/cdn/internal/statetest"
 )
 
 // TestHealthPurgeLag: an edge that has not applied a purge the log held
@@ -21,7 +21,7 @@ import (
 // caught up (control's view of the reports is what is stale then).
 func TestHealthPurgeLag(t *testing.T) {
 	ctx := t.Context()
-	store := openStore(t)
+	store := statetest.Open(t)
 	for _, name := range []string{"a", "b"} {
 		if err := store.Heartbeat(ctx, state.Edge{Name: name, HTTP: "http://127.0.0.9:80"}); err != nil {
 			t.Fatal(err)
@@ -155,7 +155,7 @@ func (unreadableRegistry) EdgeStatus(context.Context, string) (state.EdgeStatus,
 // it fails as before.
 func TestHealthJudgesByWatchWhenUnreadable(t *testing.T) {
 	ctx := t.Context()
-	store := openStore(t)
+	store := statetest.Open(t)
 	now := time.Now()
 	c := newChecker(unreadableRegistry{store}, HealthConfig{Interval: time.Second, Timeout: time.Second, HeartbeatTimeout: 4 * time.Second,
 		FailAfter: 2, RecoverAfter: 2, PurgeLag: -1}, logger(t), func() time.Time { return now }, nil)
@@ -206,15 +206,4 @@ func TestHealthForgetsGoneEdges(t *testing.T) {
 			t.Errorf("%s: heartbeat kept %v, streak kept %v; want %v", name, seen, streak, want)
 		}
 	}
-}
-
-// openStore opens the state store on a NATS server of its own.
-func openStore(t *testing.T) *state.Store {
-	t.Helper()
-	srv := natstest.Start(t, "", "")
-	store, err := state.Open(t.Context(), natstest.Connect(t, srv.URL), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return store
 }

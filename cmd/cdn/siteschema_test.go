@@ -14,8 +14,7 @@ import (
 	"github.com/selfcdn/cdn/control/api"
 	"github.com/selfcdn/cdn/edge"
 	"github.com/selfcdn/cdn/internal/config"
-	"github.com/selfcdn/cdn/internal/natstest"
-	"github.com/selfcdn/cdn/internal/state"
+	"github.com/selfcdn/cdn/internal/statetest"
 )
 
 // TestOneSiteSchema: an edge's YAML and control's API accept and refuse
@@ -67,11 +66,7 @@ func TestOneSiteSchema(t *testing.T) {
 			yaml: `{name: www, hosts: [a.test], origin: "http://o", orign: "http://p"}`,
 			json: `{"name":"www","hosts":["a.test"],"origin":"http://o","orign":"http://p"}`},
 	}
-	srv := natstest.Start(t, "", "")
-	store, err := state.Open(t.Context(), natstest.Connect(t, srv.URL), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := statetest.Open(t)
 	now := time.Now()
 	secret, tok := api.NewToken("test", []string{api.ScopeAdmin}, 0, now)
 	if err := store.PutToken(t.Context(), tok); err != nil {

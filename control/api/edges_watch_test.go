@@ -10,8 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/selfcdn/cdn/internal/natstest"
 	"github.com/selfcdn/cdn/internal/state"
+	"github.com/selfcdn/cdn/internal/statetest"
 )
 
 // cutRegistry is a store whose registry reads fail, as gets answered by
@@ -32,11 +32,7 @@ func (cutRegistry) Sites(context.Context) ([]state.Site, error) {
 // The sites cannot be read either, so /v1/health has no site count, and
 // says why in another header.
 func TestEdgesFromWatchWhenUnreadable(t *testing.T) {
-	srv := natstest.Start(t, "", "")
-	store, err := state.Open(t.Context(), natstest.Connect(t, srv.URL), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	store := statetest.Open(t)
 	clock := time.Now()
 	a := New(cutRegistry{store}, NewProgress(), slog.New(slog.DiscardHandler), func() time.Time { return clock }, 4096, 1<<20)
 	a.Roster = NewRoster()

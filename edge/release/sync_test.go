@@ -16,8 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/selfcdn/cdn/edge/cache"
-	"github.com/selfcdn/cdn/internal/natstest"
 	"github.com/selfcdn/cdn/internal/state"
+	"github.com/selfcdn/cdn/internal/statetest"
 	"github.com/selfcdn/cdn/push"
 
 	"github.com/selfcdn/cdn/internal/testwait"
@@ -25,18 +25,6 @@ import (
 
 // publish stores files as a release of site on real JetStream and makes
 // it live, as control does.
-// openState starts a NATS server of the test's own and opens the shared
-// state on it.
-func openState(t *testing.T) *state.Store {
-	t.Helper()
-	srv := natstest.Start(t, "", "")
-	store, err := state.Open(t.Context(), natstest.Connect(t, srv.URL), state.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return store
-}
-
 func publish(t *testing.T, store *state.Store, site string, files map[string][]byte) uint64 {
 	t.Helper()
 	m := &push.Manifest{Files: map[string]push.File{}}
@@ -116,7 +104,7 @@ func (s *syncer) index(site string) *Index {
 // keeps serving the one it has, reports why, and switches once there is
 // room (here: after a restart with a larger bound).
 func TestDiskFull(t *testing.T) {
-	store := openState(t)
+	store := statetest.Open(t)
 	dir := t.TempDir()
 	small := map[string][]byte{"/a.txt": []byte("release one")}
 	publish(t, store, "s", small)
@@ -153,7 +141,7 @@ func TestDiskFull(t *testing.T) {
 // the saved release is served at once on restart, and a pinned blob
 // corrupted meanwhile is dropped and fetched again.
 func TestRestartResumes(t *testing.T) {
-	store := openState(t)
+	store := statetest.Open(t)
 	dir := t.TempDir()
 	files := map[string][]byte{"/a.bin": randomBytes(300 << 10), "/b.bin": randomBytes(1000)}
 	publish(t, store, "s", files)
@@ -203,7 +191,7 @@ func TestRestartResumes(t *testing.T) {
 // that file; bodies the serving release holds are taken over as they are,
 // even if their files were since damaged on disk.
 func TestSwitchKeepsHeldBodies(t *testing.T) {
-	store := openState(t)
+	store := statetest.Open(t)
 	dir := t.TempDir()
 	files := map[string][]byte{"/a.txt": []byte("unchanged a"), "/b.txt": []byte("unchanged b"), "/c.txt": []byte("version 1")}
 	publish(t, store, "s", files)
@@ -287,7 +275,7 @@ func damagePinned(t *testing.T, dir string, body []byte, i int) {
 // no kept release names are unpinned, and a pack all of whose blobs went
 // is deleted without being copied first.
 func TestCollectDropsWholePacks(t *testing.T) {
-	store := openState(t)
+	store := statetest.Open(t)
 	dir := t.TempDir()
 	reg := prometheus.NewRegistry()
 	pinned, err := cache.OpenPinned(filepath.Join(dir, "pinned"), 0, reg)
