@@ -193,7 +193,6 @@ func (m *mmsgIO) write(pkts []udpPacket, skip func(*udpPacket, error)) error {
 		m.outSlot[k] = p
 		k++
 	}
-	defer clear(m.outSlot[:k]) // hold no packet past its batch
 	for first := 0; first < k; {
 		n, e := mmsg(unix.SYS_SENDMMSG, m.sock.fd, &m.out[first], k-first, 0)
 		switch e {
@@ -207,6 +206,7 @@ func (m *mmsgIO) write(pkts []udpPacket, skip func(*udpPacket, error)) error {
 			first++
 		}
 	}
+	clear(m.outSlot[:k]) // hold no packet past its batch
 	return nil
 }
 

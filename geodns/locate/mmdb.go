@@ -34,10 +34,12 @@ type mmdbState struct {
 	recent [recentSlots]atomic.Pointer[decodedRecord]
 }
 
-const recentBits = 12
+const (
+	recentBits  = 12
+	recentSlots = 1 << recentBits
+)
 
-const recentSlots = 1 << recentBits
-
+// decodedRecord is a record's Location, with the offset that names it.
 type decodedRecord struct {
 	off uintptr
 	loc Location
@@ -116,9 +118,10 @@ func (m *MMDB) Locate(addr netip.Addr) (Location, int) {
 	if r := slot.Load(); r != nil && r.off == off {
 		return r.loc, bits
 	}
-	if r, ok := st.decoded.Load(off); ok {
-		slot.Store(r.(*decodedRecord))
-		return r.(*decodedRecord).loc, bits
+	if v, ok := st.decoded.Load(off); ok {
+		r := v.(*decodedRecord)
+		slot.Store(r)
+		return r.loc, bits
 	}
 	var rec cityRecord
 	if err := res.Decode(&rec); err != nil {
