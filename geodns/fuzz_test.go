@@ -153,12 +153,14 @@ func FuzzParseQuery(f *testing.F) {
 		// for the addresses of an answer drawn at random among edges,
 		// which each reuse draws again.
 		buf := make([]byte, cached.cfg.MaxUDPSize+1)
-		var memo placeMemo // the reuse finds the client there
-		cached.answerPacket(pkt, src, buf, &memo)
+		w := new(workerState) // the reuse finds the client in its memory
+		cached.answerPacket(pkt, src, buf, w)
+		cached.flush(w)
 		again := slices.Clone(pkt)
 		again[0] ^= 0xFF
 		hits := cacheCount(reg, "hit")
-		got := slices.Clone(cached.answerPacket(again, src, buf, &memo))
+		got := slices.Clone(cached.answerPacket(again, src, buf, w))
+		cached.flush(w)
 		if cacheCount(reg, "hit") == hits {
 			return
 		}

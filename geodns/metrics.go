@@ -1,8 +1,10 @@
 package geodns
 
 import (
+	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,7 +16,7 @@ import (
 type metrics struct {
 	queries     *prometheus.CounterVec // proto, qtype, rcode
 	answers     *prometheus.CounterVec // region
-	answerEdges prometheus.Histogram
+	answerEdges *edgeHistogram
 	failOpen    prometheus.Counter
 	ecs         prometheus.Counter
 	limited     *prometheus.CounterVec // action
@@ -47,8 +49,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		answers: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "cdn_geodns_edge_answers_total",
 			Help: "Answers with edges, by the region that answered (\"any\": client of unknown place; \"fail_open\": no healthy edge)."},
 			[]string{"region"}),
-		answerEdges: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "cdn_geodns_answer_edges",
-			Help: "Edges in an edge answer.", Buckets: []float64{0, 1, 2, 3, 4, 6, 8, 16, 32}}),
+		answerEdges: newEdgeHistogram(prometheus.NewDesc("cdn_geodns_answer_edges", "Edges in an edge answer.", nil, nil),
+			[]int{0, 1, 2, 3, 4, 6, 8, 16, 32}),
 		failOpen: prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_geodns_fail_open_total",
 			Help: "Edge answers given while no edge was healthy (every edge answered): alert on it."}),
 		ecs: prometheus.NewCounter(prometheus.CounterOpts{Name: "cdn_geodns_client_subnet_queries_total",
@@ -122,4 +124,38 @@ func rcodeLabel(r int) string {
 		return s
 	}
 	return strconv.Itoa(r)
+}
+
+// edgeHistogram is a histogram of a small whole number (edges in an
+// answer) that takes a count of answers at once: a UDP worker adds its
+// batch's answers in one call (tally.go), where prometheus.Histogram
+// observes one value at a time.
+type edgeHistogram struct {
+	desc   *prometheus.Desc
+	bounds []int           // the buckets' upper bounds, ascending
+	counts []atomic.Uint64 // per bucket, then one for above the last
+	sum    atomic.Uint64
+}
+
+func newEdgeHistogram(desc *prometheus.Desc, bounds []int) *edgeHistogram {
+	return &edgeHistogram{desc: desc, bounds: bounds, counts: make([]atomic.Uint64, len(bounds)+1)}
+}
+
+// add counts n answers of v edges each.
+func (h *edgeHistogram) add(v int, n uint64) {
+	h.counts[sort.SearchInts(h.bounds, v)].Add(n)
+	h.sum.Add(uint64(v) * n)
+}
+
+func (h *edgeHistogram) Describe(ch chan<- *prometheus.Desc) { ch <- h.desc }
+
+func (h *edgeHistogram) Collect(ch chan<- prometheus.Metric) {
+	buckets := make(map[float64]uint64, len(h.bounds))
+	var count uint64
+	for i, b := range h.bounds {
+		count += h.counts[i].Load()
+		buckets[float64(b)] = count
+	}
+	count += h.counts[len(h.bounds)].Load()
+	ch <- prometheus.MustNewConstHistogram(h.desc, count, float64(h.sum.Load()), buckets)
 }

@@ -244,10 +244,16 @@ func (s *Server) serveFrom(req *dns.Msg, src netip.Addr, tcp bool, t *table) (m 
 // sampled for the latency histogram.
 func (s *Server) begin() (n uint64, start time.Time) {
 	n = s.sample.Add(1)
-	if n%64 == 0 {
-		start = time.Now()
+	return n, sampleStart(n)
+}
+
+// sampleStart is the start of query n's clock if it is one of the 1 in
+// 64 sampled for the latency histogram, and zero if not.
+func sampleStart(n uint64) time.Time {
+	if n%64 != 0 {
+		return time.Time{}
 	}
-	return n, start
+	return time.Now()
 }
 
 // limit is the rate limiter's verdict on the response res to src.
@@ -319,18 +325,24 @@ func (s *Server) count(res result, tcp bool, c *answerCounters) {
 	if c == nil {
 		c = s.counters(res, tcp)
 	}
-	c.queries.Inc()
 	if res.ecs.IsValid() {
 		s.metrics.ecs.Inc()
 	}
+	s.countAnswers(res, c, 1)
+}
+
+// countAnswers adds n answers like res, counted in c, to the metrics
+// (but for the ECS count, which goes by query).
+func (s *Server) countAnswers(res result, c *answerCounters, n uint64) {
+	c.queries.Add(float64(n))
 	if !res.geo {
 		return
 	}
 	if res.failOpen {
-		s.metrics.failOpen.Inc()
+		s.metrics.failOpen.Add(float64(n))
 	}
-	c.region.Inc()
-	s.metrics.answerEdges.Observe(float64(res.edges))
+	c.region.Add(float64(n))
+	s.metrics.answerEdges.add(res.edges, n)
 }
 
 // answerCounters are the labelled counters one response adds to.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/miekg/dns"
 )
@@ -85,7 +86,7 @@ func (s *Server) udpWorker(bio batchIO, pkts []udpPacket) error {
 	skip := func(p *udpPacket, err error) {
 		s.log.Debug("send response", "client", p.src.String(), "err", err)
 	}
-	var memo placeMemo
+	w := new(workerState)
 	for {
 		n, err := bio.read(pkts)
 		if err != nil {
@@ -100,8 +101,9 @@ func (s *Server) udpWorker(bio batchIO, pkts []udpPacket) error {
 		}
 		for i := range pkts[:n] {
 			p := &pkts[i]
-			p.resp = s.answerPacket(p.buf[:p.n], p.src, p.out, &memo)
+			p.resp = s.answerPacket(p.buf[:p.n], p.src, p.out, w)
 		}
+		s.flush(w) // a response is counted before it is sent
 		if err := bio.write(pkts[:n], skip); err != nil {
 			if errors.Is(err, net.ErrClosed) {
 				return nil
@@ -114,33 +116,49 @@ func (s *Server) udpWorker(bio batchIO, pkts []udpPacket) error {
 // answerPacket answers one UDP packet into buf (nil: send nothing).
 // Queries of the common shape (fastquery.go) are answered from the
 // answer cache when it holds their key, and fill it when it does not;
-// the rest take the library's way. memo is the worker's (nil: none).
-func (s *Server) answerPacket(pkt []byte, src netip.Addr, buf []byte, memo *placeMemo) []byte {
+// the rest take the library's way. w is the worker's state (nil: none;
+// with one, cached answers are counted in its tally, to be flushed).
+func (s *Server) answerPacket(pkt []byte, src netip.Addr, buf []byte, w *workerState) []byte {
 	t := s.table.Load()
 	q, fast := parseQuery(pkt)
 	if !fast || t.answers == nil {
 		return s.answerSlow(pkt, src, buf, t, nil, nil)
 	}
 	client := q.client(src)
+	var memo *placeMemo
+	if w != nil {
+		memo = &w.places
+	}
 	loc, bits := s.locate(memo, client)
 	var kb [160]byte
 	key := q.appendKey(kb[:0], loc, bits)
 	if e := t.answers.get(key); e != nil {
-		s.metrics.cacheHit.Inc()
-		return s.answerCached(e, &q, pkt, src, client, buf, t)
+		return s.answerCached(e, &q, pkt, src, client, buf, t, w)
 	}
 	s.metrics.cacheMiss.Inc()
 	return s.answerSlow(pkt, src, buf, t, &q, key)
 }
 
 // answerCached answers q from the cached response e: the same checks and
-// counts as the slow way, then e's bytes with the query's ID and subnet.
-func (s *Server) answerCached(e *cachedAnswer, q *fastQuery, pkt []byte, src, client netip.Addr, buf []byte, t *table) []byte {
+// counts as the slow way (in w's tally when w is not nil), then e's
+// bytes with the query's ID and subnet.
+func (s *Server) answerCached(e *cachedAnswer, q *fastQuery, pkt []byte, src, client netip.Addr, buf []byte, t *table, w *workerState) []byte {
+	if w != nil {
+		w.tally.hits++
+	} else {
+		s.metrics.cacheHit.Inc()
+	}
 	out := append(buf[:0], e.body...)
 	if e.draw != nil && !e.draw.fill(out, t) {
 		return s.answerSlow(pkt, src, buf, t, nil, nil)
 	}
-	n, start := s.begin()
+	var n uint64
+	var start time.Time
+	if w != nil {
+		n, start = w.begin()
+	} else {
+		n, start = s.begin()
+	}
 	res := e.res
 	res.ecs = q.subnet(client)
 	if s.limiter != nil {
@@ -161,7 +179,11 @@ func (s *Server) answerCached(e *cachedAnswer, q *fastQuery, pkt []byte, src, cl
 	}
 	out[0], out[1] = pkt[0], pkt[1] // the ID
 	out = append(out, q.ecsAddr...)
-	s.count(res, false, e.counters)
+	if w != nil {
+		w.tally.add(e, res.ecs.IsValid())
+	} else {
+		s.count(res, false, e.counters)
+	}
 	s.end(src, false, res, n, start)
 	return out
 }
