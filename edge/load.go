@@ -1,9 +1,10 @@
 package edge
 
 import (
-	"runtime"
 	"syscall"
 	"time"
+
+	"github.com/selfcdn/cdn/internal/procs"
 )
 
 // loadMeter measures how busy the process is: the CPU time it used since
@@ -28,6 +29,6 @@ func (m *loadMeter) sample(now time.Time) float64 {
 	if prevAt.IsZero() || wall <= 0 {
 		return 0
 	}
-	load := float64(cpu-prevCPU) / (float64(wall) * float64(runtime.GOMAXPROCS(0)))
+	load := float64(cpu-prevCPU) / (float64(wall) * float64(procs.Base()))
 	return min(max(load, 0), 1)
 }

@@ -7,14 +7,14 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/selfcdn/cdn/internal/procs"
 )
 
 // On Linux each UDP worker sleeps in recvmmsg itself, as gdnsd's threads
@@ -25,7 +25,7 @@ import (
 //
 // The calls are raw (RawSyscall: the runtime is not told of them), so a
 // waiting worker keeps its P, and the process gets one more P per worker
-// for everything else (reserveProcs). Made the usual way, a call that
+// for everything else (procs.Lend). Made the usual way, a call that
 // outlasts sysmon's 20 µs tick lets sysmon hand the P to another thread,
 // and waking that thread costs more than the poller saves. A worker
 // that keeps its P must still stop when the runtime asks (a GC stopping
@@ -46,7 +46,7 @@ type udpSocket struct {
 	fd      int
 	stopped atomic.Bool
 	workers int
-	release func() // gives back the Ps reserved for the workers
+	release func() // gives back the Ps lent for the workers
 }
 
 func openUDPSocket(pc net.PacketConn) (*udpSocket, error) {
@@ -80,7 +80,7 @@ func openUDPSocket(pc net.PacketConn) (*udpSocket, error) {
 			return nil, fmt.Errorf("udp: set up the socket: %w", err)
 		}
 	}
-	n, release := reserveProcs()
+	n, release := procs.Lend()
 	return &udpSocket{fd: fd, workers: n, release: release}, nil
 }
 
@@ -208,29 +208,4 @@ func (m *mmsgIO) write(pkts []udpPacket, skip func(*udpPacket, error)) error {
 	}
 	clear(m.outSlot[:k]) // hold no packet past its batch
 	return nil
-}
-
-// procs counts the Ps that UDP workers hold across the process's servers.
-var procs struct {
-	sync.Mutex
-	held int
-}
-
-// reserveProcs raises GOMAXPROCS by one P for each worker it says to
-// start: one per P the process has for itself (GOMAXPROCS as the runtime
-// set it, without what other servers' workers hold).
-func reserveProcs() (workers int, release func()) {
-	procs.Lock()
-	defer procs.Unlock()
-	base := max(runtime.GOMAXPROCS(0)-procs.held, 1)
-	workers = base
-	procs.held += workers
-	runtime.GOMAXPROCS(base + procs.held)
-	return workers, func() {
-		procs.Lock()
-		defer procs.Unlock()
-		base := runtime.GOMAXPROCS(0) - procs.held
-		procs.held -= workers
-		runtime.GOMAXPROCS(max(base+procs.held, 1))
-	}
 }
