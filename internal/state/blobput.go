@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -126,7 +127,8 @@ func (s *Store) PutBlobs(ctx context.Context, blobs []NewBlob) ([]bool, error) {
 		s.purgeChunks(chunkSubjects, acks)
 		return nil, fmt.Errorf("store blob chunks: %w", err)
 	}
-	acks = acks[:0]
+	acks = acks[:0] // from here, acks[k] is the record of blobs[todo[k]]
+	var sendErr error
 	for _, i := range todo {
 		m := nats.NewMsg(blobMetaSubject(blobs[i].Hash))
 		m.Header.Set(jetstream.MsgRollup, jetstream.MsgRollupSubject)
@@ -135,15 +137,32 @@ func (s *Store) PutBlobs(ctx context.Context, blobs []NewBlob) ([]bool, error) {
 		}
 		f, err := pub.PublishMsgAsync(m, stall)
 		if err != nil {
-			return nil, fmt.Errorf("store blob %s: %w", blobs[i].Hash, err)
+			sendErr = fmt.Errorf("store blob %s: %w", blobs[i].Hash, err)
+			break
 		}
 		acks = append(acks, f)
 	}
-	// A record that failed leaves its chunks named by nothing, and nothing
-	// collects those yet: the failure may be a lost ack of a record that
-	// was stored, whose chunks must stay.
-	if err := waitAcks(ctx, acks); err != nil {
-		return nil, fmt.Errorf("store blob records: %w", err)
+	results := ackResults(ctx, acks)
+	failed, first := len(todo)-len(acks), sendErr
+	for _, err := range results {
+		if err != nil {
+			failed++
+			first = cmp.Or(first, err)
+		}
+	}
+	if failed > 0 {
+		// The chunks of a record never sent, or refused by the server,
+		// are named by nothing: drop them. A record whose ack is missing
+		// (a timeout, a cut) may be stored yet, and keeps its chunks.
+		var unnamed []string
+		for k, i := range todo {
+			var refused *jetstream.APIError
+			if k >= len(acks) || errors.As(results[k], &refused) {
+				unnamed = append(unnamed, blobChunkSubject(infos[i].NUID))
+			}
+		}
+		s.purgeChunks(unnamed, nil)
+		return nil, fmt.Errorf("store blob records: %d of %d failed, the first: %w", failed, len(todo), first)
 	}
 	now := time.Now().UTC()
 	for _, i := range todo {
@@ -163,19 +182,32 @@ func (s *Store) PutBlobs(ctx context.Context, blobs []NewBlob) ([]bool, error) {
 // waitAcks waits for every publish of acks to be acknowledged and
 // returns the first failure.
 func waitAcks(ctx context.Context, acks []jetstream.PubAckFuture) error {
-	var first error
-	for _, f := range acks {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			if first == nil {
-				first = err
-			}
-		case <-ctx.Done():
-			return ctx.Err()
+	for _, err := range ackResults(ctx, acks) {
+		if err != nil {
+			return err
 		}
 	}
-	return first
+	return nil
+}
+
+// ackResults waits for the answer to every publish of acks, until ctx
+// is done, and returns each one's failure (nil: acknowledged; ctx's
+// error: no answer by then).
+func ackResults(ctx context.Context, acks []jetstream.PubAckFuture) []error {
+	results := make([]error, len(acks))
+	for k, f := range acks {
+		if ctx.Err() != nil {
+			results[k] = ctx.Err()
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case results[k] = <-f.Err():
+		case <-ctx.Done():
+			results[k] = ctx.Err()
+		}
+	}
+	return results
 }
 
 // purgeChunks drops the chunks of a batch that failed, once the publishes

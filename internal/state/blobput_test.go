@@ -84,6 +84,59 @@ func TestPutBlobs(t *testing.T) {
 	}
 }
 
+// TestPutBlobsRefusedRecords: when the server refuses a batch's
+// records (here: a stream that allows no rollup, which each record
+// asks for), the call fails and leaves none of the batch's chunks
+// behind; once the records are accepted again, the same batch stores.
+func TestPutBlobsRefusedRecords(t *testing.T) {
+	s := openStore(t)
+	ctx := t.Context()
+	var blobs []NewBlob
+	for _, n := range []int{10, 300 << 10} {
+		b := make([]byte, n)
+		rand.Read(b)
+		blobs = append(blobs, NewBlob{Hash: hashOf(b), Data: b})
+	}
+	msgs := func() uint64 {
+		t.Helper()
+		info, err := s.blobStream.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Msgs
+	}
+	allowRollup := func(allow bool) {
+		t.Helper()
+		info, err := s.blobStream.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg := info.Config
+		cfg.AllowRollup = allow
+		if _, err := s.js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := msgs()
+	allowRollup(false)
+	if _, err := s.PutBlobs(ctx, blobs); err == nil {
+		t.Fatal("PutBlobs succeeded with its records refused")
+	}
+	if after := msgs(); after != before {
+		t.Errorf("the blob stream went from %d to %d messages: the refused records' chunks are left", before, after)
+	}
+	allowRollup(true)
+	created, err := s.PutBlobs(ctx, blobs)
+	if err != nil || !created[0] || !created[1] {
+		t.Fatalf("PutBlobs after = %v, %v", created, err)
+	}
+	for _, b := range blobs {
+		if got, err := s.blobs.GetBytes(ctx, b.Hash); err != nil || !bytes.Equal(got, b.Data) {
+			t.Fatalf("Get of a %d-byte blob: %d bytes, %v", len(b.Data), len(got), err)
+		}
+	}
+}
+
 // TestPutBlobsIndexed: a process keeping the directory in memory (as
 // control does) learns of blobs another process stored in a batch from
 // its watch, as it learns of Put's.
