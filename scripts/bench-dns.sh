@@ -135,6 +135,26 @@ done
         done
     done
     echo
+    echo "Each server against gdnsd, round by round (its CPU µs/query over gdnsd's in the same round):"
+    echo "the median of the rounds' ratios, how many rounds it was above gdnsd, and its best round"
+    echo "over gdnsd's best (interference on this shared machine only adds CPU time):"
+    echo
+    echo "| mode | server | median ratio | rounds above gdnsd | best / gdnsd's best |"
+    echo "|---|---|---:|---:|---:|"
+    for mode in plain ecs ecs-mix; do
+        for name in "${servers[@]}"; do
+            [[ $name == gdnsd ]] && continue
+            for ((r = 1; r <= ROUNDS; r++)); do
+                g=$(awk '{print $2 / $1}' "$out/raw/fixed-gdnsd-$mode-r$r.cpu")
+                awk -v g="$g" '{c = $2 / $1; print c / g, c, g}' "$out/raw/fixed-$name-$mode-r$r.cpu"
+            done | sort -g | awk -v s="$name" -v m="$mode" '
+                {ratio[NR] = $1; if (NR == 1 || $2 < best) best = $2; if (NR == 1 || $3 < gbest) gbest = $3; if ($1 > 1) above++}
+                END {
+                    med = NR % 2 ? ratio[(NR + 1) / 2] : (ratio[NR / 2] + ratio[NR / 2 + 1]) / 2
+                    printf "| %s | %s | %.2f | %d of %d | %.2f |\n", m, s, med, above, NR, best / gbest }'
+        done
+    done
+    echo
     echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >>"$out/summary.md"
 cat "$out/summary.md"
