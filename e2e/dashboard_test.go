@@ -367,6 +367,12 @@ func TestDashboard(t *testing.T) {
 				t.Fatal("the Drain button of edge-a is not reached by Tab")
 			}
 		}
+		// The rows are built anew with every snapshot: the focus stays.
+		was := evalJS[string](t, b, `document.getElementById("updated").textContent`)
+		b.waitJS(t, "the next snapshot", `document.getElementById("updated").textContent !== `+strconv.Quote(was))
+		if got := evalJS[string](t, b, `document.activeElement.getAttribute("aria-label") || document.activeElement.tagName`); got != "Drain edge-a" {
+			t.Fatalf("after a snapshot the focus is on %q, not the Drain button of edge-a", got)
+		}
 		b.run(t, "enter", chromedp.KeyEvent(kb.Enter))
 		b.waitJS(t, "the dialog open", `document.getElementById("confirm").open && document.activeElement.id === "confirm-cancel"`)
 		b.run(t, "escape", chromedp.KeyEvent(kb.Escape))

@@ -180,6 +180,22 @@ function connect() {
   };
 }
 
+// replaceRows sets the rows of table body tb, and keeps the keyboard
+// focus on the same control of the same row (rows are named by their
+// data-key): the rows are built anew on every snapshot, every few
+// seconds, and a keyboard user's focus would go back to the page.
+function replaceRows(tb, key, rows) {
+  const controls = (row) => [...row.querySelectorAll("button, a[href], input, select")];
+  const focused = document.activeElement;
+  const row = tb.contains(focused) ? focused.closest("tr") : null;
+  const at = row && { name: row.dataset[key], i: controls(row).indexOf(focused) };
+  tb.replaceChildren(...rows);
+  if (!at || at.i < 0) return;
+  const again = [...tb.rows].find((r) => r.dataset[key] === at.name);
+  const control = again && controls(again)[at.i];
+  if (control) control.focus();
+}
+
 let rendered = false;
 
 function renderNetwork() {
@@ -188,7 +204,7 @@ function renderNetwork() {
   $("regions").tBodies[0].replaceChildren(...snapshot.regions.map((r) => el("tr", { dataset: { region: r.name } },
     el("th", { scope: "row" }, r.name), el("td", {}, r.up + " of " + r.edges), el("td", {}, num(r.rps)),
     el("td", {}, pct(r.hit_ratio)), el("td", {}, bytes(r.bps)), el("td", {}, num(r.e4xx)), el("td", {}, num(r.e5xx)))));
-  $("edges").tBodies[0].replaceChildren(...snapshot.edges.map((e) => {
+  replaceRows($("edges").tBodies[0], "edge", snapshot.edges.map((e) => {
     const rel = Object.entries(e.releases || {}).map(([s, r]) => s + " #" + r.serving + (r.wanted ? " → #" + r.wanted : ""));
     const action = e.draining
       ? actButton("Undrain", null, () => drain(e.name, false), { attrs: { "aria-label": "Undrain " + e.name } })
@@ -457,7 +473,7 @@ function renderReleaseEdges() {
   if (!releases) return;
   const site = releases.site;
   const serving = (n) => (snapshot ? snapshot.edges : []).filter((e) => e.releases && e.releases[site] && e.releases[site].serving === n).map((e) => e.name);
-  $("release-list").tBodies[0].replaceChildren(...(releases.releases || []).map((r) => {
+  replaceRows($("release-list").tBodies[0], "release", (releases.releases || []).map((r) => {
     const live = r.number === releases.live;
     return el("tr", { dataset: { release: String(r.number), live: String(live) } },
       el("th", { scope: "row" }, "#" + r.number + (live ? " (live)" : "")), el("td", {}, when(r.created)), el("td", { class: "wrap" }, r.message || ""),
