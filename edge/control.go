@@ -169,7 +169,9 @@ func bindStore(ctx context.Context, nc *nats.Conn) (*state.Store, error) {
 // followPurges applies the purge log until ctx ends, starting again after
 // a failure (the log's consumer lost, a purge log that cannot be written).
 func (s *Server) followPurges(ctx context.Context, store *state.Store) {
-	retry(ctx, s.log, "following the purge log", func() error {
+	// Every second at most: each missed attempt is time a returning edge
+	// may serve what was purged while it was away.
+	retry(ctx, s.log, "following the purge log", time.Second, func() error {
 		err := s.purges.Run(ctx, store)
 		if err != nil {
 			err = fmt.Errorf("at version %d: %w", s.purges.Applied(), err)

@@ -24,7 +24,7 @@ func (s *Server) followTier(ctx context.Context, store *state.Store) {
 
 	changed := make(chan map[string]state.EdgeStatus, 1)
 	running.Go(func() {
-		retry(ctx, s.log, "watching edge health", func() error {
+		retry(ctx, s.log, "watching edge health", 5*time.Second, func() error {
 			return store.WatchEdgeStatuses(ctx, func(m map[string]state.EdgeStatus) {
 				m = maps.Clone(m)
 				select {
@@ -103,7 +103,7 @@ func members(edges []state.Edge, statuses map[string]state.EdgeStatus) []tier.Me
 // readPeerSecret hands the tier the edge-to-edge secret, waiting for
 // control to make it; until then the edge asks no peer.
 func (s *Server) readPeerSecret(ctx context.Context, store *state.Store) {
-	retry(ctx, s.log, "reading the peer secret", func() error {
+	retry(ctx, s.log, "reading the peer secret", 5*time.Second, func() error {
 		secret, err := store.PeerSecret(ctx)
 		if err != nil {
 			return err
@@ -117,10 +117,10 @@ func (s *Server) readPeerSecret(ctx context.Context, store *state.Store) {
 var errDone = errors.New("done")
 
 // retry runs f until ctx ends or f returns errDone, waiting longer
-// after each failure (up to 5s) and logging the first of a spell (a
-// NATS outage fails every attempt).
-func retry(ctx context.Context, log *slog.Logger, what string, f func() error) {
-	const first, longest = 250 * time.Millisecond, 5 * time.Second
+// after each failure (up to longest) and logging the first of a spell
+// (a NATS outage fails every attempt).
+func retry(ctx context.Context, log *slog.Logger, what string, longest time.Duration, f func() error) {
+	const first = 250 * time.Millisecond
 	wait := first
 	logged := false
 	for {
@@ -136,6 +136,8 @@ func retry(ctx context.Context, log *slog.Logger, what string, f func() error) {
 		if !logged {
 			log.LogAttrs(ctx, slog.LevelWarn, what+" failed; retrying", slog.Any("err", err))
 			logged = true
+		} else {
+			log.LogAttrs(ctx, slog.LevelDebug, what+" failed again", slog.Any("err", err), slog.Duration("retry_in", wait))
 		}
 		select {
 		case <-ctx.Done():

@@ -143,7 +143,12 @@ func (s *Store) PurgeLog(ctx context.Context) (PurgeLogInfo, error) {
 // purges the log held when this one was delivered. Versions may jump when
 // the log dropped purges before they could be delivered; f sees the jump.
 func (s *Store) FollowPurges(ctx context.Context, from uint64, f func(p Purge, pending uint64) error) error {
-	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy}
+	// One attempt to make the consumer again when it is lost: the
+	// library's own attempts back off to 10 s apart, each waiting up to
+	// 10 s, so an edge whose region was cut off could apply the purges it
+	// missed 20 s after the link returned. Failing here, the caller
+	// retries on its own schedule.
+	cfg := jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverAllPolicy, MaxResetAttempts: 1}
 	if from > 1 {
 		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
 	}
