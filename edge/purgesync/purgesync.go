@@ -66,8 +66,9 @@ type Follower struct {
 	// kernel: a killed edge keeps it), durable the last one fsynced, and
 	// reported the last one the source took a report of.
 	written, durable, reported atomic.Uint64
-	// kick wakes the syncer to fsync what was written.
-	kick chan struct{}
+	// kick wakes the syncer to fsync what was written; reportKick the
+	// reporter to report it.
+	kick, reportKick chan struct{}
 	// syncErr is the syncer's last failure, which stops Run: the log on
 	// disk may lack what it holds in the kernel.
 	syncErr atomic.Pointer[error]
@@ -84,7 +85,8 @@ func Open(table *purge.Table, cfg Config) (*Follower, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	f := &Follower{cfg: cfg, table: table, log: cfg.Logger, m: newMetrics(cfg.Registry), kick: make(chan struct{}, 1)}
+	f := &Follower{cfg: cfg, table: table, log: cfg.Logger, m: newMetrics(cfg.Registry),
+		kick: make(chan struct{}, 1), reportKick: make(chan struct{}, 1)}
 	if f.log == nil {
 		f.log = slog.New(slog.DiscardHandler)
 	}
@@ -199,7 +201,7 @@ func (f *Follower) Run(ctx context.Context, src Source) error {
 			return err
 		}
 	}
-	if err := f.sync(ctx, src); err != nil {
+	if err := f.sync(); err != nil {
 		return err
 	}
 	target := info.Last
@@ -232,7 +234,7 @@ func (f *Follower) Run(ctx context.Context, src Source) error {
 		// A burst is persisted and reported once, at its end.
 		if pendingSync++; pending == 0 || pendingSync >= 256 {
 			pendingSync = 0
-			if err := f.sync(ctx, src); err != nil {
+			if err := f.sync(); err != nil {
 				return err
 			}
 			if p.Version >= target {
@@ -312,11 +314,11 @@ func (f *Follower) write(r record) error {
 	return f.j.append(r)
 }
 
-// sync writes the applied purges to the log's file, reports them, and
-// has the syncer fsync them. A killed edge loses nothing written; a
-// crashed machine can, and the edge then purges every site when it comes
-// back (Open).
-func (f *Follower) sync(ctx context.Context, src Source) error {
+// sync writes the applied purges to the log's file, and has the
+// reporter report them and the syncer fsync them. A killed edge loses
+// nothing written; a crashed machine can, and the edge then purges every
+// site when it comes back (Open).
+func (f *Follower) sync() error {
 	if f.j != nil {
 		if err := f.j.flush(); err != nil {
 			// Not reported applied while not written: a crash now
@@ -328,10 +330,11 @@ func (f *Follower) sync(ctx context.Context, src Source) error {
 	f.written.Store(v)
 	f.m.version.Set(float64(v))
 	f.m.rules.Set(float64(f.table.Rules()))
-	f.report(ctx, src, v)
-	select {
-	case f.kick <- struct{}{}:
-	default: // the syncer has a kick pending, which covers v too
+	for _, k := range []chan struct{}{f.reportKick, f.kick} {
+		select {
+		case k <- struct{}{}:
+		default: // a kick is pending, which covers v too
+		}
 	}
 	return nil
 }
@@ -393,16 +396,26 @@ func (f *Follower) report(ctx context.Context, src Source, v uint64) {
 	}
 }
 
-// reportLoop retries reports that failed, so a waiting purge call learns
-// of the version even if the report after it was lost.
+// reportLoop reports what sync wrote, apart from the applying: a report
+// waits on the purge-applied bucket (seconds, when its stream has no
+// leader), and the next purge must not. It retries a report that failed
+// every 2 s, so a waiting purge call learns of the version even if the
+// report after it was lost, and tries once more (for up to a second)
+// when ctx ends.
 func (f *Follower) reportLoop(ctx context.Context, src Source) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
+			if v := f.written.Load(); v > f.reported.Load() {
+				last, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+				f.report(last, src, v)
+				cancel()
+			}
 			return
 		case <-t.C:
+		case <-f.reportKick:
 		}
 		if v := f.written.Load(); v > f.reported.Load() {
 			f.report(ctx, src, v)

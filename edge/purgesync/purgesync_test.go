@@ -243,3 +243,76 @@ func TestCompaction(t *testing.T) {
 		t.Errorf("after reopening: Applied() = %d, Rules() = %d; want 52, 1", f2.Applied(), tbl.Rules())
 	}
 }
+
+// stuckReports is a purge log whose reports wait until released, as a
+// report does while the purge-applied bucket's stream has no leader; it
+// delivers each purge on its own (pending 0), as purges come one by one.
+type stuckReports struct {
+	*fakeLog
+	release chan struct{}
+}
+
+func (l stuckReports) ReportPurgeApplied(ctx context.Context, a state.PurgeApplied) error {
+	select {
+	case <-l.release:
+		return l.fakeLog.ReportPurgeApplied(ctx, a)
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (l stuckReports) FollowPurges(ctx context.Context, from uint64, f func(state.Purge, uint64) error) error {
+	l.mu.Lock()
+	ps := slices.Clone(l.purges)
+	l.mu.Unlock()
+	for _, p := range ps {
+		if p.Version >= from {
+			if err := f(p, 0); err != nil {
+				return err
+			}
+		}
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestReportsDoNotHoldPurges: while reports wait, purges are still
+// applied; once reports go through, the last version is reported.
+func TestReportsDoNotHoldPurges(t *testing.T) {
+	log := stuckReports{fakeLog: newFakeLog(), release: make(chan struct{})}
+	f, _ := open(t, t.TempDir(), false)
+	first, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+	f.Run(first, log) // first contact
+	cancel()
+	for range 3 {
+		log.add("s", purge.Request{URLs: []string{"/x"}})
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx, log) }()
+	for deadline := time.Now().Add(3 * time.Second); f.Applied() < 3; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			n := f.Applied()
+			stop()
+			<-done
+			t.Fatalf("applied %d of 3 purges in 3 s while reports waited", n)
+		}
+	}
+	close(log.release)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		log.mu.Lock()
+		last := uint64(0)
+		if n := len(log.reports); n > 0 {
+			last = log.reports[n-1]
+		}
+		log.mu.Unlock()
+		if last == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("last report %d 5 s after reports went through, want 3", last)
+		}
+	}
+	stop()
+	<-done
+}
