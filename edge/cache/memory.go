@@ -51,7 +51,8 @@ func (m *Memory) Get(key string) (*Entry, bool) { return m.c.Get(key) }
 
 // Put stores e under key and waits until it is visible to Get, so a fill
 // that ends with Put leaves no window in which the next request misses.
-// It reports false when the entry was too big or admission dropped it.
+// It reports whether e is visible: not when it was too big, or ristretto
+// dropped the set (its buffer full) or its admission refused the key.
 func (m *Memory) Put(key string, e *Entry) bool {
 	if int64(len(e.Body)) > m.maxObj {
 		return false
@@ -60,8 +61,11 @@ func (m *Memory) Put(key string, e *Entry) bool {
 }
 
 func (m *Memory) put(key string, e *Entry, cost int64) bool {
-	ok := m.c.SetWithTTL(key, e, cost, e.expiry())
+	if !m.c.SetWithTTL(key, e, cost, e.expiry()) {
+		return false
+	}
 	m.c.Wait()
+	_, ok := m.c.GetTTL(key) // admission is decided in Wait; GetTTL counts no access
 	return ok
 }
 

@@ -1,6 +1,7 @@
 package cache
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -57,4 +58,46 @@ func TestEntryExpiry(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestMemoryPutSaysVisible: Put reports true exactly when the next Get
+// finds the entry, also when the tier is full and its admission refuses
+// keys (a fill decides by it whether the next request finds the entry).
+// Admission learns from reads asynchronously and may drop them, so the
+// test puts until some were refused, within a bound.
+func TestMemoryPutSaysVisible(t *testing.T) {
+	m, err := NewMemory(Config{MemoryBytes: 64 << 10, MaxObjectBytes: 8 << 10}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	meta := freshness.Meta{Lifetime: time.Minute, ResponseTime: time.Now()}
+	limit := 5000
+	if raceEnabled {
+		limit = 400 // its admission refuses nothing there: the reads are lost
+	}
+	refused, i := 0, 0
+	for ; refused < 20 && i < limit; i++ {
+		key := fmt.Sprintf("k%d", i)
+		e := NewEntry(200, http.Header{}, make([]byte, 4<<10), meta, nil)
+		put := m.Put(key, e)
+		if _, found := m.Get(key); found != put {
+			t.Fatalf("Put(%s) = %v, but Get finds it: %v", key, put, found)
+		}
+		if !put {
+			refused++
+		}
+		// The first keys become frequent, so admission keeps them
+		// against newcomers once the tier is full.
+		for j := range min(i, 8) {
+			m.Get(fmt.Sprintf("k%d", j))
+		}
+		if i%100 == 99 {
+			time.Sleep(time.Millisecond) // let the policy take in the reads
+		}
+	}
+	if refused == 0 && !raceEnabled {
+		t.Fatalf("no Put of %d was refused: the test did not fill the tier", i)
+	}
+	t.Logf("%d of %d refused", refused, i)
 }

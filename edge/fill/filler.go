@@ -254,9 +254,10 @@ func (f *Filler) Run(j *Job) {
 	}
 	// Waiters are answered before the disk write. A body that memory holds
 	// leaves the group first (the next request finds it stored); one kept
-	// only on disk stays in the group until it is there, so requests join
-	// the finished flight instead of fetching it again meanwhile.
-	onDiskOnly := len(keep) > 0 && keep[len(keep)-1].spool
+	// only on disk (too large for memory, or refused by its admission)
+	// stays in the group until it is there, so requests join the finished
+	// flight instead of fetching it again meanwhile.
+	onDiskOnly := len(keep) > 0 && !keep[len(keep)-1].memory
 	if !onDiskOnly {
 		f.done(j)
 	}

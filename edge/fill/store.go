@@ -14,9 +14,10 @@ import (
 // stored is an entry stored in memory (or meant for disk only) that the
 // disk tier should keep too.
 type stored struct {
-	key   string
-	e     *cache.Entry
-	spool bool // the body is the flight's spool file, not e.Body
+	key    string
+	e      *cache.Entry
+	spool  bool // the body is the flight's spool file, not e.Body
+	memory bool // the memory tier holds e (visible to the next request)
 }
 
 // KeepsOnDisk reports whether a body of n bytes, too large for memory,
@@ -48,10 +49,8 @@ func (f *Filler) store(j *Job, head Head, m freshness.Meta) []stored {
 	}
 	put := func(key string, e *cache.Entry, spool bool) []stored {
 		f.cfg.Prepare(e, key)
-		if !spool {
-			f.cfg.Memory.Put(key, e)
-		}
-		return []stored{{key: key, e: e, spool: spool}}
+		inMemory := !spool && f.cfg.Memory.Put(key, e)
+		return []stored{{key: key, e: e, spool: spool, memory: inMemory}}
 	}
 	inval := f.lastInvalidation(j.Base)
 	if len(head.Vary) == 0 {
