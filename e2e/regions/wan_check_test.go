@@ -44,11 +44,17 @@ func TestWAN(t *testing.T) {
 		})
 		return d, err
 	}
-	d, err := dial()
-	if err != nil {
-		t.Fatal(err)
+	// The best of three: the WAN loses 0.1 % of packets (lossRate), and a
+	// lost SYN costs a handshake its 1 s retransmission.
+	d := time.Hour
+	for range 3 {
+		one, err := dial()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d = min(d, one)
 	}
-	t.Logf("TCP handshake eu client -> ap: %v (RTT %v)", d, rtt("eu", "ap"))
+	t.Logf("TCP handshake eu client -> ap, best of 3: %v (RTT %v)", d, rtt("eu", "ap"))
 	if d < rtt("eu", "ap")-5*time.Millisecond || d > rtt("eu", "ap")+50*time.Millisecond {
 		t.Errorf("handshake took %v, want about %v", d, rtt("eu", "ap"))
 	}
