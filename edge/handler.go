@@ -83,6 +83,8 @@ type Handler struct {
 	statusHit, statusStale, statusMiss, statusMissStored, statusCollapsed []string
 	statusRevalidated, statusStaleError, statusPass, statusMethod         []string
 	statusRangePass, statusPushed                                         []string
+	// afterMiss, in tests, runs between a miss's lookup and its join.
+	afterMiss func(*http.Request)
 }
 
 // outcome is what a request step reports for metrics and the access log.
@@ -149,24 +151,41 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, s *site
 	if len(r.Header["Cache-Control"]) > 0 {
 		reqCC = freshness.ParseHeader(r.Header, "Cache-Control")
 	}
+	// A miss decides again, once, when a fill stored the key between the
+	// lookup and the join (fetch).
+	for again := true; ; again = false {
+		out, storedMeanwhile := h.serveDecided(w, r, s, reqCC, now, again)
+		if !storedMeanwhile {
+			return out
+		}
+	}
+}
+
+// serveDecided is serveCacheable from one lookup. On a miss that finds,
+// when it joins, the key stored meanwhile (recheck), it answers nothing
+// and reports storedMeanwhile.
+func (h *Handler) serveDecided(w http.ResponseWriter, r *http.Request, s *site, reqCC freshness.Directives, now time.Time, recheck bool) (out outcome, storedMeanwhile bool) {
 	l := h.decide(s, scheme(r), r.Host, r.URL.EscapedPath(), r.URL.RawQuery, r.Header, reqCC, now)
 	defer l.stored.Release()
 	e := l.stored
 	switch l.fresh {
 	case freshness.Fresh:
-		return h.serveEntry(w, r, h.encoded(e, r.Header["Accept-Encoding"]), h.statusHit, resultHit, now)
+		return h.serveEntry(w, r, h.encoded(e, r.Header["Accept-Encoding"]), h.statusHit, resultHit, now), false
 	case freshness.StaleRevalidate:
 		h.refresh(r, s, l.base, l.key, e)
-		return h.serveEntry(w, r, h.encoded(e, r.Header["Accept-Encoding"]), h.statusStale, resultStale, now)
+		return h.serveEntry(w, r, h.encoded(e, r.Header["Accept-Encoding"]), h.statusStale, resultStale, now), false
 	}
 	if reqCC.Is(freshness.OnlyIfCached) {
-		return h.fail(w, r, errNotCached)
+		return h.fail(w, r, errNotCached), false
 	}
 	if h.looped(r) {
 		// Refused before it joins a flight, so it fails no one else.
-		return h.fail(w, r, errLoop)
+		return h.fail(w, r, errLoop), false
 	}
-	return h.fetch(w, r, s, l.base, l.key, e, l.solo || len(r.Header["Authorization"]) > 0)
+	if h.afterMiss != nil {
+		h.afterMiss(r)
+	}
+	return h.fetch(w, r, s, l.base, l.key, e, l.solo || len(r.Header["Authorization"]) > 0, recheck && e == nil)
 }
 
 // lookup is what the cache says about a GET or HEAD before any protocol
@@ -274,7 +293,9 @@ func (h *Handler) get(key string) (*cache.Entry, bool) {
 // fetch answers from an origin fetch shared with every request for the
 // same key. A waiter that cannot use the shared answer (not shareable, or
 // a different Vary variant) tries again on its own.
-func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, s *site, base, key string, stored *cache.Entry, solo bool) outcome {
+// With recheck, a miss's first join asks the memory tier whether key was
+// stored meanwhile, and if so fetches nothing and reports storedMeanwhile.
+func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, s *site, base, key string, stored *cache.Entry, solo, recheck bool) (out outcome, storedMeanwhile bool) {
 	for attempt := 0; ; attempt++ {
 		if attempt >= 2 {
 			// An origin whose Vary keeps changing must not keep a client
@@ -284,9 +305,15 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, s *site, base, k
 		var fl *fill.Flight
 		leader := true
 		flight := h.flightKey(r, key)
-		if solo {
+		switch {
+		case solo:
 			fl = h.group.Solo()
-		} else {
+		case recheck && attempt == 0:
+			var isStored bool
+			if fl, leader, isStored = h.group.JoinUnless(flight, func() bool { return h.mem.Has(key) }); isStored {
+				return outcome{}, true
+			}
+		default:
 			fl, leader = h.group.Join(flight)
 		}
 		if leader {
@@ -297,7 +324,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, s *site, base, k
 		head, err := fl.WaitInterim(r.Context(), func(i fill.Interim) { writeInterim(w, i.Status, i.Header) })
 		if err != nil {
 			fl.Body.Release()
-			return h.fail(w, r, err)
+			return h.fail(w, r, err), false
 		}
 		if !leader && !head.Shareable {
 			fl.Body.Release()
@@ -311,7 +338,7 @@ func (h *Handler) fetch(w http.ResponseWriter, r *http.Request, s *site, base, k
 			key, stored = base+sel, nil
 			continue
 		}
-		return h.serveFlight(w, r, s, fl, head, leader)
+		return h.serveFlight(w, r, s, fl, head, leader), false
 	}
 }
 

@@ -69,6 +69,12 @@ func (m *Memory) put(key string, e *Entry, cost int64) bool {
 	return ok
 }
 
+// Has reports whether key is stored, without counting an access.
+func (m *Memory) Has(key string) bool {
+	_, ok := m.c.GetTTL(key)
+	return ok
+}
+
 // Fits reports whether a body of n bytes may be kept.
 func (m *Memory) Fits(n int64) bool { return n <= m.maxObj }
 

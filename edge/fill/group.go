@@ -160,17 +160,31 @@ func NewGroup(newBody func() *Body) *Group {
 // true for the caller that must run the fetch and then call Done. The caller
 // holds a reader's reference on f.Body and must Release it.
 func (g *Group) Join(key string) (f *Flight, leader bool) {
+	f, leader, _ = g.JoinUnless(key, nil)
+	return f, leader
+}
+
+// JoinUnless is Join, but when no flight runs for key it first asks
+// stored (if not nil) whether the key was stored meanwhile, and if so
+// returns stored true and no flight. The question is asked under the
+// group's lock: a fill stores before it leaves the group (Done), so a
+// request that missed the cache just before a fill ended finds either
+// the flight or the stored entry, never neither.
+func (g *Group) JoinUnless(key string, stored func() bool) (f *Flight, leader, isStored bool) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if f, ok := g.flights[key]; ok {
 		// Acquired under mu: Done also takes mu, so the writer cannot drop
 		// the last reference between our lookup and our Acquire.
 		f.Body.Acquire()
-		return f, false
+		return f, false, false
+	}
+	if stored != nil && stored() {
+		return nil, false, true
 	}
 	f = g.Solo()
 	g.flights[key] = f
-	return f, true
+	return f, true, false
 }
 
 // Solo returns a flight that no one else can join, for requests that must
