@@ -151,14 +151,13 @@ func (h *Handler) serveCacheable(w http.ResponseWriter, r *http.Request, s *site
 	if len(r.Header["Cache-Control"]) > 0 {
 		reqCC = freshness.ParseHeader(r.Header, "Cache-Control")
 	}
-	// A miss decides again, once, when a fill stored the key between the
-	// lookup and the join (fetch).
-	for again := true; ; again = false {
-		out, storedMeanwhile := h.serveDecided(w, r, s, reqCC, now, again)
-		if !storedMeanwhile {
-			return out
-		}
+	out, storedMeanwhile := h.serveDecided(w, r, s, reqCC, now, true)
+	if storedMeanwhile {
+		// A fill stored the key between the lookup and the join (fetch):
+		// decide again, once.
+		out, _ = h.serveDecided(w, r, s, reqCC, now, false)
 	}
+	return out
 }
 
 // serveDecided is serveCacheable from one lookup. On a miss that finds,

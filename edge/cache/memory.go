@@ -65,8 +65,7 @@ func (m *Memory) put(key string, e *Entry, cost int64) bool {
 		return false
 	}
 	m.c.Wait()
-	_, ok := m.c.GetTTL(key) // admission is decided in Wait; GetTTL counts no access
-	return ok
+	return m.Has(key) // admission is decided in Wait
 }
 
 // Has reports whether key is stored, without counting an access.

@@ -405,20 +405,21 @@ func (f *Follower) report(ctx context.Context, src Source, v uint64) {
 func (f *Follower) reportLoop(ctx context.Context, src Source) {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
+	reportWritten := func(ctx context.Context) {
+		if v := f.written.Load(); v > f.reported.Load() {
+			f.report(ctx, src, v)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
-			if v := f.written.Load(); v > f.reported.Load() {
-				last, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-				f.report(last, src, v)
-				cancel()
-			}
+			last, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			defer cancel()
+			reportWritten(last)
 			return
 		case <-t.C:
 		case <-f.reportKick:
 		}
-		if v := f.written.Load(); v > f.reported.Load() {
-			f.report(ctx, src, v)
-		}
+		reportWritten(ctx)
 	}
 }
